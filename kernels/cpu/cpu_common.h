@@ -1,0 +1,107 @@
+// Helpers shared by the CPU kernels: dtype dispatch, a parallel loop (OpenMP, used only when
+// the work is large enough to pay for the threads), and broadcast indexing.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "kernels/registry.h"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+#include <algorithm>
+
+namespace otter::cpu {
+
+// Runs fn(begin, end) over [0, n) in chunks, in parallel when n * cost_per_item is large.
+template <class Fn>
+void parallel_for(int64_t n, Fn fn, int64_t min_items_per_thread = 32768) {
+  if (n <= min_items_per_thread) {
+    fn(int64_t(0), n);
+    return;
+  }
+#if defined(_OPENMP)
+#pragma omp parallel
+  {
+    int threads = omp_get_num_threads(), t = omp_get_thread_num();
+    int64_t chunk = (n + threads - 1) / threads;
+    int64_t b = t * chunk, e = std::min(n, b + chunk);
+    if (b < e) fn(b, e);
+  }
+#else
+  fn(int64_t(0), n);
+#endif
+}
+
+// Strides of `in_shape` broadcast to `out_shape` (0 along broadcast dims), aligned right.
+inline std::vector<int64_t> broadcast_strides(const Shape& in_shape, const Shape& out_shape) {
+  std::vector<int64_t> in_strides = shape_strides(in_shape);
+  std::vector<int64_t> r(out_shape.size(), 0);
+  size_t offset = out_shape.size() - in_shape.size();
+  for (size_t k = 0; k < in_shape.size(); ++k)
+    r[k + offset] = in_shape[k] == 1 ? 0 : in_strides[k];
+  return r;
+}
+
+// Maps a flat output index to the flat index of each broadcast input, walking in order.
+class BroadcastIndexer {
+ public:
+  BroadcastIndexer(const Shape& out_shape, const std::vector<const Shape*>& in_shapes)
+      : out_shape_(out_shape), index_(out_shape.size(), 0), offsets_(in_shapes.size(), 0) {
+    for (const Shape* s : in_shapes) strides_.push_back(broadcast_strides(*s, out_shape));
+  }
+  void seek(int64_t flat) {
+    std::fill(offsets_.begin(), offsets_.end(), 0);
+    for (int64_t k = static_cast<int64_t>(out_shape_.size()) - 1; k >= 0; --k) {
+      index_[k] = out_shape_[k] ? flat % out_shape_[k] : 0;
+      flat = out_shape_[k] ? flat / out_shape_[k] : 0;
+      for (size_t i = 0; i < offsets_.size(); ++i) offsets_[i] += index_[k] * strides_[i][k];
+    }
+  }
+  int64_t offset(size_t input) const { return offsets_[input]; }
+  void next() {
+    for (int64_t k = static_cast<int64_t>(out_shape_.size()) - 1; k >= 0; --k) {
+      for (size_t i = 0; i < offsets_.size(); ++i) offsets_[i] += strides_[i][k];
+      if (++index_[k] < out_shape_[k]) return;
+      for (size_t i = 0; i < offsets_.size(); ++i) offsets_[i] -= strides_[i][k] * out_shape_[k];
+      index_[k] = 0;
+    }
+  }
+
+ private:
+  Shape out_shape_;
+  std::vector<int64_t> index_;
+  std::vector<int64_t> offsets_;
+  std::vector<std::vector<int64_t>> strides_;
+};
+
+}  // namespace otter::cpu
+
+// Calls BODY with `scalar_t` bound to the C++ type of DTYPE, for the float types.
+#define OTTER_DISPATCH_FLOAT(DTYPE, WHAT, ...)                                          \
+  switch (DTYPE) {                                                                      \
+    case ::otter::DType::Float32: { using scalar_t = float; __VA_ARGS__; break; }       \
+    case ::otter::DType::Float64: { using scalar_t = double; __VA_ARGS__; break; }      \
+    default: OTTER_FAIL(WHAT, ": no CPU kernel for dtype ", ::otter::dtype_name(DTYPE)); \
+  }
+
+#define OTTER_DISPATCH_NUMERIC(DTYPE, WHAT, ...)                                        \
+  switch (DTYPE) {                                                                      \
+    case ::otter::DType::Float32: { using scalar_t = float; __VA_ARGS__; break; }       \
+    case ::otter::DType::Float64: { using scalar_t = double; __VA_ARGS__; break; }      \
+    case ::otter::DType::Int64: { using scalar_t = int64_t; __VA_ARGS__; break; }       \
+    case ::otter::DType::Int32: { using scalar_t = int32_t; __VA_ARGS__; break; }       \
+    default: OTTER_FAIL(WHAT, ": no CPU kernel for dtype ", ::otter::dtype_name(DTYPE)); \
+  }
+
+#define OTTER_DISPATCH_ALL(DTYPE, WHAT, ...)                                            \
+  switch (DTYPE) {                                                                      \
+    case ::otter::DType::Float32: { using scalar_t = float; __VA_ARGS__; break; }       \
+    case ::otter::DType::Float64: { using scalar_t = double; __VA_ARGS__; break; }      \
+    case ::otter::DType::Int64: { using scalar_t = int64_t; __VA_ARGS__; break; }       \
+    case ::otter::DType::Int32: { using scalar_t = int32_t; __VA_ARGS__; break; }       \
+    case ::otter::DType::Int8: { using scalar_t = int8_t; __VA_ARGS__; break; }         \
+    case ::otter::DType::Uint8: { using scalar_t = uint8_t; __VA_ARGS__; break; }       \
+    case ::otter::DType::Bool: { using scalar_t = bool; __VA_ARGS__; break; }           \
+    default: OTTER_FAIL(WHAT, ": no CPU kernel for dtype ", ::otter::dtype_name(DTYPE)); \
+  }

@@ -1,0 +1,272 @@
+// CPU kernels for the elementwise family (runtime/ops/elementwise.cpp): loops over the shared
+// functors in kernels/common/elementwise_math.h, with contiguous fast paths and general
+// broadcasting, parallel for large tensors.
+#include "kernels/common/elementwise_math.h"
+
+#include <string>
+
+#include "kernels/common/philox.h"
+#include "kernels/cpu/cpu_common.h"
+
+namespace otter::cpu {
+namespace {
+
+template <class T, class F>
+void unary_loop(const Tensor& x, Tensor& y, F f) {
+  const T* px = x.data<T>();
+  T* py = y.data<T>();
+  parallel_for(x.numel(), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) py[i] = f(px[i]);
+  });
+}
+
+template <class F>
+void unary_kernel(KernelContext& ctx) {
+  F f{};
+  if constexpr (std::is_same_v<F, math::LeakyRelu>) f.alpha = ctx.node.attr_float("alpha", 0.01);
+  OTTER_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), unary_loop<scalar_t>(ctx.in(0), ctx.out(0), f));
+}
+
+void neg_kernel(KernelContext& ctx) {
+  OTTER_DISPATCH_NUMERIC(ctx.in(0).dtype(), ctx.node.describe(),
+                         unary_loop<scalar_t>(ctx.in(0), ctx.out(0), [](scalar_t v) { return static_cast<scalar_t>(-v); }));
+}
+
+void identity_kernel(KernelContext& ctx) {
+  std::memcpy(ctx.out(0).raw(), ctx.in(0).raw(), ctx.in(0).nbytes());
+}
+
+void not_kernel(KernelContext& ctx) {
+  const bool* x = ctx.in(0).data<bool>();
+  bool* y = ctx.out(0).data<bool>();
+  for (int64_t i = 0; i < ctx.in(0).numel(); ++i) y[i] = !x[i];
+}
+
+template <class T, class F>
+void unary_grad_loop(KernelContext& ctx, F f) {
+  const T* dy = ctx.in(0).data<T>();
+  const T* x = ctx.in(1).data<T>();
+  const T* y = ctx.in(2).data<T>();
+  T* dx = ctx.out(0).data<T>();
+  parallel_for(ctx.in(0).numel(), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) dx[i] = f.grad(x[i], y[i], dy[i]);
+  });
+}
+
+void unary_grad_kernel(KernelContext& ctx) {
+  std::string op = ctx.node.attr_string("op", "");
+  OTTER_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), {
+    if (op == "Abs") unary_grad_loop<scalar_t>(ctx, math::Abs{});
+    else if (op == "Sqrt") unary_grad_loop<scalar_t>(ctx, math::Sqrt{});
+    else if (op == "Reciprocal") unary_grad_loop<scalar_t>(ctx, math::Reciprocal{});
+    else if (op == "Exp") unary_grad_loop<scalar_t>(ctx, math::Exp{});
+    else if (op == "Log") unary_grad_loop<scalar_t>(ctx, math::Log{});
+    else if (op == "Erf") unary_grad_loop<scalar_t>(ctx, math::Erf{});
+    else if (op == "Relu") unary_grad_loop<scalar_t>(ctx, math::Relu{});
+    else if (op == "LeakyRelu") unary_grad_loop<scalar_t>(ctx, math::LeakyRelu{ctx.node.attr_float("alpha", 0.01)});
+    else if (op == "Sigmoid") unary_grad_loop<scalar_t>(ctx, math::Sigmoid{});
+    else if (op == "Tanh") unary_grad_loop<scalar_t>(ctx, math::Tanh{});
+    else OTTER_FAIL(ctx.node.describe(), ": no gradient formula for '", op, "'");
+  });
+}
+
+// out[i] = f(a[ia], b[ib]) with broadcasting.
+template <class T, class R, class F>
+void binary_loop(const Tensor& a, const Tensor& b, Tensor& out, F f) {
+  const T* pa = a.data<T>();
+  const T* pb = b.data<T>();
+  R* po = out.data<R>();
+  int64_t n = out.numel();
+  if (a.shape() == out.shape() && b.shape() == out.shape()) {
+    parallel_for(n, [&](int64_t s, int64_t e) { for (int64_t i = s; i < e; ++i) po[i] = f(pa[i], pb[i]); });
+  } else if (a.shape() == out.shape() && b.numel() == 1) {
+    T v = pb[0];
+    parallel_for(n, [&](int64_t s, int64_t e) { for (int64_t i = s; i < e; ++i) po[i] = f(pa[i], v); });
+  } else if (b.shape() == out.shape() && a.numel() == 1) {
+    T v = pa[0];
+    parallel_for(n, [&](int64_t s, int64_t e) { for (int64_t i = s; i < e; ++i) po[i] = f(v, pb[i]); });
+  } else {
+    parallel_for(n, [&](int64_t s, int64_t e) {
+      BroadcastIndexer it(out.shape(), {&a.shape(), &b.shape()});
+      it.seek(s);
+      for (int64_t i = s; i < e; ++i, it.next()) po[i] = f(pa[it.offset(0)], pb[it.offset(1)]);
+    });
+  }
+}
+
+template <class F>
+void arith_kernel(KernelContext& ctx) {
+  OTTER_DISPATCH_NUMERIC(ctx.in(0).dtype(), ctx.node.describe(),
+                         binary_loop<scalar_t, scalar_t>(ctx.in(0), ctx.in(1), ctx.out(0), F{}));
+}
+
+void pow_kernel(KernelContext& ctx) {
+  // The exponent may have another type: bring it to the base's type first.
+  Tensor exponent = ctx.in(1).dtype() == ctx.in(0).dtype() ? ctx.in(1) : ctx.in(1).cast(ctx.in(0).dtype());
+  OTTER_DISPATCH_NUMERIC(ctx.in(0).dtype(), ctx.node.describe(),
+                         binary_loop<scalar_t, scalar_t>(ctx.in(0), exponent, ctx.out(0), math::Pow{}));
+}
+
+template <class F>
+void compare_kernel(KernelContext& ctx) {
+  OTTER_DISPATCH_ALL(ctx.in(0).dtype(), ctx.node.describe(),
+                     binary_loop<scalar_t, bool>(ctx.in(0), ctx.in(1), ctx.out(0), F{}));
+}
+
+template <class F>
+void logical_kernel(KernelContext& ctx) {
+  binary_loop<bool, bool>(ctx.in(0), ctx.in(1), ctx.out(0), F{});
+}
+
+void where_kernel(KernelContext& ctx) {
+  const Tensor &c = ctx.in(0), &a = ctx.in(1), &b = ctx.in(2);
+  Tensor& out = ctx.out(0);
+  OTTER_DISPATCH_ALL(a.dtype(), ctx.node.describe(), {
+    const bool* pc = c.data<bool>();
+    const scalar_t* pa = a.data<scalar_t>();
+    const scalar_t* pb = b.data<scalar_t>();
+    scalar_t* po = out.data<scalar_t>();
+    parallel_for(out.numel(), [&](int64_t s, int64_t e) {
+      BroadcastIndexer it(out.shape(), {&c.shape(), &a.shape(), &b.shape()});
+      it.seek(s);
+      for (int64_t i = s; i < e; ++i, it.next()) po[i] = pc[it.offset(0)] ? pa[it.offset(1)] : pb[it.offset(2)];
+    });
+  });
+}
+
+void cast_kernel(KernelContext& ctx) {
+  Tensor converted = ctx.in(0).cast(ctx.out(0).dtype());
+  std::memcpy(ctx.out(0).raw(), converted.raw(), converted.nbytes());
+}
+
+void clip_kernel(KernelContext& ctx) {
+  OTTER_DISPATCH_NUMERIC(ctx.in(0).dtype(), ctx.node.describe(), {
+    scalar_t lo = ctx.has_input(1) ? ctx.in(1).data<scalar_t>()[0] : std::numeric_limits<scalar_t>::lowest();
+    scalar_t hi = ctx.has_input(2) ? ctx.in(2).data<scalar_t>()[0] : std::numeric_limits<scalar_t>::max();
+    unary_loop<scalar_t>(ctx.in(0), ctx.out(0), [=](scalar_t v) { return v < lo ? lo : (v > hi ? hi : v); });
+  });
+}
+
+void clip_grad_kernel(KernelContext& ctx) {
+  OTTER_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), {
+    scalar_t lo = ctx.has_input(2) ? ctx.in(2).data<scalar_t>()[0] : std::numeric_limits<scalar_t>::lowest();
+    scalar_t hi = ctx.has_input(3) ? ctx.in(3).data<scalar_t>()[0] : std::numeric_limits<scalar_t>::max();
+    const scalar_t* dy = ctx.in(0).data<scalar_t>();
+    const scalar_t* x = ctx.in(1).data<scalar_t>();
+    scalar_t* dx = ctx.out(0).data<scalar_t>();
+    for (int64_t i = 0; i < ctx.in(0).numel(); ++i) dx[i] = math::clip_grad(x[i], lo, hi, dy[i]);
+  });
+}
+
+double dropout_ratio(const KernelContext& ctx, size_t input) {
+  if (!ctx.has_input(input)) return 0.5;
+  return ctx.in(input).to_double_vector().at(0);
+}
+
+// Dropout: in training, element i is kept when philox_uniform(seed, counter, i) >= ratio and
+// scaled by 1/(1-ratio); in eval (or with ratio 0) it is the identity and the mask is all true.
+void dropout_kernel(KernelContext& ctx) {
+  double ratio = dropout_ratio(ctx, 1);
+  OTTER_CHECK(ratio >= 0.0 && ratio < 1.0, ctx.node.describe(), ": ratio ", ratio, " must be in [0, 1)");
+  const Tensor& x = ctx.in(0);
+  bool active = ctx.training && ratio > 0.0;
+  std::vector<bool> keep;
+  bool* mask = ctx.has_output(1) ? ctx.out(1).data<bool>() : nullptr;
+  OTTER_DISPATCH_FLOAT(x.dtype(), ctx.node.describe(), {
+    const scalar_t* px = x.data<scalar_t>();
+    scalar_t* py = ctx.out(0).data<scalar_t>();
+    scalar_t scale = static_cast<scalar_t>(1.0 / (1.0 - ratio));
+    uint64_t seed = ctx.seed, stream = ctx.counter;
+    float threshold = static_cast<float>(ratio);
+    parallel_for(x.numel(), [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        bool k = !active || math::philox_uniform(seed, stream, static_cast<uint64_t>(i)) >= threshold;
+        py[i] = k ? (active ? px[i] * scale : px[i]) : scalar_t(0);
+        if (mask) mask[i] = k;
+      }
+    });
+  });
+}
+
+void dropout_grad_kernel(KernelContext& ctx) {
+  double ratio = dropout_ratio(ctx, 2);
+  const bool* mask = ctx.in(1).data<bool>();
+  OTTER_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), {
+    const scalar_t* dy = ctx.in(0).data<scalar_t>();
+    scalar_t* dx = ctx.out(0).data<scalar_t>();
+    // In eval mode the mask is all true and ratio still scales; the forward recorded which
+    // case applied by its mask alone, so scale only when some element was dropped or ratio > 0
+    // in training. Training is the only case a gradient is taken, so scale by 1/(1-ratio).
+    scalar_t scale = static_cast<scalar_t>(1.0 / (1.0 - ratio));
+    for (int64_t i = 0; i < ctx.in(0).numel(); ++i) dx[i] = mask[i] ? dy[i] * scale : scalar_t(0);
+  });
+}
+
+// SumToShapeOf: reduce `grad` (out shape G) to `like`'s shape L (broadcastable to G).
+void sum_to_shape_kernel(KernelContext& ctx) {
+  const Tensor& g = ctx.in(0);
+  Tensor& out = ctx.out(0);
+  OTTER_DISPATCH_FLOAT(g.dtype(), ctx.node.describe(), {
+    const scalar_t* pg = g.data<scalar_t>();
+    scalar_t* po = out.data<scalar_t>();
+    int64_t n_out = out.numel();
+    std::fill(po, po + n_out, scalar_t(0));
+    if (n_out == 1) {
+      double acc = 0;  // accumulate in double: the sum of many terms
+      for (int64_t i = 0; i < g.numel(); ++i) acc += pg[i];
+      po[0] = static_cast<scalar_t>(acc);
+    } else {
+      BroadcastIndexer it(g.shape(), {&out.shape()});
+      it.seek(0);
+      for (int64_t i = 0; i < g.numel(); ++i, it.next()) po[it.offset(0)] += pg[i];
+    }
+  });
+}
+
+}  // namespace
+
+void register_elementwise_kernels(KernelRegistry& r) {
+  const std::vector<DType> f = {DType::Float32, DType::Float64};
+  const std::vector<DType> num = {DType::Float32, DType::Float64, DType::Int64, DType::Int32};
+  const std::vector<DType> all = {DType::Float32, DType::Float64, DType::Int64, DType::Int32,
+                                  DType::Int8, DType::Uint8, DType::Bool};
+  const Device cpu = Device::CPU;
+  r.add("", "Abs", cpu, f, unary_kernel<math::Abs>);
+  r.add("", "Sqrt", cpu, f, unary_kernel<math::Sqrt>);
+  r.add("", "Reciprocal", cpu, f, unary_kernel<math::Reciprocal>);
+  r.add("", "Exp", cpu, f, unary_kernel<math::Exp>);
+  r.add("", "Log", cpu, f, unary_kernel<math::Log>);
+  r.add("", "Erf", cpu, f, unary_kernel<math::Erf>);
+  r.add("", "Relu", cpu, f, unary_kernel<math::Relu>);
+  r.add("", "LeakyRelu", cpu, f, unary_kernel<math::LeakyRelu>);
+  r.add("", "Sigmoid", cpu, f, unary_kernel<math::Sigmoid>);
+  r.add("", "Tanh", cpu, f, unary_kernel<math::Tanh>);
+  r.add("", "Floor", cpu, f, unary_kernel<math::Floor>);
+  r.add("", "Ceil", cpu, f, unary_kernel<math::Ceil>);
+  r.add("", "Neg", cpu, num, neg_kernel);
+  r.add("", "Identity", cpu, all, identity_kernel);
+  r.add("", "Not", cpu, {DType::Bool}, not_kernel);
+  r.add("", "Cast", cpu, all, cast_kernel);
+  r.add("", "Clip", cpu, num, clip_kernel);
+  r.add("", "Add", cpu, num, arith_kernel<math::Add>);
+  r.add("", "Sub", cpu, num, arith_kernel<math::Sub>);
+  r.add("", "Mul", cpu, num, arith_kernel<math::Mul>);
+  r.add("", "Div", cpu, num, arith_kernel<math::Div>);
+  r.add("", "Pow", cpu, num, pow_kernel);
+  r.add("", "Equal", cpu, all, compare_kernel<math::Equal>);
+  r.add("", "Less", cpu, all, compare_kernel<math::Less>);
+  r.add("", "Greater", cpu, all, compare_kernel<math::Greater>);
+  r.add("", "LessOrEqual", cpu, all, compare_kernel<math::LessOrEqual>);
+  r.add("", "GreaterOrEqual", cpu, all, compare_kernel<math::GreaterOrEqual>);
+  r.add("", "And", cpu, {DType::Bool}, logical_kernel<math::And>);
+  r.add("", "Or", cpu, {DType::Bool}, logical_kernel<math::Or>);
+  r.add("", "Xor", cpu, {DType::Bool}, logical_kernel<math::Xor>);
+  r.add("", "Where", cpu, all, where_kernel);
+  r.add("", "Dropout", cpu, f, dropout_kernel);
+  r.add("otter", "UnaryGrad", cpu, f, unary_grad_kernel);
+  r.add("otter", "ClipGrad", cpu, f, clip_grad_kernel);
+  r.add("otter", "DropoutGrad", cpu, f, dropout_grad_kernel);
+  r.add("otter", "SumToShapeOf", cpu, f, sum_to_shape_kernel);
+}
+
+}  // namespace otter::cpu

@@ -1,0 +1,415 @@
+// CPU kernels for the shape family (runtime/ops/shape.cpp). These move bytes, so most work on
+// raw elements of the dtype's size rather than per type: Reshape and its kin copy the buffer;
+// Transpose, Slice and Expand are one strided copy (per output dim, a possibly negative or zero
+// input stride); Concat/Split and their gradients copy contiguous blocks; Gather copies rows.
+// Output shapes come from the plan's inference, so kernels read them instead of recomputing.
+// Only the gradients that add (GatherGrad) and Range are typed.
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/cpu/cpu_common.h"
+
+namespace otter::cpu {
+namespace {
+
+using Bytes = uint8_t;
+
+const Bytes* bytes(const Tensor& t) { return static_cast<const Bytes*>(t.raw()); }
+Bytes* bytes(Tensor& t) { return static_cast<Bytes*>(t.raw()); }
+
+// The product of shape[b, e).
+int64_t dims_product(const Shape& shape, size_t b, size_t e) {
+  int64_t n = 1;
+  for (size_t k = b; k < e; ++k) n *= shape[k];
+  return n;
+}
+
+int64_t normalize_axis(const KernelContext& ctx, int64_t axis, int64_t rank) {
+  OTTER_CHECK(axis >= -rank && axis < rank, ctx.node.describe(), ": axis ", axis, " is out of range for rank ", rank);
+  return axis < 0 ? axis + rank : axis;
+}
+
+// ---- strided copy ----
+
+// For every index i of `shape` (row-major): with src_off(i) = base + sum_k i_k * strides[k],
+// gather: dst[i] = src[src_off(i)];  scatter: dst[src_off(i)] = src[i]. E is an element-sized
+// unsigned type. The last dim runs in the inner loop; rows run in parallel.
+template <class E>
+void strided_copy_typed(const E* src, E* dst, int64_t base, const Shape& shape, const std::vector<int64_t>& strides,
+                        bool scatter) {
+  int64_t numel = shape_numel(shape);
+  if (numel == 0) return;
+  if (shape.empty()) {
+    if (scatter) dst[base] = src[0];
+    else dst[0] = src[base];
+    return;
+  }
+  size_t rank = shape.size();
+  int64_t inner = shape.back(), inner_stride = strides.back(), rows = numel / inner;
+  parallel_for(rows, [&](int64_t b, int64_t e) {
+    // The outer index of row b and its offset.
+    std::vector<int64_t> index(rank - 1, 0);
+    int64_t off = base;
+    for (int64_t k = static_cast<int64_t>(rank) - 2, rest = b; k >= 0; --k) {
+      index[k] = rest % shape[k];
+      rest /= shape[k];
+      off += index[k] * strides[k];
+    }
+    for (int64_t row = b; row < e; ++row) {
+      const int64_t flat = row * inner;
+      if (scatter) {
+        for (int64_t j = 0; j < inner; ++j) dst[off + j * inner_stride] = src[flat + j];
+      } else if (inner_stride == 1) {
+        std::memcpy(dst + flat, src + off, static_cast<size_t>(inner) * sizeof(E));
+      } else {
+        for (int64_t j = 0; j < inner; ++j) dst[flat + j] = src[off + j * inner_stride];
+      }
+      for (int64_t k = static_cast<int64_t>(rank) - 2; k >= 0; --k) {  // next row
+        off += strides[k];
+        if (++index[k] < shape[k]) break;
+        off -= strides[k] * shape[k];
+        index[k] = 0;
+      }
+    }
+  }, std::max<int64_t>(1, 32768 / std::max<int64_t>(inner, 1)));
+}
+
+void strided_copy(const void* src, void* dst, size_t elem_size, int64_t base, const Shape& shape,
+                  const std::vector<int64_t>& strides, bool scatter) {
+  switch (elem_size) {
+    case 1: strided_copy_typed(static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst), base, shape, strides, scatter); break;
+    case 2: strided_copy_typed(static_cast<const uint16_t*>(src), static_cast<uint16_t*>(dst), base, shape, strides, scatter); break;
+    case 4: strided_copy_typed(static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst), base, shape, strides, scatter); break;
+    case 8: strided_copy_typed(static_cast<const uint64_t*>(src), static_cast<uint64_t*>(dst), base, shape, strides, scatter); break;
+    default: OTTER_FAIL("strided copy: unsupported element size ", elem_size);
+  }
+}
+
+// ---- Reshape, Flatten, Squeeze, Unsqueeze: same bytes, new shape ----
+
+void copy_kernel(KernelContext& ctx) {
+  const Tensor& x = ctx.in(0);
+  Tensor& y = ctx.out(0);
+  OTTER_CHECK(x.nbytes() == y.nbytes(), ctx.node.describe(), ": input ", shape_str(x.shape()), " and output ",
+              shape_str(y.shape()), " differ in size");
+  if (x.nbytes()) std::memcpy(y.raw(), x.raw(), x.nbytes());
+}
+
+void transpose_kernel(KernelContext& ctx) {
+  const Tensor& x = ctx.in(0);
+  Tensor& y = ctx.out(0);
+  std::vector<int64_t> perm = ctx.node.attr_ints("perm");
+  if (!ctx.node.has_attr("perm"))
+    for (int64_t k = x.rank() - 1; k >= 0; --k) perm.push_back(k);
+  OTTER_CHECK(static_cast<int64_t>(perm.size()) == x.rank(), ctx.node.describe(), ": perm does not match rank ", x.rank());
+  std::vector<int64_t> in_strides = shape_strides(x.shape()), strides;
+  for (int64_t p : perm) strides.push_back(in_strides[p]);
+  strided_copy(x.raw(), y.raw(), dtype_size(x.dtype()), 0, y.shape(), strides, false);
+}
+
+void expand_kernel(KernelContext& ctx) {
+  const Tensor& x = ctx.in(0);
+  Tensor& y = ctx.out(0);
+  strided_copy(x.raw(), y.raw(), dtype_size(x.dtype()), 0, y.shape(), broadcast_strides(x.shape(), y.shape()), false);
+}
+
+// ---- Slice and SliceGrad ----
+
+// The offset of the first element and the per-dim strides (step * stride) of a slice of a
+// tensor of `shape` by Slice inputs first..first+3 (starts, ends, axes?, steps?).
+std::pair<int64_t, std::vector<int64_t>> slice_layout(const KernelContext& ctx, const Shape& shape, size_t first) {
+  std::vector<int64_t> starts = ctx.in(first).to_int64_vector(), ends = ctx.in(first + 1).to_int64_vector();
+  std::vector<int64_t> axes, steps(starts.size(), 1);
+  if (ctx.has_input(first + 2)) axes = ctx.in(first + 2).to_int64_vector();
+  else for (size_t k = 0; k < starts.size(); ++k) axes.push_back(static_cast<int64_t>(k));
+  if (ctx.has_input(first + 3)) steps = ctx.in(first + 3).to_int64_vector();
+  OTTER_CHECK(ends.size() == starts.size() && axes.size() == starts.size() && steps.size() == starts.size(),
+              ctx.node.describe(), ": starts, ends, axes and steps differ in length");
+  std::vector<int64_t> in_strides = shape_strides(shape), strides = in_strides;
+  int64_t base = 0;
+  for (size_t k = 0; k < starts.size(); ++k) {
+    int64_t a = normalize_axis(ctx, axes[k], static_cast<int64_t>(shape.size()));
+    int64_t dim = shape[a], start = starts[k], step = steps[k];
+    OTTER_CHECK(step != 0, ctx.node.describe(), ": a step is 0");
+    if (dim == 0) continue;  // nothing is sliced there
+    if (start < 0) start += dim;
+    start = step > 0 ? std::clamp<int64_t>(start, 0, dim) : std::clamp<int64_t>(start, 0, dim - 1);
+    base += start * in_strides[a];
+    strides[a] = in_strides[a] * step;
+  }
+  return {base, strides};
+}
+
+void slice_kernel(KernelContext& ctx) {
+  const Tensor& x = ctx.in(0);
+  Tensor& y = ctx.out(0);
+  if (y.numel() == 0) return;
+  auto [base, strides] = slice_layout(ctx, x.shape(), 1);
+  strided_copy(x.raw(), y.raw(), dtype_size(x.dtype()), base, y.shape(), strides, false);
+}
+
+// SliceGrad(dy, x, starts, ends, axes?, steps?): zeros of x's shape with dy at the sliced places.
+void slice_grad_kernel(KernelContext& ctx) {
+  const Tensor& dy = ctx.in(0);
+  Tensor& dx = ctx.out(0);
+  if (dx.nbytes()) std::memset(dx.raw(), 0, dx.nbytes());
+  if (dy.numel() == 0) return;
+  auto [base, strides] = slice_layout(ctx, dx.shape(), 2);
+  strided_copy(dy.raw(), dx.raw(), dtype_size(dy.dtype()), base, dy.shape(), strides, true);
+}
+
+// ---- Concat, Split and their gradients: contiguous blocks ----
+
+// Walks the blocks of a tensor split into parts along `axis` (part i has part_dims[i] there):
+// fn(i, whole_offset, part_offset, block_bytes) for every part and outer index, in parallel
+// over the outer index.
+template <class Fn>
+void for_each_block(const Shape& whole_shape, int64_t axis, size_t elem_size, const std::vector<int64_t>& part_dims,
+                    Fn fn) {
+  int64_t outer = dims_product(whole_shape, 0, static_cast<size_t>(axis));
+  int64_t inner = dims_product(whole_shape, static_cast<size_t>(axis) + 1, whole_shape.size());
+  size_t row = static_cast<size_t>(whole_shape[axis] * inner) * elem_size;
+  size_t offset = 0;
+  for (size_t i = 0; i < part_dims.size(); ++i) {
+    size_t block = static_cast<size_t>(part_dims[i] * inner) * elem_size;
+    if (block != 0) {
+      parallel_for(outer, [&](int64_t b, int64_t e) {
+        for (int64_t o = b; o < e; ++o)
+          fn(i, static_cast<size_t>(o) * row + offset, static_cast<size_t>(o) * block, block);
+      }, std::max<int64_t>(1, static_cast<int64_t>(262144 / block)));
+    }
+    offset += block;
+  }
+  OTTER_CHECK(offset == row, "concat/split: the parts do not add up to ", shape_str(whole_shape), " along axis ", axis);
+}
+
+// whole = the parts joined along axis; a null part is zeros.
+void join(Tensor& whole, int64_t axis, const std::vector<int64_t>& part_dims, const std::vector<const Bytes*>& parts) {
+  Bytes* w = bytes(whole);
+  for_each_block(whole.shape(), axis, dtype_size(whole.dtype()), part_dims,
+                 [&](size_t i, size_t wo, size_t po, size_t block) {
+                   if (parts[i]) std::memcpy(w + wo, parts[i] + po, block);
+                   else std::memset(w + wo, 0, block);
+                 });
+}
+
+// The parts of whole along axis; a null part is not wanted.
+void split(const Tensor& whole, int64_t axis, const std::vector<int64_t>& part_dims, const std::vector<Bytes*>& parts) {
+  const Bytes* w = bytes(whole);
+  for_each_block(whole.shape(), axis, dtype_size(whole.dtype()), part_dims,
+                 [&](size_t i, size_t wo, size_t po, size_t block) {
+                   if (parts[i]) std::memcpy(parts[i] + po, w + wo, block);
+                 });
+}
+
+void concat_kernel(KernelContext& ctx) {
+  Tensor& y = ctx.out(0);
+  int64_t axis = normalize_axis(ctx, ctx.node.attr_int("axis", 0), y.rank());
+  std::vector<int64_t> dims;
+  std::vector<const Bytes*> parts;
+  for (size_t i = 0; i < ctx.inputs.size(); ++i) {
+    dims.push_back(ctx.in(i).shape()[axis]);
+    parts.push_back(bytes(ctx.in(i)));
+  }
+  join(y, axis, dims, parts);
+}
+
+// ConcatGrad(dy, x0, x1, ...): output i is dy's block for x_i.
+void concat_grad_kernel(KernelContext& ctx) {
+  const Tensor& dy = ctx.in(0);
+  int64_t axis = normalize_axis(ctx, ctx.node.attr_int("axis", 0), dy.rank());
+  std::vector<int64_t> dims;
+  std::vector<Bytes*> parts;
+  for (size_t i = 1; i < ctx.inputs.size(); ++i) {
+    dims.push_back(ctx.in(i).shape()[axis]);
+    parts.push_back(ctx.has_output(i - 1) ? bytes(ctx.out(i - 1)) : nullptr);
+  }
+  split(dy, axis, dims, parts);
+}
+
+void split_kernel(KernelContext& ctx) {
+  const Tensor& x = ctx.in(0);
+  int64_t axis = normalize_axis(ctx, ctx.node.attr_int("axis", 0), x.rank());
+  std::vector<int64_t> dims;
+  std::vector<Bytes*> parts;
+  for (size_t i = 0; i < ctx.outputs.size(); ++i) {
+    OTTER_CHECK(ctx.has_output(i), ctx.node.describe(), ": output ", i, " is omitted");
+    dims.push_back(ctx.out(i).shape()[axis]);
+    parts.push_back(bytes(ctx.out(i)));
+  }
+  split(x, axis, dims, parts);
+}
+
+// SplitGrad(dy0..dy{n-1}, y0..y{n-1}): the dys concatenated, zeros for an omitted dy_i.
+void split_grad_kernel(KernelContext& ctx) {
+  Tensor& dx = ctx.out(0);
+  size_t n = ctx.inputs.size() / 2;
+  int64_t axis = normalize_axis(ctx, ctx.node.attr_int("axis", 0), dx.rank());
+  std::vector<int64_t> dims;
+  std::vector<const Bytes*> parts;
+  for (size_t i = 0; i < n; ++i) {
+    dims.push_back(ctx.in(n + i).shape()[axis]);
+    parts.push_back(ctx.has_input(i) ? bytes(ctx.in(i)) : nullptr);
+  }
+  join(dx, axis, dims, parts);
+}
+
+// ---- Gather and GatherGrad ----
+
+// The indices as int64, made non-negative and checked against the axis size.
+std::vector<int64_t> gather_indices(const KernelContext& ctx, const Tensor& indices, int64_t dim, int64_t axis) {
+  OTTER_CHECK(indices.dtype() == DType::Int64 || indices.dtype() == DType::Int32, ctx.node.describe(),
+              ": indices must be int32 or int64, got ", dtype_name(indices.dtype()));
+  std::vector<int64_t> idx = indices.to_int64_vector();
+  for (int64_t& i : idx) {
+    OTTER_CHECK(i >= -dim && i < dim, ctx.node.describe(), ": index ", i, " is out of range for axis ", axis,
+                " of size ", dim);
+    if (i < 0) i += dim;
+  }
+  return idx;
+}
+
+void gather_kernel(KernelContext& ctx) {
+  const Tensor& x = ctx.in(0);
+  Tensor& y = ctx.out(0);
+  int64_t axis = normalize_axis(ctx, ctx.node.attr_int("axis", 0), x.rank());
+  int64_t dim = x.shape()[axis];
+  std::vector<int64_t> idx = gather_indices(ctx, ctx.in(1), dim, axis);
+  int64_t outer = dims_product(x.shape(), 0, static_cast<size_t>(axis));
+  size_t row = static_cast<size_t>(dims_product(x.shape(), static_cast<size_t>(axis) + 1, x.shape().size())) *
+               dtype_size(x.dtype());
+  int64_t n = static_cast<int64_t>(idx.size());
+  const Bytes* px = bytes(x);
+  Bytes* py = bytes(y);
+  if (row == 0) return;
+  parallel_for(outer * n, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      int64_t o = r / n, j = r % n;
+      std::memcpy(py + static_cast<size_t>(r) * row, px + static_cast<size_t>(o * dim + idx[j]) * row, row);
+    }
+  }, std::max<int64_t>(1, static_cast<int64_t>(262144 / row)));
+}
+
+// GatherGrad(dy, indices, x): zeros of x's shape with dy's rows added at the gathered places
+// (a repeated index accumulates). Threads split the row's elements, so the sums stay in order.
+template <class T>
+void gather_grad_typed(KernelContext& ctx) {
+  const Tensor& dy = ctx.in(0);
+  Tensor& dx = ctx.out(0);
+  int64_t axis = normalize_axis(ctx, ctx.node.attr_int("axis", 0), dx.rank());
+  int64_t dim = dx.shape()[axis];
+  std::vector<int64_t> idx = gather_indices(ctx, ctx.in(1), dim, axis);
+  int64_t outer = dims_product(dx.shape(), 0, static_cast<size_t>(axis));
+  int64_t inner = dims_product(dx.shape(), static_cast<size_t>(axis) + 1, dx.shape().size());
+  int64_t n = static_cast<int64_t>(idx.size());
+  OTTER_CHECK(dy.numel() == outer * n * inner, ctx.node.describe(), ": dy ", shape_str(dy.shape()),
+              " does not match the gather of ", shape_str(dx.shape()));
+  const T* g = dy.data<T>();
+  T* out = dx.data<T>();
+  std::fill(out, out + dx.numel(), T(0));
+  parallel_for(inner, [&](int64_t b, int64_t e) {
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t j = 0; j < n; ++j) {
+        const T* src = g + (o * n + j) * inner;
+        T* dst = out + (o * dim + idx[j]) * inner;
+        for (int64_t k = b; k < e; ++k) dst[k] += src[k];
+      }
+  }, std::max<int64_t>(1, 32768 / std::max<int64_t>(outer * n, 1)));
+}
+
+void gather_grad_kernel(KernelContext& ctx) {
+  OTTER_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), gather_grad_typed<scalar_t>(ctx));
+}
+
+// ---- Shape, Size, Constant, ConstantOfShape, Range ----
+
+void shape_kernel(KernelContext& ctx) {
+  const Shape& s = ctx.in(0).shape();
+  int64_t rank = static_cast<int64_t>(s.size());
+  auto clamp = [rank](int64_t v) { return std::clamp<int64_t>(v < 0 ? v + rank : v, 0, rank); };
+  int64_t b = clamp(ctx.node.attr_int("start", 0)), e = std::max(b, clamp(ctx.node.attr_int("end", rank)));
+  Tensor& y = ctx.out(0);
+  OTTER_CHECK(y.numel() == e - b, ctx.node.describe(), ": output has ", y.numel(), " elements for ", e - b, " dims");
+  int64_t* py = y.data<int64_t>();
+  for (int64_t k = b; k < e; ++k) py[k - b] = s[k];
+}
+
+void size_kernel(KernelContext& ctx) { ctx.out(0).data<int64_t>()[0] = ctx.in(0).numel(); }
+
+void constant_kernel(KernelContext& ctx) {
+  const Node& n = ctx.node;
+  Tensor& y = ctx.out(0);
+  Tensor value;
+  if (const Tensor* t = n.attr_tensor("value")) value = *t;
+  else if (n.has_attr("value_float")) value = Tensor::scalar<float>(static_cast<float>(n.attr_float("value_float", 0)));
+  else if (n.has_attr("value_int")) value = Tensor::scalar<int64_t>(n.attr_int("value_int", 0));
+  else if (n.has_attr("value_ints")) value = Tensor::from_vector(n.attr_ints("value_ints"), y.shape());
+  else if (n.has_attr("value_floats")) {
+    const std::vector<double>& f = n.attrs.at("value_floats").floats;
+    value = Tensor::from_vector(std::vector<float>(f.begin(), f.end()), y.shape());
+  } else {
+    OTTER_FAIL(n.describe(), ": no value attribute");
+  }
+  OTTER_CHECK(value.dtype() == y.dtype() && value.nbytes() == y.nbytes(), n.describe(), ": the value ",
+              dtype_name(value.dtype()), shape_str(value.shape()), " does not match the output ",
+              dtype_name(y.dtype()), shape_str(y.shape()));
+  if (y.nbytes()) std::memcpy(y.raw(), value.raw(), y.nbytes());
+}
+
+void constant_of_shape_kernel(KernelContext& ctx) {
+  Tensor& y = ctx.out(0);
+  size_t size = dtype_size(y.dtype());
+  Bytes pattern[8] = {0};  // float 0 by default
+  if (const Tensor* v = ctx.node.attr_tensor("value")) {
+    OTTER_CHECK(v->dtype() == y.dtype() && v->numel() == 1, ctx.node.describe(), ": bad value attribute");
+    std::memcpy(pattern, v->raw(), size);
+  }
+  Bytes* py = bytes(y);
+  int64_t n = y.numel();
+  bool zero = std::all_of(pattern, pattern + size, [](Bytes b) { return b == 0; });
+  if (zero) {
+    if (y.nbytes()) std::memset(py, 0, y.nbytes());
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) std::memcpy(py + static_cast<size_t>(i) * size, pattern, size);
+}
+
+template <class T>
+void range_typed(KernelContext& ctx) {
+  T start = ctx.in(0).data<T>()[0], delta = ctx.in(2).data<T>()[0];
+  Tensor& y = ctx.out(0);
+  T* py = y.data<T>();
+  for (int64_t i = 0; i < y.numel(); ++i) py[i] = static_cast<T>(start + static_cast<T>(i) * delta);
+}
+
+void range_kernel(KernelContext& ctx) {
+  OTTER_DISPATCH_NUMERIC(ctx.out(0).dtype(), ctx.node.describe(), range_typed<scalar_t>(ctx));
+}
+
+}  // namespace
+
+void register_shape_kernels(KernelRegistry& r) {
+  const std::vector<DType> f = {DType::Float32, DType::Float64};
+  const std::vector<DType> num = {DType::Float32, DType::Float64, DType::Int64, DType::Int32};
+  const std::vector<DType> all = {DType::Float32, DType::Float64, DType::Int64, DType::Int32,
+                                  DType::Int8, DType::Uint8, DType::Bool};
+  const Device cpu = Device::CPU;
+  for (const char* op : {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}) r.add("", op, cpu, all, copy_kernel);
+  r.add("", "Transpose", cpu, all, transpose_kernel);
+  r.add("", "Expand", cpu, all, expand_kernel);
+  r.add("", "Slice", cpu, all, slice_kernel);
+  r.add("", "Concat", cpu, all, concat_kernel);
+  r.add("", "Split", cpu, all, split_kernel);
+  r.add("", "Gather", cpu, all, gather_kernel);
+  r.add("", "Shape", cpu, all, shape_kernel);
+  r.add("", "Size", cpu, all, size_kernel);
+  r.add("", "Constant", cpu, all, constant_kernel);
+  r.add("", "ConstantOfShape", cpu, all, constant_of_shape_kernel);
+  r.add("", "Range", cpu, num, range_kernel);
+  r.add("otter", "ConcatGrad", cpu, f, concat_grad_kernel);
+  r.add("otter", "SplitGrad", cpu, f, split_grad_kernel);
+  r.add("otter", "SliceGrad", cpu, f, slice_grad_kernel);
+  r.add("otter", "GatherGrad", cpu, f, gather_grad_kernel);
+}
+
+}  // namespace otter::cpu

@@ -1,0 +1,50 @@
+// Kernel registry storage and lookup.
+#include "kernels/registry.h"
+
+namespace otter {
+
+const char* device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
+
+const Tensor& KernelContext::in(size_t i) const {
+  OTTER_CHECK(has_input(i), node.describe(), ": input ", i, " is required");
+  return *inputs[i];
+}
+
+Tensor& KernelContext::out(size_t i) const {
+  OTTER_CHECK(has_output(i), node.describe(), ": output ", i, " is required");
+  return *outputs[i];
+}
+
+void KernelRegistry::add(const std::string& domain, const std::string& op_type, Device device,
+                         std::vector<DType> dtypes, KernelFn fn) {
+  for (DType t : dtypes)
+    kernels_[{domain, op_type, static_cast<int>(device), static_cast<int>(t)}] = fn;
+}
+
+KernelFn KernelRegistry::find(const std::string& domain, const std::string& op_type, Device device,
+                              DType dtype) const {
+  std::string d = domain == "ai.onnx" ? "" : domain;
+  auto it = kernels_.find({d, op_type, static_cast<int>(device), static_cast<int>(dtype)});
+  return it == kernels_.end() ? nullptr : it->second;
+}
+
+std::vector<DType> KernelRegistry::dtypes(const std::string& domain, const std::string& op_type,
+                                          Device device) const {
+  std::vector<DType> r;
+  for (auto& kv : kernels_)
+    if (std::get<0>(kv.first) == domain && std::get<1>(kv.first) == op_type &&
+        std::get<2>(kv.first) == static_cast<int>(device))
+      r.push_back(static_cast<DType>(std::get<3>(kv.first)));
+  return r;
+}
+
+const KernelRegistry& KernelRegistry::instance() {
+  static const KernelRegistry registry = [] {
+    KernelRegistry r;
+    register_cpu_kernels(r);
+    return r;
+  }();
+  return registry;
+}
+
+}  // namespace otter

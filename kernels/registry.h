@@ -1,0 +1,50 @@
+// How each op RUNS: the kernel registry, keyed by (domain, op, device, dtype). Each backend has
+// one registration function that lists its kernels (register_cpu_kernels in kernels/cpu/). A
+// kernel receives its inputs and preallocated outputs (shapes come from the plan's inference)
+// and writes every element of every output. A missing kernel is an error at plan time naming
+// the op, dtype and device.
+#pragma once
+#include <map>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "runtime/ir/graph.h"
+
+namespace otter {
+
+enum class Device { CPU = 0, CUDA = 1 };
+const char* device_name(Device d);
+
+struct KernelContext {
+  const Node& node;
+  std::vector<const Tensor*> inputs;  // nullptr for an omitted optional input
+  std::vector<Tensor*> outputs;       // nullptr for an omitted optional output
+  bool training = true;               // Dropout: active in training, identity in eval
+  uint64_t seed = 0;                  // random ops: the session seed
+  uint64_t counter = 0;               // random ops: a per-step, per-node offset
+
+  bool has_input(size_t i) const { return i < inputs.size() && inputs[i] != nullptr; }
+  const Tensor& in(size_t i) const;
+  bool has_output(size_t i) const { return i < outputs.size() && outputs[i] != nullptr; }
+  Tensor& out(size_t i) const;
+};
+
+using KernelFn = void (*)(KernelContext&);
+
+class KernelRegistry {
+ public:
+  static const KernelRegistry& instance();
+  void add(const std::string& domain, const std::string& op_type, Device device,
+           std::vector<DType> dtypes, KernelFn fn);
+  KernelFn find(const std::string& domain, const std::string& op_type, Device device, DType dtype) const;
+  // The dtypes with a kernel for (domain, op, device); empty if none.
+  std::vector<DType> dtypes(const std::string& domain, const std::string& op_type, Device device) const;
+
+ private:
+  std::map<std::tuple<std::string, std::string, int, int>, KernelFn> kernels_;
+};
+
+void register_cpu_kernels(KernelRegistry& registry);
+
+}  // namespace otter

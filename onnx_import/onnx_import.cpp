@@ -1,0 +1,291 @@
+// ONNX import and export (see onnx_import.h).
+#include "onnx_import/onnx_import.h"
+
+#include <onnx/onnx_pb.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace otter {
+namespace fs = std::filesystem;
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  OTTER_CHECK(in.good(), "cannot open '", path, "': no such file or not readable");
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+// Resolves an external-data location against the model's folder, refusing escapes.
+std::string external_path(const std::string& base_dir, const std::string& location, const std::string& tensor) {
+  OTTER_CHECK(!location.empty(), "initializer '", tensor, "': external data has no location");
+  fs::path loc(location);
+  OTTER_CHECK(!loc.is_absolute(), "initializer '", tensor, "': external data path '", location,
+              "' is absolute; it must be relative to the model's folder");
+  fs::path base = fs::weakly_canonical(fs::path(base_dir.empty() ? "." : base_dir));
+  fs::path full = fs::weakly_canonical(base / loc);
+  auto rel = full.lexically_relative(base);
+  OTTER_CHECK(!rel.empty() && *rel.begin() != "..", "initializer '", tensor, "': external data path '", location,
+              "' leaves the model's folder");
+  return full.string();
+}
+
+Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& base_dir) {
+  const std::string& name = p.name();
+  OTTER_CHECK(is_supported_dtype(p.data_type()), "tensor '", name, "' has unsupported dtype ",
+              onnx::TensorProto_DataType_Name(static_cast<onnx::TensorProto_DataType>(p.data_type())));
+  DType dtype = static_cast<DType>(p.data_type());
+  Shape shape(p.dims().begin(), p.dims().end());
+  for (int64_t d : shape) OTTER_CHECK(d >= 0, "tensor '", name, "' has a negative dim");
+  Tensor t(dtype, shape);
+  size_t bytes = t.nbytes();
+  int64_t n = t.numel();
+  if (p.data_location() == onnx::TensorProto::EXTERNAL) {
+    std::string location;
+    int64_t offset = 0, length = -1;
+    for (const auto& kv : p.external_data()) {
+      if (kv.key() == "location") location = kv.value();
+      else if (kv.key() == "offset") offset = std::stoll(kv.value());
+      else if (kv.key() == "length") length = std::stoll(kv.value());
+    }
+    std::string path = external_path(base_dir, location, name);
+    std::ifstream in(path, std::ios::binary);
+    OTTER_CHECK(in.good(), "initializer '", name, "': cannot open external data file '", path, "'");
+    OTTER_CHECK(length < 0 || static_cast<size_t>(length) == bytes, "initializer '", name, "': external length ",
+                length, " but shape ", shape_str(shape), " needs ", bytes, " bytes");
+    in.seekg(offset);
+    in.read(static_cast<char*>(t.raw()), static_cast<std::streamsize>(bytes));
+    OTTER_CHECK(in.gcount() == static_cast<std::streamsize>(bytes), "initializer '", name,
+                "': external data file '", path, "' is too short");
+    return t;
+  }
+  if (p.has_raw_data()) {
+    OTTER_CHECK(p.raw_data().size() == bytes, "tensor '", name, "': raw_data has ", p.raw_data().size(),
+                " bytes but shape ", shape_str(shape), " of ", dtype_name(dtype), " needs ", bytes);
+    if (bytes) std::memcpy(t.raw(), p.raw_data().data(), bytes);
+    return t;
+  }
+  auto check_count = [&](int64_t count) {
+    OTTER_CHECK(count == n, "tensor '", name, "' has ", count, " values but shape ", shape_str(shape), " needs ", n);
+  };
+  switch (dtype) {
+    case DType::Float32: check_count(p.float_data_size()); std::copy(p.float_data().begin(), p.float_data().end(), t.data<float>()); break;
+    case DType::Float64: check_count(p.double_data_size()); std::copy(p.double_data().begin(), p.double_data().end(), t.data<double>()); break;
+    case DType::Int64: check_count(p.int64_data_size()); std::copy(p.int64_data().begin(), p.int64_data().end(), t.data<int64_t>()); break;
+    case DType::Int32: check_count(p.int32_data_size()); std::copy(p.int32_data().begin(), p.int32_data().end(), t.data<int32_t>()); break;
+    case DType::Int8: check_count(p.int32_data_size()); for (int64_t i = 0; i < n; ++i) t.data<int8_t>()[i] = static_cast<int8_t>(p.int32_data(i)); break;
+    case DType::Uint8: check_count(p.int32_data_size()); for (int64_t i = 0; i < n; ++i) t.data<uint8_t>()[i] = static_cast<uint8_t>(p.int32_data(i)); break;
+    case DType::Bool: check_count(p.int32_data_size()); for (int64_t i = 0; i < n; ++i) t.data<bool>()[i] = p.int32_data(i) != 0; break;
+    case DType::Float16: case DType::BFloat16: {
+      check_count(p.int32_data_size());
+      auto* q = static_cast<uint16_t*>(t.raw());
+      for (int64_t i = 0; i < n; ++i) q[i] = static_cast<uint16_t>(p.int32_data(i));
+      break;
+    }
+    default: OTTER_FAIL("tensor '", name, "': unsupported dtype");
+  }
+  return t;
+}
+
+void fill_proto_from_tensor(const Tensor& t, onnx::TensorProto* p) {
+  p->clear_float_data(); p->clear_double_data(); p->clear_int32_data(); p->clear_int64_data();
+  p->clear_external_data();
+  p->set_data_location(onnx::TensorProto::DEFAULT);
+  p->set_raw_data(std::string(static_cast<const char*>(t.raw()), t.nbytes()));
+}
+
+Attribute attribute_from_proto(const onnx::AttributeProto& a, const std::string& node, const std::string& base_dir) {
+  Attribute r;
+  switch (a.type()) {
+    case onnx::AttributeProto::FLOAT: r.kind = Attribute::Kind::Float; r.f = a.f(); break;
+    case onnx::AttributeProto::INT: r.kind = Attribute::Kind::Int; r.i = a.i(); break;
+    case onnx::AttributeProto::STRING: r.kind = Attribute::Kind::String; r.s = a.s(); break;
+    case onnx::AttributeProto::TENSOR: r.kind = Attribute::Kind::Tensor; r.t = tensor_from_proto(a.t(), base_dir); break;
+    case onnx::AttributeProto::FLOATS: r.kind = Attribute::Kind::Floats; r.floats.assign(a.floats().begin(), a.floats().end()); break;
+    case onnx::AttributeProto::INTS: r.kind = Attribute::Kind::Ints; r.ints.assign(a.ints().begin(), a.ints().end()); break;
+    case onnx::AttributeProto::STRINGS: r.kind = Attribute::Kind::Strings; r.strings.assign(a.strings().begin(), a.strings().end()); break;
+    default:
+      OTTER_FAIL("node '", node, "': attribute '", a.name(), "' has unsupported type ",
+                 onnx::AttributeProto_AttributeType_Name(a.type()), " (subgraphs and sparse tensors are not supported)");
+  }
+  return r;
+}
+
+// Older opsets kept `axes` as an attribute on these reductions; opset 18 made it an input.
+bool reduction_axes_moved_at_18(const std::string& op) {
+  static const std::set<std::string> ops = {"ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
+                                            "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"};
+  return ops.count(op) != 0;
+}
+
+void import_value_info(Graph& g, int id, const onnx::ValueInfoProto& info) {
+  Value& v = g.values[id];
+  if (!info.type().has_tensor_type()) OTTER_FAIL("graph input '", info.name(), "' is not a tensor (sequences, maps and optionals are not supported)");
+  const auto& tt = info.type().tensor_type();
+  OTTER_CHECK(is_supported_dtype(tt.elem_type()), "graph input '", info.name(), "' has unsupported dtype ",
+              onnx::TensorProto_DataType_Name(static_cast<onnx::TensorProto_DataType>(tt.elem_type())));
+  v.dtype = static_cast<DType>(tt.elem_type());
+  if (!tt.has_shape()) OTTER_FAIL("graph input '", info.name(), "' has no shape; give it a rank (dims may be symbolic)");
+  Shape s;
+  for (int k = 0; k < tt.shape().dim_size(); ++k) {
+    const auto& d = tt.shape().dim(k);
+    if (d.has_dim_value()) s.push_back(d.dim_value());
+    else if (d.has_dim_param() && !d.dim_param().empty()) s.push_back(g.symbol(d.dim_param()));
+    else s.push_back(g.symbol(info.name() + ":" + std::to_string(k)));
+  }
+  v.shape = s;
+  v.shape_known = true;
+}
+
+}  // namespace
+
+LoadedModel load_model_buffer(const void* data, size_t size, const std::string& base_dir) {
+  OTTER_CHECK(data != nullptr && size > 0, "the model buffer is empty");
+  onnx::ModelProto model;
+  OTTER_CHECK(size < (size_t(1) << 31), "the model is ", size, " bytes; models over 2 GiB must keep weights in external data");
+  OTTER_CHECK(model.ParseFromArray(data, static_cast<int>(size)),
+              "the data is not a valid ONNX model (protobuf parsing failed: truncated or not an ONNX file)");
+  OTTER_CHECK(model.has_graph(), "the ONNX model has no graph");
+  LoadedModel out;
+  out.model_bytes.assign(static_cast<const char*>(data), size);
+  out.base_dir = base_dir;
+  Graph& g = out.graph;
+
+  for (const auto& op : model.opset_import()) {
+    std::string domain = op.domain() == "ai.onnx" ? "" : op.domain();
+    g.opsets[domain] = op.version();
+  }
+  OTTER_CHECK(g.opsets.count(""), "the model imports no opset of the default ONNX domain");
+  int64_t opset = g.opsets[""];
+  OTTER_CHECK(opset >= kMinOpset && opset <= kMaxOpset, "the model uses ONNX opset ", opset, "; Otter supports opsets ",
+              kMinOpset, " to ", kMaxOpset, " (convert older models with onnx.version_converter)");
+
+  const onnx::GraphProto& gp = model.graph();
+  for (const auto& init : gp.initializer()) {
+    OTTER_CHECK(!init.name().empty(), "an initializer has no name");
+    OTTER_CHECK(g.find_value(init.name()) < 0, "initializer '", init.name(), "' is defined twice");
+    int id = g.add_value(init.name());
+    Value& v = g.values[id];
+    v.data = tensor_from_proto(init, base_dir);
+    v.dtype = v.data.dtype();
+    v.shape = v.data.shape();
+    v.shape_known = true;
+    v.is_initializer = true;
+    g.initializers.push_back(id);
+  }
+  OTTER_CHECK(gp.sparse_initializer_size() == 0, "sparse initializers are not supported");
+  for (const auto& in : gp.input()) {
+    int existing = g.find_value(in.name());
+    if (existing >= 0) continue;  // an initializer that is also listed as an input (IR < 4 style)
+    int id = g.add_value(in.name());
+    import_value_info(g, id, in);
+    g.inputs.push_back(id);
+  }
+  for (const auto& np : gp.node()) {
+    std::string domain = np.domain() == "ai.onnx" ? "" : np.domain();
+    std::string where = "node '" + np.name() + "' (" + np.op_type() + ")";
+    OTTER_CHECK(domain.empty() || g.opsets.count(domain), where, ": its domain '", domain, "' is not imported by the model");
+    Node n;
+    n.op_type = np.op_type();
+    n.domain = domain;
+    n.name = np.name().empty() ? g.unique_name("node/" + np.op_type()) : np.name();
+    for (const auto& a : np.attribute()) n.attrs[a.name()] = attribute_from_proto(a, n.name, base_dir);
+    for (const auto& in : np.input()) {
+      if (in.empty()) { n.inputs.push_back(-1); continue; }
+      int id = g.find_value(in);
+      OTTER_CHECK(id >= 0, "node '", n.name, "' (", n.op_type, ", opset ", opset, "): input '", in,
+                  "' is not a graph input, an initializer or an earlier node's output (missing input, or the nodes are not in order)");
+      n.inputs.push_back(id);
+    }
+    // Opset adapters: move attributes that later opsets made inputs.
+    if (domain.empty() && opset < 18 && reduction_axes_moved_at_18(n.op_type) && n.has_attr("axes")) {
+      std::vector<int64_t> axes = n.attrs["axes"].ints;
+      n.attrs.erase("axes");
+      int c = g.add_value(g.unique_name(n.name + ":axes"), DType::Int64);
+      g.values[c].data = Tensor::from_vector(axes, {static_cast<int64_t>(axes.size())});
+      g.values[c].shape = {static_cast<int64_t>(axes.size())};
+      g.values[c].shape_known = true;
+      n.inputs.resize(1);
+      n.inputs.push_back(c);
+    }
+    int node_id = static_cast<int>(g.nodes.size());
+    for (const auto& o : np.output()) {
+      if (o.empty()) { n.outputs.push_back(-1); continue; }
+      OTTER_CHECK(g.find_value(o) < 0, "node '", n.name, "' (", n.op_type, "): output '", o, "' is already defined");
+      int id = g.add_value(o);
+      g.values[id].producer = node_id;
+      n.outputs.push_back(id);
+    }
+    g.nodes.push_back(std::move(n));
+  }
+  for (const auto& o : gp.output()) {
+    int id = g.find_value(o.name());
+    OTTER_CHECK(id >= 0, "graph output '", o.name(), "' is not produced by any node");
+    g.outputs.push_back(id);
+  }
+  g.topo_order();  // throws on a cycle
+  return out;
+}
+
+LoadedModel load_model_file(const std::string& path) {
+  std::string bytes = read_file(path);
+  OTTER_CHECK(!bytes.empty(), "'", path, "' is empty");
+  fs::path p(path);
+  try {
+    return load_model_buffer(bytes.data(), bytes.size(), p.has_parent_path() ? p.parent_path().string() : ".");
+  } catch (const Error& e) {
+    OTTER_FAIL("loading '", path, "': ", e.what());
+  }
+}
+
+Tensor load_tensor_file(const std::string& path, std::string* name) {
+  std::string bytes = read_file(path);
+  onnx::TensorProto p;
+  OTTER_CHECK(p.ParseFromString(bytes), "'", path, "' is not a serialized TensorProto");
+  if (name) *name = p.name();
+  return tensor_from_proto(p, fs::path(path).parent_path().string());
+}
+
+void export_model(const std::string& original_bytes, const std::map<std::string, Tensor>& replacements,
+                  const std::string& path) {
+  onnx::ModelProto model;
+  OTTER_CHECK(model.ParseFromString(original_bytes), "export: the original model bytes do not parse");
+  std::set<std::string> done;
+  for (auto& init : *model.mutable_graph()->mutable_initializer()) {
+    auto it = replacements.find(init.name());
+    if (it == replacements.end()) continue;
+    const Tensor& t = it->second;
+    OTTER_CHECK(static_cast<int32_t>(t.dtype()) == init.data_type(), "export: initializer '", init.name(),
+                "' is ", init.data_type(), " in the model but the new value is ", dtype_name(t.dtype()));
+    Shape dims(init.dims().begin(), init.dims().end());
+    OTTER_CHECK(dims == t.shape(), "export: initializer '", init.name(), "' has shape ", shape_str(dims),
+                " but the new value has ", shape_str(t.shape()));
+    fill_proto_from_tensor(t, &init);
+    done.insert(init.name());
+  }
+  for (auto& kv : replacements)
+    OTTER_CHECK(done.count(kv.first), "export: the model has no initializer named '", kv.first, "'");
+  std::string bytes;
+  OTTER_CHECK(model.SerializeToString(&bytes), "export: serialization failed");
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    OTTER_CHECK(out.good(), "export: cannot write '", tmp, "'");
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.flush();
+    OTTER_CHECK(out.good(), "export: writing '", tmp, "' failed (disk full?)");
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    std::remove(tmp.c_str());
+    OTTER_FAIL("export: cannot rename '", tmp, "' to '", path, "': ", ec.message());
+  }
+}
+
+}  // namespace otter

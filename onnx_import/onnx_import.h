@@ -1,0 +1,36 @@
+// ModelProto <-> IR. Loading parses the protobuf (ONNX's own schema from libonnx), reads
+// initializers in every storage form (raw_data, typed fields, external data files beside the
+// model, refusing paths that leave the model's folder), normalises older opset forms to the
+// newest one (attribute-to-input moves) and checks the structure (opsets, names, dtypes, cycles).
+// Op-level validation (unknown op, shapes, dtypes) happens in shape inference (runtime/exec).
+// Export writes new values into named initializers of the original file and nothing else.
+#pragma once
+#include <map>
+#include <string>
+
+#include "runtime/ir/graph.h"
+
+namespace otter {
+
+// The opsets of the default domain this version accepts.
+constexpr int64_t kMinOpset = 13;
+constexpr int64_t kMaxOpset = 28;
+
+struct LoadedModel {
+  Graph graph;
+  std::string model_bytes;  // the original serialized ModelProto, for export
+  std::string base_dir;     // the folder external data is resolved against
+};
+
+LoadedModel load_model_file(const std::string& path);
+LoadedModel load_model_buffer(const void* data, size_t size, const std::string& base_dir = "");
+
+// A serialized TensorProto file (the ONNX backend tests' input_N.pb format).
+Tensor load_tensor_file(const std::string& path, std::string* name = nullptr);
+
+// Writes `original_bytes` with the listed initializers' data replaced (same dtype and shape
+// required) to `path`, through a temporary file and a rename.
+void export_model(const std::string& original_bytes, const std::map<std::string, Tensor>& replacements,
+                  const std::string& path);
+
+}  // namespace otter

@@ -1,0 +1,117 @@
+// Tensor storage and conversions.
+#include "runtime/core/tensor.h"
+
+#include <cstdlib>
+#include <sstream>
+
+namespace otter {
+
+int64_t shape_numel(const Shape& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+std::string shape_str(const Shape& shape) {
+  std::ostringstream out;
+  out << "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) out << ", ";
+    if (shape[i] < 0) out << "?"; else out << shape[i];
+  }
+  out << "]";
+  return out.str();
+}
+
+std::vector<int64_t> shape_strides(const Shape& shape) {
+  std::vector<int64_t> strides(shape.size(), 1);
+  for (int64_t i = static_cast<int64_t>(shape.size()) - 2; i >= 0; --i)
+    strides[i] = strides[i + 1] * shape[i + 1];
+  return strides;
+}
+
+Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
+  for (int64_t d : shape_) OTTER_CHECK(d >= 0, "tensor shape ", shape_str(shape_), " has a negative dim");
+  size_t bytes = nbytes();
+  // 64-byte aligned, at least one byte so that data_ is never null for an empty tensor.
+  size_t alloc = ((bytes + 63) / 64) * 64 + 64;
+  void* p = std::aligned_alloc(64, alloc);
+  OTTER_CHECK(p != nullptr, "out of host memory allocating ", bytes, " bytes");
+  std::memset(p, 0, alloc);
+  owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+  data_ = p;
+}
+
+Tensor Tensor::view(DType dtype, Shape shape, std::shared_ptr<void> owner, void* data) {
+  Tensor t;
+  t.dtype_ = dtype;
+  t.shape_ = std::move(shape);
+  t.owner_ = std::move(owner);
+  t.data_ = data;
+  return t;
+}
+
+Tensor Tensor::clone() const {
+  if (!defined()) return Tensor();
+  Tensor t(dtype_, shape_);
+  if (nbytes()) std::memcpy(t.data_, data_, nbytes());
+  return t;
+}
+
+Tensor Tensor::reshaped(Shape shape) const {
+  OTTER_CHECK(shape_numel(shape) == numel(), "cannot reshape ", shape_str(shape_), " to ", shape_str(shape));
+  Tensor t = *this;
+  t.shape_ = std::move(shape);
+  return t;
+}
+
+namespace {
+template <typename Out>
+void convert_to(const Tensor& t, Out* out) {
+  int64_t n = t.numel();
+  switch (t.dtype()) {
+    case DType::Float32: { auto p = static_cast<const float*>(t.raw()); for (int64_t i = 0; i < n; ++i) out[i] = static_cast<Out>(p[i]); break; }
+    case DType::Float64: { auto p = static_cast<const double*>(t.raw()); for (int64_t i = 0; i < n; ++i) out[i] = static_cast<Out>(p[i]); break; }
+    case DType::Int64: { auto p = static_cast<const int64_t*>(t.raw()); for (int64_t i = 0; i < n; ++i) out[i] = static_cast<Out>(p[i]); break; }
+    case DType::Int32: { auto p = static_cast<const int32_t*>(t.raw()); for (int64_t i = 0; i < n; ++i) out[i] = static_cast<Out>(p[i]); break; }
+    case DType::Int8: { auto p = static_cast<const int8_t*>(t.raw()); for (int64_t i = 0; i < n; ++i) out[i] = static_cast<Out>(p[i]); break; }
+    case DType::Uint8: { auto p = static_cast<const uint8_t*>(t.raw()); for (int64_t i = 0; i < n; ++i) out[i] = static_cast<Out>(p[i]); break; }
+    case DType::Bool: { auto p = static_cast<const bool*>(t.raw()); for (int64_t i = 0; i < n; ++i) out[i] = static_cast<Out>(p[i]); break; }
+    default: OTTER_FAIL("cannot convert a tensor of ", dtype_name(t.dtype()));
+  }
+}
+}  // namespace
+
+std::vector<int64_t> Tensor::to_int64_vector() const {
+  std::vector<int64_t> v(static_cast<size_t>(numel()));
+  convert_to(*this, v.data());
+  return v;
+}
+
+std::vector<double> Tensor::to_double_vector() const {
+  std::vector<double> v(static_cast<size_t>(numel()));
+  convert_to(*this, v.data());
+  return v;
+}
+
+Tensor Tensor::cast(DType to) const {
+  Tensor t(to, shape_);
+  switch (to) {
+    case DType::Float32: convert_to(*this, t.data<float>()); break;
+    case DType::Float64: convert_to(*this, t.data<double>()); break;
+    case DType::Int64: convert_to(*this, t.data<int64_t>()); break;
+    case DType::Int32: convert_to(*this, t.data<int32_t>()); break;
+    case DType::Int8: convert_to(*this, t.data<int8_t>()); break;
+    case DType::Uint8: convert_to(*this, t.data<uint8_t>()); break;
+    case DType::Bool: {
+      std::vector<double> v = to_double_vector();
+      bool* p = t.data<bool>();
+      for (size_t i = 0; i < v.size(); ++i) p[i] = v[i] != 0.0;
+      break;
+    }
+    default: OTTER_FAIL("cast to ", dtype_name(to), " is not supported yet");
+  }
+  return t;
+}
+
+}  // namespace otter

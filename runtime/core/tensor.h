@@ -1,0 +1,76 @@
+// A dense, row-major tensor in host memory: dtype, shape and a shared byte buffer. A tensor can
+// own its memory or be a view into a larger buffer (the execution arena, the flat parameter
+// buffers), which keeps the owner alive. Shapes are int64 dims; a negative dim appears only in
+// IR-level (symbolic) shapes, never in a tensor.
+#pragma once
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/core/dtype.h"
+#include "runtime/core/error.h"
+
+namespace otter {
+
+using Shape = std::vector<int64_t>;
+
+int64_t shape_numel(const Shape& shape);
+std::string shape_str(const Shape& shape);
+// Row-major strides in elements.
+std::vector<int64_t> shape_strides(const Shape& shape);
+
+class Tensor {
+ public:
+  Tensor() = default;
+  // A new zero-filled tensor that owns its memory.
+  Tensor(DType dtype, Shape shape);
+  // A view of `data` kept alive by `owner`.
+  static Tensor view(DType dtype, Shape shape, std::shared_ptr<void> owner, void* data);
+  template <typename T>
+  static Tensor from_vector(const std::vector<T>& values, Shape shape) {
+    Tensor t(DTypeOf<T>::value, std::move(shape));
+    OTTER_CHECK(static_cast<size_t>(t.numel()) == values.size(), "from_vector: ", values.size(),
+                " values for shape ", shape_str(t.shape()));
+    if (!values.empty()) std::memcpy(t.raw(), values.data(), values.size() * sizeof(T));
+    return t;
+  }
+  template <typename T>
+  static Tensor scalar(T value) { return from_vector<T>({value}, {}); }
+
+  bool defined() const { return dtype_ != DType::Undefined; }
+  DType dtype() const { return dtype_; }
+  const Shape& shape() const { return shape_; }
+  int64_t rank() const { return static_cast<int64_t>(shape_.size()); }
+  int64_t numel() const { return shape_numel(shape_); }
+  size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype_); }
+  void* raw() { return data_; }
+  const void* raw() const { return data_; }
+  template <typename T>
+  T* data() {
+    OTTER_CHECK(DTypeOf<T>::value == dtype_, "tensor of ", dtype_name(dtype_), " read as ",
+                dtype_name(DTypeOf<T>::value));
+    return static_cast<T*>(data_);
+  }
+  template <typename T>
+  const T* data() const { return const_cast<Tensor*>(this)->data<T>(); }
+
+  // A deep copy that owns its memory.
+  Tensor clone() const;
+  // Same bytes, another shape with the same element count (shares memory).
+  Tensor reshaped(Shape shape) const;
+  // Values as int64 (integer tensors of any width); for shape-like inputs.
+  std::vector<int64_t> to_int64_vector() const;
+  // Values converted to double; for tests and constants.
+  std::vector<double> to_double_vector() const;
+  // A copy converted to another dtype (numeric types only).
+  Tensor cast(DType to) const;
+
+ private:
+  DType dtype_ = DType::Undefined;
+  Shape shape_;
+  std::shared_ptr<void> owner_;
+  void* data_ = nullptr;
+};
+
+}  // namespace otter

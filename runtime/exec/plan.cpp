@@ -1,0 +1,173 @@
+// Plan construction (inference, folding, kernel selection, liveness memory planning) and the
+// executor loop.
+#include "runtime/exec/plan.h"
+
+#include <algorithm>
+#include <cstdlib>
+
+namespace otter {
+namespace {
+
+constexpr size_t kAlign = 64;
+size_t aligned(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+struct Block {
+  size_t size;
+  int first, last;  // step indices of definition and last use
+  size_t offset = 0;
+  int value;
+};
+
+// Greedy by size: each block goes to the lowest offset that does not overlap a placed block
+// whose lifetime overlaps its own.
+size_t place_blocks(std::vector<Block>& blocks) {
+  std::vector<size_t> order(blocks.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return blocks[a].size != blocks[b].size ? blocks[a].size > blocks[b].size : a < b;
+  });
+  std::vector<size_t> placed;
+  size_t peak = 0;
+  for (size_t idx : order) {
+    Block& b = blocks[idx];
+    std::vector<std::pair<size_t, size_t>> busy;
+    for (size_t p : placed) {
+      const Block& o = blocks[p];
+      if (o.last < b.first || b.last < o.first) continue;
+      busy.push_back({o.offset, o.offset + o.size});
+    }
+    std::sort(busy.begin(), busy.end());
+    size_t offset = 0;
+    for (auto& r : busy) {
+      if (offset + b.size <= r.first) break;
+      offset = std::max(offset, r.second);
+    }
+    b.offset = offset;
+    peak = std::max(peak, offset + b.size);
+    placed.push_back(idx);
+  }
+  return peak;
+}
+
+}  // namespace
+
+Plan::Plan(Graph& graph, const std::map<int, Shape>& input_shapes, PlanOptions options)
+    : graph_(graph), options_(std::move(options)) {
+  std::map<int, ValueInfo> inputs;
+  for (auto& kv : input_shapes) {
+    ValueInfo vi;
+    vi.dtype = graph_.values[kv.first].dtype;
+    vi.shape = kv.second;
+    inputs[kv.first] = vi;
+  }
+  for (auto& kv : options_.bound) {
+    ValueInfo vi;
+    vi.dtype = kv.second.dtype();
+    vi.shape = kv.second.shape();
+    if (!options_.variables.count(kv.first) && graph_.values[kv.first].producer < 0) vi.data = kv.second;
+    if (graph_.values[kv.first].producer < 0) inputs[kv.first] = vi;
+  }
+  InferOptions io;
+  io.variables = options_.variables;
+  io.only_nodes_for = std::set<int>(options_.targets.begin(), options_.targets.end());
+  for (int v : options_.targets) OTTER_CHECK(v >= 0, "plan: a requested value does not exist");
+  info_ = infer_graph(graph_, inputs, io);
+  tensors_.assign(graph_.values.size(), Tensor());
+
+  // Steps: every needed node whose outputs are not all folded constants.
+  std::vector<int> order = needed_nodes(graph_, options_.targets);
+  const KernelRegistry& kernels = KernelRegistry::instance();
+  const OpRegistry& ops = OpRegistry::instance();
+  for (int n : order) {
+    const Node& node = graph_.nodes[n];
+    bool all_folded = true;
+    for (int v : node.outputs)
+      if (v >= 0 && !info_[v].data.defined()) all_folded = false;
+    if (all_folded) {
+      for (int v : node.outputs)
+        if (v >= 0) tensors_[v] = info_[v].data;
+      continue;
+    }
+    const OpDef* def = ops.find(node.domain, node.op_type);
+    int key_input = def->kernel_type_input;
+    DType key = key_input >= 0 && node.input(key_input) >= 0 ? info_[node.input(key_input)].dtype
+                                                              : info_[node.outputs.at(0)].dtype;
+    KernelFn fn = kernels.find(node.domain, node.op_type, options_.device, key);
+    if (!fn) {
+      std::string have;
+      for (DType t : kernels.dtypes(node.domain, node.op_type, options_.device))
+        have += std::string(have.empty() ? "" : ", ") + dtype_name(t);
+      OTTER_FAIL(node.describe(), ": no ", device_name(options_.device), " kernel for dtype ", dtype_name(key),
+                 have.empty() ? std::string(" (the op has no kernel on this device)") : " (kernels exist for " + have + ")");
+    }
+    steps_.push_back({n, fn, node.inputs, node.outputs});
+  }
+
+  // Constants (initializers not bound, folded values) and bound storage.
+  for (size_t v = 0; v < info_.size(); ++v)
+    if (!tensors_[v].defined() && info_[v].data.defined()) tensors_[v] = info_[v].data;
+  for (auto& kv : options_.bound) {
+    const ValueInfo& vi = info_[kv.first];
+    OTTER_CHECK(vi.dtype == kv.second.dtype() && vi.shape == kv.second.shape(), "plan: value '",
+                graph_.values[kv.first].name, "' is ", dtype_name(vi.dtype), " ", shape_str(vi.shape),
+                " but its bound storage is ", dtype_name(kv.second.dtype()), " ", shape_str(kv.second.shape()));
+    tensors_[kv.first] = kv.second;
+  }
+
+  // Liveness: targets live to the end.
+  std::vector<int> last_use(graph_.values.size(), -1), first_def(graph_.values.size(), -1);
+  for (size_t s = 0; s < steps_.size(); ++s) {
+    for (int v : steps_[s].inputs)
+      if (v >= 0) last_use[v] = static_cast<int>(s);
+    for (int v : steps_[s].outputs)
+      if (v >= 0) first_def[v] = static_cast<int>(s);
+  }
+  int end = static_cast<int>(steps_.size());
+  for (int v : options_.targets) last_use[v] = end;
+  std::vector<Block> blocks;
+  for (size_t v = 0; v < graph_.values.size(); ++v) {
+    if (first_def[v] < 0 || tensors_[v].defined()) continue;
+    size_t bytes = aligned(std::max<size_t>(1, static_cast<size_t>(shape_numel(info_[v].shape)) * dtype_size(info_[v].dtype)));
+    blocks.push_back({bytes, first_def[v], std::max(first_def[v], last_use[v]), 0, static_cast<int>(v)});
+    memory_.intermediate_bytes += bytes;
+  }
+  memory_.arena_bytes = place_blocks(blocks);
+  void* p = std::aligned_alloc(kAlign, std::max<size_t>(kAlign, aligned(memory_.arena_bytes)));
+  OTTER_CHECK(p, "out of host memory: the plan needs an arena of ", memory_.arena_bytes, " bytes");
+  arena_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+  for (const Block& b : blocks)
+    tensors_[b.value] = Tensor::view(info_[b.value].dtype, info_[b.value].shape, arena_,
+                                     static_cast<char*>(p) + b.offset);
+}
+
+void Plan::run(const std::map<int, Tensor>& feeds, const RunOptions& run_options) {
+  for (auto& kv : feeds) {
+    const ValueInfo& vi = info_.at(kv.first);
+    OTTER_CHECK(kv.second.dtype() == vi.dtype && kv.second.shape() == vi.shape, "input '",
+                graph_.values[kv.first].name, "' is ", dtype_name(kv.second.dtype()), " ", shape_str(kv.second.shape()),
+                " but the plan expects ", dtype_name(vi.dtype), " ", shape_str(vi.shape));
+    tensors_[kv.first] = kv.second;
+  }
+  for (const Step& s : steps_) {
+    const Node& node = graph_.nodes[s.node];
+    KernelContext ctx{node, {}, {}};
+    for (int v : s.inputs) {
+      if (v < 0) { ctx.inputs.push_back(nullptr); continue; }
+      OTTER_CHECK(tensors_[v].defined(), node.describe(), ": input '", graph_.values[v].name, "' was not provided");
+      ctx.inputs.push_back(&tensors_[v]);
+    }
+    for (int v : s.outputs) ctx.outputs.push_back(v >= 0 ? &tensors_[v] : nullptr);
+    ctx.training = run_options.training;
+    ctx.seed = run_options.seed;
+    ctx.counter = (run_options.step << 20) ^ static_cast<uint64_t>(s.node);
+    s.fn(ctx);
+  }
+}
+
+const Tensor& Plan::value(int id) const {
+  OTTER_CHECK(id >= 0 && static_cast<size_t>(id) < tensors_.size() && tensors_[id].defined(),
+              "plan: value ", id, " is not available");
+  return tensors_[id];
+}
+
+}  // namespace otter

@@ -1,0 +1,64 @@
+// An execution plan: for one graph and one set of concrete input shapes, the ordered kernel calls
+// that compute the requested values, with every intermediate placed in one arena by liveness
+// (values whose lifetimes do not overlap share memory). Folded constants are computed once when
+// the plan is built. Values can be bound to external storage (the flat parameter and gradient
+// buffers): the producing kernel then writes there directly and the arena does not hold them.
+#pragma once
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "kernels/registry.h"
+#include "runtime/exec/infer.h"
+
+namespace otter {
+
+struct PlanOptions {
+  Device device = Device::CPU;
+  std::vector<int> targets;               // values the caller wants after a run
+  std::map<int, Tensor> bound;            // value id -> external storage (its dtype/shape must match)
+  std::set<int> variables;                // bound values whose data changes between runs (parameters)
+};
+
+struct RunOptions {
+  bool training = true;
+  uint64_t seed = 0;
+  uint64_t step = 0;  // random ops draw from stream (step, node): a new mask every step
+};
+
+struct MemoryStats {
+  size_t arena_bytes = 0;          // planned peak of intermediates
+  size_t intermediate_bytes = 0;   // the sum of all intermediates (no reuse)
+};
+
+class Plan {
+ public:
+  // Graph inputs are given by shape (their dtype is the graph's); other inputs are bound.
+  Plan(Graph& graph, const std::map<int, Shape>& input_shapes, PlanOptions options);
+
+  // Runs the plan. `feeds` must hold every graph input with the plan's shapes and dtypes.
+  void run(const std::map<int, Tensor>& feeds, const RunOptions& run_options);
+  // A value after run (a target, a bound value or a constant).
+  const Tensor& value(int id) const;
+  const ValueInfo& info(int id) const { return info_.at(id); }
+  const MemoryStats& memory() const { return memory_; }
+  size_t num_steps() const { return steps_.size(); }
+
+ private:
+  struct Step {
+    int node;
+    KernelFn fn;
+    std::vector<int> inputs;
+    std::vector<int> outputs;
+  };
+  Graph& graph_;
+  PlanOptions options_;
+  std::vector<ValueInfo> info_;
+  std::vector<Tensor> tensors_;  // by value id: arena views, bound storage, constants, feeds
+  std::vector<Step> steps_;
+  std::shared_ptr<void> arena_;
+  MemoryStats memory_;
+};
+
+}  // namespace otter

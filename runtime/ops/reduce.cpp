@@ -1,0 +1,87 @@
+// Reductions: ReduceSum and ReduceMean in their opset-18 form (axes as an optional input,
+// keepdims, noop_with_empty_axes; the importer moves older `axes` attributes into an input).
+// Their gradient is otter.ReduceGrad, which broadcasts dy back over the reduced axes (divided
+// by the reduced count for the mean).
+#include <algorithm>
+
+#include "runtime/ops/op.h"
+
+namespace otter {
+
+// The sorted, normalised axes a reduction node reduces over (all when none are given, unless
+// noop_with_empty_axes). Shared with the kernels through the node and its axes input.
+std::vector<int64_t> reduction_axes(const Node& node, const std::optional<std::vector<int64_t>>& axes_input,
+                                    int64_t rank, bool* noop) {
+  std::vector<int64_t> axes = axes_input ? *axes_input : node.attr_ints("axes");
+  *noop = false;
+  if (axes.empty()) {
+    if (node.attr_int("noop_with_empty_axes", 0)) { *noop = true; return {}; }
+    for (int64_t i = 0; i < rank; ++i) axes.push_back(i);
+  }
+  for (int64_t& a : axes) {
+    OTTER_CHECK(a >= -rank && a < rank, node.describe(), ": axis ", a, " is out of range for rank ", rank);
+    if (a < 0) a += rank;
+  }
+  std::sort(axes.begin(), axes.end());
+  axes.erase(std::unique(axes.begin(), axes.end()), axes.end());
+  return axes;
+}
+
+namespace {
+
+void infer_reduce(InferContext& c) {
+  c.expect_dtype(0, {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16, DType::Int64, DType::Int32});
+  std::optional<std::vector<int64_t>> axes_in;
+  if (c.has_input(1)) {
+    axes_in = c.int_values(1);
+    if (!axes_in) {  // axes known only at run time: the rank is all we know
+      int64_t keep = c.node.attr_int("keepdims", 1);
+      if (!keep) c.fail("axes must be a constant when keepdims=0");
+      Shape s(c.shape(0).size());
+      for (auto& d : s) d = c.unknown_dim();
+      c.set_output(0, c.dtype(0), s);
+      return;
+    }
+  }
+  bool noop = false;
+  std::vector<int64_t> axes = reduction_axes(c.node, axes_in, c.rank(0), &noop);
+  if (noop) { infer_same_as_input0(c); return; }
+  bool keep = c.node.attr_int("keepdims", 1) != 0;
+  Shape out;
+  for (int64_t i = 0; i < c.rank(0); ++i) {
+    bool reduced = std::binary_search(axes.begin(), axes.end(), i);
+    if (!reduced) out.push_back(c.shape(0)[i]);
+    else if (keep) out.push_back(1);
+  }
+  c.set_output(0, c.dtype(0), out);
+}
+
+GradFn reduce_grad(bool mean) {
+  return [mean](GradContext& g) {
+    Attributes a = g.node().attrs;
+    a["mean"] = Attribute::of_int(mean ? 1 : 0);
+    std::vector<int> inputs = {g.dy(), g.x(0)};
+    if (g.x(1) >= 0) inputs.push_back(g.x(1));
+    g.set_dx(0, g.emit("ReduceGrad", inputs, a, "otter"));
+  };
+}
+
+}  // namespace
+
+void register_reduce_ops(OpRegistry& r) {
+  for (bool mean : {false, true}) {
+    OpDef d;
+    d.op_type = mean ? "ReduceMean" : "ReduceSum";
+    d.infer = infer_reduce;
+    d.gradient = reduce_grad(mean);
+    d.differentiable_inputs = {0};
+    r.add(d);
+  }
+  OpDef g;
+  g.domain = "otter";
+  g.op_type = "ReduceGrad";  // (dy, x, axes?) -> dx shaped like x; x is read for its shape only
+  g.infer = [](InferContext& c) { c.set_output(0, c.dtype(0), c.shape(1)); };
+  r.add(g);
+}
+
+}  // namespace otter

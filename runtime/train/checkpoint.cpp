@@ -1,0 +1,204 @@
+// Session checkpoints in the safetensors layout (docs/checkpoint.md): an 8-byte little-endian
+// header length, a JSON header mapping each tensor name to {dtype, shape, data_offsets}, and the
+// raw little-endian data. Tensors: "param/<name>" (FP32 master), "<state>/<name>" for each
+// optimizer buffer (momentum, exp_avg, exp_avg_sq), "accum/<name>" while a gradient
+// accumulation is in progress. "__metadata__" holds the format, step, micro_step, base learning
+// rate, optimizer and seed. Saving writes PATH.tmp and renames it over PATH, so a crash never
+// leaves a half-written checkpoint; loading validates everything before changing the session.
+#include <cctype>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "runtime/train/session.h"
+
+namespace otter {
+namespace {
+
+constexpr const char* kFormat = "otter-checkpoint-1";
+
+struct Entry {
+  Shape shape;
+  size_t begin = 0, end = 0;
+  std::string dtype;
+};
+
+// A small parser for the header's JSON (objects, arrays, strings, integers).
+class HeaderParser {
+ public:
+  explicit HeaderParser(const std::string& s) : s_(s) {}
+  void parse(std::map<std::string, Entry>* entries, std::map<std::string, std::string>* meta) {
+    expect('{');
+    while (!peek('}')) {
+      std::string key = string();
+      expect(':');
+      expect('{');
+      Entry e;
+      while (!peek('}')) {
+        std::string field = string();
+        expect(':');
+        if (key == "__metadata__") (*meta)[field] = string();
+        else if (field == "dtype") e.dtype = string();
+        else if (field == "shape") e.shape = ints();
+        else if (field == "data_offsets") {
+          auto o = ints();
+          OTTER_CHECK(o.size() == 2, "checkpoint header: bad data_offsets for '", key, "'");
+          e.begin = static_cast<size_t>(o[0]);
+          e.end = static_cast<size_t>(o[1]);
+        } else OTTER_FAIL("checkpoint header: unknown field '", field, "'");
+        comma();
+      }
+      expect('}');
+      if (key != "__metadata__") (*entries)[key] = e;
+      comma();
+    }
+    expect('}');
+  }
+
+ private:
+  void ws() { while (pos_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[pos_]))) ++pos_; }
+  bool peek(char c) { ws(); return pos_ < s_.size() && s_[pos_] == c; }
+  void expect(char c) {
+    OTTER_CHECK(peek(c), "checkpoint header: expected '", c, "' at byte ", pos_);
+    ++pos_;
+  }
+  void comma() { if (peek(',')) ++pos_; }
+  std::string string() {
+    expect('"');
+    std::string r;
+    while (pos_ < s_.size() && s_[pos_] != '"') {
+      if (s_[pos_] == '\\' && pos_ + 1 < s_.size()) ++pos_;
+      r.push_back(s_[pos_++]);
+    }
+    expect('"');
+    return r;
+  }
+  std::vector<int64_t> ints() {
+    expect('[');
+    std::vector<int64_t> r;
+    while (!peek(']')) {
+      size_t start = pos_;
+      while (pos_ < s_.size() && (std::isdigit(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '-')) ++pos_;
+      OTTER_CHECK(pos_ > start, "checkpoint header: expected a number at byte ", start);
+      r.push_back(std::stoll(s_.substr(start, pos_ - start)));
+      comma();
+    }
+    expect(']');
+    return r;
+  }
+  const std::string& s_;
+  size_t pos_ = 0;
+};
+
+std::string json_escape(const std::string& s) {
+  std::string r;
+  for (char c : s) {
+    if (c == '"' || c == '\\') r.push_back('\\');
+    r.push_back(c);
+  }
+  return r;
+}
+
+std::string format_double(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+}  // namespace
+
+void Session::save_checkpoint(const std::string& path) const {
+  struct Item { std::string name; const float* data; Shape shape; };
+  std::vector<Item> items;
+  auto& self = const_cast<Session&>(*this);
+  for (const ParameterInfo& p : params_) {
+    items.push_back({"param/" + p.name, masters_.data<float>() + p.offset, p.shape});
+    for (auto& st : self.optimizer_->state())
+      items.push_back({st.first + "/" + p.name, st.second->data<float>() + p.offset, p.shape});
+    if (stats_.micro_step > 0) items.push_back({"accum/" + p.name, accum_.data<float>() + p.offset, p.shape});
+  }
+  std::ostringstream h;
+  h << "{\"__metadata__\":{\"format\":\"" << kFormat << "\",\"step\":\"" << stats_.step << "\",\"micro_step\":\""
+    << stats_.micro_step << "\",\"base_lr\":\"" << format_double(base_lr_) << "\",\"optimizer\":\""
+    << optimizer_->config().kind << "\",\"seed\":\"" << config_.seed << "\"}";
+  size_t offset = 0;
+  for (const Item& it : items) {
+    size_t bytes = static_cast<size_t>(shape_numel(it.shape)) * sizeof(float);
+    h << ",\"" << json_escape(it.name) << "\":{\"dtype\":\"F32\",\"shape\":[";
+    for (size_t i = 0; i < it.shape.size(); ++i) h << (i ? "," : "") << it.shape[i];
+    h << "],\"data_offsets\":[" << offset << "," << offset + bytes << "]}";
+    offset += bytes;
+  }
+  h << "}";
+  std::string header = h.str();
+  header.append((8 - header.size() % 8) % 8, ' ');
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    OTTER_CHECK(out.good(), "cannot write checkpoint '", tmp, "'");
+    uint64_t n = header.size();
+    char len[8];
+    for (int i = 0; i < 8; ++i) len[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+    out.write(len, 8);
+    out.write(header.data(), static_cast<std::streamsize>(header.size()));
+    for (const Item& it : items)
+      out.write(reinterpret_cast<const char*>(it.data), static_cast<std::streamsize>(shape_numel(it.shape) * sizeof(float)));
+    out.flush();
+    OTTER_CHECK(out.good(), "writing checkpoint '", tmp, "' failed (disk full?)");
+  }
+  OTTER_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename '", tmp, "' to '", path, "'");
+}
+
+void Session::load_checkpoint(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  OTTER_CHECK(in.good(), "cannot open checkpoint '", path, "': no such file or not readable");
+  std::stringstream buf;
+  buf << in.rdbuf();
+  std::string bytes = buf.str();
+  std::string what = "checkpoint '" + path + "'";
+  OTTER_CHECK(bytes.size() >= 8, what, " is truncated");
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[i]);
+  OTTER_CHECK(n <= bytes.size() - 8, what, " is truncated or not a checkpoint");
+  std::string header = bytes.substr(8, n);
+  std::map<std::string, Entry> entries;
+  std::map<std::string, std::string> meta;
+  try {
+    HeaderParser(header).parse(&entries, &meta);
+  } catch (const Error& e) {
+    OTTER_FAIL(what, ": ", e.what());
+  }
+  OTTER_CHECK(meta["format"] == kFormat, what, " has format '", meta["format"], "', expected ", kFormat);
+  OTTER_CHECK(meta["optimizer"] == optimizer_->config().kind, what, " was written with optimizer '", meta["optimizer"],
+              "' but this session uses '", optimizer_->config().kind, "'");
+  const char* data = bytes.data() + 8 + n;
+  size_t data_size = bytes.size() - 8 - n;
+  int64_t micro = std::stoll(meta["micro_step"]);
+  OTTER_CHECK(micro >= 0 && micro < config_.grad_accum, what, " stopped at micro-batch ", micro,
+              " but this session accumulates ", config_.grad_accum);
+  // Validate everything first, then copy: a bad checkpoint changes nothing.
+  std::vector<std::tuple<const char*, float*, size_t>> copies;
+  auto take = [&](const std::string& name, const ParameterInfo& p, float* dst) {
+    auto it = entries.find(name);
+    OTTER_CHECK(it != entries.end(), what, " has no tensor '", name, "'");
+    const Entry& e = it->second;
+    OTTER_CHECK(e.dtype == "F32" && e.shape == p.shape, what, ": '", name, "' is ", e.dtype, " ", shape_str(e.shape),
+                " but the parameter is F32 ", shape_str(p.shape));
+    size_t bytes_needed = static_cast<size_t>(shape_numel(p.shape)) * sizeof(float);
+    OTTER_CHECK(e.end - e.begin == bytes_needed && e.end <= data_size, what, ": '", name, "' has bad data offsets");
+    copies.emplace_back(data + e.begin, dst + p.offset, bytes_needed);
+  };
+  for (const ParameterInfo& p : params_) {
+    take("param/" + p.name, p, masters_.data<float>());
+    for (auto& st : optimizer_->state()) take(st.first + "/" + p.name, p, st.second->data<float>());
+    if (micro > 0) take("accum/" + p.name, p, accum_.data<float>());
+  }
+  for (auto& c : copies) std::memcpy(std::get<1>(c), std::get<0>(c), std::get<2>(c));
+  stats_.step = std::stoll(meta["step"]);
+  stats_.micro_step = micro;
+  base_lr_ = std::stod(meta["base_lr"]);
+  config_.seed = std::stoull(meta["seed"]);
+  stats_.lr = scheduled_lr(base_lr_, config_.schedule, stats_.step);
+}
+
+}  // namespace otter

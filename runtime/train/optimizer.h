@@ -1,0 +1,54 @@
+// Optimizers over the flat parameter buffers (all FP32 masters in one buffer, their gradients in
+// one, each moment in one), with PyTorch's semantics and defaults: SGD (momentum, dampening 0,
+// Nesterov, L2 weight decay), Adam (L2 weight decay added to the gradient), AdamW (decoupled
+// weight decay). Learning-rate schedules (constant; linear warmup then linear decay; linear
+// warmup then cosine decay, as in Hugging Face's schedulers) and clipping by the global norm.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "runtime/core/tensor.h"
+
+namespace otter {
+
+struct OptimizerConfig {
+  std::string kind = "sgd";  // sgd | adam | adamw
+  double lr = -1;            // <0: the optimizer's default (sgd 0.01, adam/adamw 1e-3)
+  double momentum = 0.0;
+  bool nesterov = false;
+  double weight_decay = -1;  // <0: default (0 for sgd/adam, 0.01 for adamw)
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+};
+
+struct ScheduleConfig {
+  std::string kind = "constant";  // constant | linear | cosine
+  int64_t warmup_steps = 0;
+  int64_t total_steps = 0;        // needed by linear and cosine
+};
+
+// Validates and fills defaults; throws with a message naming the bad setting.
+OptimizerConfig resolve_optimizer(OptimizerConfig c);
+void validate_schedule(const ScheduleConfig& s);
+// The learning rate for optimizer step `step` (0-based).
+double scheduled_lr(double base_lr, const ScheduleConfig& s, int64_t step);
+
+class Optimizer {
+ public:
+  Optimizer(OptimizerConfig config, size_t num_params);
+  // One update of params from grads at learning rate lr; `step` counts previous updates.
+  void update(float* params, const float* grads, double lr, int64_t step);
+  const OptimizerConfig& config() const { return config_; }
+  // Named state buffers (for checkpoints): momentum, or exp_avg and exp_avg_sq.
+  std::vector<std::pair<std::string, Tensor*>> state();
+
+ private:
+  OptimizerConfig config_;
+  int64_t size_;
+  Tensor momentum_, exp_avg_, exp_avg_sq_;
+};
+
+// Global L2 norm of a buffer (accumulated in double).
+double global_norm(const float* g, size_t n);
+void scale_buffer(float* g, size_t n, float s);
+
+}  // namespace otter

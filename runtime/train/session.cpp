@@ -1,0 +1,256 @@
+// Training session (see session.h).
+#include "runtime/train/session.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "runtime/exec/infer.h"
+#include "runtime/passes/autodiff.h"
+
+namespace otter {
+namespace {
+
+std::set<int> floating_initializers(const Graph& g) {
+  std::set<int> s;
+  for (int v : g.initializers)
+    if (is_floating(g.values[v].dtype)) s.insert(v);
+  return s;
+}
+
+}  // namespace
+
+Session::Session(LoadedModel model, TrainConfig config)
+    : model_bytes_(std::move(model.model_bytes)), graph_(std::move(model.graph)), config_(std::move(config)) {
+  OTTER_CHECK(config_.grad_accum >= 1, "gradient accumulation must be >= 1 micro-batch, got ", config_.grad_accum);
+  OTTER_CHECK(config_.clip_norm >= 0, "clip norm must be >= 0, got ", config_.clip_norm);
+  validate_schedule(config_.schedule);
+  model_inputs_ = graph_.inputs;
+  model_outputs_ = graph_.outputs;
+  std::set<int> candidates = floating_initializers(graph_);
+  annotate_graph(graph_, candidates);
+  loss_ = add_loss(graph_, config_.loss);
+  annotate_graph(graph_, candidates);
+
+  // Trainable parameters.
+  std::vector<int> params;
+  std::set<std::string> frozen(config_.frozen.begin(), config_.frozen.end());
+  for (const std::string& f : frozen) {
+    int v = graph_.find_value(f);
+    OTTER_CHECK(v >= 0 && graph_.values[v].is_initializer, "cannot freeze '", f, "': the model has no initializer of that name");
+  }
+  if (!config_.trainable.empty()) {
+    for (const std::string& name : config_.trainable) {
+      int v = graph_.find_value(name);
+      OTTER_CHECK(v >= 0 && graph_.values[v].is_initializer, "cannot train '", name, "': the model has no initializer of that name");
+      OTTER_CHECK(!frozen.count(name), "'", name, "' is listed as both trainable and frozen");
+      params.push_back(v);
+    }
+  } else {
+    for (int v : graph_.initializers)
+      if (is_floating(graph_.values[v].dtype) && !frozen.count(graph_.values[v].name)) params.push_back(v);
+  }
+  for (int v : params)
+    OTTER_CHECK(graph_.values[v].dtype == DType::Float32, "parameter '", graph_.values[v].name, "' is ",
+                dtype_name(graph_.values[v].dtype), "; only float32 parameters can be trained (freeze it)");
+
+  Gradients grads = build_gradients(graph_, loss_.loss, params);
+  for (int v : grads.unreachable)
+    OTTER_CHECK(config_.trainable.empty(), "parameter '", graph_.values[v].name,
+                "' does not reach the loss through differentiable ops, so it cannot be trained");
+  seed_value_ = grads.seed;
+  annotate_graph(graph_, candidates);
+
+  size_t total = 0;
+  for (int v : params) {
+    if (!grads.of_param.count(v)) continue;
+    params_.push_back({graph_.values[v].name, graph_.values[v].shape, total});
+    param_values_.push_back(v);
+    param_grads_[v] = grads.of_param[v];
+    total += static_cast<size_t>(shape_numel(graph_.values[v].shape));
+  }
+  OTTER_CHECK(!params_.empty(), "the model has no trainable parameters on a path to the loss");
+  masters_ = Tensor(DType::Float32, {static_cast<int64_t>(total)});
+  grads_ = Tensor(DType::Float32, {static_cast<int64_t>(total)});
+  if (config_.grad_accum > 1) accum_ = Tensor(DType::Float32, {static_cast<int64_t>(total)});
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& init = graph_.values[param_values_[i]].data;
+    std::memcpy(masters_.data<float>() + params_[i].offset, init.raw(), init.nbytes());
+  }
+  optimizer_ = std::make_unique<Optimizer>(config_.optimizer, total);
+  base_lr_ = optimizer_->config().lr;
+  stats_.lr = scheduled_lr(base_lr_, config_.schedule, 0);
+}
+
+const ParameterInfo& Session::param(const std::string& name) const {
+  for (const ParameterInfo& p : params_)
+    if (p.name == name) return p;
+  OTTER_FAIL("'", name, "' is not a trainable parameter of this session");
+}
+
+Tensor Session::get_parameter(const std::string& name) const {
+  const ParameterInfo& p = param(name);
+  Tensor t(DType::Float32, p.shape);
+  std::memcpy(t.raw(), masters_.data<float>() + p.offset, t.nbytes());
+  return t;
+}
+
+void Session::set_parameter(const std::string& name, const Tensor& value) {
+  const ParameterInfo& p = param(name);
+  OTTER_CHECK(value.dtype() == DType::Float32 && value.shape() == p.shape, "parameter '", name, "' is float32 ",
+              shape_str(p.shape), "; the new value is ", dtype_name(value.dtype()), " ", shape_str(value.shape()));
+  std::memcpy(masters_.data<float>() + p.offset, value.raw(), value.nbytes());
+}
+
+void Session::set_learning_rate(double lr) {
+  OTTER_CHECK(std::isfinite(lr) && lr >= 0, "learning rate must be a finite number >= 0, got ", lr);
+  base_lr_ = lr;
+}
+
+std::vector<std::pair<std::string, ValueInfo>> Session::train_inputs() const {
+  std::vector<std::pair<std::string, ValueInfo>> r;
+  std::vector<int> ids = model_inputs_;
+  if (loss_.label >= 0) ids.push_back(loss_.label);
+  for (int v : ids) {
+    ValueInfo vi;
+    vi.dtype = graph_.values[v].dtype;
+    vi.shape = graph_.values[v].shape;
+    r.push_back({graph_.values[v].name, vi});
+  }
+  return r;
+}
+
+std::vector<std::pair<std::string, ValueInfo>> Session::outputs() const {
+  std::vector<std::pair<std::string, ValueInfo>> r;
+  for (int v : model_outputs_) {
+    ValueInfo vi;
+    vi.dtype = graph_.values[v].dtype;
+    vi.shape = graph_.values[v].shape;
+    r.push_back({graph_.values[v].name, vi});
+  }
+  return r;
+}
+
+Plan& Session::plan_for(bool training, bool with_loss, const std::map<std::string, Tensor>& feeds,
+                        std::map<int, Tensor>* bound_feeds) {
+  std::vector<int> needed = model_inputs_;
+  if (with_loss && loss_.label >= 0) needed.push_back(loss_.label);
+  std::set<std::string> known;
+  std::map<int64_t, int64_t> symbol_sizes;  // symbolic dim -> size seen in this batch
+  std::map<int, Shape> shapes;
+  std::string key = training ? "train" : (with_loss ? "eval+loss" : "eval");
+  for (int v : needed) {
+    const Value& val = graph_.values[v];
+    known.insert(val.name);
+    auto it = feeds.find(val.name);
+    if (it == feeds.end()) {
+      bool is_label = v == loss_.label;
+      OTTER_FAIL("missing input '", val.name, "'", is_label ? " (the labels for the " + config_.loss.kind + " loss)" : "",
+                 ": expected ", dtype_name(val.dtype), " ", graph_.shape_str(val.shape));
+    }
+    const Tensor& t = it->second;
+    OTTER_CHECK(t.dtype() == val.dtype, "input '", val.name, "' has dtype ", dtype_name(t.dtype()), "; the model expects ",
+                dtype_name(val.dtype));
+    OTTER_CHECK(t.shape().size() == val.shape.size(), "input '", val.name, "' has shape ", shape_str(t.shape()),
+                "; the model expects rank ", val.shape.size(), " ", graph_.shape_str(val.shape));
+    for (size_t k = 0; k < t.shape().size(); ++k) {
+      int64_t want = val.shape[k], got = t.shape()[k];
+      if (want >= 0) {
+        OTTER_CHECK(want == got, "input '", val.name, "' has shape ", shape_str(t.shape()), "; the model expects ",
+                    graph_.shape_str(val.shape), " (dim ", k, " must be ", want, ")");
+      } else {
+        auto s = symbol_sizes.find(want);
+        OTTER_CHECK(s == symbol_sizes.end() || s->second == got, "input '", val.name, "' has ",
+                    graph_.dim_str(want), " = ", got, " but another input has ", graph_.dim_str(want), " = ",
+                    s == symbol_sizes.end() ? 0 : s->second);
+        symbol_sizes[want] = got;
+      }
+    }
+    shapes[v] = t.shape();
+    (*bound_feeds)[v] = t;
+    key += "|" + shape_str(t.shape());
+  }
+  for (auto& kv : feeds)
+    OTTER_CHECK(known.count(kv.first) || (!with_loss && kv.first == config_.loss.label), "unknown input '", kv.first,
+                "': the model has no input of that name");
+  if (training) shapes[seed_value_] = graph_.values[seed_value_].shape;
+  auto found = plans_.find(key);
+  if (found != plans_.end()) return *found->second;
+
+  PlanOptions options;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    int v = param_values_[i];
+    options.bound[v] = Tensor::view(DType::Float32, params_[i].shape, nullptr, masters_.data<float>() + params_[i].offset);
+    options.variables.insert(v);
+    if (training)
+      options.bound[param_grads_[v]] =
+          Tensor::view(DType::Float32, params_[i].shape, nullptr, grads_.data<float>() + params_[i].offset);
+  }
+  if (training) {
+    options.targets.push_back(loss_.loss);
+    for (auto& kv : param_grads_) options.targets.push_back(kv.second);
+  } else {
+    options.targets = model_outputs_;
+    if (with_loss) options.targets.push_back(loss_.loss);
+  }
+  auto plan = std::make_unique<Plan>(graph_, shapes, options);
+  Plan& ref = *plan;
+  plans_[key] = std::move(plan);
+  return ref;
+}
+
+double Session::train_step(const std::map<std::string, Tensor>& feeds) {
+  std::map<int, Tensor> bound;
+  Plan& plan = plan_for(true, true, feeds, &bound);
+  const Value& seed_value = graph_.values[seed_value_];
+  Tensor seed = Tensor::scalar<double>(1.0 / static_cast<double>(config_.grad_accum)).cast(seed_value.dtype).reshaped(seed_value.shape);
+  bound[seed_value_] = seed;
+  RunOptions ro;
+  ro.training = true;
+  ro.seed = config_.seed;
+  ro.step = static_cast<uint64_t>(stats_.step * config_.grad_accum + stats_.micro_step);
+  plan.run(bound, ro);
+  last_train_memory_ = plan.memory();
+  double loss = plan.value(loss_.loss).to_double_vector().at(0);
+  size_t n = static_cast<size_t>(grads_.numel());
+  float* g = grads_.data<float>();
+  if (config_.grad_accum > 1) {
+    float* acc = accum_.data<float>();
+    if (stats_.micro_step == 0) std::memcpy(acc, g, n * sizeof(float));
+    else for (size_t i = 0; i < n; ++i) acc[i] += g[i];
+    g = acc;
+  }
+  stats_.last_loss = loss;
+  if (++stats_.micro_step < config_.grad_accum) return loss;
+  stats_.micro_step = 0;
+  double norm = global_norm(g, n);
+  stats_.last_grad_norm = norm;
+  if (config_.clip_norm > 0 && norm > config_.clip_norm)
+    scale_buffer(g, n, static_cast<float>(config_.clip_norm / (norm + 1e-6)));
+  double lr = scheduled_lr(base_lr_, config_.schedule, stats_.step);
+  optimizer_->update(masters_.data<float>(), g, lr, stats_.step);
+  stats_.step++;
+  stats_.lr = scheduled_lr(base_lr_, config_.schedule, stats_.step);
+  return loss;
+}
+
+std::map<std::string, Tensor> Session::eval_step(const std::map<std::string, Tensor>& feeds, double* loss) {
+  bool with_loss = loss != nullptr && (loss_.label < 0 || feeds.count(graph_.values[loss_.label].name));
+  std::map<int, Tensor> bound;
+  Plan& plan = plan_for(false, with_loss, feeds, &bound);
+  RunOptions ro;
+  ro.training = false;
+  plan.run(bound, ro);
+  std::map<std::string, Tensor> out;
+  for (int v : model_outputs_) out[graph_.values[v].name] = plan.value(v).clone();
+  if (with_loss) *loss = plan.value(loss_.loss).to_double_vector().at(0);
+  return out;
+}
+
+void Session::export_model(const std::string& path) const {
+  std::map<std::string, Tensor> replacements;
+  for (const ParameterInfo& p : params_) replacements[p.name] = get_parameter(p.name);
+  otter::export_model(model_bytes_, replacements, path);
+}
+
+}  // namespace otter

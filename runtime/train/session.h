@@ -1,0 +1,105 @@
+// A training session: the model's forward graph, its loss, its backward pass and everything a
+// training loop needs, on one device (the CPU for now).
+//
+// At creation: add_loss -> annotate (shape inference, validation) -> choose trainable parameters
+// (by default every floating initializer on a differentiable path to the loss; include/exclude
+// lists) -> autodiff. FP32 masters live in one flat buffer and their gradients in another; the
+// execution plans bind each parameter and each parameter gradient to its slice, so kernels read
+// and write the flat buffers directly. Plans are cached per (mode, input shapes).
+//
+// train_step runs forward+backward for one micro-batch; every `grad_accum` micro-batches it
+// clips and applies the optimizer. A failed step (bad input, label out of range) throws before
+// anything is changed, and the session stays usable.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "onnx_import/onnx_import.h"
+#include "runtime/exec/plan.h"
+#include "runtime/passes/add_loss.h"
+#include "runtime/train/optimizer.h"
+
+namespace otter {
+
+struct TrainConfig {
+  LossSpec loss;
+  std::vector<std::string> trainable;  // if non-empty: exactly these initializers
+  std::vector<std::string> frozen;     // initializers never trained
+  OptimizerConfig optimizer;
+  ScheduleConfig schedule;
+  double clip_norm = 0;  // 0: no clipping
+  int64_t grad_accum = 1;
+  uint64_t seed = 0;
+};
+
+struct StepStats {
+  int64_t step = 0;        // optimizer steps taken
+  int64_t micro_step = 0;  // micro-batches since the last optimizer step
+  double last_loss = 0;
+  double last_grad_norm = 0;
+  double lr = 0;
+};
+
+struct ParameterInfo {
+  std::string name;
+  Shape shape;
+  size_t offset;  // in elements, in the flat buffers
+};
+
+class Session {
+ public:
+  Session(LoadedModel model, TrainConfig config);
+
+  // One micro-batch: returns its loss. Feeds are keyed by input name (model inputs + labels).
+  double train_step(const std::map<std::string, Tensor>& feeds);
+  // Forward only (Dropout off). Returns the model's outputs; fills *loss when the feeds include
+  // the labels and loss is not null.
+  std::map<std::string, Tensor> eval_step(const std::map<std::string, Tensor>& feeds, double* loss = nullptr);
+
+  const std::vector<ParameterInfo>& parameters() const { return params_; }
+  Tensor get_parameter(const std::string& name) const;
+  void set_parameter(const std::string& name, const Tensor& value);
+  const StepStats& stats() const { return stats_; }
+  double learning_rate() const { return base_lr_; }
+  void set_learning_rate(double lr);
+
+  // Checkpoint: masters, optimizer moments, step, schedule position, RNG seed (safetensors
+  // layout; see docs/checkpoint.md). Written to a temporary file and renamed.
+  void save_checkpoint(const std::string& path) const;
+  void load_checkpoint(const std::string& path);
+  // The original model with its trainable initializers replaced by the FP32 masters.
+  void export_model(const std::string& path) const;
+
+  // Names, dtypes and (symbolic) shapes of the inputs a train step needs and the model outputs.
+  std::vector<std::pair<std::string, ValueInfo>> train_inputs() const;
+  std::vector<std::pair<std::string, ValueInfo>> outputs() const;
+  const Graph& graph() const { return graph_; }
+  // Memory of the most recently used training plan.
+  MemoryStats train_memory() const { return last_train_memory_; }
+
+ private:
+  Plan& plan_for(bool training, bool with_loss, const std::map<std::string, Tensor>& feeds,
+                 std::map<int, Tensor>* bound_feeds);
+  const ParameterInfo& param(const std::string& name) const;
+
+  std::string model_bytes_;
+  Graph graph_;
+  TrainConfig config_;
+  LossInfo loss_;
+  std::vector<int> model_inputs_;  // graph inputs before the loss and seed were added
+  std::vector<int> model_outputs_;
+  std::vector<ParameterInfo> params_;
+  std::vector<int> param_values_;
+  std::map<int, int> param_grads_;
+  int seed_value_ = -1;
+  Tensor masters_, grads_, accum_;
+  std::unique_ptr<Optimizer> optimizer_;
+  double base_lr_ = 0;
+  StepStats stats_;
+  std::map<std::string, std::unique_ptr<Plan>> plans_;
+  MemoryStats last_train_memory_;
+};
+
+}  // namespace otter
