@@ -91,6 +91,8 @@ class BroadcastIndexer {
     case ::otter::DType::Float64: { using scalar_t = double; __VA_ARGS__; break; }      \
     case ::otter::DType::Int64: { using scalar_t = int64_t; __VA_ARGS__; break; }       \
     case ::otter::DType::Int32: { using scalar_t = int32_t; __VA_ARGS__; break; }       \
+    case ::otter::DType::Int8: { using scalar_t = int8_t; __VA_ARGS__; break; }         \
+    case ::otter::DType::Uint8: { using scalar_t = uint8_t; __VA_ARGS__; break; }       \
     default: OTTER_FAIL(WHAT, ": no CPU kernel for dtype ", ::otter::dtype_name(DTYPE)); \
   }
 

@@ -143,7 +143,8 @@ void clip_kernel(KernelContext& ctx) {
   OTTER_DISPATCH_NUMERIC(ctx.in(0).dtype(), ctx.node.describe(), {
     scalar_t lo = ctx.has_input(1) ? ctx.in(1).data<scalar_t>()[0] : std::numeric_limits<scalar_t>::lowest();
     scalar_t hi = ctx.has_input(2) ? ctx.in(2).data<scalar_t>()[0] : std::numeric_limits<scalar_t>::max();
-    unary_loop<scalar_t>(ctx.in(0), ctx.out(0), [=](scalar_t v) { return v < lo ? lo : (v > hi ? hi : v); });
+    unary_loop<scalar_t>(ctx.in(0), ctx.out(0), [=](scalar_t v) { scalar_t r = v < lo ? lo : v;
+      return r > hi ? hi : r; });  // min > max gives max, as the spec says
   });
 }
 
@@ -227,7 +228,7 @@ void sum_to_shape_kernel(KernelContext& ctx) {
 
 void register_elementwise_kernels(KernelRegistry& r) {
   const std::vector<DType> f = {DType::Float32, DType::Float64};
-  const std::vector<DType> num = {DType::Float32, DType::Float64, DType::Int64, DType::Int32};
+  const std::vector<DType> num = {DType::Float32, DType::Float64, DType::Int64, DType::Int32, DType::Int8, DType::Uint8};
   const std::vector<DType> all = {DType::Float32, DType::Float64, DType::Int64, DType::Int32,
                                   DType::Int8, DType::Uint8, DType::Bool};
   const Device cpu = Device::CPU;
@@ -243,7 +244,7 @@ void register_elementwise_kernels(KernelRegistry& r) {
   r.add("", "Tanh", cpu, f, unary_kernel<math::Tanh>);
   r.add("", "Floor", cpu, f, unary_kernel<math::Floor>);
   r.add("", "Ceil", cpu, f, unary_kernel<math::Ceil>);
-  r.add("", "Neg", cpu, num, neg_kernel);
+  r.add("", "Neg", cpu, {DType::Float32, DType::Float64, DType::Int64, DType::Int32, DType::Int8}, neg_kernel);
   r.add("", "Identity", cpu, all, identity_kernel);
   r.add("", "Not", cpu, {DType::Bool}, not_kernel);
   r.add("", "Cast", cpu, all, cast_kernel);

@@ -44,11 +44,15 @@ std::string run_case(const fs::path& dir) {
     std::map<int, Tensor> feeds;
     for (size_t i = 0; i < g.inputs.size(); ++i) {
       Tensor t = load_tensor_file((data / ("input_" + std::to_string(i) + ".pb")).string());
-      shapes[g.inputs[i]] = t.shape();
+      if (is_floating(t.dtype()) && t.rank() > 0) shapes[g.inputs[i]] = t.shape();
       feeds[g.inputs[i]] = t;
     }
     PlanOptions options;
     options.targets = g.outputs;
+    // Integer and scalar inputs (shapes, axes, indices, Range's bounds...) are bound as
+    // constants: sizes must be known when a plan is built (static shapes per plan).
+    for (auto& kv : feeds)
+      if (!is_floating(kv.second.dtype()) || kv.second.rank() == 0) options.bound[kv.first] = kv.second;
     Plan plan(g, shapes, options);
     RunOptions ro;
     ro.training = false;

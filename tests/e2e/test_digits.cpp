@@ -211,6 +211,7 @@ TEST(Digits, BadInputsGiveClearErrorsAndKeepTheSessionUsable) {
   no_label.erase("label");
   expect_error([&] { s.train_step(no_label); }, "missing input 'label'");
   auto bad_label = good;
+  bad_label["label"] = good["label"].clone();  // tensors share storage when copied
   bad_label["label"].data<int64_t>()[3] = 10;
   std::vector<float> before = all_params(s);
   expect_error([&] { s.train_step(bad_label); }, "label 10 at position 3 is out of range [0, 10)");
