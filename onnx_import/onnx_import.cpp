@@ -15,7 +15,7 @@ namespace {
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  OTTER_CHECK(in.good(), "cannot open '", path, "': no such file or not readable");
+  OTTER_CHECK_KIND(NotFound, in.good(), "cannot open '", path, "': no such file or not readable");
   std::ostringstream out;
   out << in.rdbuf();
   return out.str();
@@ -55,7 +55,7 @@ Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& base_dir
     }
     std::string path = external_path(base_dir, location, name);
     std::ifstream in(path, std::ios::binary);
-    OTTER_CHECK(in.good(), "initializer '", name, "': cannot open external data file '", path, "'");
+    OTTER_CHECK_KIND(NotFound, in.good(), "initializer '", name, "': cannot open external data file '", path, "'");
     OTTER_CHECK(length < 0 || static_cast<size_t>(length) == bytes, "initializer '", name, "': external length ",
                 length, " but shape ", shape_str(shape), " needs ", bytes, " bytes");
     in.seekg(offset);
@@ -148,7 +148,7 @@ LoadedModel load_model_buffer(const void* data, size_t size, const std::string& 
   OTTER_CHECK(data != nullptr && size > 0, "the model buffer is empty");
   onnx::ModelProto model;
   OTTER_CHECK(size < (size_t(1) << 31), "the model is ", size, " bytes; models over 2 GiB must keep weights in external data");
-  OTTER_CHECK(model.ParseFromArray(data, static_cast<int>(size)),
+  OTTER_CHECK_KIND(InvalidModel, model.ParseFromArray(data, static_cast<int>(size)),
               "the data is not a valid ONNX model (protobuf parsing failed: truncated or not an ONNX file)");
   OTTER_CHECK(model.has_graph(), "the ONNX model has no graph");
   LoadedModel out;
@@ -162,7 +162,7 @@ LoadedModel load_model_buffer(const void* data, size_t size, const std::string& 
   }
   OTTER_CHECK(g.opsets.count(""), "the model imports no opset of the default ONNX domain");
   int64_t opset = g.opsets[""];
-  OTTER_CHECK(opset >= kMinOpset && opset <= kMaxOpset, "the model uses ONNX opset ", opset, "; Otter supports opsets ",
+  OTTER_CHECK_KIND(Unsupported, opset >= kMinOpset && opset <= kMaxOpset, "the model uses ONNX opset ", opset, "; Otter supports opsets ",
               kMinOpset, " to ", kMaxOpset, " (convert older models with onnx.version_converter)");
 
   const onnx::GraphProto& gp = model.graph();
@@ -239,7 +239,7 @@ LoadedModel load_model_file(const std::string& path) {
   try {
     return load_model_buffer(bytes.data(), bytes.size(), p.has_parent_path() ? p.parent_path().string() : ".");
   } catch (const Error& e) {
-    OTTER_FAIL("loading '", path, "': ", e.what());
+    throw Error(cat("loading '", path, "': ", e.what()), e.kind() == ErrorKind::InvalidArgument ? ErrorKind::InvalidModel : e.kind());
   }
 }
 
@@ -275,16 +275,16 @@ void export_model(const std::string& original_bytes, const std::map<std::string,
   std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    OTTER_CHECK(out.good(), "export: cannot write '", tmp, "'");
+    OTTER_CHECK_KIND(Io, out.good(), "export: cannot write '", tmp, "'");
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     out.flush();
-    OTTER_CHECK(out.good(), "export: writing '", tmp, "' failed (disk full?)");
+    OTTER_CHECK_KIND(Io, out.good(), "export: writing '", tmp, "' failed (disk full?)");
   }
   std::error_code ec;
   fs::rename(tmp, path, ec);
   if (ec) {
     std::remove(tmp.c_str());
-    OTTER_FAIL("export: cannot rename '", tmp, "' to '", path, "': ", ec.message());
+    OTTER_FAIL_KIND(Io, "export: cannot rename '", tmp, "' to '", path, "': ", ec.message());
   }
 }
 

@@ -115,9 +115,15 @@ void expand_kernel(KernelContext& ctx) {
 
 // ---- Slice and SliceGrad ----
 
-// The offset of the first element and the per-dim strides (step * stride) of a slice of a
-// tensor of `shape` by Slice inputs first..first+3 (starts, ends, axes?, steps?).
-std::pair<int64_t, std::vector<int64_t>> slice_layout(const KernelContext& ctx, const Shape& shape, size_t first) {
+// A slice of a tensor of `shape` by Slice inputs first..first+3 (starts, ends, axes?, steps?):
+// the offset of its first element, the per-dim strides (step * stride) and its shape.
+struct SliceLayout {
+  int64_t base = 0;
+  std::vector<int64_t> strides;
+  Shape shape;
+};
+
+SliceLayout slice_layout(const KernelContext& ctx, const Shape& shape, size_t first) {
   std::vector<int64_t> starts = ctx.in(first).to_int64_vector(), ends = ctx.in(first + 1).to_int64_vector();
   std::vector<int64_t> axes, steps(starts.size(), 1);
   if (ctx.has_input(first + 2)) axes = ctx.in(first + 2).to_int64_vector();
@@ -125,37 +131,48 @@ std::pair<int64_t, std::vector<int64_t>> slice_layout(const KernelContext& ctx, 
   if (ctx.has_input(first + 3)) steps = ctx.in(first + 3).to_int64_vector();
   OTTER_CHECK(ends.size() == starts.size() && axes.size() == starts.size() && steps.size() == starts.size(),
               ctx.node.describe(), ": starts, ends, axes and steps differ in length");
-  std::vector<int64_t> in_strides = shape_strides(shape), strides = in_strides;
-  int64_t base = 0;
+  std::vector<int64_t> in_strides = shape_strides(shape);
+  SliceLayout l{0, in_strides, shape};
   for (size_t k = 0; k < starts.size(); ++k) {
     int64_t a = normalize_axis(ctx, axes[k], static_cast<int64_t>(shape.size()));
-    int64_t dim = shape[a], start = starts[k], step = steps[k];
+    int64_t dim = shape[a], start = starts[k], end = ends[k], step = steps[k];
     OTTER_CHECK(step != 0, ctx.node.describe(), ": a step is 0");
     if (dim == 0) continue;  // nothing is sliced there
     if (start < 0) start += dim;
-    start = step > 0 ? std::clamp<int64_t>(start, 0, dim) : std::clamp<int64_t>(start, 0, dim - 1);
-    base += start * in_strides[a];
-    strides[a] = in_strides[a] * step;
+    if (end < 0) end += dim;
+    if (step > 0) {
+      start = std::clamp<int64_t>(start, 0, dim);
+      end = std::clamp<int64_t>(end, 0, dim);
+      l.shape[a] = end > start ? (end - start + step - 1) / step : 0;
+    } else {
+      start = std::clamp<int64_t>(start, 0, dim - 1);
+      end = std::clamp<int64_t>(end, -1, dim - 1);
+      l.shape[a] = start > end ? (start - end - step - 1) / -step : 0;
+    }
+    l.base += start * in_strides[a];
+    l.strides[a] = in_strides[a] * step;
   }
-  return {base, strides};
+  return l;
 }
 
 void slice_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
   Tensor& y = ctx.out(0);
-  if (y.numel() == 0) return;
-  auto [base, strides] = slice_layout(ctx, x.shape(), 1);
-  strided_copy(x.raw(), y.raw(), dtype_size(x.dtype()), base, y.shape(), strides, false);
+  SliceLayout l = slice_layout(ctx, x.shape(), 1);
+  OTTER_CHECK(l.shape == y.shape(), ctx.node.describe(), ": the slice is ", shape_str(l.shape), " but the output is ",
+              shape_str(y.shape()));
+  strided_copy(x.raw(), y.raw(), dtype_size(x.dtype()), l.base, y.shape(), l.strides, false);
 }
 
 // SliceGrad(dy, x, starts, ends, axes?, steps?): zeros of x's shape with dy at the sliced places.
 void slice_grad_kernel(KernelContext& ctx) {
   const Tensor& dy = ctx.in(0);
   Tensor& dx = ctx.out(0);
+  SliceLayout l = slice_layout(ctx, dx.shape(), 2);
+  OTTER_CHECK(l.shape == dy.shape(), ctx.node.describe(), ": the slice is ", shape_str(l.shape), " but dy is ",
+              shape_str(dy.shape()));
   if (dx.nbytes()) std::memset(dx.raw(), 0, dx.nbytes());
-  if (dy.numel() == 0) return;
-  auto [base, strides] = slice_layout(ctx, dx.shape(), 2);
-  strided_copy(dy.raw(), dx.raw(), dtype_size(dy.dtype()), base, dy.shape(), strides, true);
+  strided_copy(dy.raw(), dx.raw(), dtype_size(dy.dtype()), l.base, dy.shape(), l.strides, true);
 }
 
 // ---- Concat, Split and their gradients: contiguous blocks ----
@@ -168,6 +185,10 @@ void for_each_block(const Shape& whole_shape, int64_t axis, size_t elem_size, co
                     Fn fn) {
   int64_t outer = dims_product(whole_shape, 0, static_cast<size_t>(axis));
   int64_t inner = dims_product(whole_shape, static_cast<size_t>(axis) + 1, whole_shape.size());
+  int64_t total = 0;
+  for (int64_t d : part_dims) total += d;
+  OTTER_CHECK(total == whole_shape[axis], "concat/split: the parts add up to ", total, " along axis ", axis, " of ",
+              shape_str(whole_shape));
   size_t row = static_cast<size_t>(whole_shape[axis] * inner) * elem_size;
   size_t offset = 0;
   for (size_t i = 0; i < part_dims.size(); ++i) {
@@ -180,7 +201,6 @@ void for_each_block(const Shape& whole_shape, int64_t axis, size_t elem_size, co
     }
     offset += block;
   }
-  OTTER_CHECK(offset == row, "concat/split: the parts do not add up to ", shape_str(whole_shape), " along axis ", axis);
 }
 
 // whole = the parts joined along axis; a null part is zeros.

@@ -1,6 +1,7 @@
 // Errors inside the engine. C++ code throws otter::Error with a message that names the problem
-// (node, op, value, shape); the C ABI turns it into a status code and a thread-local message.
-// OTTER_CHECK(cond, parts...) concatenates its parts with operator<< into the message.
+// (node, op, value, shape) and a kind the C ABI maps to its status codes; the C ABI turns it into
+// a status and a thread-local message. OTTER_CHECK(cond, parts...) concatenates its parts with
+// operator<< into the message; the _KIND variants set a kind other than InvalidArgument.
 #pragma once
 #include <sstream>
 #include <stdexcept>
@@ -8,9 +9,16 @@
 
 namespace otter {
 
+enum class ErrorKind { InvalidArgument, NotFound, InvalidModel, Unsupported, Io, OutOfMemory, WrongState, Internal };
+
 class Error : public std::runtime_error {
  public:
-  explicit Error(const std::string& message) : std::runtime_error(message) {}
+  explicit Error(const std::string& message, ErrorKind kind = ErrorKind::InvalidArgument)
+      : std::runtime_error(message), kind_(kind) {}
+  ErrorKind kind() const { return kind_; }
+
+ private:
+  ErrorKind kind_;
 };
 
 template <typename... Parts>
@@ -22,9 +30,15 @@ std::string cat(const Parts&... parts) {
 
 }  // namespace otter
 
-#define OTTER_CHECK(cond, ...)                       \
-  do {                                               \
-    if (!(cond)) throw ::otter::Error(::otter::cat(__VA_ARGS__)); \
+#define OTTER_CHECK(cond, ...)                                      \
+  do {                                                              \
+    if (!(cond)) throw ::otter::Error(::otter::cat(__VA_ARGS__));   \
+  } while (0)
+
+#define OTTER_CHECK_KIND(kind, cond, ...)                                                   \
+  do {                                                                                      \
+    if (!(cond)) throw ::otter::Error(::otter::cat(__VA_ARGS__), ::otter::ErrorKind::kind); \
   } while (0)
 
 #define OTTER_FAIL(...) throw ::otter::Error(::otter::cat(__VA_ARGS__))
+#define OTTER_FAIL_KIND(kind, ...) throw ::otter::Error(::otter::cat(__VA_ARGS__), ::otter::ErrorKind::kind)

@@ -36,7 +36,7 @@ Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
   // 64-byte aligned, at least one byte so that data_ is never null for an empty tensor.
   size_t alloc = ((bytes + 63) / 64) * 64 + 64;
   void* p = std::aligned_alloc(64, alloc);
-  OTTER_CHECK(p != nullptr, "out of host memory allocating ", bytes, " bytes");
+  OTTER_CHECK_KIND(OutOfMemory, p != nullptr, "out of host memory allocating ", bytes, " bytes");
   std::memset(p, 0, alloc);
   owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
   data_ = p;

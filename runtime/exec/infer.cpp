@@ -95,7 +95,7 @@ std::vector<ValueInfo> infer_graph(Graph& g, const std::map<int, ValueInfo>& inp
     const OpDef* def = registry.find(node.domain, node.op_type);
     if (!def) {
       std::string dom = node.domain.empty() ? "ai.onnx" : node.domain;
-      OTTER_FAIL(node.describe(), ": op '", node.op_type, "' of domain ", dom, " (opset ", g.opset(node.domain),
+      OTTER_FAIL_KIND(Unsupported, node.describe(), ": op '", node.op_type, "' of domain ", dom, " (opset ", g.opset(node.domain),
                  ") is not supported by Otter");
     }
     std::vector<const ValueInfo*> in;

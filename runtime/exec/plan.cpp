@@ -97,7 +97,7 @@ Plan::Plan(Graph& graph, const std::map<int, Shape>& input_shapes, PlanOptions o
       std::string have;
       for (DType t : kernels.dtypes(node.domain, node.op_type, options_.device))
         have += std::string(have.empty() ? "" : ", ") + dtype_name(t);
-      OTTER_FAIL(node.describe(), ": no ", device_name(options_.device), " kernel for dtype ", dtype_name(key),
+      OTTER_FAIL_KIND(Unsupported, node.describe(), ": no ", device_name(options_.device), " kernel for dtype ", dtype_name(key),
                  have.empty() ? std::string(" (the op has no kernel on this device)") : " (kernels exist for " + have + ")");
     }
     steps_.push_back({n, fn, node.inputs, node.outputs});
@@ -133,7 +133,7 @@ Plan::Plan(Graph& graph, const std::map<int, Shape>& input_shapes, PlanOptions o
   }
   memory_.arena_bytes = place_blocks(blocks);
   void* p = std::aligned_alloc(kAlign, std::max<size_t>(kAlign, aligned(memory_.arena_bytes)));
-  OTTER_CHECK(p, "out of host memory: the plan needs an arena of ", memory_.arena_bytes, " bytes");
+  OTTER_CHECK_KIND(OutOfMemory, p, "out of host memory: the plan needs an arena of ", memory_.arena_bytes, " bytes");
   arena_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
   for (const Block& b : blocks)
     tensors_[b.value] = Tensor::view(info_[b.value].dtype, info_[b.value].shape, arena_,

@@ -349,6 +349,7 @@ void infer_concat(InferContext& c) {
 // of ceil(dim / n) with a smaller last one (opset 18), else equal parts. Empty when unknown.
 std::vector<int64_t> split_sizes(InferContext& c, int64_t dim, size_t n) {
   if (c.has_input(1)) {
+    if (c.node.has_attr("num_outputs")) c.fail("takes either the split input or num_outputs, not both");
     c.expect_dtype(1, {DType::Int64});
     std::optional<std::vector<int64_t>> split = literal_ints(c, 1);
     if (!split) return {};

@@ -135,7 +135,7 @@ void Session::save_checkpoint(const std::string& path) const {
   std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    OTTER_CHECK(out.good(), "cannot write checkpoint '", tmp, "'");
+    OTTER_CHECK_KIND(Io, out.good(), "cannot write checkpoint '", tmp, "'");
     uint64_t n = header.size();
     char len[8];
     for (int i = 0; i < 8; ++i) len[i] = static_cast<char>((n >> (8 * i)) & 0xff);
@@ -149,30 +149,68 @@ void Session::save_checkpoint(const std::string& path) const {
   OTTER_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename '", tmp, "' to '", path, "'");
 }
 
-void Session::load_checkpoint(const std::string& path) {
+namespace {
+
+struct CheckpointFile {
+  std::string bytes;
+  size_t data_begin = 0;
+  std::map<std::string, Entry> entries;
+  std::map<std::string, std::string> meta;
+};
+
+CheckpointFile read_checkpoint(const std::string& path) {
+  CheckpointFile f;
   std::ifstream in(path, std::ios::binary);
-  OTTER_CHECK(in.good(), "cannot open checkpoint '", path, "': no such file or not readable");
+  OTTER_CHECK_KIND(NotFound, in.good(), "cannot open checkpoint '", path, "': no such file or not readable");
   std::stringstream buf;
   buf << in.rdbuf();
-  std::string bytes = buf.str();
+  f.bytes = buf.str();
+  const std::string& bytes = f.bytes;
   std::string what = "checkpoint '" + path + "'";
   OTTER_CHECK(bytes.size() >= 8, what, " is truncated");
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[i]);
   OTTER_CHECK(n <= bytes.size() - 8, what, " is truncated or not a checkpoint");
   std::string header = bytes.substr(8, n);
-  std::map<std::string, Entry> entries;
-  std::map<std::string, std::string> meta;
   try {
-    HeaderParser(header).parse(&entries, &meta);
+    HeaderParser(header).parse(&f.entries, &f.meta);
   } catch (const Error& e) {
     OTTER_FAIL(what, ": ", e.what());
   }
-  OTTER_CHECK(meta["format"] == kFormat, what, " has format '", meta["format"], "', expected ", kFormat);
-  OTTER_CHECK(meta["optimizer"] == optimizer_->config().kind, what, " was written with optimizer '", meta["optimizer"],
+  OTTER_CHECK(f.meta["format"] == kFormat, what, " has format '", f.meta["format"], "', expected ", kFormat);
+  f.data_begin = 8 + n;
+  for (auto& kv : f.entries)
+    OTTER_CHECK(kv.second.begin <= kv.second.end && kv.second.end <= bytes.size() - f.data_begin, what, ": '", kv.first,
+                "' has bad data offsets");
+  return f;
+}
+
+}  // namespace
+
+std::map<std::string, Tensor> read_checkpoint_parameters(const std::string& path) {
+  CheckpointFile f = read_checkpoint(path);
+  std::map<std::string, Tensor> params;
+  for (auto& kv : f.entries) {
+    if (kv.first.rfind("param/", 0) != 0) continue;
+    const Entry& e = kv.second;
+    OTTER_CHECK(e.dtype == "F32", "checkpoint '", path, "': '", kv.first, "' is not F32");
+    Tensor t(DType::Float32, e.shape);
+    OTTER_CHECK(t.nbytes() == e.end - e.begin, "checkpoint '", path, "': '", kv.first, "' has bad data offsets");
+    std::memcpy(t.raw(), f.bytes.data() + f.data_begin + e.begin, t.nbytes());
+    params[kv.first.substr(6)] = t;
+  }
+  return params;
+}
+
+void Session::load_checkpoint(const std::string& path) {
+  CheckpointFile f = read_checkpoint(path);
+  std::string what = "checkpoint '" + path + "'";
+  auto& meta = f.meta;
+  auto& entries = f.entries;
+  OTTER_CHECK_KIND(WrongState, meta["optimizer"] == optimizer_->config().kind, what, " was written with optimizer '", meta["optimizer"],
               "' but this session uses '", optimizer_->config().kind, "'");
-  const char* data = bytes.data() + 8 + n;
-  size_t data_size = bytes.size() - 8 - n;
+  const char* data = f.bytes.data() + f.data_begin;
+  size_t data_size = f.bytes.size() - f.data_begin;
   int64_t micro = std::stoll(meta["micro_step"]);
   OTTER_CHECK(micro >= 0 && micro < config_.grad_accum, what, " stopped at micro-batch ", micro,
               " but this session accumulates ", config_.grad_accum);

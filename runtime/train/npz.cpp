@@ -120,7 +120,7 @@ std::string serialize_npy(const Tensor& t) {
 
 std::map<std::string, Tensor> read_npz(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  OTTER_CHECK(in.good(), "cannot open '", path, "': no such file or not readable");
+  OTTER_CHECK_KIND(NotFound, in.good(), "cannot open '", path, "': no such file or not readable");
   std::stringstream buf;
   buf << in.rdbuf();
   std::string z = buf.str();

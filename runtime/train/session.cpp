@@ -54,6 +54,7 @@ Session::Session(LoadedModel model, TrainConfig config)
     OTTER_CHECK(graph_.values[v].dtype == DType::Float32, "parameter '", graph_.values[v].name, "' is ",
                 dtype_name(graph_.values[v].dtype), "; only float32 parameters can be trained (freeze it)");
 
+  forward_node_count_ = graph_.nodes.size();
   Gradients grads = build_gradients(graph_, loss_.loss, params);
   for (int v : grads.unreachable)
     OTTER_CHECK(config_.trainable.empty(), "parameter '", graph_.values[v].name,
@@ -234,7 +235,7 @@ double Session::train_step(const std::map<std::string, Tensor>& feeds) {
   return loss;
 }
 
-std::map<std::string, Tensor> Session::eval_step(const std::map<std::string, Tensor>& feeds, double* loss) {
+std::map<std::string, Tensor> Session::eval_step(const std::map<std::string, Tensor>& feeds, double* loss, bool* has_loss) {
   bool with_loss = loss != nullptr && (loss_.label < 0 || feeds.count(graph_.values[loss_.label].name));
   std::map<int, Tensor> bound;
   Plan& plan = plan_for(false, with_loss, feeds, &bound);
@@ -244,7 +245,15 @@ std::map<std::string, Tensor> Session::eval_step(const std::map<std::string, Ten
   std::map<std::string, Tensor> out;
   for (int v : model_outputs_) out[graph_.values[v].name] = plan.value(v).clone();
   if (with_loss) *loss = plan.value(loss_.loss).to_double_vector().at(0);
+  if (has_loss) *has_loss = with_loss;
   return out;
+}
+
+std::vector<int> Session::forward_nodes() const {
+  std::vector<int> r;
+  for (int n : graph_.topo_order())
+    if (static_cast<size_t>(n) < forward_node_count_) r.push_back(n);
+  return r;
 }
 
 void Session::export_model(const std::string& path) const {

@@ -48,6 +48,9 @@ struct ParameterInfo {
   size_t offset;  // in elements, in the flat buffers
 };
 
+// The FP32 parameters ("param/<name>") stored in a checkpoint file.
+std::map<std::string, Tensor> read_checkpoint_parameters(const std::string& path);
+
 class Session {
  public:
   Session(LoadedModel model, TrainConfig config);
@@ -56,7 +59,8 @@ class Session {
   double train_step(const std::map<std::string, Tensor>& feeds);
   // Forward only (Dropout off). Returns the model's outputs; fills *loss when the feeds include
   // the labels and loss is not null.
-  std::map<std::string, Tensor> eval_step(const std::map<std::string, Tensor>& feeds, double* loss = nullptr);
+  std::map<std::string, Tensor> eval_step(const std::map<std::string, Tensor>& feeds, double* loss = nullptr,
+                                         bool* has_loss = nullptr);
 
   const std::vector<ParameterInfo>& parameters() const { return params_; }
   Tensor get_parameter(const std::string& name) const;
@@ -76,6 +80,8 @@ class Session {
   std::vector<std::pair<std::string, ValueInfo>> train_inputs() const;
   std::vector<std::pair<std::string, ValueInfo>> outputs() const;
   const Graph& graph() const { return graph_; }
+  // The forward graph's node ids (model and loss nodes, no backward), in topological order.
+  std::vector<int> forward_nodes() const;
   // Memory of the most recently used training plan.
   MemoryStats train_memory() const { return last_train_memory_; }
 
@@ -88,6 +94,7 @@ class Session {
   Graph graph_;
   TrainConfig config_;
   LossInfo loss_;
+  size_t forward_node_count_ = 0;
   std::vector<int> model_inputs_;  // graph inputs before the loss and seed were added
   std::vector<int> model_outputs_;
   std::vector<ParameterInfo> params_;

@@ -10,16 +10,23 @@ mean softmax cross-entropy of logits against the integer labels.
 
 Starting from the initializers stored in MODEL.onnx (cast to float64), it runs
 20 training steps on the fixed batches train.x[32*i : 32*(i+1)], i = 0..19
-(no shuffling), twice from the same initial weights:
+(no shuffling), four times from the same initial weights:
   (a) "sgd":   torch.optim.SGD(lr=0.1, momentum=0.9, dampening=0,
                nesterov=False, weight_decay=0)  -- first step: buf = grad
   (b) "adamw": torch.optim.AdamW(lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
                weight_decay=0.01)  -- decoupled decay p -= lr*wd*p, then the
                bias-corrected Adam update, as in PyTorch.
+  (c) "adam":  torch.optim.Adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
+               weight_decay=0.01)  -- L2 decay added to the gradient
+               (g += wd*p) before the moments, as in PyTorch.
+  (d) "sgd_nesterov": torch.optim.SGD(lr=0.05, momentum=0.9, dampening=0,
+               nesterov=True, weight_decay=1e-3)  -- g += wd*p; buf = g on
+               the first step, then buf = mu*buf + g; update with g + mu*buf.
 Weight decay / momentum apply to all four parameters (weights and biases).
 The loss of each step is computed on the current weights BEFORE the update.
 
-Writes OUT.json: {"sgd": [20 floats], "adamw": [20 floats], "batch_size": 32}.
+Writes OUT.json: {"sgd": [20 floats], "adamw": [20 floats], "adam": [20 floats],
+"sgd_nesterov": [20 floats], "batch_size": 32}.
 """
 
 import json
@@ -104,9 +111,12 @@ class SGD:
 
 
 class AdamW:
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+    """torch.optim.AdamW; with decoupled=False, torch.optim.Adam (L2 decay in the gradient)."""
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, decoupled=True):
         self.lr, self.beta1, self.beta2 = lr, betas[0], betas[1]
         self.eps, self.weight_decay = eps, weight_decay
+        self.decoupled = decoupled
         self.t = 0
         self.m, self.v = {}, {}
 
@@ -116,7 +126,10 @@ class AdamW:
         bc2 = 1.0 - self.beta2 ** self.t
         for name, p in params.items():
             g = grads[name]
-            p = p * (1.0 - self.lr * self.weight_decay)
+            if self.decoupled:
+                p = p * (1.0 - self.lr * self.weight_decay)
+            elif self.weight_decay != 0.0:
+                g = g + self.weight_decay * p
             m = self.m.get(name, np.zeros_like(p))
             v = self.v.get(name, np.zeros_like(p))
             m = self.beta1 * m + (1.0 - self.beta1) * g
@@ -155,12 +168,16 @@ def main(argv):
         "sgd": train(params, x, y, SGD(lr=0.1, momentum=0.9)),
         "adamw": train(params, x, y, AdamW(lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
                                            weight_decay=0.01)),
+        "adam": train(params, x, y, AdamW(lr=1e-3, betas=(0.9, 0.999), eps=1e-8,
+                                          weight_decay=0.01, decoupled=False)),
+        "sgd_nesterov": train(params, x, y, SGD(lr=0.05, momentum=0.9, nesterov=True,
+                                                weight_decay=1e-3)),
         "batch_size": BATCH_SIZE,
     }
     with open(out_path, "w") as f:
         json.dump(result, f, indent=2)
         f.write("\n")
-    for key in ("sgd", "adamw"):
+    for key in ("sgd", "adamw", "adam", "sgd_nesterov"):
         print(f"{key}: first {result[key][0]:.6f} last {result[key][-1]:.6f}")
     return 0
 

@@ -1,7 +1,30 @@
-/* Otter's only public header: a plain-C ABI over the training runtime.
- * For now it exposes only the version; the session, tensor and option API comes next. */
+/*
+ * otter.h — Otter's only public header: a plain C99 ABI over the ONNX training runtime.
+ *
+ * Conventions (every function follows them):
+ *  - Every call returns an otter_status. OTTER_OK is 0; on failure a message for the last failure
+ *    on this thread is available from otter_last_error() until the next failing call.
+ *  - Out-parameters come last and are left untouched on error.
+ *  - Objects are opaque handles. Each otter_X_create has an otter_X_free that accepts NULL.
+ *  - Strings are UTF-8 and NUL-terminated. Strings and arrays returned by the library stay valid
+ *    as long as the object they came from, unless a function says otherwise.
+ *  - Dimensions are int64_t; a symbolic (batch) dimension is reported as -1.
+ *  - No C++ exception ever crosses this boundary.
+ *  - Options are set by key and value string (typed setters are conveniences), so new options
+ *    never change the ABI. Option keys are listed at otter_options_set.
+ *
+ * DLPack interop: an otter_tensor_view maps one-to-one onto a DLTensor (dlpack.h): data -> data,
+ * {device_type, device_id} -> device (OTTER_DEVICE_CPU = kDLCPU = 1, OTTER_DEVICE_CUDA = kDLCUDA
+ * = 2), ndim -> ndim, shape -> shape, strides NULL (row-major, contiguous), byte_offset 0, and
+ * dtype -> {code, bits, lanes 1} per otter_dtype (FLOAT32 = {kDLFloat, 32}, BFLOAT16 =
+ * {kDLBfloat, 16}, INT64 = {kDLInt, 64}, BOOL = {kDLBool, 8}, ...). Inputs are read in place (no
+ * copy); outputs are views of memory owned by the returned list.
+ */
 #ifndef OTTER_OTTER_H
 #define OTTER_OTTER_H
+
+#include <stddef.h>
+#include <stdint.h>
 
 #if defined(_WIN32)
 #define OTTER_API __declspec(dllexport)
@@ -13,10 +36,198 @@
 extern "C" {
 #endif
 
-/* The library version, "MAJOR.MINOR.PATCH". */
+/* The ABI version of this header. A library whose otter_api_version() differs in the major part
+ * (value / 1000) is incompatible. */
+#define OTTER_API_VERSION 1000
+
+typedef enum otter_status {
+  OTTER_OK = 0,
+  OTTER_ERROR_INVALID_ARGUMENT = 1, /* NULL pointer, bad option value, wrong shape or dtype */
+  OTTER_ERROR_NOT_FOUND = 2,        /* missing file, unknown name or option key */
+  OTTER_ERROR_INVALID_MODEL = 3,    /* the model does not parse or does not validate */
+  OTTER_ERROR_UNSUPPORTED = 4,      /* op, dtype, opset, device or setting not supported */
+  OTTER_ERROR_IO = 5,               /* a file could not be written */
+  OTTER_ERROR_OUT_OF_MEMORY = 6,
+  OTTER_ERROR_WRONG_STATE = 7,      /* a call that is not valid in the object's current state */
+  OTTER_ERROR_INTERNAL = 8          /* a bug in Otter: please report it with the message */
+} otter_status;
+
+/* Element types: the values are ONNX's TensorProto.DataType numbers. */
+typedef enum otter_dtype {
+  OTTER_DTYPE_UNDEFINED = 0,
+  OTTER_DTYPE_FLOAT32 = 1,
+  OTTER_DTYPE_UINT8 = 2,
+  OTTER_DTYPE_INT8 = 3,
+  OTTER_DTYPE_INT32 = 6,
+  OTTER_DTYPE_INT64 = 7,
+  OTTER_DTYPE_BOOL = 9,
+  OTTER_DTYPE_FLOAT16 = 10,
+  OTTER_DTYPE_FLOAT64 = 11,
+  OTTER_DTYPE_BFLOAT16 = 16
+} otter_dtype;
+
+/* Device types, numbered as DLPack's DLDeviceType. */
+typedef enum otter_device_type { OTTER_DEVICE_CPU = 1, OTTER_DEVICE_CUDA = 2 } otter_device_type;
+
+/* A non-owning view of a dense row-major tensor. This struct is frozen: it never changes size. */
+typedef struct otter_tensor_view {
+  void* data;             /* first element */
+  otter_dtype dtype;
+  int32_t ndim;
+  const int64_t* shape;   /* ndim entries; may be NULL when ndim == 0 */
+  int32_t device_type;    /* otter_device_type */
+  int32_t device_id;
+} otter_tensor_view;
+
+typedef struct otter_options otter_options;
+typedef struct otter_session otter_session;
+typedef struct otter_tensor_list otter_tensor_list;
+
+/* ---- library ---- */
+
+/* OTTER_API_VERSION of the library. Never fails. */
+OTTER_API uint32_t otter_api_version(void);
+/* The library version, "MAJOR.MINOR.PATCH". Never fails; static storage. */
 OTTER_API const char* otter_version(void);
+/* The message of the last failed call on this thread ("" if none). Valid until the next failing
+ * call on this thread. Never fails. */
+OTTER_API const char* otter_last_error(void);
+/* A constant name for a status ("OTTER_OK", ...). Never fails. */
+OTTER_API const char* otter_status_name(otter_status status);
+/* Size in bytes of one element of `dtype`; 0 for an unknown dtype. Never fails. */
+OTTER_API size_t otter_dtype_size(otter_dtype dtype);
+
+/* ---- options ---- */
+
+/* Creates an empty options object (every key at its default). */
+OTTER_API otter_status otter_options_create(otter_options** out);
+/* Frees an options object; NULL is allowed. Sessions keep their own copy, so options may be freed
+ * right after otter_session_create_*. */
+OTTER_API void otter_options_free(otter_options* options);
+/* Sets `key` to `value`. Unknown keys fail with OTTER_ERROR_NOT_FOUND; values that do not parse
+ * as the key's type fail with OTTER_ERROR_INVALID_ARGUMENT (semantic checks, such as a loss output
+ * that the model lacks, happen at session creation). Keys:
+ *   loss           none | cross_entropy | mse | l1 | bce_with_logits       (default none)
+ *   loss_output    graph output the loss reads                             (default: first output)
+ *   label          name of the label input Otter adds                      (default "label")
+ *   reduction      mean | sum                                              (default mean)
+ *   ignore_index   integer label ignored by cross_entropy                  (default: none)
+ *   optimizer      sgd | adam | adamw                                      (default sgd)
+ *   lr, momentum, weight_decay, beta1, beta2, eps   numbers (PyTorch defaults per optimizer)
+ *   nesterov       true | false
+ *   schedule       constant | linear | cosine; warmup_steps, total_steps   integers
+ *   clip_norm      number, 0 = off;  grad_accum  integer >= 1;  seed  integer
+ *   trainable      comma-separated initializer names (default: all floating ones reaching the loss)
+ *   freeze         comma-separated initializer names never trained
+ *   precision      fp32 | fp16 | bf16      (fp16/bf16 are rejected until mixed precision lands)
+ *   loss_scale     dynamic | none | a number
+ *   device         auto | cpu | cuda | cuda:N   (auto picks the CPU until the CUDA backend lands)
+ */
+OTTER_API otter_status otter_options_set(otter_options* options, const char* key, const char* value);
+OTTER_API otter_status otter_options_set_double(otter_options* options, const char* key, double value);
+OTTER_API otter_status otter_options_set_int(otter_options* options, const char* key, int64_t value);
+/* The current value of `key` as a string (valid until the key is set again or the options freed). */
+OTTER_API otter_status otter_options_get(const otter_options* options, const char* key, const char** out_value);
+
+/* ---- sessions ---- */
+
+/* Loads an ONNX model, appends the loss, builds the backward pass and allocates the parameters
+ * and optimizer state. `options` may be NULL (all defaults). */
+OTTER_API otter_status otter_session_create_from_file(const char* model_path, const otter_options* options,
+                                                      otter_session** out);
+/* The same from a serialized ModelProto in memory; external data is resolved against `base_dir`
+ * (NULL: the current directory). The buffer is copied. */
+OTTER_API otter_status otter_session_create_from_buffer(const void* model_data, size_t model_size,
+                                                        const char* base_dir, const otter_options* options,
+                                                        otter_session** out);
+OTTER_API void otter_session_free(otter_session* session);
+
+/* The device the session runs on: "cpu" or "cuda:N". */
+OTTER_API otter_status otter_session_device(const otter_session* session, const char** out_device);
+
+/* Inputs a training step needs (model inputs plus the label), model outputs, and trainable
+ * parameters: count, then per index the name, dtype, rank and shape (-1 for symbolic dims). */
+OTTER_API otter_status otter_session_input_count(const otter_session* session, size_t* out_count);
+OTTER_API otter_status otter_session_input_info(const otter_session* session, size_t index, const char** out_name,
+                                                otter_dtype* out_dtype, int32_t* out_ndim, const int64_t** out_shape);
+OTTER_API otter_status otter_session_output_count(const otter_session* session, size_t* out_count);
+OTTER_API otter_status otter_session_output_info(const otter_session* session, size_t index, const char** out_name,
+                                                 otter_dtype* out_dtype, int32_t* out_ndim, const int64_t** out_shape);
+OTTER_API otter_status otter_session_parameter_count(const otter_session* session, size_t* out_count);
+OTTER_API otter_status otter_session_parameter_info(const otter_session* session, size_t index, const char** out_name,
+                                                    otter_dtype* out_dtype, int32_t* out_ndim,
+                                                    const int64_t** out_shape);
+
+/* One training micro-batch: forward, backward, and (every grad_accum calls) the optimizer step.
+ * `names[i]` names the input `inputs[i]`; every input of otter_session_input_* must be given.
+ * Writes the micro-batch loss to *out_loss (may be NULL). On error nothing in the session
+ * changes. */
+OTTER_API otter_status otter_session_train_step(otter_session* session, size_t num_inputs, const char* const* names,
+                                                const otter_tensor_view* inputs, double* out_loss);
+/* Forward pass in evaluation mode (Dropout off). The label may be omitted; when it is given and
+ * out_loss is not NULL, the loss is computed too (*out_has_loss = 1). *out_outputs receives the
+ * model outputs (free with otter_tensor_list_free). out_loss and out_has_loss may be NULL. */
+OTTER_API otter_status otter_session_eval_step(otter_session* session, size_t num_inputs, const char* const* names,
+                                               const otter_tensor_view* inputs, otter_tensor_list** out_outputs,
+                                               double* out_loss, int* out_has_loss);
+
+OTTER_API otter_status otter_session_get_learning_rate(const otter_session* session, double* out_lr);
+OTTER_API otter_status otter_session_set_learning_rate(otter_session* session, double lr);
+
+/* Copies parameter `name` (its FP32 master) into `buffer` of `buffer_bytes` bytes, which must be
+ * exactly the parameter's size. */
+OTTER_API otter_status otter_session_get_parameter(const otter_session* session, const char* name, void* buffer,
+                                                   size_t buffer_bytes);
+/* Replaces parameter `name`; `value` must have its dtype and shape. */
+OTTER_API otter_status otter_session_set_parameter(otter_session* session, const char* name,
+                                                   const otter_tensor_view* value);
+
+/* Statistics by key: step (optimizer steps taken), micro_step, last_loss (OTTER_ERROR_WRONG_STATE
+ * before the first step), learning_rate (for the next step), grad_norm (before clipping, last
+ * step), loss_scale (1 without loss scaling), skipped_steps (steps skipped for non-finite
+ * gradients), arena_bytes and intermediate_bytes (planned activation memory of the last training
+ * plan and the sum of its intermediates). Unknown keys: OTTER_ERROR_NOT_FOUND. */
+OTTER_API otter_status otter_session_get_stat(const otter_session* session, const char* key, double* out_value);
+
+/* Writes a checkpoint (parameters, optimizer state, step, schedule position, seed) atomically:
+ * to PATH.tmp, then renamed. */
+OTTER_API otter_status otter_session_save_checkpoint(const otter_session* session, const char* path);
+/* Restores a checkpoint written by a session of the same model and options. A checkpoint that
+ * does not match changes nothing. */
+OTTER_API otter_status otter_session_load_checkpoint(otter_session* session, const char* path);
+/* Writes the original model with its trained initializers replaced by the FP32 values; every
+ * other part of the file is unchanged. */
+OTTER_API otter_status otter_session_export(const otter_session* session, const char* path);
+
+/* The forward graph's nodes (the model's and the appended loss), in topological order: name, op
+ * type and the dtype its outputs are computed in ("float32", ...). */
+OTTER_API otter_status otter_session_node_count(const otter_session* session, size_t* out_count);
+OTTER_API otter_status otter_session_node_info(const otter_session* session, size_t index, const char** out_name,
+                                               const char** out_op_type, const char** out_compute_dtype);
+
+/* Writes MODEL with its initializers replaced by the parameters stored in CHECKPOINT (written by
+ * otter_session_save_checkpoint), without creating a session. */
+OTTER_API otter_status otter_checkpoint_export(const char* checkpoint_path, const char* model_path,
+                                               const char* out_path);
+
+/* ---- tensor lists (outputs) ---- */
+
+OTTER_API otter_status otter_tensor_list_size(const otter_tensor_list* list, size_t* out_size);
+/* Entry `index`: its name and a view of its data (owned by the list). */
+OTTER_API otter_status otter_tensor_list_get(const otter_tensor_list* list, size_t index, const char** out_name,
+                                             otter_tensor_view* out_view);
+OTTER_API void otter_tensor_list_free(otter_tensor_list* list);
+
+/* ---- NumPy files ---- */
+
+/* Reads every array of a NumPy .npz file (stored or deflated members) into a new list, entries
+ * named by their array names, in name order. */
+OTTER_API otter_status otter_npz_load(const char* path, otter_tensor_list** out_list);
+/* Writes `num` CPU tensors to a NumPy .npz file (atomically: PATH.tmp, then renamed). */
+OTTER_API otter_status otter_npz_save(const char* path, size_t num, const char* const* names,
+                                      const otter_tensor_view* tensors);
 
 #ifdef __cplusplus
 }
 #endif
-#endif
+#endif /* OTTER_OTTER_H */

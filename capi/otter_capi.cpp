@@ -1,0 +1,635 @@
+// The C shim: each exported function validates its pointers, calls the C++ engine inside
+// `guard`, which turns every exception into a status code and a thread-local message, and only
+// then writes its out-parameters. Nothing else is exported (see capi/otter.map).
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <new>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "otter/otter.h"
+#include "runtime/train/npz.h"
+#include "runtime/train/session.h"
+
+using otter::Error;
+using otter::ErrorKind;
+
+struct otter_options {
+  std::map<std::string, std::string> values;
+};
+
+struct otter_session {
+  std::unique_ptr<otter::Session> session;
+  std::string device = "cpu";
+  struct Info {
+    std::string name;
+    otter_dtype dtype;
+    std::vector<int64_t> shape;
+  };
+  std::vector<Info> inputs, outputs, params;
+  struct NodeInfo {
+    std::string name, op_type, dtype;
+  };
+  std::vector<NodeInfo> nodes;
+  bool stepped = false;
+};
+
+struct otter_tensor_list {
+  std::vector<std::string> names;
+  std::vector<otter::Tensor> tensors;
+};
+
+namespace {
+
+thread_local std::string last_error;
+
+otter_status status_of(ErrorKind k) {
+  switch (k) {
+    case ErrorKind::InvalidArgument: return OTTER_ERROR_INVALID_ARGUMENT;
+    case ErrorKind::NotFound: return OTTER_ERROR_NOT_FOUND;
+    case ErrorKind::InvalidModel: return OTTER_ERROR_INVALID_MODEL;
+    case ErrorKind::Unsupported: return OTTER_ERROR_UNSUPPORTED;
+    case ErrorKind::Io: return OTTER_ERROR_IO;
+    case ErrorKind::OutOfMemory: return OTTER_ERROR_OUT_OF_MEMORY;
+    case ErrorKind::WrongState: return OTTER_ERROR_WRONG_STATE;
+    case ErrorKind::Internal: return OTTER_ERROR_INTERNAL;
+  }
+  return OTTER_ERROR_INTERNAL;
+}
+
+otter_status fail(otter_status s, const std::string& message) {
+  last_error = message;
+  return s;
+}
+
+template <class Fn>
+otter_status guard(const char* function, Fn fn) {
+  try {
+    fn();
+    return OTTER_OK;
+  } catch (const Error& e) {
+    return fail(status_of(e.kind()), std::string(function) + ": " + e.what());
+  } catch (const std::bad_alloc&) {
+    return fail(OTTER_ERROR_OUT_OF_MEMORY, std::string(function) + ": out of memory");
+  } catch (const std::exception& e) {
+    return fail(OTTER_ERROR_INTERNAL, std::string(function) + ": internal error: " + e.what());
+  } catch (...) {
+    return fail(OTTER_ERROR_INTERNAL, std::string(function) + ": internal error (unknown exception)");
+  }
+}
+
+#define OTTER_REQUIRE(ptr) \
+  if (!(ptr)) return fail(OTTER_ERROR_INVALID_ARGUMENT, std::string(__func__) + ": '" #ptr "' is NULL")
+
+// ---- options ----
+
+enum class OptType { String, Number, Integer, Bool, Names };
+struct OptSpec {
+  OptType type;
+  std::vector<std::string> choices;  // for enumerated strings
+};
+
+const std::map<std::string, OptSpec>& option_specs() {
+  static const std::map<std::string, OptSpec> specs = {
+      {"loss", {OptType::String, {"none", "cross_entropy", "mse", "l1", "bce_with_logits"}}},
+      {"loss_output", {OptType::String, {}}},
+      {"label", {OptType::String, {}}},
+      {"reduction", {OptType::String, {"mean", "sum"}}},
+      {"ignore_index", {OptType::Integer, {}}},
+      {"optimizer", {OptType::String, {"sgd", "adam", "adamw"}}},
+      {"lr", {OptType::Number, {}}},
+      {"momentum", {OptType::Number, {}}},
+      {"weight_decay", {OptType::Number, {}}},
+      {"beta1", {OptType::Number, {}}},
+      {"beta2", {OptType::Number, {}}},
+      {"eps", {OptType::Number, {}}},
+      {"nesterov", {OptType::Bool, {}}},
+      {"schedule", {OptType::String, {"constant", "linear", "cosine"}}},
+      {"warmup_steps", {OptType::Integer, {}}},
+      {"total_steps", {OptType::Integer, {}}},
+      {"clip_norm", {OptType::Number, {}}},
+      {"grad_accum", {OptType::Integer, {}}},
+      {"seed", {OptType::Integer, {}}},
+      {"trainable", {OptType::Names, {}}},
+      {"freeze", {OptType::Names, {}}},
+      {"precision", {OptType::String, {"fp32", "fp16", "bf16"}}},
+      {"loss_scale", {OptType::String, {}}},
+      {"device", {OptType::String, {}}},
+  };
+  return specs;
+}
+
+bool parse_double(const std::string& s, double* out) {
+  if (s.empty()) return false;
+  char* end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  if (*end != '\0' || !std::isfinite(v)) return false;
+  *out = v;
+  return true;
+}
+
+bool parse_int(const std::string& s, int64_t* out) {
+  if (s.empty()) return false;
+  char* end = nullptr;
+  long long v = std::strtoll(s.c_str(), &end, 10);
+  if (*end != '\0') return false;
+  *out = v;
+  return true;
+}
+
+std::vector<std::string> split_names(const std::string& s) {
+  std::vector<std::string> r;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) r.push_back(item);
+  return r;
+}
+
+void validate_option(const std::string& key, const std::string& value) {
+  auto it = option_specs().find(key);
+  if (it == option_specs().end()) throw Error("unknown option key '" + key + "'", ErrorKind::NotFound);
+  const OptSpec& spec = it->second;
+  double d;
+  int64_t i;
+  switch (spec.type) {
+    case OptType::String:
+      if (!spec.choices.empty()) {
+        bool ok = false;
+        std::string list;
+        for (auto& c : spec.choices) {
+          ok = ok || c == value;
+          list += (list.empty() ? "" : ", ") + c;
+        }
+        OTTER_CHECK(ok, "option '", key, "': '", value, "' is not one of ", list);
+      }
+      if (key == "loss_scale")
+        OTTER_CHECK(value == "dynamic" || value == "none" || (parse_double(value, &d) && d > 0), "option 'loss_scale': '",
+                    value, "' is not dynamic, none or a positive number");
+      if (key == "device")
+        OTTER_CHECK(value == "auto" || value == "cpu" || value == "cuda" || value.rfind("cuda:", 0) == 0,
+                    "option 'device': '", value, "' is not auto, cpu, cuda or cuda:N");
+      break;
+    case OptType::Number:
+      OTTER_CHECK(parse_double(value, &d), "option '", key, "': '", value, "' is not a finite number");
+      break;
+    case OptType::Integer:
+      OTTER_CHECK(parse_int(value, &i), "option '", key, "': '", value, "' is not an integer");
+      break;
+    case OptType::Bool:
+      OTTER_CHECK(value == "true" || value == "false" || value == "1" || value == "0", "option '", key, "': '", value,
+                  "' is not true or false");
+      break;
+    case OptType::Names:
+      break;
+  }
+}
+
+otter::TrainConfig config_from(const otter_options* options, std::string* device) {
+  otter::TrainConfig c;
+  *device = "cpu";
+  if (!options) return c;
+  const auto& v = options->values;
+  auto get = [&](const char* k) -> const std::string* {
+    auto it = v.find(k);
+    return it == v.end() ? nullptr : &it->second;
+  };
+  auto num = [&](const char* k, double* dst) {
+    if (auto s = get(k)) parse_double(*s, dst);
+  };
+  auto integer = [&](const char* k, int64_t* dst) {
+    if (auto s = get(k)) parse_int(*s, dst);
+  };
+  if (auto s = get("loss")) c.loss.kind = *s;
+  if (auto s = get("loss_output")) c.loss.output = *s;
+  if (auto s = get("label")) c.loss.label = *s;
+  if (auto s = get("reduction")) c.loss.reduction = *s;
+  if (auto s = get("ignore_index")) {
+    int64_t i = 0;
+    parse_int(*s, &i);
+    c.loss.ignore_index = i;
+  }
+  if (auto s = get("optimizer")) c.optimizer.kind = *s;
+  num("lr", &c.optimizer.lr);
+  num("momentum", &c.optimizer.momentum);
+  num("weight_decay", &c.optimizer.weight_decay);
+  num("beta1", &c.optimizer.beta1);
+  num("beta2", &c.optimizer.beta2);
+  num("eps", &c.optimizer.eps);
+  if (auto s = get("nesterov")) c.optimizer.nesterov = *s == "true" || *s == "1";
+  if (auto s = get("schedule")) c.schedule.kind = *s;
+  integer("warmup_steps", &c.schedule.warmup_steps);
+  integer("total_steps", &c.schedule.total_steps);
+  num("clip_norm", &c.clip_norm);
+  integer("grad_accum", &c.grad_accum);
+  if (auto s = get("seed")) {
+    int64_t i = 0;
+    parse_int(*s, &i);
+    c.seed = static_cast<uint64_t>(i);
+  }
+  if (auto s = get("trainable")) c.trainable = split_names(*s);
+  if (auto s = get("freeze")) c.frozen = split_names(*s);
+  if (auto s = get("precision"))
+    OTTER_CHECK_KIND(Unsupported, *s == "fp32", "precision '", *s,
+                     "' is not available yet: this build trains in fp32 only (mixed precision is the next milestone)");
+  if (auto s = get("loss_scale"))
+    OTTER_CHECK_KIND(Unsupported, *s == "none", "loss_scale '", *s, "' needs mixed precision, which this build lacks");
+  if (auto s = get("device")) {
+    OTTER_CHECK_KIND(Unsupported, *s == "auto" || *s == "cpu", "device '", *s,
+                     "' is not available: this build has no CUDA backend yet (use cpu or auto)");
+  }
+  return c;
+}
+
+otter_dtype to_c(otter::DType t) { return static_cast<otter_dtype>(static_cast<int32_t>(t)); }
+
+void describe(otter_session* s) {
+  auto fill = [](const std::vector<std::pair<std::string, otter::ValueInfo>>& src, std::vector<otter_session::Info>& dst) {
+    for (auto& p : src) {
+      std::vector<int64_t> shape = p.second.shape;
+      for (auto& d : shape) d = d < 0 ? -1 : d;
+      dst.push_back({p.first, to_c(p.second.dtype), shape});
+    }
+  };
+  fill(s->session->train_inputs(), s->inputs);
+  fill(s->session->outputs(), s->outputs);
+  for (auto& p : s->session->parameters()) s->params.push_back({p.name, OTTER_DTYPE_FLOAT32, p.shape});
+  const otter::Graph& g = s->session->graph();
+  for (int n : s->session->forward_nodes()) {
+    const otter::Node& node = g.nodes[n];
+    int out = node.outputs.empty() ? -1 : node.outputs[0];
+    std::string dtype = out >= 0 ? otter::dtype_name(g.values[out].dtype) : "none";
+    s->nodes.push_back({node.name, node.domain.empty() ? node.op_type : node.domain + "." + node.op_type, dtype});
+  }
+}
+
+otter::Tensor tensor_from_view(const otter_tensor_view& v, const std::string& what) {
+  OTTER_CHECK(v.ndim >= 0 && v.ndim <= 16, what, ": ndim ", v.ndim, " is out of range");
+  OTTER_CHECK(v.ndim == 0 || v.shape, what, ": shape is NULL");
+  OTTER_CHECK(otter::is_supported_dtype(static_cast<int32_t>(v.dtype)), what, ": unknown dtype ", static_cast<int>(v.dtype));
+  OTTER_CHECK_KIND(Unsupported, v.device_type == OTTER_DEVICE_CPU, what, ": only CPU tensors are accepted by this build");
+  otter::Shape shape(v.shape, v.shape + v.ndim);
+  for (int64_t d : shape) OTTER_CHECK(d >= 0, what, ": negative dimension ", d);
+  otter::Tensor t = otter::Tensor::view(static_cast<otter::DType>(v.dtype), shape, nullptr, v.data);
+  OTTER_CHECK(v.data || t.nbytes() == 0, what, ": data is NULL");
+  return t;
+}
+
+std::map<std::string, otter::Tensor> feeds_from(size_t n, const char* const* names, const otter_tensor_view* inputs) {
+  OTTER_CHECK(n == 0 || (names && inputs), "names or inputs is NULL");
+  std::map<std::string, otter::Tensor> feeds;
+  for (size_t i = 0; i < n; ++i) {
+    OTTER_CHECK(names[i], "names[", i, "] is NULL");
+    OTTER_CHECK(!feeds.count(names[i]), "input '", names[i], "' is given twice");
+    feeds[names[i]] = tensor_from_view(inputs[i], std::string("input '") + names[i] + "'");
+  }
+  return feeds;
+}
+
+otter_status info_at(const std::vector<otter_session::Info>& list, size_t index, const char** name, otter_dtype* dtype,
+                     int32_t* ndim, const int64_t** shape) {
+  if (index >= list.size())
+    return fail(OTTER_ERROR_INVALID_ARGUMENT, "index " + std::to_string(index) + " is out of range (count " +
+                                                  std::to_string(list.size()) + ")");
+  const auto& i = list[index];
+  if (name) *name = i.name.c_str();
+  if (dtype) *dtype = i.dtype;
+  if (ndim) *ndim = static_cast<int32_t>(i.shape.size());
+  if (shape) *shape = i.shape.data();
+  return OTTER_OK;
+}
+
+}  // namespace
+
+extern "C" {
+
+uint32_t otter_api_version(void) { return OTTER_API_VERSION; }
+const char* otter_version(void) { return "0.1.0"; }
+const char* otter_last_error(void) { return last_error.c_str(); }
+
+const char* otter_status_name(otter_status s) {
+  switch (s) {
+    case OTTER_OK: return "OTTER_OK";
+    case OTTER_ERROR_INVALID_ARGUMENT: return "OTTER_ERROR_INVALID_ARGUMENT";
+    case OTTER_ERROR_NOT_FOUND: return "OTTER_ERROR_NOT_FOUND";
+    case OTTER_ERROR_INVALID_MODEL: return "OTTER_ERROR_INVALID_MODEL";
+    case OTTER_ERROR_UNSUPPORTED: return "OTTER_ERROR_UNSUPPORTED";
+    case OTTER_ERROR_IO: return "OTTER_ERROR_IO";
+    case OTTER_ERROR_OUT_OF_MEMORY: return "OTTER_ERROR_OUT_OF_MEMORY";
+    case OTTER_ERROR_WRONG_STATE: return "OTTER_ERROR_WRONG_STATE";
+    case OTTER_ERROR_INTERNAL: return "OTTER_ERROR_INTERNAL";
+  }
+  return "OTTER_STATUS_UNKNOWN";
+}
+
+size_t otter_dtype_size(otter_dtype dtype) {
+  return otter::is_supported_dtype(static_cast<int32_t>(dtype)) ? otter::dtype_size(static_cast<otter::DType>(dtype)) : 0;
+}
+
+otter_status otter_options_create(otter_options** out) {
+  OTTER_REQUIRE(out);
+  return guard(__func__, [&] { *out = new otter_options(); });
+}
+
+void otter_options_free(otter_options* options) { delete options; }
+
+otter_status otter_options_set(otter_options* options, const char* key, const char* value) {
+  OTTER_REQUIRE(options);
+  OTTER_REQUIRE(key);
+  OTTER_REQUIRE(value);
+  return guard(__func__, [&] {
+    validate_option(key, value);
+    options->values[key] = value;
+  });
+}
+
+otter_status otter_options_set_double(otter_options* options, const char* key, double value) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.17g", value);
+  return otter_options_set(options, key, buf);
+}
+
+otter_status otter_options_set_int(otter_options* options, const char* key, int64_t value) {
+  return otter_options_set(options, key, std::to_string(value).c_str());
+}
+
+otter_status otter_options_get(const otter_options* options, const char* key, const char** out_value) {
+  OTTER_REQUIRE(options);
+  OTTER_REQUIRE(key);
+  OTTER_REQUIRE(out_value);
+  auto it = options->values.find(key);
+  if (it == options->values.end()) {
+    if (!option_specs().count(key)) return fail(OTTER_ERROR_NOT_FOUND, std::string("unknown option key '") + key + "'");
+    return fail(OTTER_ERROR_NOT_FOUND, std::string("option '") + key + "' is not set (its default applies)");
+  }
+  *out_value = it->second.c_str();
+  return OTTER_OK;
+}
+
+static otter_status create_session(otter::LoadedModel (*load)(const void*, size_t, const char*), const void* data,
+                                   size_t size, const char* base, const otter_options* options, otter_session** out,
+                                   const char* function) {
+  return guard(function, [&] {
+    std::string device;
+    otter::TrainConfig config = config_from(options, &device);
+    auto s = std::make_unique<otter_session>();
+    s->session = std::make_unique<otter::Session>(load(data, size, base), config);
+    s->device = device;
+    describe(s.get());
+    *out = s.release();
+  });
+}
+
+otter_status otter_session_create_from_file(const char* model_path, const otter_options* options, otter_session** out) {
+  OTTER_REQUIRE(model_path);
+  OTTER_REQUIRE(out);
+  return create_session([](const void* p, size_t, const char*) { return otter::load_model_file(static_cast<const char*>(p)); },
+                        model_path, 0, nullptr, options, out, __func__);
+}
+
+otter_status otter_session_create_from_buffer(const void* model_data, size_t model_size, const char* base_dir,
+                                              const otter_options* options, otter_session** out) {
+  OTTER_REQUIRE(model_data);
+  OTTER_REQUIRE(out);
+  return create_session([](const void* p, size_t n, const char* base) { return otter::load_model_buffer(p, n, base ? base : "."); },
+                        model_data, model_size, base_dir, options, out, __func__);
+}
+
+void otter_session_free(otter_session* session) { delete session; }
+
+otter_status otter_session_device(const otter_session* s, const char** out) {
+  OTTER_REQUIRE(s);
+  OTTER_REQUIRE(out);
+  *out = s->device.c_str();
+  return OTTER_OK;
+}
+
+otter_status otter_session_input_count(const otter_session* s, size_t* out) {
+  OTTER_REQUIRE(s);
+  OTTER_REQUIRE(out);
+  *out = s->inputs.size();
+  return OTTER_OK;
+}
+otter_status otter_session_input_info(const otter_session* s, size_t i, const char** name, otter_dtype* dtype,
+                                      int32_t* ndim, const int64_t** shape) {
+  OTTER_REQUIRE(s);
+  return info_at(s->inputs, i, name, dtype, ndim, shape);
+}
+otter_status otter_session_output_count(const otter_session* s, size_t* out) {
+  OTTER_REQUIRE(s);
+  OTTER_REQUIRE(out);
+  *out = s->outputs.size();
+  return OTTER_OK;
+}
+otter_status otter_session_output_info(const otter_session* s, size_t i, const char** name, otter_dtype* dtype,
+                                       int32_t* ndim, const int64_t** shape) {
+  OTTER_REQUIRE(s);
+  return info_at(s->outputs, i, name, dtype, ndim, shape);
+}
+otter_status otter_session_parameter_count(const otter_session* s, size_t* out) {
+  OTTER_REQUIRE(s);
+  OTTER_REQUIRE(out);
+  *out = s->params.size();
+  return OTTER_OK;
+}
+otter_status otter_session_parameter_info(const otter_session* s, size_t i, const char** name, otter_dtype* dtype,
+                                          int32_t* ndim, const int64_t** shape) {
+  OTTER_REQUIRE(s);
+  return info_at(s->params, i, name, dtype, ndim, shape);
+}
+
+otter_status otter_session_node_count(const otter_session* s, size_t* out) {
+  OTTER_REQUIRE(s);
+  OTTER_REQUIRE(out);
+  *out = s->nodes.size();
+  return OTTER_OK;
+}
+
+otter_status otter_session_node_info(const otter_session* s, size_t index, const char** name, const char** op_type,
+                                     const char** dtype) {
+  OTTER_REQUIRE(s);
+  if (index >= s->nodes.size())
+    return fail(OTTER_ERROR_INVALID_ARGUMENT, "otter_session_node_info: index " + std::to_string(index) +
+                                                  " is out of range (count " + std::to_string(s->nodes.size()) + ")");
+  if (name) *name = s->nodes[index].name.c_str();
+  if (op_type) *op_type = s->nodes[index].op_type.c_str();
+  if (dtype) *dtype = s->nodes[index].dtype.c_str();
+  return OTTER_OK;
+}
+
+otter_status otter_checkpoint_export(const char* checkpoint_path, const char* model_path, const char* out_path) {
+  OTTER_REQUIRE(checkpoint_path);
+  OTTER_REQUIRE(model_path);
+  OTTER_REQUIRE(out_path);
+  return guard(__func__, [&] {
+    auto params = otter::read_checkpoint_parameters(checkpoint_path);
+    otter::LoadedModel model = otter::load_model_file(model_path);
+    otter::export_model(model.model_bytes, params, out_path);
+  });
+}
+
+otter_status otter_session_train_step(otter_session* s, size_t n, const char* const* names,
+                                      const otter_tensor_view* inputs, double* out_loss) {
+  OTTER_REQUIRE(s);
+  return guard(__func__, [&] {
+    double loss = s->session->train_step(feeds_from(n, names, inputs));
+    s->stepped = true;
+    if (out_loss) *out_loss = loss;
+  });
+}
+
+otter_status otter_session_eval_step(otter_session* s, size_t n, const char* const* names,
+                                     const otter_tensor_view* inputs, otter_tensor_list** out_outputs,
+                                     double* out_loss, int* out_has_loss) {
+  OTTER_REQUIRE(s);
+  OTTER_REQUIRE(out_outputs);
+  return guard(__func__, [&] {
+    double loss = 0;
+    auto feeds = feeds_from(n, names, inputs);
+    bool want_loss = out_loss != nullptr;
+    bool has_loss = false;
+    auto outputs = s->session->eval_step(feeds, want_loss ? &loss : nullptr, &has_loss);
+    auto list = std::make_unique<otter_tensor_list>();
+    for (auto& o : s->outputs) {
+      list->names.push_back(o.name);
+      list->tensors.push_back(outputs.at(o.name));
+    }
+    *out_outputs = list.release();
+    if (out_loss && has_loss) *out_loss = loss;
+    if (out_has_loss) *out_has_loss = has_loss ? 1 : 0;
+  });
+}
+
+otter_status otter_session_get_learning_rate(const otter_session* s, double* out) {
+  OTTER_REQUIRE(s);
+  OTTER_REQUIRE(out);
+  *out = s->session->learning_rate();
+  return OTTER_OK;
+}
+
+otter_status otter_session_set_learning_rate(otter_session* s, double lr) {
+  OTTER_REQUIRE(s);
+  return guard(__func__, [&] { s->session->set_learning_rate(lr); });
+}
+
+otter_status otter_session_get_parameter(const otter_session* s, const char* name, void* buffer, size_t bytes) {
+  OTTER_REQUIRE(s);
+  OTTER_REQUIRE(name);
+  OTTER_REQUIRE(buffer);
+  return guard(__func__, [&] {
+    otter::Tensor t;
+    try {
+      t = s->session->get_parameter(name);
+    } catch (const Error& e) {
+      throw Error(e.what(), ErrorKind::NotFound);
+    }
+    OTTER_CHECK(bytes == t.nbytes(), "parameter '", name, "' has ", t.nbytes(), " bytes (float32 ", otter::shape_str(t.shape()),
+                "); the buffer has ", bytes);
+    std::memcpy(buffer, t.raw(), bytes);
+  });
+}
+
+otter_status otter_session_set_parameter(otter_session* s, const char* name, const otter_tensor_view* value) {
+  OTTER_REQUIRE(s);
+  OTTER_REQUIRE(name);
+  OTTER_REQUIRE(value);
+  return guard(__func__, [&] {
+    bool known = false;
+    for (auto& p : s->params) known = known || p.name == name;
+    if (!known) throw Error(std::string("'") + name + "' is not a trainable parameter of this session", ErrorKind::NotFound);
+    s->session->set_parameter(name, tensor_from_view(*value, std::string("parameter '") + name + "'"));
+  });
+}
+
+otter_status otter_session_get_stat(const otter_session* s, const char* key, double* out) {
+  OTTER_REQUIRE(s);
+  OTTER_REQUIRE(key);
+  OTTER_REQUIRE(out);
+  const otter::StepStats& st = s->session->stats();
+  std::string k = key;
+  double v;
+  if (k == "step") v = static_cast<double>(st.step);
+  else if (k == "micro_step") v = static_cast<double>(st.micro_step);
+  else if (k == "last_loss") {
+    if (!s->stepped) return fail(OTTER_ERROR_WRONG_STATE, "otter_session_get_stat: 'last_loss' is not available before the first train_step");
+    v = st.last_loss;
+  } else if (k == "learning_rate") v = st.lr;
+  else if (k == "grad_norm") v = st.last_grad_norm;
+  else if (k == "loss_scale") v = 1.0;
+  else if (k == "skipped_steps") v = 0.0;
+  else if (k == "arena_bytes") v = static_cast<double>(s->session->train_memory().arena_bytes);
+  else if (k == "intermediate_bytes") v = static_cast<double>(s->session->train_memory().intermediate_bytes);
+  else return fail(OTTER_ERROR_NOT_FOUND, std::string("otter_session_get_stat: unknown statistic '") + key + "'");
+  *out = v;
+  return OTTER_OK;
+}
+
+otter_status otter_session_save_checkpoint(const otter_session* s, const char* path) {
+  OTTER_REQUIRE(s);
+  OTTER_REQUIRE(path);
+  return guard(__func__, [&] { s->session->save_checkpoint(path); });
+}
+
+otter_status otter_session_load_checkpoint(otter_session* s, const char* path) {
+  OTTER_REQUIRE(s);
+  OTTER_REQUIRE(path);
+  return guard(__func__, [&] { s->session->load_checkpoint(path); });
+}
+
+otter_status otter_session_export(const otter_session* s, const char* path) {
+  OTTER_REQUIRE(s);
+  OTTER_REQUIRE(path);
+  return guard(__func__, [&] { s->session->export_model(path); });
+}
+
+otter_status otter_tensor_list_size(const otter_tensor_list* list, size_t* out) {
+  OTTER_REQUIRE(list);
+  OTTER_REQUIRE(out);
+  *out = list->tensors.size();
+  return OTTER_OK;
+}
+
+otter_status otter_tensor_list_get(const otter_tensor_list* list, size_t index, const char** out_name,
+                                   otter_tensor_view* out_view) {
+  OTTER_REQUIRE(list);
+  OTTER_REQUIRE(out_view);
+  if (index >= list->tensors.size())
+    return fail(OTTER_ERROR_INVALID_ARGUMENT, "otter_tensor_list_get: index " + std::to_string(index) +
+                                                  " is out of range (size " + std::to_string(list->tensors.size()) + ")");
+  const otter::Tensor& t = list->tensors[index];
+  if (out_name) *out_name = list->names[index].c_str();
+  out_view->data = const_cast<void*>(t.raw());
+  out_view->dtype = to_c(t.dtype());
+  out_view->ndim = static_cast<int32_t>(t.rank());
+  out_view->shape = t.shape().data();
+  out_view->device_type = OTTER_DEVICE_CPU;
+  out_view->device_id = 0;
+  return OTTER_OK;
+}
+
+void otter_tensor_list_free(otter_tensor_list* list) { delete list; }
+
+otter_status otter_npz_load(const char* path, otter_tensor_list** out_list) {
+  OTTER_REQUIRE(path);
+  OTTER_REQUIRE(out_list);
+  return guard(__func__, [&] {
+    auto arrays = otter::read_npz(path);
+    auto list = std::make_unique<otter_tensor_list>();
+    for (auto& kv : arrays) {
+      list->names.push_back(kv.first);
+      list->tensors.push_back(kv.second);
+    }
+    *out_list = list.release();
+  });
+}
+
+otter_status otter_npz_save(const char* path, size_t num, const char* const* names, const otter_tensor_view* tensors) {
+  OTTER_REQUIRE(path);
+  return guard(__func__, [&] { otter::write_npz(path, feeds_from(num, names, tensors)); });
+}
+
+}  // extern "C"

@@ -1,0 +1,564 @@
+// The `otter` command line: train, eval, export and inspect ONNX models. Built on the C ABI only
+// (through bindings/cpp/otter.hpp). The flags and the metrics keys are a contract scripts rely
+// on (docs/cli.md): add freely, never rename.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <numeric>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bindings/cpp/otter.hpp"
+
+using otter::cpp::HostTensor;
+
+namespace {
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+const char* kMainHelp =
+    "otter — train ONNX models\n\n"
+    "usage: otter <command> [options]\n\n"
+    "commands:\n"
+    "  train    train a model on .npz data and export the trained ONNX file\n"
+    "  eval     evaluate a model (loss, accuracy) on .npz data\n"
+    "  export   write a checkpoint's weights into an ONNX model\n"
+    "  inspect  print a model's inputs, outputs, parameters and nodes\n\n"
+    "`otter <command> --help` documents each command's flags. Version: ";
+
+const char* kTrainHelp =
+    "usage: otter train MODEL.onnx --data TRAIN.npz --out TRAINED.onnx [options]\n\n"
+    "data and loss:\n"
+    "  --data TRAIN.npz          arrays named like the model's inputs, plus the labels\n"
+    "  --label NAME              label array / input name (default: label)\n"
+    "  --loss KIND               cross_entropy | mse | l1 | bce_with_logits | none (default: none:\n"
+    "                            the model's output is already the loss)\n"
+    "  --loss-output NAME        output the loss reads (default: the first output)\n"
+    "  --val VAL.npz             validation data, evaluated after every epoch\n"
+    "optimisation:\n"
+    "  --optimizer sgd|adam|adamw (default adamw)   --lr X   --momentum X   --weight-decay X\n"
+    "  --schedule constant|linear|cosine (default constant)   --warmup N (steps)\n"
+    "  --epochs N | --steps N    length of training (default: 1 epoch)\n"
+    "  --batch-size N            micro-batch size (default 32)\n"
+    "  --grad-accum N            micro-batches per optimizer step (default 1)\n"
+    "  --clip-norm X             clip gradients by global norm (default: off)\n"
+    "  --freeze NAME,...         initializers never trained\n"
+    "  --seed N                  shuffling and dropout seed (default 0)\n"
+    "precision and device:\n"
+    "  --precision fp32|fp16|bf16   --loss-scale dynamic|none|VALUE   --device auto|cpu|cuda[:N]\n"
+    "checkpoints and output:\n"
+    "  --checkpoint PATH --checkpoint-every N   save every N optimizer steps (and at the end)\n"
+    "  --resume PATH             continue from a checkpoint\n"
+    "  --out TRAINED.onnx        the trained model (required)\n"
+    "  --metrics METRICS.json    steps, skipped_steps, final_loss, loss_scale, history, val\n"
+    "  --plot LOSS.svg           SVG loss curve (train and validation)\n";
+
+const char* kEvalHelp =
+    "usage: otter eval MODEL.onnx --data TEST.npz [--label NAME] [--loss KIND] [--loss-output NAME]\n"
+    "                  [--batch-size N] [--device D] [--metrics METRICS.json] [--outputs OUT.npz]\n\n"
+    "  --outputs OUT.npz   also write the model's outputs for every row\n"
+    "Prints eval.loss (when the labels are present) and, for cross_entropy, eval.accuracy\n"
+    "(argmax over the class axis).\n";
+
+const char* kExportHelp =
+    "usage: otter export CHECKPOINT --model MODEL.onnx --out TRAINED.onnx\n\n"
+    "Writes MODEL with its trained initializers taken from CHECKPOINT; nothing else changes.\n";
+
+const char* kInspectHelp =
+    "usage: otter inspect MODEL.onnx [--precision fp32|fp16|bf16] [--loss KIND] [--loss-output NAME]\n"
+    "                     [--label NAME]\n\n"
+    "Prints the inputs a training step needs, the outputs, the trainable parameters and every node\n"
+    "with the dtype it computes in.\n";
+
+// Parses --flag VALUE pairs; positional arguments are collected in order.
+struct Args {
+  std::map<std::string, std::string> flags;
+  std::vector<std::string> positional;
+  std::set<std::string> used;
+
+  Args(int argc, char** argv, int first, const std::set<std::string>& known) {
+    for (int i = first; i < argc; ++i) {
+      std::string a = argv[i];
+      if (a.rfind("--", 0) == 0) {
+        if (!known.count(a)) throw UsageError("unknown flag '" + a + "' (see --help)");
+        if (i + 1 >= argc) throw UsageError("flag '" + a + "' needs a value");
+        flags[a] = argv[++i];
+      } else {
+        positional.push_back(a);
+      }
+    }
+  }
+  bool has(const std::string& k) const { return flags.count(k) != 0; }
+  std::string get(const std::string& k, const std::string& fallback = "") const {
+    auto it = flags.find(k);
+    return it == flags.end() ? fallback : it->second;
+  }
+  int64_t integer(const std::string& k, int64_t fallback) const {
+    if (!has(k)) return fallback;
+    char* end = nullptr;
+    long long v = std::strtoll(get(k).c_str(), &end, 10);
+    if (*end || get(k).empty()) throw UsageError(k + " expects an integer, got '" + get(k) + "'");
+    return v;
+  }
+};
+
+struct Dataset {
+  std::map<std::string, HostTensor> arrays;
+  int64_t rows = -1;
+};
+
+Dataset load_npz(const std::string& path) {
+  otter_tensor_list* list = nullptr;
+  otter::cpp::check(otter_npz_load(path.c_str(), &list));
+  std::unique_ptr<otter_tensor_list, void (*)(otter_tensor_list*)> owner(list, otter_tensor_list_free);
+  size_t n = 0;
+  otter::cpp::check(otter_tensor_list_size(list, &n));
+  Dataset d;
+  for (size_t i = 0; i < n; ++i) {
+    const char* name = nullptr;
+    otter_tensor_view v;
+    otter::cpp::check(otter_tensor_list_get(list, i, &name, &v));
+    d.arrays[name] = HostTensor::from_view(v);
+  }
+  return d;
+}
+
+// Checks that the arrays feed the session's inputs (label optional) and have one row count.
+std::vector<std::string> feed_names(const otter::cpp::Session& s, Dataset& d, const std::string& path,
+                                    const std::string& label, bool need_label) {
+  std::vector<std::string> names;
+  for (const auto& in : s.inputs()) {
+    bool is_label = in.name == label;
+    if (!d.arrays.count(in.name)) {
+      if (is_label && !need_label) continue;
+      std::string have;
+      for (auto& kv : d.arrays) have += (have.empty() ? "" : ", ") + kv.first;
+      throw UsageError("'" + path + "' has no array '" + in.name + "'" + (is_label ? " (the labels; see --label)" : "") +
+                       " (it has: " + have + ")");
+    }
+    const HostTensor& t = d.arrays[in.name];
+    if (t.shape.empty()) throw UsageError("array '" + in.name + "' in '" + path + "' is a scalar; expected a batch");
+    if (d.rows >= 0 && t.shape[0] != d.rows)
+      throw UsageError("arrays in '" + path + "' have different row counts (" + std::to_string(d.rows) + " and " +
+                       std::to_string(t.shape[0]) + " in '" + in.name + "')");
+    d.rows = t.shape[0];
+    names.push_back(in.name);
+  }
+  return names;
+}
+
+HostTensor gather_rows(const HostTensor& t, const std::vector<int64_t>& idx, size_t begin, size_t end) {
+  HostTensor r;
+  r.dtype = t.dtype;
+  r.shape = t.shape;
+  r.shape[0] = static_cast<int64_t>(end - begin);
+  size_t row = t.bytes.size() / static_cast<size_t>(t.shape[0]);
+  r.bytes.resize(row * (end - begin));
+  for (size_t i = begin; i < end; ++i)
+    std::memcpy(r.bytes.data() + (i - begin) * row, t.bytes.data() + static_cast<size_t>(idx[i]) * row, row);
+  return r;
+}
+
+struct EvalResult {
+  double loss = NAN;
+  double accuracy = NAN;
+  int64_t rows = 0;
+};
+
+EvalResult evaluate(otter::cpp::Session& s, Dataset& d, const std::vector<std::string>& names, const std::string& label,
+                    const std::string& loss_kind, int64_t batch, std::map<std::string, HostTensor>* all_outputs = nullptr) {
+  EvalResult r;
+  std::vector<int64_t> idx(static_cast<size_t>(d.rows));
+  std::iota(idx.begin(), idx.end(), 0);
+  double loss_sum = 0;
+  int64_t correct = 0, counted = 0;
+  bool have_loss = false;
+  std::string output = s.outputs().at(0).name;
+  for (int64_t b = 0; b < d.rows; b += batch) {
+    size_t e = static_cast<size_t>(std::min(d.rows, b + batch));
+    std::map<std::string, HostTensor> rows;
+    std::map<std::string, const HostTensor*> feeds;
+    for (auto& n : names) {
+      rows[n] = gather_rows(d.arrays[n], idx, static_cast<size_t>(b), e);
+      feeds[n] = &rows[n];
+    }
+    double loss = 0;
+    bool has_loss = false;
+    auto out = s.eval_step(feeds, &loss, &has_loss);
+    int64_t m = static_cast<int64_t>(e) - b;
+    if (all_outputs)
+      for (auto& kv : out) {  // concatenate the batches along dim 0
+        HostTensor& acc = (*all_outputs)[kv.first];
+        if (acc.bytes.empty()) { acc = kv.second; continue; }
+        acc.shape[0] += kv.second.shape[0];
+        acc.bytes.insert(acc.bytes.end(), kv.second.bytes.begin(), kv.second.bytes.end());
+      }
+    if (has_loss) {
+      have_loss = true;
+      loss_sum += loss * m;
+    }
+    if (loss_kind == "cross_entropy" && rows.count(label)) {
+      const HostTensor& logits = out[output];
+      const HostTensor& y = rows[label];
+      if (logits.dtype == OTTER_DTYPE_FLOAT32 && logits.shape.size() >= 2 && y.dtype == OTTER_DTYPE_INT64) {
+        int64_t c = logits.shape[1], inner = logits.numel() / (logits.shape[0] * c);
+        const float* p = logits.data<float>();
+        const int64_t* t = y.data<int64_t>();
+        for (int64_t i = 0; i < logits.shape[0]; ++i)
+          for (int64_t k = 0; k < inner; ++k) {
+            int64_t best = 0;
+            for (int64_t j = 1; j < c; ++j)
+              if (p[(i * c + j) * inner + k] > p[(i * c + best) * inner + k]) best = j;
+            correct += best == t[i * inner + k];
+            ++counted;
+          }
+      }
+    }
+  }
+  r.rows = d.rows;
+  if (have_loss) r.loss = loss_sum / static_cast<double>(d.rows);
+  if (counted) r.accuracy = static_cast<double>(correct) / static_cast<double>(counted);
+  return r;
+}
+
+std::string json_number(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    if (!out) throw UsageError("cannot write '" + path + "'");
+    out << text;
+    if (!out) throw UsageError("writing '" + path + "' failed");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw UsageError("cannot write '" + path + "'");
+}
+
+// An SVG line chart of the training loss per step and the validation loss per epoch.
+std::string loss_svg(const std::vector<std::pair<int64_t, double>>& train, const std::vector<std::pair<int64_t, double>>& val) {
+  const double W = 640, H = 360, L = 60, R = 20, T = 20, B = 40;
+  double xmax = 1, ymin = INFINITY, ymax = -INFINITY;
+  for (auto* series : {&train, &val})
+    for (auto& p : *series) {
+      xmax = std::max(xmax, static_cast<double>(p.first));
+      if (std::isfinite(p.second)) { ymin = std::min(ymin, p.second); ymax = std::max(ymax, p.second); }
+    }
+  if (!std::isfinite(ymin)) { ymin = 0; ymax = 1; }
+  if (ymax - ymin < 1e-12) ymax = ymin + 1;
+  auto X = [&](double x) { return L + (W - L - R) * x / xmax; };
+  auto Y = [&](double y) { return T + (H - T - B) * (1 - (y - ymin) / (ymax - ymin)); };
+  std::ostringstream s;
+  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H << "\" font-family=\"sans-serif\" font-size=\"12\">\n"
+    << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    << "<line x1=\"" << L << "\" y1=\"" << H - B << "\" x2=\"" << W - R << "\" y2=\"" << H - B << "\" stroke=\"black\"/>\n"
+    << "<line x1=\"" << L << "\" y1=\"" << T << "\" x2=\"" << L << "\" y2=\"" << H - B << "\" stroke=\"black\"/>\n"
+    << "<text x=\"" << (W / 2) << "\" y=\"" << H - 8 << "\" text-anchor=\"middle\">step</text>\n"
+    << "<text x=\"8\" y=\"" << T + 4 << "\">" << json_number(ymax) << "</text>\n"
+    << "<text x=\"8\" y=\"" << H - B << "\">" << json_number(ymin) << "</text>\n";
+  auto poly = [&](const std::vector<std::pair<int64_t, double>>& pts, const char* color, const char* label, double ly) {
+    if (pts.empty()) return;
+    s << "<polyline fill=\"none\" stroke=\"" << color << "\" stroke-width=\"1.5\" points=\"";
+    for (auto& p : pts)
+      if (std::isfinite(p.second)) s << X(static_cast<double>(p.first)) << "," << Y(p.second) << " ";
+    s << "\"/>\n<text x=\"" << W - R - 120 << "\" y=\"" << ly << "\" fill=\"" << color << "\">" << label << "</text>\n";
+  };
+  poly(train, "#1f77b4", "train loss", T + 14);
+  poly(val, "#d62728", "validation loss", T + 30);
+  s << "</svg>\n";
+  return s.str();
+}
+
+void set_common(otter::cpp::Options& o, const Args& a, bool training) {
+  auto pass = [&](const char* flag, const char* key) {
+    if (a.has(flag)) o.set(key, a.get(flag));
+  };
+  pass("--loss", "loss");
+  pass("--loss-output", "loss_output");
+  pass("--label", "label");
+  pass("--precision", "precision");
+  pass("--device", "device");
+  if (!training) return;
+  o.set("optimizer", a.get("--optimizer", "adamw"));
+  pass("--lr", "lr");
+  pass("--momentum", "momentum");
+  pass("--weight-decay", "weight_decay");
+  pass("--schedule", "schedule");
+  pass("--warmup", "warmup_steps");
+  pass("--grad-accum", "grad_accum");
+  pass("--clip-norm", "clip_norm");
+  pass("--loss-scale", "loss_scale");
+  pass("--seed", "seed");
+  pass("--freeze", "freeze");
+}
+
+int cmd_train(int argc, char** argv) {
+  Args a(argc, argv, 2, {"--data", "--label", "--loss", "--loss-output", "--optimizer", "--lr", "--momentum",
+                         "--weight-decay", "--schedule", "--warmup", "--epochs", "--steps", "--batch-size",
+                         "--grad-accum", "--clip-norm", "--precision", "--loss-scale", "--device", "--seed",
+                         "--freeze", "--val", "--checkpoint", "--checkpoint-every", "--resume", "--out", "--metrics",
+                         "--plot"});
+  if (a.positional.size() != 1) throw UsageError("train needs exactly one MODEL.onnx (see otter train --help)");
+  if (!a.has("--data")) throw UsageError("train needs --data TRAIN.npz");
+  if (!a.has("--out")) throw UsageError("train needs --out TRAINED.onnx");
+  if (a.has("--epochs") && a.has("--steps")) throw UsageError("give --epochs or --steps, not both");
+  if (a.has("--checkpoint-every") && !a.has("--checkpoint")) throw UsageError("--checkpoint-every needs --checkpoint PATH");
+  const std::string model = a.positional[0], label = a.get("--label", "label"), loss_kind = a.get("--loss", "none");
+  const int64_t batch = a.integer("--batch-size", 32), accum = a.integer("--grad-accum", 1);
+  const int64_t every = a.integer("--checkpoint-every", 0);
+  if (batch < 1) throw UsageError("--batch-size must be >= 1");
+  if (accum < 1) throw UsageError("--grad-accum must be >= 1");
+  Dataset train = load_npz(a.get("--data"));
+  Dataset val;
+  if (a.has("--val")) val = load_npz(a.get("--val"));
+
+  // The number of optimizer steps is needed up front by the linear and cosine schedules.
+  otter::cpp::Options probe_options;
+  set_common(probe_options, a, true);
+  int64_t rows = -1;
+  for (auto& kv : train.arrays) rows = std::max(rows, kv.second.shape.empty() ? -1 : kv.second.shape[0]);
+  int64_t micro_per_epoch = rows > 0 ? (rows + batch - 1) / batch : 0;
+  int64_t epochs = a.integer("--epochs", 1);
+  int64_t total_micro = a.has("--steps") ? a.integer("--steps", 0) * accum : epochs * micro_per_epoch;
+  int64_t total_steps = total_micro / accum;
+  if (total_steps < 1) throw UsageError("nothing to train: fewer micro-batches than --grad-accum");
+  probe_options.set("total_steps", std::to_string(total_steps));
+  otter::cpp::Session s(model, probe_options);
+  std::vector<std::string> names = feed_names(s, train, a.get("--data"), label, true);
+  std::vector<std::string> val_names;
+  if (a.has("--val")) val_names = feed_names(s, val, a.get("--val"), label, false);
+  if (a.has("--resume")) s.load_checkpoint(a.get("--resume"));
+  std::fprintf(stderr, "otter: training %s on %s (%zu parameters tensors, %lld steps of %lld x %lld rows)\n",
+               model.c_str(), s.device().c_str(), s.parameters().size(), static_cast<long long>(total_steps),
+               static_cast<long long>(accum), static_cast<long long>(batch));
+
+  std::mt19937_64 rng(static_cast<uint64_t>(a.integer("--seed", 0)));
+  std::vector<int64_t> order(static_cast<size_t>(train.rows));
+  std::iota(order.begin(), order.end(), 0);
+  std::vector<std::pair<int64_t, double>> train_curve, val_curve;
+  std::ostringstream history;
+  bool tty = isatty(fileno(stderr));
+  auto start = std::chrono::steady_clock::now();
+  int64_t micro = static_cast<int64_t>(s.stat("step")) * accum, rows_done = 0;
+  double last_loss = NAN, epoch_loss = 0;
+  int64_t epoch_count = 0;
+  std::vector<EvalResult> val_results;
+  while (micro < total_micro) {
+    if (micro % micro_per_epoch == 0) std::shuffle(order.begin(), order.end(), rng);
+    int64_t pos = (micro % micro_per_epoch) * batch;
+    size_t end = static_cast<size_t>(std::min(train.rows, pos + batch));
+    std::map<std::string, HostTensor> rows_now;
+    std::map<std::string, const HostTensor*> feeds;
+    for (auto& n : names) {
+      rows_now[n] = gather_rows(train.arrays[n], order, static_cast<size_t>(pos), end);
+      feeds[n] = &rows_now[n];
+    }
+    double lr = s.stat("learning_rate");
+    last_loss = s.train_step(feeds);
+    rows_done += static_cast<int64_t>(end) - pos;
+    epoch_loss += last_loss;
+    ++epoch_count;
+    ++micro;
+    if (micro % accum == 0) {
+      int64_t step = static_cast<int64_t>(s.stat("step"));
+      double scale = s.stat("loss_scale");
+      train_curve.push_back({step, last_loss});
+      history << (history.tellp() > 0 ? ",\n    " : "    ") << "{\"step\": " << step << ", \"loss\": " << json_number(last_loss)
+              << ", \"lr\": " << json_number(lr) << ", \"loss_scale\": " << json_number(scale) << "}";
+      if (every > 0 && step % every == 0) s.save_checkpoint(a.get("--checkpoint"));
+      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (tty) {
+        double frac = static_cast<double>(micro) / static_cast<double>(total_micro);
+        int filled = static_cast<int>(frac * 30);
+        double eta = frac > 0 ? secs / frac - secs : 0;
+        std::fprintf(stderr, "\r[%s%s] %3.0f%% step %lld/%lld loss %.4f  %.0f rows/s  ETA %.0fs ", std::string(filled, '#').c_str(),
+                     std::string(30 - filled, '.').c_str(), 100 * frac, static_cast<long long>(step),
+                     static_cast<long long>(total_steps), last_loss, rows_done / std::max(secs, 1e-9), eta);
+      }
+    }
+    bool epoch_end = micro % micro_per_epoch == 0 || micro == total_micro;
+    if (epoch_end) {
+      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::string line = "epoch " + std::to_string((micro - 1) / micro_per_epoch + 1) + "  step " +
+                         std::to_string(static_cast<int64_t>(s.stat("step"))) + "  loss " + json_number(epoch_loss / epoch_count);
+      if (a.has("--val")) {
+        EvalResult v = evaluate(s, val, val_names, label, loss_kind, batch);
+        val_results.push_back(v);
+        val_curve.push_back({static_cast<int64_t>(s.stat("step")), v.loss});
+        line += "  val_loss " + json_number(v.loss);
+        if (std::isfinite(v.accuracy)) line += "  val_accuracy " + json_number(v.accuracy);
+      }
+      line += "  " + json_number(rows_done / std::max(secs, 1e-9)) + " rows/s";
+      if (tty) std::fprintf(stderr, "\n");
+      std::fprintf(stderr, "%s\n", line.c_str());
+      epoch_loss = 0;
+      epoch_count = 0;
+    }
+  }
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (a.has("--checkpoint")) s.save_checkpoint(a.get("--checkpoint"));
+  s.export_model(a.get("--out"));
+  std::fprintf(stderr, "otter: wrote %s (%lld steps, final loss %s, %.2f s)\n", a.get("--out").c_str(),
+               static_cast<long long>(s.stat("step")), json_number(last_loss).c_str(), secs);
+  if (a.has("--metrics")) {
+    std::ostringstream m;
+    m << "{\n  \"steps\": " << static_cast<int64_t>(s.stat("step")) << ",\n  \"skipped_steps\": "
+      << static_cast<int64_t>(s.stat("skipped_steps")) << ",\n  \"final_loss\": " << json_number(last_loss)
+      << ",\n  \"loss_scale\": " << json_number(s.stat("loss_scale")) << ",\n  \"device\": \"" << s.device()
+      << "\",\n  \"seconds\": " << json_number(secs) << ",\n  \"rows_per_second\": " << json_number(rows_done / std::max(secs, 1e-9))
+      << ",\n  \"history\": [\n" << history.str() << "\n  ]";
+    if (!val_results.empty()) {
+      m << ",\n  \"val\": [";
+      for (size_t i = 0; i < val_results.size(); ++i)
+        m << (i ? ", " : "") << "{\"step\": " << val_curve[i].first << ", \"loss\": " << json_number(val_results[i].loss)
+          << ", \"accuracy\": " << json_number(val_results[i].accuracy) << "}";
+      m << "]";
+    }
+    m << "\n}\n";
+    write_text(a.get("--metrics"), m.str());
+  }
+  if (a.has("--plot")) write_text(a.get("--plot"), loss_svg(train_curve, val_curve));
+  return 0;
+}
+
+int cmd_eval(int argc, char** argv) {
+  Args a(argc, argv, 2, {"--data", "--label", "--loss", "--loss-output", "--device", "--metrics", "--batch-size", "--precision",
+                         "--outputs"});
+  if (a.positional.size() != 1) throw UsageError("eval needs exactly one MODEL.onnx (see otter eval --help)");
+  if (!a.has("--data")) throw UsageError("eval needs --data TEST.npz");
+  otter::cpp::Options o;
+  set_common(o, a, false);
+  otter::cpp::Session s(a.positional[0], o);
+  Dataset d = load_npz(a.get("--data"));
+  std::string label = a.get("--label", "label"), loss_kind = a.get("--loss", "none");
+  auto names = feed_names(s, d, a.get("--data"), label, false);
+  std::map<std::string, HostTensor> outputs;
+  EvalResult r = evaluate(s, d, names, label, loss_kind, a.integer("--batch-size", 256), a.has("--outputs") ? &outputs : nullptr);
+  if (a.has("--outputs")) {
+    std::vector<const char*> out_names;
+    std::vector<otter_tensor_view> views;
+    for (auto& kv : outputs) {
+      out_names.push_back(kv.first.c_str());
+      views.push_back(kv.second.view());
+    }
+    otter::cpp::check(otter_npz_save(a.get("--outputs").c_str(), views.size(), out_names.data(), views.data()));
+  }
+  std::printf("eval.loss %s\n", json_number(r.loss).c_str());
+  if (std::isfinite(r.accuracy)) std::printf("eval.accuracy %s\n", json_number(r.accuracy).c_str());
+  if (a.has("--metrics")) {
+    std::ostringstream m;
+    m << "{\n  \"eval\": {\"loss\": " << json_number(r.loss);
+    if (std::isfinite(r.accuracy)) m << ", \"accuracy\": " << json_number(r.accuracy);
+    m << ", \"rows\": " << r.rows << "}\n}\n";
+    write_text(a.get("--metrics"), m.str());
+  }
+  return 0;
+}
+
+int cmd_export(int argc, char** argv) {
+  Args a(argc, argv, 2, {"--model", "--out"});
+  if (a.positional.size() != 1) throw UsageError("export needs exactly one CHECKPOINT (see otter export --help)");
+  if (!a.has("--model") || !a.has("--out")) throw UsageError("export needs --model MODEL.onnx and --out TRAINED.onnx");
+  otter::cpp::check(otter_checkpoint_export(a.positional[0].c_str(), a.get("--model").c_str(), a.get("--out").c_str()));
+  std::fprintf(stderr, "otter: wrote %s\n", a.get("--out").c_str());
+  return 0;
+}
+
+std::string shape_text(const std::vector<int64_t>& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + (s[i] < 0 ? std::string("?") : std::to_string(s[i]));
+  return r + "]";
+}
+
+const char* dtype_text(otter_dtype t) {
+  switch (t) {
+    case OTTER_DTYPE_FLOAT32: return "float32";
+    case OTTER_DTYPE_FLOAT64: return "float64";
+    case OTTER_DTYPE_FLOAT16: return "float16";
+    case OTTER_DTYPE_BFLOAT16: return "bfloat16";
+    case OTTER_DTYPE_INT64: return "int64";
+    case OTTER_DTYPE_INT32: return "int32";
+    case OTTER_DTYPE_INT8: return "int8";
+    case OTTER_DTYPE_UINT8: return "uint8";
+    case OTTER_DTYPE_BOOL: return "bool";
+    default: return "undefined";
+  }
+}
+
+int cmd_inspect(int argc, char** argv) {
+  Args a(argc, argv, 2, {"--precision", "--loss", "--loss-output", "--label", "--device"});
+  if (a.positional.size() != 1) throw UsageError("inspect needs exactly one MODEL.onnx (see otter inspect --help)");
+  otter::cpp::Options o;
+  set_common(o, a, false);
+  otter::cpp::Session s(a.positional[0], o);
+  std::printf("model %s (device %s)\ninputs (a training step feeds all of them):\n", a.positional[0].c_str(), s.device().c_str());
+  for (auto& i : s.inputs()) std::printf("  %-24s %-8s %s\n", i.name.c_str(), dtype_text(i.dtype), shape_text(i.shape).c_str());
+  std::printf("outputs:\n");
+  for (auto& i : s.outputs()) std::printf("  %-24s %-8s %s\n", i.name.c_str(), dtype_text(i.dtype), shape_text(i.shape).c_str());
+  std::printf("trainable parameters:\n");
+  int64_t total = 0;
+  for (auto& p : s.parameters()) {
+    int64_t n = 1;
+    for (int64_t d : p.shape) n *= d;
+    total += n;
+    std::printf("  %-24s %-8s %s\n", p.name.c_str(), dtype_text(p.dtype), shape_text(p.shape).c_str());
+  }
+  std::printf("  total %lld values\nnodes (name, op, compute dtype):\n", static_cast<long long>(total));
+  size_t n = 0;
+  otter::cpp::check(otter_session_node_count(s.handle(), &n));
+  for (size_t i = 0; i < n; ++i) {
+    const char *name, *op, *dtype;
+    otter::cpp::check(otter_session_node_info(s.handle(), i, &name, &op, &dtype));
+    std::printf("  %-32s %-26s %s\n", name, op, dtype);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string cmd = argc > 1 ? argv[1] : "";
+  auto wants_help = [&] {
+    for (int i = 2; i < argc; ++i)
+      if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) return true;
+    return false;
+  };
+  try {
+    if (cmd.empty() || cmd == "--help" || cmd == "-h" || cmd == "help") {
+      std::printf("%s%s\n", kMainHelp, otter_version());
+      return cmd.empty() ? 2 : 0;
+    }
+    if (cmd == "--version") { std::printf("otter %s\n", otter_version()); return 0; }
+    if (cmd == "train") { if (wants_help()) { std::printf("%s", kTrainHelp); return 0; } return cmd_train(argc, argv); }
+    if (cmd == "eval") { if (wants_help()) { std::printf("%s", kEvalHelp); return 0; } return cmd_eval(argc, argv); }
+    if (cmd == "export") { if (wants_help()) { std::printf("%s", kExportHelp); return 0; } return cmd_export(argc, argv); }
+    if (cmd == "inspect") { if (wants_help()) { std::printf("%s", kInspectHelp); return 0; } return cmd_inspect(argc, argv); }
+    std::fprintf(stderr, "otter: unknown command '%s' (try otter --help)\n", cmd.c_str());
+    return 2;
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "otter %s: %s\n", cmd.c_str(), e.what());
+    return 2;
+  } catch (const otter::cpp::Error& e) {
+    std::fprintf(stderr, "otter %s: %s\n", cmd.c_str(), e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "otter %s: %s\n", cmd.c_str(), e.what());
+    return 1;
+  }
+}
