@@ -201,6 +201,10 @@ otter::TrainConfig config_from(const otter_options* options, std::string* device
   auto num = [&](const char* k, double* dst) {
     if (auto s = get(k)) parse_double(*s, dst);
   };
+  auto opt_num = [&](const char* k, std::optional<double>* dst) {
+    double d = 0;
+    if (auto s = get(k); s && parse_double(*s, &d)) *dst = d;
+  };
   auto integer = [&](const char* k, int64_t* dst) {
     if (auto s = get(k)) parse_int(*s, dst);
   };
@@ -214,9 +218,9 @@ otter::TrainConfig config_from(const otter_options* options, std::string* device
     c.loss.ignore_index = i;
   }
   if (auto s = get("optimizer")) c.optimizer.kind = *s;
-  num("lr", &c.optimizer.lr);
+  opt_num("lr", &c.optimizer.lr);
   num("momentum", &c.optimizer.momentum);
-  num("weight_decay", &c.optimizer.weight_decay);
+  opt_num("weight_decay", &c.optimizer.weight_decay);
   num("beta1", &c.optimizer.beta1);
   num("beta2", &c.optimizer.beta2);
   num("eps", &c.optimizer.eps);

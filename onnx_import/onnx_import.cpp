@@ -186,7 +186,23 @@ LoadedModel load_model_buffer(const void* data, size_t size, const std::string& 
     import_value_info(g, id, in);
     g.inputs.push_back(id);
   }
-  for (const auto& np : gp.node()) {
+  // Pass 1: every node's outputs, so that inputs can be resolved whatever the node order (ONNX
+  // requires sorted nodes, but some tools write them unsorted; cycles are found by topo_order).
+  std::vector<std::vector<int>> node_outputs;
+  for (int k = 0; k < gp.node_size(); ++k) {
+    const auto& np = gp.node(k);
+    std::vector<int> outs;
+    for (const auto& o : np.output()) {
+      if (o.empty()) { outs.push_back(-1); continue; }
+      OTTER_CHECK(g.find_value(o) < 0, "node '", np.name(), "' (", np.op_type(), "): output '", o, "' is already defined");
+      int id = g.add_value(o);
+      g.values[id].producer = k;
+      outs.push_back(id);
+    }
+    node_outputs.push_back(outs);
+  }
+  for (int k = 0; k < gp.node_size(); ++k) {
+    const auto& np = gp.node(k);
     std::string domain = np.domain() == "ai.onnx" ? "" : np.domain();
     std::string where = "node '" + np.name() + "' (" + np.op_type() + ")";
     OTTER_CHECK(domain.empty() || g.opsets.count(domain), where, ": its domain '", domain, "' is not imported by the model");
@@ -199,7 +215,7 @@ LoadedModel load_model_buffer(const void* data, size_t size, const std::string& 
       if (in.empty()) { n.inputs.push_back(-1); continue; }
       int id = g.find_value(in);
       OTTER_CHECK(id >= 0, "node '", n.name, "' (", n.op_type, ", opset ", opset, "): input '", in,
-                  "' is not a graph input, an initializer or an earlier node's output (missing input, or the nodes are not in order)");
+                  "' is not a graph input, an initializer or any node's output (missing input)");
       n.inputs.push_back(id);
     }
     // Opset adapters: move attributes that later opsets made inputs.
@@ -213,14 +229,7 @@ LoadedModel load_model_buffer(const void* data, size_t size, const std::string& 
       n.inputs.resize(1);
       n.inputs.push_back(c);
     }
-    int node_id = static_cast<int>(g.nodes.size());
-    for (const auto& o : np.output()) {
-      if (o.empty()) { n.outputs.push_back(-1); continue; }
-      OTTER_CHECK(g.find_value(o) < 0, "node '", n.name, "' (", n.op_type, "): output '", o, "' is already defined");
-      int id = g.add_value(o);
-      g.values[id].producer = node_id;
-      n.outputs.push_back(id);
-    }
+    n.outputs = node_outputs[k];
     g.nodes.push_back(std::move(n));
   }
   for (const auto& o : gp.output()) {

@@ -9,12 +9,12 @@ namespace otter {
 OptimizerConfig resolve_optimizer(OptimizerConfig c) {
   OTTER_CHECK(c.kind == "sgd" || c.kind == "adam" || c.kind == "adamw", "unknown optimizer '", c.kind,
               "' (expected sgd, adam or adamw)");
-  if (c.lr < 0) c.lr = c.kind == "sgd" ? 0.01 : 1e-3;
-  if (c.weight_decay < 0) c.weight_decay = c.kind == "adamw" ? 0.01 : 0.0;
-  OTTER_CHECK(std::isfinite(c.lr) && c.lr >= 0, "learning rate must be a finite number >= 0, got ", c.lr);
+  if (!c.lr) c.lr = c.kind == "sgd" ? 0.01 : 1e-3;
+  if (!c.weight_decay) c.weight_decay = c.kind == "adamw" ? 0.01 : 0.0;
+  OTTER_CHECK(std::isfinite(*c.lr) && *c.lr >= 0, "learning rate must be a finite number >= 0, got ", *c.lr);
   OTTER_CHECK(c.momentum >= 0 && c.momentum < 1, "momentum must be in [0, 1), got ", c.momentum);
   OTTER_CHECK(!c.nesterov || c.momentum > 0, "Nesterov momentum needs momentum > 0");
-  OTTER_CHECK(c.weight_decay >= 0, "weight decay must be >= 0, got ", c.weight_decay);
+  OTTER_CHECK(*c.weight_decay >= 0, "weight decay must be >= 0, got ", *c.weight_decay);
   OTTER_CHECK(c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1, "betas must be in [0, 1)");
   OTTER_CHECK(c.eps > 0, "eps must be > 0");
   return c;
@@ -62,7 +62,7 @@ std::vector<std::pair<std::string, Tensor*>> Optimizer::state() {
 void Optimizer::update(float* p, const float* g, double lr, int64_t step) {
   const OptimizerConfig& c = config_;
   const int64_t n = size_;
-  const float flr = static_cast<float>(lr), wd = static_cast<float>(c.weight_decay);
+  const float flr = static_cast<float>(lr), wd = static_cast<float>(*c.weight_decay);
   if (c.kind == "sgd") {
     const float mu = static_cast<float>(c.momentum);
     float* buf = momentum_.defined() ? momentum_.data<float>() : nullptr;

@@ -4,6 +4,7 @@
 // weight decay). Learning-rate schedules (constant; linear warmup then linear decay; linear
 // warmup then cosine decay, as in Hugging Face's schedulers) and clipping by the global norm.
 #pragma once
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,10 +14,10 @@ namespace otter {
 
 struct OptimizerConfig {
   std::string kind = "sgd";  // sgd | adam | adamw
-  double lr = -1;            // <0: the optimizer's default (sgd 0.01, adam/adamw 1e-3)
+  std::optional<double> lr;  // unset: the optimizer's default (sgd 0.01, adam/adamw 1e-3)
   double momentum = 0.0;
   bool nesterov = false;
-  double weight_decay = -1;  // <0: default (0 for sgd/adam, 0.01 for adamw)
+  std::optional<double> weight_decay;  // unset: default (0 for sgd/adam, 0.01 for adamw)
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
 };
 

@@ -79,7 +79,7 @@ Session::Session(LoadedModel model, TrainConfig config)
     std::memcpy(masters_.data<float>() + params_[i].offset, init.raw(), init.nbytes());
   }
   optimizer_ = std::make_unique<Optimizer>(config_.optimizer, total);
-  base_lr_ = optimizer_->config().lr;
+  base_lr_ = *optimizer_->config().lr;
   stats_.lr = scheduled_lr(base_lr_, config_.schedule, 0);
 }
 
@@ -106,6 +106,7 @@ void Session::set_parameter(const std::string& name, const Tensor& value) {
 void Session::set_learning_rate(double lr) {
   OTTER_CHECK(std::isfinite(lr) && lr >= 0, "learning rate must be a finite number >= 0, got ", lr);
   base_lr_ = lr;
+  stats_.lr = scheduled_lr(base_lr_, config_.schedule, stats_.step);
 }
 
 std::vector<std::pair<std::string, ValueInfo>> Session::train_inputs() const {

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <sstream>
 
 #include "runtime/train/npz.h"
@@ -72,6 +73,10 @@ void expect_error(const std::function<void()>& fn, const std::vector<std::string
     ADD_FAILURE() << "expected an otter::Error, got: " << e.what();
   }
 }
+
+// A resolved setting as a number, whether the config field is a double or an optional<double>.
+[[maybe_unused]] double num(double v) { return v; }
+[[maybe_unused]] double num(const std::optional<double>& v) { return v.value_or(std::nan("")); }
 
 }  // namespace
 
@@ -183,10 +188,10 @@ TEST(Optim, InvalidSettingsAreClearErrors) {
     s.total_steps = total;
     return s;
   };
-  // BUG: OptimizerConfig::lr uses any negative value as "use the default", so lr = -0.1 (a typo or
-  // a sign error) silently becomes 0.01 (sgd) / 1e-3 (adam) instead of an error. Expected:
-  // "learning rate must be a finite number >= 0, got -0.1" (only the sentinel, or no value,
-  // should mean the default).
+  // BUG: (seen at commit 54b31e7, where OptimizerConfig::lr was a double with "<0: default";
+  // the working tree makes it std::optional) any negative lr meant "use the default", so
+  // lr = -0.1 (a sign error) silently became 0.01 (sgd) / 1e-3 (adam) instead of an error.
+  // Expected: "learning rate must be a finite number >= 0, got -0.1".
   expect_error([&] { resolve_optimizer(opt([](OptimizerConfig& c) { c.lr = -0.1; })); }, {"learning rate", "-0.1"});
   expect_error([&] { resolve_optimizer(opt([](OptimizerConfig& c) { c.lr = std::nan(""); })); }, {"learning rate"});
   expect_error([&] { resolve_optimizer(opt([](OptimizerConfig& c) { c.kind = "adagrad"; })); },
@@ -202,11 +207,11 @@ TEST(Optim, InvalidSettingsAreClearErrors) {
   expect_error([&] { validate_schedule(sched("constant", -1, 0)); }, {"warmup"});
   // Valid settings pass and get PyTorch's defaults.
   OptimizerConfig adamw = resolve_optimizer(opt([](OptimizerConfig& c) { c.kind = "adamw"; }));
-  EXPECT_EQ(adamw.lr, 1e-3);
-  EXPECT_EQ(adamw.weight_decay, 0.01);
+  EXPECT_EQ(num(adamw.lr), 1e-3);
+  EXPECT_EQ(num(adamw.weight_decay), 0.01);
   OptimizerConfig sgd = resolve_optimizer(OptimizerConfig{});
-  EXPECT_EQ(sgd.lr, 0.01);
-  EXPECT_EQ(sgd.weight_decay, 0.0);
+  EXPECT_EQ(num(sgd.lr), 0.01);
+  EXPECT_EQ(num(sgd.weight_decay), 0.0);
   EXPECT_NO_THROW(validate_schedule(sched("cosine", 10, 10)));
 
   // The session refuses them when it is created, with the same messages.
@@ -229,7 +234,7 @@ TEST(Optim, InvalidSettingsAreClearErrors) {
   bad_warmup.schedule.total_steps = 50;
   expect_error([&] { Session s(load_model_file(model), bad_warmup); }, {"warmup", "100", "50"});
   TrainConfig bad_lr = base_config();
-  bad_lr.optimizer.lr = -0.1;  // BUG: see above; accepted as "the default"
+  bad_lr.optimizer.lr = -0.1;  // BUG: see above; was accepted as "the default"
   expect_error([&] { Session s(load_model_file(model), bad_lr); }, {"learning rate"});
   Session ok(load_model_file(model), base_config());
   expect_error([&] { ok.set_learning_rate(-1); }, {"learning rate"});

@@ -108,10 +108,24 @@ def test_stats_and_learning_rate(trained, data):
     assert session.learning_rate == pytest.approx(3e-3)
 
 
-def test_learning_rate_setter():
+def test_learning_rate_setter(data):
     with new_session() as s:
         s.learning_rate = 0.25
         assert s.learning_rate == pytest.approx(0.25)
+        # The new rate is used by the next step: with lr 0 (AdamW's decay scales with lr too)
+        # a step changes nothing.
+        s.learning_rate = 0.0
+        before = s.parameters
+        s.train_step(x=data["x"][:32], label=data["y"][:32])
+        after = s.parameters
+        for k in before:
+            np.testing.assert_array_equal(after[k], before[k])
+        assert s.stats["learning_rate"] == 0.0
+
+
+def test_learning_rate_stat_follows_setter():
+    with new_session() as s:
+        s.learning_rate = 0.25
         assert s.stats["learning_rate"] == pytest.approx(0.25)
 
 

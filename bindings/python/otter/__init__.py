@@ -508,7 +508,8 @@ class TrainingSession:
 
     @property
     def learning_rate(self) -> float:
-        """The learning rate of the next step (settable)."""
+        """The base learning rate (a schedule scales it per step; ``stats["learning_rate"]`` is the
+        scheduled rate). Settable: the new rate applies from the next step."""
         lr = ctypes.c_double()
         _check(_lib.otter_session_get_learning_rate(self._h(), ctypes.byref(lr)))
         return lr.value
