@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "otter/otter.h"
@@ -110,6 +111,7 @@ static void cleanup(void) {
   char buf[4300];
   for (i = 0; i < g_npaths; ++i) {
     unlink(g_paths[i]);
+    rmdir(g_paths[i]);
     snprintf(buf, sizeof buf, "%s.tmp", g_paths[i]);
     unlink(buf);
   }
@@ -127,6 +129,27 @@ static void finish(void) {
 }
 
 static int file_exists(const char* path) { return access(path, F_OK) == 0; }
+
+/* An existing directory in the temporary directory: writing a file there must fail with
+ * OTTER_ERROR_IO (the rename of PATH.tmp over it fails) and leave no PATH.tmp behind. */
+static const char* tmp_dir_path(void) {
+  static const char* dir = NULL;
+  if (!dir) {
+    dir = tmp_path("a_directory");
+    if (mkdir(dir, 0700) != 0) perror("mkdir");
+  }
+  return dir;
+}
+
+/* Whether PATH.tmp exists; removes it, so that checks stay independent. */
+static int tmp_left_behind(const char* path) {
+  char buf[4300];
+  int exists;
+  snprintf(buf, sizeof buf, "%s.tmp", path);
+  exists = file_exists(buf);
+  unlink(buf);
+  return exists;
+}
 
 static unsigned char* read_file(const char* path, size_t* size) {
   FILE* f = fopen(path, "rb");
@@ -904,6 +927,8 @@ static void test_checkpoint_export(const char* ckpt, const param_set* want) {
   CHECK_ERR(otter_checkpoint_export(g_model_path, g_model_path, out), OTTER_ERROR_INVALID_ARGUMENT, NULL);
   CHECK_ERR(otter_checkpoint_export(ckpt, g_model_path, "/nonexistent/otter/dir/out.onnx"), OTTER_ERROR_IO,
             "/nonexistent/otter/dir");
+  CHECK_ERR(otter_checkpoint_export(ckpt, g_model_path, tmp_dir_path()), OTTER_ERROR_IO, "a_directory");
+  CHECK(!tmp_left_behind(tmp_dir_path()));
   CHECK(!file_exists(out));
   REQUIRE(CHECK_OK(otter_checkpoint_export(ckpt, g_model_path, out)));
   o = make_options(NULL, NULL);
@@ -927,6 +952,8 @@ static void test_checkpoint(otter_session* s) {
   CHECK_ERR(otter_session_save_checkpoint(NULL, ckpt), OTTER_ERROR_INVALID_ARGUMENT, "NULL");
   CHECK_ERR(otter_session_save_checkpoint(s, NULL), OTTER_ERROR_INVALID_ARGUMENT, "NULL");
   CHECK_ERR(otter_session_save_checkpoint(s, "/nonexistent/otter/dir/ckpt"), OTTER_ERROR_IO, "/nonexistent/otter/dir");
+  CHECK_ERR(otter_session_save_checkpoint(s, tmp_dir_path()), OTTER_ERROR_IO, "a_directory");
+  CHECK(!tmp_left_behind(tmp_dir_path()));
 
   params_get(s, s, &saved);
   params_get(s, s, &saved_copy);
@@ -1013,6 +1040,8 @@ static void test_export(otter_session* s) {
   CHECK_ERR(otter_session_export(NULL, path), OTTER_ERROR_INVALID_ARGUMENT, "NULL");
   CHECK_ERR(otter_session_export(s, NULL), OTTER_ERROR_INVALID_ARGUMENT, "NULL");
   CHECK_ERR(otter_session_export(s, "/nonexistent/otter/dir/model.onnx"), OTTER_ERROR_IO, "/nonexistent/otter/dir");
+  CHECK_ERR(otter_session_export(s, tmp_dir_path()), OTTER_ERROR_IO, "a_directory");
+  CHECK(!tmp_left_behind(tmp_dir_path()));
   REQUIRE(CHECK_OK(otter_session_export(s, path)));
   CHECK(file_exists(path));
 
@@ -1081,6 +1110,8 @@ static void test_npz(otter_session* s) {
   CHECK_ERR(otter_npz_save(saved, 2, NULL, in), OTTER_ERROR_INVALID_ARGUMENT, "NULL");
   CHECK_ERR(otter_npz_save(saved, 2, names, NULL), OTTER_ERROR_INVALID_ARGUMENT, "NULL");
   CHECK_ERR(otter_npz_save("/nonexistent/otter/dir/a.npz", 2, names, in), OTTER_ERROR_IO, "/nonexistent/otter/dir");
+  CHECK_ERR(otter_npz_save(tmp_dir_path(), 2, names, in), OTTER_ERROR_IO, "a_directory");
+  CHECK(!tmp_left_behind(tmp_dir_path()));
   in[1].dtype = (otter_dtype)99;
   CHECK_ERR(otter_npz_save(saved, 2, names, in), OTTER_ERROR_INVALID_ARGUMENT, "label");
   CHECK(!file_exists(saved));

@@ -188,10 +188,8 @@ TEST(Optim, InvalidSettingsAreClearErrors) {
     s.total_steps = total;
     return s;
   };
-  // BUG: (seen at commit 54b31e7, where OptimizerConfig::lr was a double with "<0: default";
-  // the working tree makes it std::optional) any negative lr meant "use the default", so
-  // lr = -0.1 (a sign error) silently became 0.01 (sgd) / 1e-3 (adam) instead of an error.
-  // Expected: "learning rate must be a finite number >= 0, got -0.1".
+  // Regression: lr was once a double where "< 0" meant "default", so -0.1 silently trained at
+  // the default rate. It is now std::optional and a negative rate is an error.
   expect_error([&] { resolve_optimizer(opt([](OptimizerConfig& c) { c.lr = -0.1; })); }, {"learning rate", "-0.1"});
   expect_error([&] { resolve_optimizer(opt([](OptimizerConfig& c) { c.lr = std::nan(""); })); }, {"learning rate"});
   expect_error([&] { resolve_optimizer(opt([](OptimizerConfig& c) { c.kind = "adagrad"; })); },
@@ -234,7 +232,7 @@ TEST(Optim, InvalidSettingsAreClearErrors) {
   bad_warmup.schedule.total_steps = 50;
   expect_error([&] { Session s(load_model_file(model), bad_warmup); }, {"warmup", "100", "50"});
   TrainConfig bad_lr = base_config();
-  bad_lr.optimizer.lr = -0.1;  // BUG: see above; was accepted as "the default"
+  bad_lr.optimizer.lr = -0.1;  // regression: see above
   expect_error([&] { Session s(load_model_file(model), bad_lr); }, {"learning rate"});
   Session ok(load_model_file(model), base_config());
   expect_error([&] { ok.set_learning_rate(-1); }, {"learning rate"});

@@ -444,12 +444,8 @@ TEST(Import, CycleIsReported) {
   add_node(m, "Relu", {"a"}, {"b"}, "relu_b");
   add_node(m, "Add", {"x", "a"}, {"y"}, "add");
   add_output(m, "y");
-  // BUG: (seen at commit 54b31e7; the importer's two-pass input resolution in the working tree
-  // fixes it) the importer resolved each node's inputs against earlier nodes' outputs only, so a
-  // cycle was never seen as one: the load failed with "node 'relu_a' (Relu, opset 18): input 'b'
-  // is not a graph input, an initializer or an earlier node's output (missing input, or the nodes
-  // are not in order)", never saying "cycle"; Graph::topo_order's cycle check was unreachable
-  // from a model file. Expected: a message that says the graph has a cycle through relu_a/relu_b.
+  // Regression: the importer once resolved inputs against earlier nodes only, so a cycle was
+  // reported as a missing input. Inputs are now resolved in two passes and topo_order names it.
   expect_error([&] { load(m); }, {"cycle", "relu_"});
 }
 
