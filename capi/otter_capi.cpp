@@ -1,6 +1,7 @@
 // The C shim: each exported function validates its pointers, calls the C++ engine inside
 // `guard`, which turns every exception into a status code and a thread-local message, and only
 // then writes its out-parameters. Nothing else is exported (see capi/otter.map).
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -32,7 +33,7 @@ struct otter_session {
   };
   std::vector<Info> inputs, outputs, params;
   struct NodeInfo {
-    std::string name, op_type, dtype;
+    std::string name, op_type, dtype, reason;
   };
   std::vector<NodeInfo> nodes;
   bool stepped = false;
@@ -118,6 +119,15 @@ const std::map<std::string, OptSpec>& option_specs() {
       {"freeze", {OptType::Names, {}}},
       {"precision", {OptType::String, {"fp32", "fp16", "bf16"}}},
       {"loss_scale", {OptType::String, {}}},
+      {"loss_scale_init", {OptType::Number, {}}},
+      {"loss_scale_growth_factor", {OptType::Number, {}}},
+      {"loss_scale_backoff_factor", {OptType::Number, {}}},
+      {"loss_scale_growth_interval", {OptType::Integer, {}}},
+      {"loss_scale_hysteresis", {OptType::Integer, {}}},
+      {"loss_scale_min", {OptType::Number, {}}},
+      {"loss_scale_max", {OptType::Number, {}}},
+      {"precision_op", {OptType::Names, {}}},
+      {"precision_node", {OptType::Names, {}}},
       {"device", {OptType::String, {}}},
   };
   return specs;
@@ -135,8 +145,9 @@ bool parse_double(const std::string& s, double* out) {
 bool parse_int(const std::string& s, int64_t* out) {
   if (s.empty()) return false;
   char* end = nullptr;
+  errno = 0;
   long long v = std::strtoll(s.c_str(), &end, 10);
-  if (*end != '\0') return false;
+  if (*end != '\0' || errno == ERANGE) return false;
   *out = v;
   return true;
 }
@@ -178,13 +189,21 @@ void validate_option(const std::string& key, const std::string& value) {
       OTTER_CHECK(parse_double(value, &d), "option '", key, "': '", value, "' is not a finite number");
       break;
     case OptType::Integer:
-      OTTER_CHECK(parse_int(value, &i), "option '", key, "': '", value, "' is not an integer");
+      OTTER_CHECK(parse_int(value, &i), "option '", key, "': '", value, "' is not an integer (or is out of range)");
+      if (key == "grad_accum") OTTER_CHECK(i >= 1, "option 'grad_accum': must be >= 1, got ", i);
+      if (key == "warmup_steps" || key == "total_steps") OTTER_CHECK(i >= 0, "option '", key, "': must be >= 0, got ", i);
       break;
     case OptType::Bool:
       OTTER_CHECK(value == "true" || value == "false" || value == "1" || value == "0", "option '", key, "': '", value,
                   "' is not true or false");
       break;
     case OptType::Names:
+      if (key == "precision_op" || key == "precision_node")
+        for (const std::string& item : split_names(value)) {
+          size_t eq = item.find('=');
+          OTTER_CHECK(eq != std::string::npos && eq > 0, "option '", key, "': '", item, "' is not NAME=lower|fp32|follow");
+          otter::parse_precision_class(item.substr(eq + 1));
+        }
       break;
   }
 }
@@ -237,11 +256,31 @@ otter::TrainConfig config_from(const otter_options* options, std::string* device
   }
   if (auto s = get("trainable")) c.trainable = split_names(*s);
   if (auto s = get("freeze")) c.frozen = split_names(*s);
-  if (auto s = get("precision"))
-    OTTER_CHECK_KIND(Unsupported, *s == "fp32", "precision '", *s,
-                     "' is not available yet: this build trains in fp32 only (mixed precision is the next milestone)");
-  if (auto s = get("loss_scale"))
-    OTTER_CHECK_KIND(Unsupported, *s == "none", "loss_scale '", *s, "' needs mixed precision, which this build lacks");
+  if (auto s = get("precision")) c.precision = *s;
+  if (auto s = get("loss_scale")) {
+    double d = 0;
+    if (*s == "dynamic" || *s == "none") c.loss_scale = *s;
+    else if (parse_double(*s, &d)) {
+      c.loss_scale = "static";
+      c.loss_scale_config.init_scale = d;
+    }
+  }
+  num("loss_scale_init", &c.loss_scale_config.init_scale);
+  num("loss_scale_growth_factor", &c.loss_scale_config.growth_factor);
+  num("loss_scale_backoff_factor", &c.loss_scale_config.backoff_factor);
+  integer("loss_scale_growth_interval", &c.loss_scale_config.growth_interval);
+  integer("loss_scale_hysteresis", &c.loss_scale_config.hysteresis);
+  num("loss_scale_min", &c.loss_scale_config.min_scale);
+  num("loss_scale_max", &c.loss_scale_config.max_scale);
+  auto overrides = [&](const char* k, std::map<std::string, otter::PrecisionClass>* dst) {
+    if (auto s = get(k))
+      for (const std::string& item : split_names(*s)) {
+        size_t eq = item.find('=');
+        (*dst)[item.substr(0, eq)] = otter::parse_precision_class(item.substr(eq + 1));
+      }
+  };
+  overrides("precision_op", &c.precision_by_op);
+  overrides("precision_node", &c.precision_by_node);
   if (auto s = get("device")) {
     OTTER_CHECK_KIND(Unsupported, *s == "auto" || *s == "cpu", "device '", *s,
                      "' is not available: this build has no CUDA backend yet (use cpu or auto)");
@@ -267,14 +306,21 @@ void describe(otter_session* s) {
     const otter::Node& node = g.nodes[n];
     int out = node.outputs.empty() ? -1 : node.outputs[0];
     std::string dtype = out >= 0 ? otter::dtype_name(g.values[out].dtype) : "none";
-    s->nodes.push_back({node.name, node.domain.empty() ? node.op_type : node.domain + "." + node.op_type, dtype});
+    std::string reason = "not touched by the precision policy";
+    if (const otter::PrecisionDecision* d = s->session->precision_of(n)) {
+      dtype = otter::dtype_name(d->dtype);
+      reason = d->reason;
+    } else if (node.name.rfind("autocast/", 0) == 0) {
+      reason = "cast inserted by the precision policy";
+    }
+    s->nodes.push_back({node.name, node.domain.empty() ? node.op_type : node.domain + "." + node.op_type, dtype, reason});
   }
 }
 
 otter::Tensor tensor_from_view(const otter_tensor_view& v, const std::string& what) {
   OTTER_CHECK(v.ndim >= 0 && v.ndim <= 16, what, ": ndim ", v.ndim, " is out of range");
   OTTER_CHECK(v.ndim == 0 || v.shape, what, ": shape is NULL");
-  OTTER_CHECK(otter::is_supported_dtype(static_cast<int32_t>(v.dtype)), what, ": unknown dtype ", static_cast<int>(v.dtype));
+  OTTER_CHECK(otter::is_supported_dtype(v.dtype), what, ": unknown dtype ", v.dtype);
   OTTER_CHECK_KIND(Unsupported, v.device_type == OTTER_DEVICE_CPU, what, ": only CPU tensors are accepted by this build");
   otter::Shape shape(v.shape, v.shape + v.ndim);
   for (int64_t d : shape) OTTER_CHECK(d >= 0, what, ": negative dimension ", d);
@@ -312,7 +358,7 @@ otter_status info_at(const std::vector<otter_session::Info>& list, size_t index,
 extern "C" {
 
 uint32_t otter_api_version(void) { return OTTER_API_VERSION; }
-const char* otter_version(void) { return "0.1.0"; }
+const char* otter_version(void) { return OTTER_VERSION_STRING; }
 const char* otter_last_error(void) { return last_error.c_str(); }
 
 const char* otter_status_name(otter_status s) {
@@ -465,6 +511,16 @@ otter_status otter_session_node_info(const otter_session* s, size_t index, const
   return OTTER_OK;
 }
 
+otter_status otter_session_node_precision(const otter_session* s, size_t index, const char** out_reason) {
+  OTTER_REQUIRE(s);
+  OTTER_REQUIRE(out_reason);
+  if (index >= s->nodes.size())
+    return fail(OTTER_ERROR_INVALID_ARGUMENT, "otter_session_node_precision: index " + std::to_string(index) +
+                                                  " is out of range (count " + std::to_string(s->nodes.size()) + ")");
+  *out_reason = s->nodes[index].reason.c_str();
+  return OTTER_OK;
+}
+
 otter_status otter_checkpoint_export(const char* checkpoint_path, const char* model_path, const char* out_path) {
   OTTER_REQUIRE(checkpoint_path);
   OTTER_REQUIRE(model_path);
@@ -563,8 +619,8 @@ otter_status otter_session_get_stat(const otter_session* s, const char* key, dou
     v = st.last_loss;
   } else if (k == "learning_rate") v = st.lr;
   else if (k == "grad_norm") v = st.last_grad_norm;
-  else if (k == "loss_scale") v = 1.0;
-  else if (k == "skipped_steps") v = 0.0;
+  else if (k == "loss_scale") v = s->session->loss_scale();
+  else if (k == "skipped_steps") v = static_cast<double>(st.skipped_steps);
   else if (k == "arena_bytes") v = static_cast<double>(s->session->train_memory().arena_bytes);
   else if (k == "intermediate_bytes") v = static_cast<double>(s->session->train_memory().intermediate_bytes);
   else return fail(OTTER_ERROR_NOT_FOUND, std::string("otter_session_get_stat: unknown statistic '") + key + "'");

@@ -47,9 +47,9 @@ struct HostTensor {
   }
   static HostTensor from_view(const otter_tensor_view& v) {
     HostTensor t;
-    t.dtype = v.dtype;
+    t.dtype = static_cast<otter_dtype>(v.dtype);
     t.shape.assign(v.shape, v.shape + v.ndim);
-    size_t n = static_cast<size_t>(t.numel()) * otter_dtype_size(v.dtype);
+    size_t n = static_cast<size_t>(t.numel()) * otter_dtype_size(t.dtype);
     t.bytes.assign(static_cast<const unsigned char*>(v.data), static_cast<const unsigned char*>(v.data) + n);
     return t;
   }

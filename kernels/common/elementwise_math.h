@@ -5,10 +5,12 @@
 #pragma once
 #include <cmath>
 
+#ifndef OTTER_HD
 #if defined(__CUDACC__)
 #define OTTER_HD __host__ __device__ inline
 #else
 #define OTTER_HD inline
+#endif
 #endif
 
 namespace otter::math {

@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "runtime/core/half.h"
+
 namespace otter {
 
 int64_t shape_numel(const Shape& shape) {
@@ -77,6 +79,8 @@ void convert_to(const Tensor& t, Out* out) {
     case DType::Int8: { auto p = static_cast<const int8_t*>(t.raw()); for (int64_t i = 0; i < n; ++i) out[i] = static_cast<Out>(p[i]); break; }
     case DType::Uint8: { auto p = static_cast<const uint8_t*>(t.raw()); for (int64_t i = 0; i < n; ++i) out[i] = static_cast<Out>(p[i]); break; }
     case DType::Bool: { auto p = static_cast<const bool*>(t.raw()); for (int64_t i = 0; i < n; ++i) out[i] = static_cast<Out>(p[i]); break; }
+    case DType::Float16: { auto p = static_cast<const uint16_t*>(t.raw()); for (int64_t i = 0; i < n; ++i) out[i] = static_cast<Out>(math::half_bits_to_float(p[i])); break; }
+    case DType::BFloat16: { auto p = static_cast<const uint16_t*>(t.raw()); for (int64_t i = 0; i < n; ++i) out[i] = static_cast<Out>(math::bfloat16_bits_to_float(p[i])); break; }
     default: OTTER_FAIL("cannot convert a tensor of ", dtype_name(t.dtype()));
   }
 }
@@ -107,6 +111,17 @@ Tensor Tensor::cast(DType to) const {
       std::vector<double> v = to_double_vector();
       bool* p = t.data<bool>();
       for (size_t i = 0; i < v.size(); ++i) p[i] = v[i] != 0.0;
+      break;
+    }
+    case DType::Float16: case DType::BFloat16: {
+      // Through float32 (exact for every source but float64, which rounds twice at most in
+      // the last bit of a half; ONNX leaves double -> half rounding unspecified).
+      Tensor f = dtype_ == DType::Float32 ? *this : cast(DType::Float32);
+      const float* src = f.data<float>();
+      uint16_t* dst = static_cast<uint16_t*>(t.raw());
+      int64_t n = numel();
+      if (to == DType::Float16) for (int64_t i = 0; i < n; ++i) dst[i] = math::float_to_half_bits(src[i]);
+      else for (int64_t i = 0; i < n; ++i) dst[i] = math::float_to_bfloat16_bits(src[i]);
       break;
     }
     default: OTTER_FAIL("cast to ", dtype_name(to), " is not supported yet");

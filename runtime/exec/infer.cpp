@@ -45,7 +45,7 @@ void fold_node(const Node& node, const OpDef& def, const std::vector<const Value
 
 }  // namespace
 
-std::vector<int> needed_nodes(const Graph& g, const std::vector<int>& targets) {
+std::vector<int> needed_nodes(const Graph& g, const std::vector<int>& targets, const std::set<int>& sources) {
   std::vector<bool> need_value(g.values.size(), false), need_node(g.nodes.size(), false);
   std::vector<int> stack;
   for (int v : targets)
@@ -54,7 +54,7 @@ std::vector<int> needed_nodes(const Graph& g, const std::vector<int>& targets) {
     int v = stack.back();
     stack.pop_back();
     int p = g.values[v].producer;
-    if (p < 0 || need_node[p]) continue;
+    if (p < 0 || need_node[p] || sources.count(v)) continue;
     need_node[p] = true;
     for (int in : g.nodes[p].inputs)
       if (in >= 0 && !need_value[in]) { need_value[in] = true; stack.push_back(in); }
@@ -78,6 +78,7 @@ std::vector<ValueInfo> infer_graph(Graph& g, const std::map<int, ValueInfo>& inp
     info[kv.first] = kv.second;
     known[kv.first] = true;
   }
+  for (int v : options.sources) known[v] = known[v] || info[v].dtype != DType::Undefined;
   // Values with data but no producer (constants added by adapters or passes).
   for (size_t v = 0; v < g.values.size(); ++v)
     if (!known[v] && g.values[v].producer < 0 && g.values[v].data.defined()) {
@@ -88,7 +89,8 @@ std::vector<ValueInfo> infer_graph(Graph& g, const std::map<int, ValueInfo>& inp
     }
   std::vector<int> order = options.only_nodes_for.empty()
                                ? g.topo_order()
-                               : needed_nodes(g, std::vector<int>(options.only_nodes_for.begin(), options.only_nodes_for.end()));
+                               : needed_nodes(g, std::vector<int>(options.only_nodes_for.begin(), options.only_nodes_for.end()),
+                                              options.sources);
   const OpRegistry& registry = OpRegistry::instance();
   for (int n : order) {
     const Node& node = g.nodes[n];

@@ -16,6 +16,7 @@ namespace otter {
 struct InferOptions {
   std::set<int> variables;       // values whose data is not constant (trainable parameters)
   std::set<int> only_nodes_for;  // if non-empty: infer only nodes these values need
+  std::set<int> sources;         // with only_nodes_for: values given from outside
   bool symbolic = false;         // IR level: unknown sizes become fresh symbols
 };
 
@@ -26,6 +27,7 @@ std::vector<ValueInfo> infer_graph(Graph& g, const std::map<int, ValueInfo>& inp
 void annotate_graph(Graph& g, const std::set<int>& variables);
 
 // The node ids needed to compute `targets`, in topological order.
-std::vector<int> needed_nodes(const Graph& g, const std::vector<int>& targets);
+// Values in `sources` are treated as given: their producers are not needed for them.
+std::vector<int> needed_nodes(const Graph& g, const std::vector<int>& targets, const std::set<int>& sources = {});
 
 }  // namespace otter

@@ -65,17 +65,18 @@ Plan::Plan(Graph& graph, const std::map<int, Shape>& input_shapes, PlanOptions o
     vi.dtype = kv.second.dtype();
     vi.shape = kv.second.shape();
     if (!options_.variables.count(kv.first) && graph_.values[kv.first].producer < 0) vi.data = kv.second;
-    if (graph_.values[kv.first].producer < 0) inputs[kv.first] = vi;
+    if (graph_.values[kv.first].producer < 0 || options_.precomputed.count(kv.first)) inputs[kv.first] = vi;
   }
   InferOptions io;
   io.variables = options_.variables;
   io.only_nodes_for = std::set<int>(options_.targets.begin(), options_.targets.end());
+  io.sources = options_.precomputed;
   for (int v : options_.targets) OTTER_CHECK(v >= 0, "plan: a requested value does not exist");
   info_ = infer_graph(graph_, inputs, io);
   tensors_.assign(graph_.values.size(), Tensor());
 
   // Steps: every needed node whose outputs are not all folded constants.
-  std::vector<int> order = needed_nodes(graph_, options_.targets);
+  std::vector<int> order = needed_nodes(graph_, options_.targets, options_.precomputed);
   const KernelRegistry& kernels = KernelRegistry::instance();
   const OpRegistry& ops = OpRegistry::instance();
   for (int n : order) {
@@ -93,6 +94,12 @@ Plan::Plan(Graph& graph, const std::map<int, Shape>& input_shapes, PlanOptions o
     DType key = key_input >= 0 && node.input(key_input) >= 0 ? info_[node.input(key_input)].dtype
                                                               : info_[node.outputs.at(0)].dtype;
     KernelFn fn = kernels.find(node.domain, node.op_type, options_.device, key);
+    bool promote = false;
+    if (!fn && options_.device == Device::CPU && (key == DType::Float16 || key == DType::BFloat16)) {
+      // The CPU stores FP16/BF16 and computes in FP32 (design decision 9).
+      fn = kernels.find(node.domain, node.op_type, options_.device, DType::Float32);
+      promote = fn != nullptr;
+    }
     if (!fn) {
       std::string have;
       for (DType t : kernels.dtypes(node.domain, node.op_type, options_.device))
@@ -100,7 +107,7 @@ Plan::Plan(Graph& graph, const std::map<int, Shape>& input_shapes, PlanOptions o
       OTTER_FAIL_KIND(Unsupported, node.describe(), ": no ", device_name(options_.device), " kernel for dtype ", dtype_name(key),
                  have.empty() ? std::string(" (the op has no kernel on this device)") : " (kernels exist for " + have + ")");
     }
-    steps_.push_back({n, fn, node.inputs, node.outputs});
+    steps_.push_back({n, fn, node.inputs, node.outputs, promote});
   }
 
   // Constants (initializers not bound, folded values) and bound storage.
@@ -160,8 +167,32 @@ void Plan::run(const std::map<int, Tensor>& feeds, const RunOptions& run_options
     ctx.training = run_options.training;
     ctx.seed = run_options.seed;
     ctx.counter = (run_options.step << 20) ^ static_cast<uint64_t>(s.node);
-    s.fn(ctx);
+    if (s.promote) run_promoted(s, ctx);
+    else s.fn(ctx);
   }
+}
+
+void Plan::run_promoted(const Step& s, KernelContext& ctx) {
+  auto is_half = [](DType t) { return t == DType::Float16 || t == DType::BFloat16; };
+  std::vector<Tensor> wide_in(ctx.inputs.size()), wide_out(ctx.outputs.size());
+  for (size_t i = 0; i < ctx.inputs.size(); ++i)
+    if (ctx.inputs[i] && is_half(ctx.inputs[i]->dtype())) {
+      wide_in[i] = ctx.inputs[i]->cast(DType::Float32);
+      ctx.inputs[i] = &wide_in[i];
+    }
+  std::vector<Tensor*> narrow(ctx.outputs.size(), nullptr);
+  for (size_t i = 0; i < ctx.outputs.size(); ++i)
+    if (ctx.outputs[i] && is_half(ctx.outputs[i]->dtype())) {
+      narrow[i] = ctx.outputs[i];
+      wide_out[i] = Tensor(DType::Float32, narrow[i]->shape());
+      ctx.outputs[i] = &wide_out[i];
+    }
+  s.fn(ctx);
+  for (size_t i = 0; i < narrow.size(); ++i)
+    if (narrow[i]) {
+      Tensor rounded = wide_out[i].cast(narrow[i]->dtype());
+      std::memcpy(narrow[i]->raw(), rounded.raw(), rounded.nbytes());
+    }
 }
 
 const Tensor& Plan::value(int id) const {

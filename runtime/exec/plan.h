@@ -19,6 +19,7 @@ struct PlanOptions {
   std::vector<int> targets;               // values the caller wants after a run
   std::map<int, Tensor> bound;            // value id -> external storage (its dtype/shape must match)
   std::set<int> variables;                // bound values whose data changes between runs (parameters)
+  std::set<int> precomputed;              // bound values the caller fills: their producers never run
 };
 
 struct RunOptions {
@@ -51,7 +52,9 @@ class Plan {
     KernelFn fn;
     std::vector<int> inputs;
     std::vector<int> outputs;
+    bool promote = false;  // FP16/BF16 values through an FP32 kernel: convert in, compute, round out
   };
+  void run_promoted(const Step& s, KernelContext& ctx);
   Graph& graph_;
   PlanOptions options_;
   std::vector<ValueInfo> info_;

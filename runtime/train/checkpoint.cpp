@@ -6,6 +6,7 @@
 // rate, optimizer and seed. Saving writes PATH.tmp and renames it over PATH, so a crash never
 // leaves a half-written checkpoint; loading validates everything before changing the session.
 #include <cctype>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -120,7 +121,10 @@ void Session::save_checkpoint(const std::string& path) const {
   std::ostringstream h;
   h << "{\"__metadata__\":{\"format\":\"" << kFormat << "\",\"step\":\"" << stats_.step << "\",\"micro_step\":\""
     << stats_.micro_step << "\",\"base_lr\":\"" << format_double(base_lr_) << "\",\"optimizer\":\""
-    << optimizer_->config().kind << "\",\"seed\":\"" << config_.seed << "\"}";
+    << optimizer_->config().kind << "\",\"seed\":\"" << config_.seed << "\",\"skipped_steps\":\"" << stats_.skipped_steps
+    << "\",\"loss_scale\":\"" << format_double(scaler_state_.data<float>()[kScale]) << "\",\"loss_scale_growth_tracker\":\""
+    << format_double(scaler_state_.data<float>()[kGrowthTracker]) << "\",\"loss_scale_hysteresis_left\":\""
+    << format_double(scaler_state_.data<float>()[kHysteresisLeft]) << "\"}";
   size_t offset = 0;
   for (const Item& it : items) {
     size_t bytes = static_cast<size_t>(shape_numel(it.shape)) * sizeof(float);
@@ -135,7 +139,7 @@ void Session::save_checkpoint(const std::string& path) const {
   std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    OTTER_CHECK_KIND(Io, out.good(), "cannot write checkpoint '", tmp, "'");
+    if (!out.good()) OTTER_FAIL_KIND(Io, "cannot write checkpoint '", tmp, "' (missing folder or no permission)");
     uint64_t n = header.size();
     char len[8];
     for (int i = 0; i < 8; ++i) len[i] = static_cast<char>((n >> (8 * i)) & 0xff);
@@ -144,9 +148,16 @@ void Session::save_checkpoint(const std::string& path) const {
     for (const Item& it : items)
       out.write(reinterpret_cast<const char*>(it.data), static_cast<std::streamsize>(shape_numel(it.shape) * sizeof(float)));
     out.flush();
-    OTTER_CHECK(out.good(), "writing checkpoint '", tmp, "' failed (disk full?)");
+    if (!out.good()) {
+      out.close();
+      std::remove(tmp.c_str());
+      OTTER_FAIL_KIND(Io, "writing checkpoint '", tmp, "' failed (disk full?)");
+    }
   }
-  OTTER_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename '", tmp, "' to '", path, "'");
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    OTTER_FAIL_KIND(Io, "cannot rename '", tmp, "' to '", path, "'");
+  }
 }
 
 namespace {
@@ -209,9 +220,26 @@ void Session::load_checkpoint(const std::string& path) {
   auto& entries = f.entries;
   OTTER_CHECK_KIND(WrongState, meta["optimizer"] == optimizer_->config().kind, what, " was written with optimizer '", meta["optimizer"],
               "' but this session uses '", optimizer_->config().kind, "'");
+  // Parse every metadata field before anything changes.
+  int64_t step = 0, skipped = 0, micro = 0;
+  double base_lr = 0;
+  uint64_t seed = 0;
+  float scale = scaler_state_.data<float>()[kScale], tracker = 0, hysteresis = static_cast<float>(config_.loss_scale_config.hysteresis);
+  try {
+    step = std::stoll(meta.at("step"));
+    micro = std::stoll(meta.at("micro_step"));
+    base_lr = std::stod(meta.at("base_lr"));
+    seed = std::stoull(meta.at("seed"));
+    if (meta.count("skipped_steps")) skipped = std::stoll(meta["skipped_steps"]);
+    if (meta.count("loss_scale")) scale = std::stof(meta["loss_scale"]);
+    if (meta.count("loss_scale_growth_tracker")) tracker = std::stof(meta["loss_scale_growth_tracker"]);
+    if (meta.count("loss_scale_hysteresis_left")) hysteresis = std::stof(meta["loss_scale_hysteresis_left"]);
+  } catch (const std::exception&) {
+    OTTER_FAIL(what, ": malformed metadata (step, base_lr, seed or loss scale)");
+  }
+  OTTER_CHECK(step >= 0 && std::isfinite(base_lr) && base_lr >= 0, what, ": malformed metadata (step or base_lr)");
   const char* data = f.bytes.data() + f.data_begin;
   size_t data_size = f.bytes.size() - f.data_begin;
-  int64_t micro = std::stoll(meta["micro_step"]);
   OTTER_CHECK(micro >= 0 && micro < config_.grad_accum, what, " stopped at micro-batch ", micro,
               " but this session accumulates ", config_.grad_accum);
   // Validate everything first, then copy: a bad checkpoint changes nothing.
@@ -232,10 +260,16 @@ void Session::load_checkpoint(const std::string& path) {
     if (micro > 0) take("accum/" + p.name, p, accum_.data<float>());
   }
   for (auto& c : copies) std::memcpy(std::get<1>(c), std::get<0>(c), std::get<2>(c));
-  stats_.step = std::stoll(meta["step"]);
+  stats_.step = step;
   stats_.micro_step = micro;
-  base_lr_ = std::stod(meta["base_lr"]);
-  config_.seed = std::stoull(meta["seed"]);
+  base_lr_ = base_lr;
+  config_.seed = seed;
+  stats_.skipped_steps = skipped;
+  float* st = scaler_state_.data<float>();
+  st[kScale] = scale;
+  st[kGrowthTracker] = tracker;
+  st[kHysteresisLeft] = hysteresis;
+  refresh_low_weights();
   stats_.lr = scheduled_lr(base_lr_, config_.schedule, stats_.step);
 }
 

@@ -199,11 +199,19 @@ void write_npz(const std::string& path, const std::map<std::string, Tensor>& arr
   std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    OTTER_CHECK(out.good(), "cannot write '", tmp, "'");
+    if (!out.good()) OTTER_FAIL_KIND(Io, "cannot write '", tmp, "' (missing folder or no permission)");
     out.write(z.data(), static_cast<std::streamsize>(z.size()));
-    OTTER_CHECK(out.good(), "writing '", tmp, "' failed");
+    out.flush();
+    if (!out.good()) {
+      out.close();
+      std::remove(tmp.c_str());
+      OTTER_FAIL_KIND(Io, "writing '", tmp, "' failed (disk full?)");
+    }
   }
-  OTTER_CHECK(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot rename '", tmp, "' to '", path, "'");
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    OTTER_FAIL_KIND(Io, "cannot rename '", tmp, "' to '", path, "'");
+  }
 }
 
 }  // namespace otter

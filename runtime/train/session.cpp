@@ -25,6 +25,12 @@ Session::Session(LoadedModel model, TrainConfig config)
   OTTER_CHECK(config_.grad_accum >= 1, "gradient accumulation must be >= 1 micro-batch, got ", config_.grad_accum);
   OTTER_CHECK(config_.clip_norm >= 0, "clip norm must be >= 0, got ", config_.clip_norm);
   validate_schedule(config_.schedule);
+  OTTER_CHECK(config_.precision == "fp32" || config_.precision == "fp16" || config_.precision == "bf16",
+              "precision must be fp32, fp16 or bf16, got '", config_.precision, "'");
+  low_ = config_.precision == "fp16" ? DType::Float16 : config_.precision == "bf16" ? DType::BFloat16 : DType::Float32;
+  std::string scale_mode = config_.loss_scale == "auto" ? (low_ == DType::Float16 ? "dynamic" : "none") : config_.loss_scale;
+  config_.loss_scale_config.mode = scale_mode;
+  validate_loss_scale(config_.loss_scale_config);
   model_inputs_ = graph_.inputs;
   model_outputs_ = graph_.outputs;
   std::set<int> candidates = floating_initializers(graph_);
@@ -54,6 +60,15 @@ Session::Session(LoadedModel model, TrainConfig config)
     OTTER_CHECK(graph_.values[v].dtype == DType::Float32, "parameter '", graph_.values[v].name, "' is ",
                 dtype_name(graph_.values[v].dtype), "; only float32 parameters can be trained (freeze it)");
 
+  // Mixed precision: rewrite the forward graph before autodiff (design decision: autocast first).
+  PrecisionPolicy policy;
+  policy.low = low_;
+  policy.by_op = config_.precision_by_op;
+  policy.by_node = config_.precision_by_node;
+  std::set<int> keep(model_outputs_.begin(), model_outputs_.end());
+  keep.insert(loss_.loss);
+  autocast_ = autocast(graph_, policy, std::set<int>(params.begin(), params.end()), keep);
+  annotate_graph(graph_, candidates);
   forward_node_count_ = graph_.nodes.size();
   Gradients grads = build_gradients(graph_, loss_.loss, params);
   for (int v : grads.unreachable)
@@ -78,6 +93,18 @@ Session::Session(LoadedModel model, TrainConfig config)
     const Tensor& init = graph_.values[param_values_[i]].data;
     std::memcpy(masters_.data<float>() + params_[i].offset, init.raw(), init.nbytes());
   }
+  if (low_ != DType::Float32) {
+    low_weights_ = Tensor(low_, {static_cast<int64_t>(total)});
+    for (int v : param_values_)
+      if (autocast_.parameter_casts.count(v)) param_low_values_[v] = autocast_.parameter_casts.at(v);
+    refresh_low_weights();
+  }
+  scaler_state_ = Tensor(DType::Float32, {kLossScaleSlots});
+  float* st = scaler_state_.data<float>();
+  st[kScale] = config_.loss_scale_config.mode == "none" ? 1.0f : static_cast<float>(config_.loss_scale_config.init_scale);
+  st[kGrowthTracker] = 0;
+  st[kFoundInf] = 0;
+  st[kHysteresisLeft] = static_cast<float>(config_.loss_scale_config.hysteresis);
   optimizer_ = std::make_unique<Optimizer>(config_.optimizer, total);
   base_lr_ = *optimizer_->config().lr;
   stats_.lr = scheduled_lr(base_lr_, config_.schedule, 0);
@@ -101,6 +128,18 @@ void Session::set_parameter(const std::string& name, const Tensor& value) {
   OTTER_CHECK(value.dtype() == DType::Float32 && value.shape() == p.shape, "parameter '", name, "' is float32 ",
               shape_str(p.shape), "; the new value is ", dtype_name(value.dtype()), " ", shape_str(value.shape()));
   std::memcpy(masters_.data<float>() + p.offset, value.raw(), value.nbytes());
+  refresh_low_weights();
+}
+
+void Session::refresh_low_weights() {
+  if (low_ == DType::Float32) return;
+  Tensor low = masters_.cast(low_);  // round to nearest even, once per step for the whole model
+  std::memcpy(low_weights_.raw(), low.raw(), low.nbytes());
+}
+
+const PrecisionDecision* Session::precision_of(int node) const {
+  auto it = autocast_.decisions.find(node);
+  return it == autocast_.decisions.end() ? nullptr : &it->second;
 }
 
 void Session::set_learning_rate(double lr) {
@@ -184,6 +223,13 @@ Plan& Session::plan_for(bool training, bool with_loss, const std::map<std::strin
     int v = param_values_[i];
     options.bound[v] = Tensor::view(DType::Float32, params_[i].shape, nullptr, masters_.data<float>() + params_[i].offset);
     options.variables.insert(v);
+    auto low = param_low_values_.find(v);
+    if (low != param_low_values_.end()) {  // the policy's cast of this parameter reads the flat low copy
+      options.bound[low->second] = Tensor::view(low_, params_[i].shape, nullptr,
+                                                static_cast<uint16_t*>(low_weights_.raw()) + params_[i].offset);
+      options.variables.insert(low->second);
+      options.precomputed.insert(low->second);
+    }
     if (training)
       options.bound[param_grads_[v]] =
           Tensor::view(DType::Float32, params_[i].shape, nullptr, grads_.data<float>() + params_[i].offset);
@@ -205,7 +251,9 @@ double Session::train_step(const std::map<std::string, Tensor>& feeds) {
   std::map<int, Tensor> bound;
   Plan& plan = plan_for(true, true, feeds, &bound);
   const Value& seed_value = graph_.values[seed_value_];
-  Tensor seed = Tensor::scalar<double>(1.0 / static_cast<double>(config_.grad_accum)).cast(seed_value.dtype).reshaped(seed_value.shape);
+  // The backward pass is seeded with loss_scale / accumulation steps.
+  double scale = scaler_state_.data<float>()[kScale];
+  Tensor seed = Tensor::scalar<double>(scale / static_cast<double>(config_.grad_accum)).cast(seed_value.dtype).reshaped(seed_value.shape);
   bound[seed_value_] = seed;
   RunOptions ro;
   ro.training = true;
@@ -225,12 +273,27 @@ double Session::train_step(const std::map<std::string, Tensor>& feeds) {
   stats_.last_loss = loss;
   if (++stats_.micro_step < config_.grad_accum) return loss;
   stats_.micro_step = 0;
+  // Unscale and check once per effective batch; a non-finite gradient skips the step and changes
+  // nothing but the scaler (weights, moments, step count and schedule position stay).
+  const LossScaleConfig& lsc = config_.loss_scale_config;
+  float* st = scaler_state_.data<float>();
+  if (lsc.mode != "none") {
+    unscale_and_check(g, n, st);
+    bool found_inf = st[kFoundInf] != 0.0f;
+    update_loss_scale(lsc, st);
+    stats_.last_step_skipped = found_inf;
+    if (found_inf) {
+      stats_.skipped_steps++;
+      return loss;
+    }
+  }
   double norm = global_norm(g, n);
   stats_.last_grad_norm = norm;
   if (config_.clip_norm > 0 && norm > config_.clip_norm)
     scale_buffer(g, n, static_cast<float>(config_.clip_norm / (norm + 1e-6)));
   double lr = scheduled_lr(base_lr_, config_.schedule, stats_.step);
   optimizer_->update(masters_.data<float>(), g, lr, stats_.step);
+  refresh_low_weights();
   stats_.step++;
   stats_.lr = scheduled_lr(base_lr_, config_.schedule, stats_.step);
   return loss;

@@ -19,6 +19,8 @@
 #include "onnx_import/onnx_import.h"
 #include "runtime/exec/plan.h"
 #include "runtime/passes/add_loss.h"
+#include "runtime/passes/autocast.h"
+#include "runtime/train/loss_scaler.h"
 #include "runtime/train/optimizer.h"
 
 namespace otter {
@@ -29,6 +31,10 @@ struct TrainConfig {
   std::vector<std::string> frozen;     // initializers never trained
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
+  std::string precision = "fp32";  // fp32 | fp16 | bf16 (mixed, FP32 masters and optimizer state)
+  std::map<std::string, PrecisionClass> precision_by_op, precision_by_node;  // policy overrides
+  std::string loss_scale = "auto";  // auto (dynamic for fp16, none otherwise) | none | static | dynamic
+  LossScaleConfig loss_scale_config;  // its mode is set from loss_scale
   double clip_norm = 0;  // 0: no clipping
   int64_t grad_accum = 1;
   uint64_t seed = 0;
@@ -40,6 +46,8 @@ struct StepStats {
   double last_loss = 0;
   double last_grad_norm = 0;
   double lr = 0;
+  int64_t skipped_steps = 0;  // optimizer steps skipped for non-finite gradients
+  bool last_step_skipped = false;
 };
 
 struct ParameterInfo {
@@ -82,6 +90,10 @@ class Session {
   const Graph& graph() const { return graph_; }
   // The forward graph's node ids (model and loss nodes, no backward), in topological order.
   std::vector<int> forward_nodes() const;
+  // The precision decision of a forward node (absent for nodes the policy did not touch).
+  const PrecisionDecision* precision_of(int node) const;
+  double loss_scale() const { return scaler_state_.data<float>()[kScale]; }
+  const LossScaleConfig& loss_scale_config() const { return config_.loss_scale_config; }
   // Memory of the most recently used training plan.
   MemoryStats train_memory() const { return last_train_memory_; }
 
@@ -102,6 +114,12 @@ class Session {
   std::map<int, int> param_grads_;
   int seed_value_ = -1;
   Tensor masters_, grads_, accum_;
+  DType low_ = DType::Float32;           // FP16/BF16 under mixed precision
+  Tensor low_weights_;                   // the low-precision copy of the masters, same offsets
+  std::map<int, int> param_low_values_;  // parameter value -> its policy cast's output value
+  AutocastResult autocast_;
+  Tensor scaler_state_;                  // LossScaleSlot values
+  void refresh_low_weights();
   std::unique_ptr<Optimizer> optimizer_;
   double base_lr_ = 0;
   StepStats stats_;

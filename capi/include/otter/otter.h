@@ -72,7 +72,7 @@ typedef enum otter_device_type { OTTER_DEVICE_CPU = 1, OTTER_DEVICE_CUDA = 2 } o
 /* A non-owning view of a dense row-major tensor. This struct is frozen: it never changes size. */
 typedef struct otter_tensor_view {
   void* data;             /* first element */
-  otter_dtype dtype;
+  int32_t dtype;          /* an otter_dtype value (int32_t keeps the layout fixed) */
   int32_t ndim;
   const int64_t* shape;   /* ndim entries; may be NULL when ndim == 0 */
   int32_t device_type;    /* otter_device_type */
@@ -119,8 +119,13 @@ OTTER_API void otter_options_free(otter_options* options);
  *   clip_norm      number, 0 = off;  grad_accum  integer >= 1;  seed  integer
  *   trainable      comma-separated initializer names (default: all floating ones reaching the loss)
  *   freeze         comma-separated initializer names never trained
- *   precision      fp32 | fp16 | bf16      (fp16/bf16 are rejected until mixed precision lands)
- *   loss_scale     dynamic | none | a number
+ *   precision      fp32 | fp16 | bf16: mixed FP16/FP32 or BF16/FP32 (FP32 masters and optimizer state)
+ *   precision_op   overrides by op type, "Softmax=follow,MatMul=fp32" (classes lower|fp32|follow)
+ *   precision_node overrides by node name, "fc1=fp32,attn/softmax=fp32"
+ *   loss_scale     dynamic | none | a number (static)   (default: dynamic for fp16, none otherwise)
+ *   loss_scale_init (65536), loss_scale_growth_factor (2), loss_scale_backoff_factor (0.5),
+ *   loss_scale_growth_interval (2000), loss_scale_hysteresis (1), loss_scale_min (1),
+ *   loss_scale_max (16777216)
  *   device         auto | cpu | cuda | cuda:N   (auto picks the CPU until the CUDA backend lands)
  */
 OTTER_API otter_status otter_options_set(otter_options* options, const char* key, const char* value);
@@ -204,6 +209,12 @@ OTTER_API otter_status otter_session_export(const otter_session* session, const 
 OTTER_API otter_status otter_session_node_count(const otter_session* session, size_t* out_count);
 OTTER_API otter_status otter_session_node_info(const otter_session* session, size_t index, const char** out_name,
                                                const char** out_op_type, const char** out_compute_dtype);
+
+/* Why node `index` computes in its dtype under the precision policy: "rule: lower", "rule: fp32",
+ * "rule: follow (widest input float16)", "override (op type): fp32", "constant 'c' out of float16
+ * range: stays float32", "cast inserted by the precision policy", ... */
+OTTER_API otter_status otter_session_node_precision(const otter_session* session, size_t index,
+                                                    const char** out_reason);
 
 /* Writes MODEL with its initializers replaced by the parameters stored in CHECKPOINT (written by
  * otter_session_save_checkpoint), without creating a session. */
