@@ -57,7 +57,11 @@ const char* kTrainHelp =
     "  --freeze NAME,...         initializers never trained\n"
     "  --seed N                  shuffling and dropout seed (default 0)\n"
     "precision and device:\n"
-    "  --precision fp32|fp16|bf16   --loss-scale dynamic|none|VALUE   --device auto|cpu|cuda[:N]\n"
+    "  --precision fp32|fp16|bf16   mixed precision with FP32 masters (default fp32)\n"
+    "  --precision-op OP=CLASS,...    override the policy by op type (CLASS: lower|fp32|follow)\n"
+    "  --precision-node NAME=CLASS,... override the policy by node name\n"
+    "  --loss-scale dynamic|none|VALUE (default: dynamic for fp16, none otherwise)\n"
+    "  --device auto|cpu|cuda[:N]\n"
     "checkpoints and output:\n"
     "  --checkpoint PATH --checkpoint-every N   save every N optimizer steps (and at the end)\n"
     "  --resume PATH             continue from a checkpoint\n"
@@ -78,9 +82,9 @@ const char* kExportHelp =
 
 const char* kInspectHelp =
     "usage: otter inspect MODEL.onnx [--precision fp32|fp16|bf16] [--loss KIND] [--loss-output NAME]\n"
-    "                     [--label NAME]\n\n"
+    "                     [--label NAME] [--precision-op OP=CLASS,...] [--precision-node NAME=CLASS,...]\n\n"
     "Prints the inputs a training step needs, the outputs, the trainable parameters and every node\n"
-    "with the dtype it computes in.\n";
+    "with the dtype it computes in and the reason (policy rule, override, constant range).\n";
 
 // Parses --flag VALUE pairs; positional arguments are collected in order.
 struct Args {
@@ -293,6 +297,8 @@ void set_common(otter::cpp::Options& o, const Args& a, bool training) {
   pass("--loss-output", "loss_output");
   pass("--label", "label");
   pass("--precision", "precision");
+  pass("--precision-op", "precision_op");
+  pass("--precision-node", "precision_node");
   pass("--device", "device");
   if (!training) return;
   o.set("optimizer", a.get("--optimizer", "adamw"));
@@ -313,7 +319,7 @@ int cmd_train(int argc, char** argv) {
                          "--weight-decay", "--schedule", "--warmup", "--epochs", "--steps", "--batch-size",
                          "--grad-accum", "--clip-norm", "--precision", "--loss-scale", "--device", "--seed",
                          "--freeze", "--val", "--checkpoint", "--checkpoint-every", "--resume", "--out", "--metrics",
-                         "--plot"});
+                         "--plot", "--precision-op", "--precision-node"});
   if (a.positional.size() != 1) throw UsageError("train needs exactly one MODEL.onnx (see otter train --help)");
   if (!a.has("--data")) throw UsageError("train needs --data TRAIN.npz");
   if (!a.has("--out")) throw UsageError("train needs --out TRAINED.onnx");
@@ -502,7 +508,8 @@ const char* dtype_text(otter_dtype t) {
 }
 
 int cmd_inspect(int argc, char** argv) {
-  Args a(argc, argv, 2, {"--precision", "--loss", "--loss-output", "--label", "--device"});
+  Args a(argc, argv, 2, {"--precision", "--loss", "--loss-output", "--label", "--device", "--precision-op",
+                         "--precision-node"});
   if (a.positional.size() != 1) throw UsageError("inspect needs exactly one MODEL.onnx (see otter inspect --help)");
   otter::cpp::Options o;
   set_common(o, a, false);
@@ -519,13 +526,15 @@ int cmd_inspect(int argc, char** argv) {
     total += n;
     std::printf("  %-24s %-8s %s\n", p.name.c_str(), dtype_text(p.dtype), shape_text(p.shape).c_str());
   }
-  std::printf("  total %lld values\nnodes (name, op, compute dtype):\n", static_cast<long long>(total));
+  std::printf("  total %lld values\nnodes (name, op, compute dtype, reason):\n", static_cast<long long>(total));
   size_t n = 0;
   otter::cpp::check(otter_session_node_count(s.handle(), &n));
   for (size_t i = 0; i < n; ++i) {
     const char *name, *op, *dtype;
+    const char* reason = "";
     otter::cpp::check(otter_session_node_info(s.handle(), i, &name, &op, &dtype));
-    std::printf("  %-32s %-26s %s\n", name, op, dtype);
+    otter::cpp::check(otter_session_node_precision(s.handle(), i, &reason));
+    std::printf("  %-36s %-24s %-9s %s\n", name, op, dtype, reason);
   }
   return 0;
 }
