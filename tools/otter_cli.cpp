@@ -410,6 +410,9 @@ int cmd_train(int argc, char** argv) {
         line += "  val_loss " + json_number(v.loss);
         if (std::isfinite(v.accuracy)) line += "  val_accuracy " + json_number(v.accuracy);
       }
+      if (a.get("--precision", "fp32") != "fp32" || a.has("--loss-scale"))
+        line += "  loss_scale " + json_number(s.stat("loss_scale")) + "  skipped " +
+                std::to_string(static_cast<int64_t>(s.stat("skipped_steps")));
       line += "  " + json_number(rows_done / std::max(secs, 1e-9)) + " rows/s";
       if (tty) std::fprintf(stderr, "\n");
       std::fprintf(stderr, "%s\n", line.c_str());

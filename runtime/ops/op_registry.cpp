@@ -138,6 +138,11 @@ const OpRegistry& OpRegistry::instance() {
     register_reduce_ops(r);
     register_softmax_ops(r);
     register_loss_ops(r);
+    register_conv_ops(r);
+    register_pool_ops(r);
+    register_norm_ops(r);
+    register_indexing_ops(r);
+    register_spatial_ops(r);
     return r;
   }();
   return registry;

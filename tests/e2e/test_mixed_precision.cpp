@@ -389,6 +389,17 @@ TEST(MixedPrecision, DigitsFp16AndBf16MatchFp32AccuracyAndUseLessMemory) {
       correct += best == y[i];
     }
     acc[p] = static_cast<double>(correct) / m;
+    // Export writes the FP32 masters bit for bit, and no policy Cast reaches the file.
+    std::string path = (std::filesystem::temp_directory_path() / (std::string("otter_mp_") + p + ".onnx")).string();
+    s.export_model(path);
+    LoadedModel exported = load_model_file(path);
+    for (auto& prm : s.parameters()) {
+      const Tensor& w = exported.graph.values[exported.graph.value_id(prm.name)].data;
+      Tensor master = s.get_parameter(prm.name);
+      EXPECT_EQ(w.dtype(), DType::Float32);
+      EXPECT_EQ(0, std::memcmp(w.raw(), master.raw(), w.nbytes())) << p << " " << prm.name;
+    }
+    for (const Node& node : exported.graph.nodes) EXPECT_NE(node.op_type, "Cast") << p;
     arena[p] = s.train_memory().arena_bytes;
     std::printf("digits %s: accuracy %.4f, planned activation memory %zu bytes (sum of intermediates %zu), loss scale %g\n", p,
                 acc[p], arena[p], s.train_memory().intermediate_bytes, s.loss_scale());
