@@ -110,7 +110,7 @@ Attribute attribute_from_proto(const onnx::AttributeProto& a, const std::string&
     case onnx::AttributeProto::INTS: r.kind = Attribute::Kind::Ints; r.ints.assign(a.ints().begin(), a.ints().end()); break;
     case onnx::AttributeProto::STRINGS: r.kind = Attribute::Kind::Strings; r.strings.assign(a.strings().begin(), a.strings().end()); break;
     default:
-      OTTER_FAIL("node '", node, "': attribute '", a.name(), "' has unsupported type ",
+      OTTER_FAIL_KIND(Unsupported, "node '", node, "': attribute '", a.name(), "' has unsupported type ",
                  onnx::AttributeProto_AttributeType_Name(a.type()), " (subgraphs and sparse tensors are not supported)");
   }
   return r;

@@ -13,7 +13,7 @@ onnx package and writes, in the same layout as the official test data
 
 but only for the tests where
   * every node of the graph (and of any nested subgraph) is in the default
-    ONNX domain and its op_type is in SUPPORTED_OPS, and the model has no
+    ONNX domain (any op: the C++ runner skips ops Otter lacks), and the model has no
     local functions;
   * every graph input and output is a plain tensor whose element type is in
     SUPPORTED_DTYPES, and so is every array of the test data;
@@ -34,14 +34,6 @@ import numpy as np
 import onnx
 from onnx import AttributeProto, TensorProto, numpy_helper
 
-SUPPORTED_OPS = frozenset("""
-Abs Add And Cast Ceil Clip Concat Constant ConstantOfShape Div Dropout Equal
-Erf Exp Expand Flatten Floor Gather Gemm Greater GreaterOrEqual Identity
-LeakyRelu Less LessOrEqual Log LogSoftmax MatMul Mul Neg
-NegativeLogLikelihoodLoss Not Or Pow Range Reciprocal ReduceMean ReduceSum
-Relu Reshape Shape Sigmoid Size Slice Softmax SoftmaxCrossEntropyLoss Split
-Sqrt Squeeze Sub Tanh Transpose Unsqueeze Where Xor
-""".split())
 
 SUPPORTED_DTYPES = {
     TensorProto.FLOAT: np.dtype(np.float32),
@@ -104,8 +96,8 @@ def selected(case):
         for node in graph.node:
             if node.domain not in DEFAULT_DOMAINS:
                 return f"domain {node.domain}"
-            if node.op_type not in SUPPORTED_OPS:
-                return f"op {node.op_type}"
+            # Every op is kept: the C++ runner skips the models whose ops Otter does not
+            # register, so a new op is covered as soon as it exists.
     graph = model.graph
     for vi in list(graph.input) + list(graph.output):
         if not value_info_ok(vi):
