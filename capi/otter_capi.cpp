@@ -129,6 +129,7 @@ const std::map<std::string, OptSpec>& option_specs() {
       {"precision_op", {OptType::Names, {}}},
       {"precision_node", {OptType::Names, {}}},
       {"device", {OptType::String, {}}},
+      {"batchnorm", {OptType::String, {"train", "frozen"}}},
   };
   return specs;
 }
@@ -257,6 +258,7 @@ otter::TrainConfig config_from(const otter_options* options, std::string* device
   if (auto s = get("trainable")) c.trainable = split_names(*s);
   if (auto s = get("freeze")) c.frozen = split_names(*s);
   if (auto s = get("precision")) c.precision = *s;
+  if (auto s = get("batchnorm")) c.batchnorm = *s;
   if (auto s = get("loss_scale")) {
     double d = 0;
     if (*s == "dynamic" || *s == "none") c.loss_scale = *s;
@@ -528,6 +530,11 @@ otter_status otter_checkpoint_export(const char* checkpoint_path, const char* mo
   return guard(__func__, [&] {
     auto params = otter::read_checkpoint_parameters(checkpoint_path);
     otter::LoadedModel model = otter::load_model_file(model_path);
+    for (auto& kv : otter::read_checkpoint_buffers(checkpoint_path)) {  // running statistics, model dtype
+      int v = model.graph.find_value(kv.first);
+      OTTER_CHECK(v >= 0, "checkpoint buffer '", kv.first, "' is not an initializer of the model");
+      params[kv.first] = kv.second.cast(model.graph.values[v].dtype);
+    }
     otter::export_model(model.model_bytes, params, out_path);
   });
 }

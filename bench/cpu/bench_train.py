@@ -129,7 +129,7 @@ def _children_cpu():
     return ru.ru_utime + ru.ru_stime
 
 
-def run_json(cmd, env, what, tries=3, max_other=0.10):
+def run_json(cmd, env, what, tries=3, max_other=0.10, retry_wait=2.0):
     """Runs a worker and returns its JSON result, with "other_load": the CPU time other processes
     used while it ran, as a fraction of its wall time. A run above `max_other` is repeated (up to
     `tries` in all) and the least disturbed one is kept."""
@@ -151,6 +151,7 @@ def run_json(cmd, env, what, tries=3, max_other=0.10):
         if other is None or other <= max_other:
             break
         print("  (%s: other processes used %.0f%% of a core meanwhile; retrying)" % (what, 100 * other), flush=True)
+        time.sleep(retry_wait)
     return best
 
 
@@ -182,6 +183,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--rep-seconds", type=float, default=0.5)
+    ap.add_argument("--tries", type=int, default=3,
+                    help="runs per measurement when other processes load the machine (the least disturbed is kept)")
     ap.add_argument("--workdir", default=os.path.join(REPO, "build", "bench-cpu"))
     ap.add_argument("--venv", default=os.environ.get("OTTER_BENCH_VENV", os.path.join(REPO, "build", "ort-training-venv")))
     ap.add_argument("--otter-library", default=os.environ.get("OTTER_LIBRARY", os.path.join(REPO, "build", "libotter.so")))
@@ -225,12 +228,12 @@ def main():
                                                                      env.get("PYTHONPATH")])))
                 ot = run_json([sys.executable, os.path.abspath(__file__), "--worker", "otter",
                                "--rep-seconds", str(args.rep_seconds)] + common, oenv,
-                              "otter %s b%d threads=%s" % (model, batch, threads))
+                              "otter %s b%d threads=%s" % (model, batch, threads), tries=args.tries)
                 ort = run_json([venv_py, os.path.join(HERE, "ort_worker.py"),
                                 "--artifacts", os.path.join(args.workdir, "ort-artifacts", model),
                                 "--threads", "1" if threads == "1" else "0", "--lr", str(LR),
                                 "--rep-seconds", str(args.rep_seconds)] + common, env,
-                               "ort %s b%d threads=%s" % (model, batch, threads))
+                               "ort %s b%d threads=%s" % (model, batch, threads), tries=args.tries)
                 row = {"model": model, "batch": batch, "threads": threads,
                        "env": {k: env.get(k, "unset") for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
                        "otter": ot, "ort": ort}
@@ -255,7 +258,7 @@ def main():
           % ((time.perf_counter() - t_start,) + os.getloadavg()))
     print("| model | batch | threads | Otter steps/s | ORT steps/s | ratio (Otter/ORT) | Otter samples/s | ORT samples/s |")
     print("|---|---:|---|---:|---:|---:|---:|---:|")
-    failed = False
+    failed = disturbed = False
     for r in results:
         ot, ort = r["otter"], r["ort"]
         bad = not ot or not ort or not ot.get("loss_fell") or not ort.get("loss_fell")
@@ -264,13 +267,20 @@ def main():
         def f(x, fmt="%.1f"):
             return fmt % x if x is not None else "n/a"
 
+        def busy(res):  # another process took > 10% of a core during this measurement
+            return res is not None and (res.get("other_load") or 0) > 0.10
+
+        disturbed |= busy(ot) or busy(ort)
         o = ot["steps_per_s"] if ot else None
         a = ort["steps_per_s"] if ort else None
         ratio = o / a if o and a else None
-        print("| %s | %d | %s | %s | %s | %s%s | %s | %s |" % (
-            r["model"], r["batch"], r["threads"], f(o), f(a), f(ratio, "%.2f"), " (!)" if bad else "",
+        print("| %s | %d | %s | %s%s | %s%s | %s%s | %s | %s |" % (
+            r["model"], r["batch"], r["threads"], f(o), " *" if busy(ot) else "", f(a), " *" if busy(ort) else "",
+            f(ratio, "%.2f"), " (!)" if bad else "",
             f(o * r["batch"] if o else None, "%.0f"), f(a * r["batch"] if a else None, "%.0f")))
 
+    if disturbed:
+        print("\n* other processes used more than 10%% of a core during this measurement (after %d tries)" % args.tries)
     out = args.json or os.path.join(args.workdir, "results.json")
     with open(out, "w") as fh:
         json.dump({"machine": info, "load_before": load0, "load_after": os.getloadavg(), "versions": versions, "lr": LR, "adamw": ADAMW, "warmup": args.warmup,

@@ -160,6 +160,7 @@ AutocastResult autocast(Graph& g, const PrecisionPolicy& policy, const std::set<
     Node& n = g.nodes[id];
     for (size_t o = 0; o < n.outputs.size(); ++o) {
       int v = n.outputs[o];
+      if (n.op_type == "BatchNormalization" && o > 0) continue;  // running statistics stay FP32 (T2)
       if (v < 0 || !is_floating(g.values[v].dtype) || g.values[v].dtype == target) continue;
       if (g.values[v].dtype != DType::Float32) continue;
       int nv = g.add_value(g.unique_name(g.values[v].name + "/" + dtype_name(target)), target);

@@ -118,6 +118,8 @@ void Session::save_checkpoint(const std::string& path) const {
       items.push_back({st.first + "/" + p.name, st.second->data<float>() + p.offset, p.shape});
     if (stats_.micro_step > 0) items.push_back({"accum/" + p.name, accum_.data<float>() + p.offset, p.shape});
   }
+  for (auto& kv : buffers_)
+    items.push_back({"buffer/" + graph_.values[kv.first].name, kv.second.data<float>(), kv.second.shape()});
   std::ostringstream h;
   h << "{\"__metadata__\":{\"format\":\"" << kFormat << "\",\"step\":\"" << stats_.step << "\",\"micro_step\":\""
     << stats_.micro_step << "\",\"base_lr\":\"" << format_double(base_lr_) << "\",\"optimizer\":\""
@@ -198,19 +200,29 @@ CheckpointFile read_checkpoint(const std::string& path) {
 
 }  // namespace
 
-std::map<std::string, Tensor> read_checkpoint_parameters(const std::string& path) {
+namespace {
+std::map<std::string, Tensor> read_checkpoint_group(const std::string& path, const std::string& prefix) {
   CheckpointFile f = read_checkpoint(path);
   std::map<std::string, Tensor> params;
   for (auto& kv : f.entries) {
-    if (kv.first.rfind("param/", 0) != 0) continue;
+    if (kv.first.rfind(prefix, 0) != 0) continue;
     const Entry& e = kv.second;
     OTTER_CHECK(e.dtype == "F32", "checkpoint '", path, "': '", kv.first, "' is not F32");
     Tensor t(DType::Float32, e.shape);
     OTTER_CHECK(t.nbytes() == e.end - e.begin, "checkpoint '", path, "': '", kv.first, "' has bad data offsets");
     std::memcpy(t.raw(), f.bytes.data() + f.data_begin + e.begin, t.nbytes());
-    params[kv.first.substr(6)] = t;
+    params[kv.first.substr(prefix.size())] = t;
   }
   return params;
+}
+}  // namespace
+
+std::map<std::string, Tensor> read_checkpoint_parameters(const std::string& path) {
+  return read_checkpoint_group(path, "param/");
+}
+
+std::map<std::string, Tensor> read_checkpoint_buffers(const std::string& path) {
+  return read_checkpoint_group(path, "buffer/");
 }
 
 void Session::load_checkpoint(const std::string& path) {
@@ -258,6 +270,11 @@ void Session::load_checkpoint(const std::string& path) {
     take("param/" + p.name, p, masters_.data<float>());
     for (auto& st : optimizer_->state()) take(st.first + "/" + p.name, p, st.second->data<float>());
     if (micro > 0) take("accum/" + p.name, p, accum_.data<float>());
+  }
+  for (auto& kv : buffers_) {
+    const std::string name = "buffer/" + graph_.values[kv.first].name;
+    ParameterInfo as_param{name, kv.second.shape(), 0};
+    take(name, as_param, kv.second.data<float>());
   }
   for (auto& c : copies) std::memcpy(std::get<1>(c), std::get<0>(c), std::get<2>(c));
   stats_.step = step;

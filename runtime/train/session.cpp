@@ -35,6 +35,7 @@ Session::Session(LoadedModel model, TrainConfig config)
   model_outputs_ = graph_.outputs;
   std::set<int> candidates = floating_initializers(graph_);
   annotate_graph(graph_, candidates);
+  prepare_batchnorm();
   loss_ = add_loss(graph_, config_.loss);
   annotate_graph(graph_, candidates);
 
@@ -50,11 +51,12 @@ Session::Session(LoadedModel model, TrainConfig config)
       int v = graph_.find_value(name);
       OTTER_CHECK(v >= 0 && graph_.values[v].is_initializer, "cannot train '", name, "': the model has no initializer of that name");
       OTTER_CHECK(!frozen.count(name), "'", name, "' is listed as both trainable and frozen");
+      OTTER_CHECK(!buffers_.count(v), "'", name, "' is a BatchNormalization running statistic: it is updated, not trained");
       params.push_back(v);
     }
   } else {
     for (int v : graph_.initializers)
-      if (is_floating(graph_.values[v].dtype) && !frozen.count(graph_.values[v].name)) params.push_back(v);
+      if (is_floating(graph_.values[v].dtype) && !frozen.count(graph_.values[v].name) && !buffers_.count(v)) params.push_back(v);
   }
   for (int v : params)
     OTTER_CHECK(graph_.values[v].dtype == DType::Float32, "parameter '", graph_.values[v].name, "' is ",
@@ -234,7 +236,12 @@ Plan& Session::plan_for(bool training, bool with_loss, const std::map<std::strin
       options.bound[param_grads_[v]] =
           Tensor::view(DType::Float32, params_[i].shape, nullptr, grads_.data<float>() + params_[i].offset);
   }
+  for (auto& kv : buffers_) {  // running statistics: read from the session's buffers
+    options.bound[kv.first] = kv.second;
+    options.variables.insert(kv.first);
+  }
   if (training) {
+    for (auto& u : buffer_updates_) options.targets.push_back(u.first);
     options.targets.push_back(loss_.loss);
     for (auto& kv : param_grads_) options.targets.push_back(kv.second);
   } else {
@@ -262,6 +269,15 @@ double Session::train_step(const std::map<std::string, Tensor>& feeds) {
   plan.run(bound, ro);
   last_train_memory_ = plan.memory();
   double loss = plan.value(loss_.loss).to_double_vector().at(0);
+  // New running statistics, applied below unless the step is skipped for non-finite gradients.
+  std::vector<Tensor> new_buffers;
+  for (auto& u : buffer_updates_) new_buffers.push_back(plan.value(u.first).cast(DType::Float32));
+  auto commit_buffers = [&] {
+    for (size_t i = 0; i < buffer_updates_.size(); ++i) {
+      Tensor& dst = buffers_.at(buffer_updates_[i].second);
+      std::memcpy(dst.raw(), new_buffers[i].raw(), dst.nbytes());
+    }
+  };
   size_t n = static_cast<size_t>(grads_.numel());
   float* g = grads_.data<float>();
   if (config_.grad_accum > 1) {
@@ -271,7 +287,10 @@ double Session::train_step(const std::map<std::string, Tensor>& feeds) {
     g = acc;
   }
   stats_.last_loss = loss;
-  if (++stats_.micro_step < config_.grad_accum) return loss;
+  if (++stats_.micro_step < config_.grad_accum) {
+    commit_buffers();
+    return loss;
+  }
   stats_.micro_step = 0;
   // Unscale and check once per effective batch; a non-finite gradient skips the step and changes
   // nothing but the scaler (weights, moments, step count and schedule position stay).
@@ -287,6 +306,7 @@ double Session::train_step(const std::map<std::string, Tensor>& feeds) {
       return loss;
     }
   }
+  commit_buffers();
   double norm = global_norm(g, n);
   stats_.last_grad_norm = norm;
   if (config_.clip_norm > 0 && norm > config_.clip_norm)
@@ -320,9 +340,44 @@ std::vector<int> Session::forward_nodes() const {
   return r;
 }
 
+void Session::prepare_batchnorm() {
+  OTTER_CHECK(config_.batchnorm == "train" || config_.batchnorm == "frozen", "batchnorm must be train or frozen, got '",
+              config_.batchnorm, "'");
+  for (size_t n = 0; n < graph_.nodes.size(); ++n) {
+    Node& node = graph_.nodes[n];
+    if (!node.domain.empty() || node.op_type != "BatchNormalization") continue;
+    if (config_.batchnorm == "train") node.attrs["training_mode"] = Attribute::of_int(1);
+    if (node.attr_int("training_mode", 0) == 0) continue;
+    for (size_t k = 3; k <= 4; ++k) {
+      int stat = node.input(k);
+      OTTER_CHECK(stat >= 0 && graph_.values[stat].is_initializer, node.describe(), ": its running ",
+                  k == 3 ? "mean" : "variance", " must be an initializer to be updated by training");
+      if (!buffers_.count(stat)) buffers_[stat] = graph_.values[stat].data.cast(DType::Float32);
+      node.outputs.resize(3, -1);
+      int& out = graph_.nodes[n].outputs[k - 2];
+      if (out < 0) {
+        out = graph_.add_value(graph_.unique_name(node.name + (k == 3 ? ":running_mean" : ":running_var")));
+        graph_.values[out].producer = static_cast<int>(n);
+      }
+      buffer_updates_.push_back({graph_.nodes[n].outputs[k - 2], stat});
+    }
+  }
+  if (!buffers_.empty()) {
+    std::set<int> all;
+    for (auto& kv : buffers_) all.insert(kv.first);
+    for (int v : graph_.initializers)
+      if (is_floating(graph_.values[v].dtype)) all.insert(v);
+    annotate_graph(graph_, all);
+  }
+}
+
 void Session::export_model(const std::string& path) const {
   std::map<std::string, Tensor> replacements;
   for (const ParameterInfo& p : params_) replacements[p.name] = get_parameter(p.name);
+  for (auto& kv : buffers_) {  // running statistics, in the model's own dtype
+    const Value& v = graph_.values[kv.first];
+    replacements[v.name] = kv.second.cast(v.dtype);
+  }
   otter::export_model(model_bytes_, replacements, path);
 }
 

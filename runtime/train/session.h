@@ -38,6 +38,10 @@ struct TrainConfig {
   double clip_norm = 0;  // 0: no clipping
   int64_t grad_accum = 1;
   uint64_t seed = 0;
+  // BatchNormalization during train_step: "train" uses batch statistics and updates the running
+  // statistics (whatever the exported training_mode; eval_step always uses the running ones);
+  // "frozen" keeps the model's training_mode and statistics as they are.
+  std::string batchnorm = "train";
 };
 
 struct StepStats {
@@ -58,6 +62,8 @@ struct ParameterInfo {
 
 // The FP32 parameters ("param/<name>") stored in a checkpoint file.
 std::map<std::string, Tensor> read_checkpoint_parameters(const std::string& path);
+// Also the buffers ("buffer/<name>": BatchNormalization running statistics), keyed by name.
+std::map<std::string, Tensor> read_checkpoint_buffers(const std::string& path);
 
 class Session {
  public:
@@ -119,6 +125,11 @@ class Session {
   std::map<int, int> param_low_values_;  // parameter value -> its policy cast's output value
   AutocastResult autocast_;
   Tensor scaler_state_;                  // LossScaleSlot values
+  // Non-trainable state the graph updates (BatchNormalization running statistics): the buffer
+  // initializers with their current values, and (new value produced by a step, buffer) pairs.
+  std::map<int, Tensor> buffers_;
+  std::vector<std::pair<int, int>> buffer_updates_;
+  void prepare_batchnorm();
   void refresh_low_weights();
   std::unique_ptr<Optimizer> optimizer_;
   double base_lr_ = 0;

@@ -127,6 +127,8 @@ OTTER_API void otter_options_free(otter_options* options);
  *   loss_scale_growth_interval (2000), loss_scale_hysteresis (1), loss_scale_min (1),
  *   loss_scale_max (16777216)
  *   device         auto | cpu | cuda | cuda:N   (auto picks the CPU until the CUDA backend lands)
+ *   batchnorm      train (default: batch statistics in train_step, running statistics updated and
+ *                  exported) | frozen (the model's own training_mode and statistics)
  */
 OTTER_API otter_status otter_options_set(otter_options* options, const char* key, const char* value);
 OTTER_API otter_status otter_options_set_double(otter_options* options, const char* key, double value);
