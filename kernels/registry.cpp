@@ -3,7 +3,6 @@
 
 namespace otter {
 
-const char* device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
 
 const Tensor& KernelContext::in(size_t i) const {
   OTTER_CHECK(has_input(i), node.describe(), ": input ", i, " is required");

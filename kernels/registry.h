@@ -9,12 +9,11 @@
 #include <tuple>
 #include <vector>
 
+#include "runtime/core/device.h"
 #include "runtime/ir/graph.h"
 
 namespace otter {
 
-enum class Device { CPU = 0, CUDA = 1 };
-const char* device_name(Device d);
 
 struct KernelContext {
   const Node& node;

@@ -32,9 +32,19 @@ std::vector<int64_t> shape_strides(const Shape& shape) {
   return strides;
 }
 
-Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
+Tensor::Tensor(DType dtype, Shape shape, Device device) : dtype_(dtype), device_(device), shape_(std::move(shape)) {
   for (int64_t d : shape_) OTTER_CHECK(d >= 0, "tensor shape ", shape_str(shape_), " has a negative dim");
   size_t bytes = nbytes();
+  if (device != Device::CPU) {
+    DeviceBackend* b = device_backend(device);
+    OTTER_CHECK_KIND(Unsupported, b, "no ", device_name(device), " device: ", cuda_unavailable_reason());
+    size_t alloc = std::max<size_t>(bytes, 1);
+    void* p = b->allocate(alloc);
+    b->fill_zero(p, alloc);
+    owner_ = std::shared_ptr<void>(p, [b](void* q) { b->release(q); });
+    data_ = p;
+    return;
+  }
   // 64-byte aligned, at least one byte so that data_ is never null for an empty tensor.
   size_t alloc = ((bytes + 63) / 64) * 64 + 64;
   void* p = std::aligned_alloc(64, alloc);
@@ -44,9 +54,10 @@ Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
   data_ = p;
 }
 
-Tensor Tensor::view(DType dtype, Shape shape, std::shared_ptr<void> owner, void* data) {
+Tensor Tensor::view(DType dtype, Shape shape, std::shared_ptr<void> owner, void* data, Device device) {
   Tensor t;
   t.dtype_ = dtype;
+  t.device_ = device;
   t.shape_ = std::move(shape);
   t.owner_ = std::move(owner);
   t.data_ = data;
@@ -55,9 +66,31 @@ Tensor Tensor::view(DType dtype, Shape shape, std::shared_ptr<void> owner, void*
 
 Tensor Tensor::clone() const {
   if (!defined()) return Tensor();
-  Tensor t(dtype_, shape_);
-  if (nbytes()) std::memcpy(t.data_, data_, nbytes());
+  Tensor t(dtype_, shape_, device_);
+  t.copy_from(*this);
   return t;
+}
+
+Tensor Tensor::to(Device device) const {
+  if (!defined() || device == device_) return *this;
+  Tensor t(dtype_, shape_, device);
+  t.copy_from(*this);
+  return t;
+}
+
+void Tensor::copy_from(const Tensor& src) {
+  OTTER_CHECK(src.dtype_ == dtype_ && src.numel() == numel(), "copy of a ", dtype_name(src.dtype_), " ",
+              shape_str(src.shape_), " tensor into a ", dtype_name(dtype_), " ", shape_str(shape_), " one");
+  size_t bytes = nbytes();
+  if (!bytes) return;
+  if (device_ == Device::CPU && src.device_ == Device::CPU) {
+    std::memcpy(data_, src.data_, bytes);
+    return;
+  }
+  Device dev = device_ != Device::CPU ? device_ : src.device_;
+  DeviceBackend* b = device_backend(dev);
+  OTTER_CHECK_KIND(Unsupported, b, "no ", device_name(dev), " device: ", cuda_unavailable_reason());
+  b->copy(data_, device_, src.data_, src.device_, bytes);
 }
 
 Tensor Tensor::reshaped(Shape shape) const {
@@ -70,6 +103,7 @@ Tensor Tensor::reshaped(Shape shape) const {
 namespace {
 template <typename Out>
 void convert_to(const Tensor& t, Out* out) {
+  OTTER_CHECK(t.device() == Device::CPU, "reading a ", device_name(t.device()), " tensor on the host: copy it first");
   int64_t n = t.numel();
   switch (t.dtype()) {
     case DType::Float32: { auto p = static_cast<const float*>(t.raw()); for (int64_t i = 0; i < n; ++i) out[i] = static_cast<Out>(p[i]); break; }

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/core/device.h"
 #include "runtime/core/dtype.h"
 #include "runtime/core/error.h"
 
@@ -23,10 +24,10 @@ std::vector<int64_t> shape_strides(const Shape& shape);
 class Tensor {
  public:
   Tensor() = default;
-  // A new zero-filled tensor that owns its memory.
-  Tensor(DType dtype, Shape shape);
+  // A new zero-filled tensor that owns its memory (on the host, or on a device).
+  Tensor(DType dtype, Shape shape, Device device = Device::CPU);
   // A view of `data` kept alive by `owner`.
-  static Tensor view(DType dtype, Shape shape, std::shared_ptr<void> owner, void* data);
+  static Tensor view(DType dtype, Shape shape, std::shared_ptr<void> owner, void* data, Device device = Device::CPU);
   template <typename T>
   static Tensor from_vector(const std::vector<T>& values, Shape shape) {
     Tensor t(DTypeOf<T>::value, std::move(shape));
@@ -39,6 +40,11 @@ class Tensor {
   static Tensor scalar(T value) { return from_vector<T>({value}, {}); }
 
   bool defined() const { return dtype_ != DType::Undefined; }
+  Device device() const { return device_; }
+  // A copy on `device` (this tensor itself if it is already there).
+  Tensor to(Device device) const;
+  // Copies `src` (same dtype and element count, any device) into this tensor's memory.
+  void copy_from(const Tensor& src);
   DType dtype() const { return dtype_; }
   const Shape& shape() const { return shape_; }
   int64_t rank() const { return static_cast<int64_t>(shape_.size()); }
@@ -55,10 +61,11 @@ class Tensor {
   template <typename T>
   const T* data() const { return const_cast<Tensor*>(this)->data<T>(); }
 
-  // A deep copy that owns its memory.
+  // A deep copy that owns its memory, on the same device.
   Tensor clone() const;
   // Same bytes, another shape with the same element count (shares memory).
   Tensor reshaped(Shape shape) const;
+  // The conversions below read host memory: they fail for a device tensor (use to(CPU) first).
   // Values as int64 (integer tensors of any width); for shape-like inputs.
   std::vector<int64_t> to_int64_vector() const;
   // Values converted to double; for tests and constants.
@@ -68,6 +75,7 @@ class Tensor {
 
  private:
   DType dtype_ = DType::Undefined;
+  Device device_ = Device::CPU;
   Shape shape_;
   std::shared_ptr<void> owner_;
   void* data_ = nullptr;

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "onnx_import/onnx_import.h"
@@ -90,6 +91,19 @@ TEST(NodeConformance, AllSupportedNodeTestsPass) {
   std::sort(cases.begin(), cases.end());
   ASSERT_GT(cases.size(), 100u);
   int passed = 0, skipped = 0, unsupported = 0;
+  // Per-test results with the ops each test uses, for tools/gen_ops_doc (docs/ops.md).
+  std::ofstream results(fs::path(OTTER_TESTDATA) / "node_results.tsv");
+  auto ops_of = [](const fs::path& model) {
+    std::string ops;
+    try {
+      LoadedModel m = load_model_file(model.string());
+      std::set<std::string> seen;
+      for (const Node& n : m.graph.nodes) seen.insert(n.op_type);
+      for (auto& o : seen) ops += (ops.empty() ? "" : ",") + o;
+    } catch (const Error&) {
+    }
+    return ops;
+  };
   std::vector<std::string> failed;
   for (const fs::path& c : cases) {
     std::string name = c.filename().string();
@@ -103,6 +117,7 @@ TEST(NodeConformance, AllSupportedNodeTestsPass) {
     }
     if (result.empty()) ++passed;
     else failed.push_back(name + ": " + result);
+    results << name << "\t" << (result.empty() ? "pass" : "fail") << "\t" << ops_of(c / "model.onnx") << "\n";
   }
   std::string report;
   for (auto& f : failed) report += "\n  " + f;

@@ -1,0 +1,34 @@
+// Devices and device memory. The CPU is always present; a CUDA backend, when compiled in and a
+// usable GPU exists, installs a DeviceBackend for Device::CUDA at start-up (kernels/cuda). Core
+// code never includes CUDA headers: it allocates, copies and synchronises through this table.
+#pragma once
+#include <cstddef>
+#include <memory>
+#include <string>
+
+namespace otter {
+
+enum class Device { CPU = 0, CUDA = 1 };
+const char* device_name(Device d);
+
+class DeviceBackend {
+ public:
+  virtual ~DeviceBackend() = default;
+  // Device memory; throws otter::Error (OutOfMemory) with the size and what is free.
+  virtual void* allocate(size_t bytes) = 0;
+  virtual void release(void* p) = 0;
+  // Copies between any two of host and this device (blocking with respect to the host).
+  virtual void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) = 0;
+  virtual void fill_zero(void* p, size_t bytes) = 0;
+  virtual void synchronize() = 0;
+  virtual std::string describe() = 0;  // e.g. "cuda:0 (NVIDIA H200, 139 GiB)"
+};
+
+// The backend for `d`, or nullptr if it is not available (no CUDA build, no driver, no GPU).
+DeviceBackend* device_backend(Device d);
+void set_device_backend(Device d, DeviceBackend* backend);
+// Why the CUDA backend is unavailable ("built without CUDA", "no GPU found", ...).
+std::string cuda_unavailable_reason();
+void set_cuda_unavailable_reason(const std::string& reason);
+
+}  // namespace otter
