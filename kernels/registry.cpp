@@ -41,6 +41,9 @@ const KernelRegistry& KernelRegistry::instance() {
   static const KernelRegistry registry = [] {
     KernelRegistry r;
     register_cpu_kernels(r);
+#if defined(OTTER_HAVE_CUDA)
+    register_cuda_kernels(r);
+#endif
     return r;
   }();
   return registry;

@@ -16,12 +16,18 @@ namespace otter {
 
 
 struct KernelContext {
+  explicit KernelContext(const Node& n) : node(n) {}
   const Node& node;
   std::vector<const Tensor*> inputs;  // nullptr for an omitted optional input
   std::vector<Tensor*> outputs;       // nullptr for an omitted optional output
   bool training = true;               // Dropout: active in training, identity in eval
   uint64_t seed = 0;                  // random ops: the session seed
   uint64_t counter = 0;               // random ops: a per-step, per-node offset
+  void* stream = nullptr;             // CUDA: the cudaStream_t to launch on
+  // Host copies of inputs known when the plan was built (constants: axes, shapes, starts...),
+  // nullptr otherwise; device kernels read such small inputs here rather than from the device.
+  std::vector<const Tensor*> host_inputs;
+  const Tensor* host_input(size_t i) const { return i < host_inputs.size() ? host_inputs[i] : nullptr; }
 
   bool has_input(size_t i) const { return i < inputs.size() && inputs[i] != nullptr; }
   const Tensor& in(size_t i) const;
@@ -45,5 +51,7 @@ class KernelRegistry {
 };
 
 void register_cpu_kernels(KernelRegistry& registry);
+// Installs the CUDA device when usable and registers the CUDA kernels (kernels/cuda/backend.cu).
+void register_cuda_kernels(KernelRegistry& registry);
 
 }  // namespace otter

@@ -21,6 +21,8 @@ class DeviceBackend {
   virtual void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) = 0;
   virtual void fill_zero(void* p, size_t bytes) = 0;
   virtual void synchronize() = 0;
+  // The stream kernels are launched on (a cudaStream_t for CUDA); one per process for now.
+  virtual void* stream() = 0;
   virtual std::string describe() = 0;  // e.g. "cuda:0 (NVIDIA H200, 139 GiB)"
 };
 

@@ -18,7 +18,7 @@ bool all_known(const Shape& s) {
 void fold_node(const Node& node, const OpDef& def, const std::vector<const ValueInfo*>& in,
                std::vector<ValueInfo>& out) {
   std::vector<Tensor> inputs(in.size());
-  KernelContext ctx{node, {}, {}};
+  KernelContext ctx(node);
   for (size_t i = 0; i < in.size(); ++i) {
     if (!in[i]) { ctx.inputs.push_back(nullptr); continue; }
     // Shape and Size read only the input's shape: give them a data-less view.

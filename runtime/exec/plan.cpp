@@ -110,14 +110,27 @@ Plan::Plan(Graph& graph, const std::map<int, Shape>& input_shapes, PlanOptions o
     steps_.push_back({n, fn, node.inputs, node.outputs, promote});
   }
 
-  // Constants (initializers not bound, folded values) and bound storage.
+  // Constants (initializers not bound, folded values) and bound storage. A device plan uploads
+  // its constants once and keeps their host copies for kernels that read small inputs.
   for (size_t v = 0; v < info_.size(); ++v)
     if (!tensors_[v].defined() && info_[v].data.defined()) tensors_[v] = info_[v].data;
+  if (options_.device != Device::CPU) {
+    OTTER_CHECK_KIND(Unsupported, device_backend(options_.device), "no ", device_name(options_.device),
+                     " device: ", cuda_unavailable_reason());
+    host_constants_.assign(graph_.values.size(), Tensor());
+    for (size_t v = 0; v < tensors_.size(); ++v)
+      if (tensors_[v].defined()) {
+        host_constants_[v] = tensors_[v];
+        tensors_[v] = tensors_[v].to(options_.device);
+      }
+  }
   for (auto& kv : options_.bound) {
     const ValueInfo& vi = info_[kv.first];
     OTTER_CHECK(vi.dtype == kv.second.dtype() && vi.shape == kv.second.shape(), "plan: value '",
                 graph_.values[kv.first].name, "' is ", dtype_name(vi.dtype), " ", shape_str(vi.shape),
                 " but its bound storage is ", dtype_name(kv.second.dtype()), " ", shape_str(kv.second.shape()));
+    OTTER_CHECK(kv.second.device() == options_.device, "plan: value '", graph_.values[kv.first].name, "' is bound to ",
+                device_name(kv.second.device()), " memory but the plan runs on ", device_name(options_.device));
     tensors_[kv.first] = kv.second;
   }
 
@@ -139,12 +152,20 @@ Plan::Plan(Graph& graph, const std::map<int, Shape>& input_shapes, PlanOptions o
     memory_.intermediate_bytes += bytes;
   }
   memory_.arena_bytes = place_blocks(blocks);
-  void* p = std::aligned_alloc(kAlign, std::max<size_t>(kAlign, aligned(memory_.arena_bytes)));
-  OTTER_CHECK_KIND(OutOfMemory, p, "out of host memory: the plan needs an arena of ", memory_.arena_bytes, " bytes");
-  arena_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+  size_t arena_size = std::max<size_t>(kAlign, aligned(memory_.arena_bytes));
+  void* p = nullptr;
+  if (options_.device == Device::CPU) {
+    p = std::aligned_alloc(kAlign, arena_size);
+    OTTER_CHECK_KIND(OutOfMemory, p, "out of host memory: the plan needs an arena of ", memory_.arena_bytes, " bytes");
+    arena_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+  } else {
+    Tensor arena(DType::Uint8, {static_cast<int64_t>(arena_size)}, options_.device);
+    p = arena.raw();
+    arena_ = std::shared_ptr<void>(std::make_shared<Tensor>(arena), p);
+  }
   for (const Block& b : blocks)
     tensors_[b.value] = Tensor::view(info_[b.value].dtype, info_[b.value].shape, arena_,
-                                     static_cast<char*>(p) + b.offset);
+                                     static_cast<char*>(p) + b.offset, options_.device);
 }
 
 void Plan::run(const std::map<int, Tensor>& feeds, const RunOptions& run_options) {
@@ -153,17 +174,22 @@ void Plan::run(const std::map<int, Tensor>& feeds, const RunOptions& run_options
     OTTER_CHECK(kv.second.dtype() == vi.dtype && kv.second.shape() == vi.shape, "input '",
                 graph_.values[kv.first].name, "' is ", dtype_name(kv.second.dtype()), " ", shape_str(kv.second.shape()),
                 " but the plan expects ", dtype_name(vi.dtype), " ", shape_str(vi.shape));
-    tensors_[kv.first] = kv.second;
+    tensors_[kv.first] = kv.second.device() == options_.device ? kv.second : kv.second.to(options_.device);
   }
+  void* stream = options_.device == Device::CPU ? nullptr : device_backend(options_.device)->stream();
   for (const Step& s : steps_) {
     const Node& node = graph_.nodes[s.node];
-    KernelContext ctx{node, {}, {}};
+    KernelContext ctx(node);
     for (int v : s.inputs) {
       if (v < 0) { ctx.inputs.push_back(nullptr); continue; }
       OTTER_CHECK(tensors_[v].defined(), node.describe(), ": input '", graph_.values[v].name, "' was not provided");
       ctx.inputs.push_back(&tensors_[v]);
     }
     for (int v : s.outputs) ctx.outputs.push_back(v >= 0 ? &tensors_[v] : nullptr);
+    if (!host_constants_.empty()) {
+      ctx.stream = stream;
+      for (int v : s.inputs) ctx.host_inputs.push_back(v >= 0 && host_constants_[v].defined() ? &host_constants_[v] : nullptr);
+    }
     ctx.training = run_options.training;
     ctx.seed = run_options.seed;
     ctx.counter = (run_options.step << 20) ^ static_cast<uint64_t>(s.node);

@@ -59,6 +59,7 @@ class Plan {
   PlanOptions options_;
   std::vector<ValueInfo> info_;
   std::vector<Tensor> tensors_;  // by value id: arena views, bound storage, constants, feeds
+  std::vector<Tensor> host_constants_;  // device plans: host copies of values known at build time
   std::vector<Step> steps_;
   std::shared_ptr<void> arena_;
   MemoryStats memory_;

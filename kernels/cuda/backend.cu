@@ -1,0 +1,111 @@
+// The CUDA device: detection, the DeviceBackend (stream-ordered memory pool, copies, one stream
+// per process), and the registration of every CUDA kernel family. If the driver or a GPU is
+// missing, nothing is installed and the reason is recorded: Otter then runs on the CPU and
+// `--device cuda` is a clear error.
+#include <cstdio>
+#include <string>
+
+#include "kernels/cuda/cuda_common.cuh"
+
+namespace otter::cuda {
+
+Strides broadcast_strides(const Shape& out, const std::vector<const Shape*>& ins) {
+  OTTER_CHECK(out.size() <= static_cast<size_t>(kMaxDims), "CUDA kernels support up to ", kMaxDims, " dims, got ",
+              out.size());
+  OTTER_CHECK(ins.size() <= 4, "CUDA broadcast supports up to 4 inputs");
+  Strides s;
+  s.rank = static_cast<int>(out.size());
+  for (int d = 0; d < s.rank; ++d) s.out[d] = out[d];
+  for (size_t k = 0; k < ins.size(); ++k) {
+    const Shape& in = *ins[k];
+    std::vector<int64_t> st = shape_strides(in);
+    size_t offset = out.size() - in.size();
+    for (int d = 0; d < s.rank; ++d) {
+      if (static_cast<size_t>(d) < offset) { s.in[k][d] = 0; continue; }
+      size_t j = d - offset;
+      s.in[k][d] = in[j] == 1 ? 0 : st[j];
+    }
+  }
+  return s;
+}
+
+namespace {
+
+class CudaBackend : public DeviceBackend {
+ public:
+  explicit CudaBackend(int device) : device_(device) {
+    OTTER_CUDA_CHECK(cudaSetDevice(device_));
+    OTTER_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    cudaDeviceProp prop;
+    OTTER_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
+    name_ = prop.name;
+    total_ = prop.totalGlobalMem;
+    // Keep freed memory in the pool instead of returning it to the driver at each sync.
+    cudaMemPool_t pool;
+    OTTER_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device_));
+    uint64_t threshold = UINT64_MAX;
+    OTTER_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
+  }
+  void* allocate(size_t bytes) override {
+    void* p = nullptr;
+    cudaError_t err = cudaMallocAsync(&p, bytes, stream_);
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      size_t free_bytes = 0, total = 0;
+      cudaMemGetInfo(&free_bytes, &total);
+      throw Error(cat("CUDA out of memory allocating ", bytes, " bytes on cuda:", device_, " (", free_bytes,
+                      " bytes free of ", total, "): ", cudaGetErrorString(err)),
+                  ErrorKind::OutOfMemory);
+    }
+    return p;
+  }
+  void release(void* p) override { cudaFreeAsync(p, stream_); }
+  void copy(void* dst, Device dd, const void* src, Device sd, size_t bytes) override {
+    cudaMemcpyKind kind = dd == Device::CPU ? (sd == Device::CPU ? cudaMemcpyHostToHost : cudaMemcpyDeviceToHost)
+                                            : (sd == Device::CPU ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToDevice);
+    OTTER_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, stream_));
+    if (dd == Device::CPU || sd == Device::CPU) OTTER_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  void fill_zero(void* p, size_t bytes) override { OTTER_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, stream_)); }
+  void synchronize() override { OTTER_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  void* stream() override { return stream_; }
+  std::string describe() override {
+    return cat("cuda:", device_, " (", name_, ", ", total_ >> 30, " GiB)");
+  }
+
+ private:
+  int device_;
+  cudaStream_t stream_ = nullptr;
+  std::string name_;
+  size_t total_ = 0;
+};
+
+}  // namespace
+
+void register_elementwise_kernels(KernelRegistry& r);
+
+}  // namespace otter::cuda
+
+namespace otter {
+
+// Called once, when the kernel registry is built: installs the CUDA device if one is usable and
+// registers the CUDA kernels either way (a plan only picks them for a CUDA device).
+void register_cuda_kernels(KernelRegistry& r) {
+  int count = 0;
+  cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess || count == 0) {
+    cudaGetLastError();
+    set_cuda_unavailable_reason(err != cudaSuccess ? cat("no usable CUDA driver or GPU (", cudaGetErrorString(err), ")")
+                                                   : std::string("no CUDA GPU found"));
+  } else {
+    try {
+      static cuda::CudaBackend backend(0);
+      set_device_backend(Device::CUDA, &backend);
+    } catch (const Error& e) {
+      set_cuda_unavailable_reason(e.what());
+    }
+  }
+  cuda::register_elementwise_kernels(r);
+}
+
+}  // namespace otter

@@ -1,0 +1,346 @@
+// CUDA kernels for the elementwise family: the same functors as the CPU (kernels/common/
+// elementwise_math.h) in grid-stride loops, FP16/BF16 widened to FP32 on load and rounded on
+// store; broadcasting binary ops index through per-input strides.
+#include "kernels/common/elementwise_math.h"
+#include "kernels/common/philox.h"
+#include "kernels/cuda/cuda_common.cuh"
+
+namespace otter::cuda {
+namespace {
+
+#define GRID_STRIDE(i, n) for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(blockDim.x) * gridDim.x)
+
+template <class T, class F>
+__global__ void unary(const T* x, T* y, int64_t n, F f) {
+  using C = typename Compute<T>::type;
+  GRID_STRIDE(i, n) store(y, i, f(static_cast<C>(load(x, i))));
+}
+
+template <class F>
+void unary_kernel(KernelContext& ctx) {
+  F f{};
+  if constexpr (std::is_same_v<F, math::LeakyRelu>) f.alpha = ctx.node.attr_float("alpha", 0.01);
+  const Tensor& x = ctx.in(0);
+  int64_t n = x.numel();
+  OTTER_CUDA_DISPATCH_FLOAT(x.dtype(), ctx.node.describe(), {
+    unary<scalar_t><<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(static_cast<const scalar_t*>(x.raw()),
+                                                                        static_cast<scalar_t*>(ctx.out(0).raw()), n, f);
+  });
+  OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
+}
+
+template <class T, class F>
+__global__ void unary_grad(const T* dy, const T* x, const T* y, T* dx, int64_t n, F f) {
+  using C = typename Compute<T>::type;
+  GRID_STRIDE(i, n) store(dx, i, f.grad(static_cast<C>(load(x, i)), static_cast<C>(load(y, i)), static_cast<C>(load(dy, i))));
+}
+
+template <class F>
+void launch_unary_grad(KernelContext& ctx, F f) {
+  int64_t n = ctx.in(0).numel();
+  OTTER_CUDA_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), {
+    unary_grad<scalar_t><<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(
+        static_cast<const scalar_t*>(ctx.in(0).raw()), static_cast<const scalar_t*>(ctx.in(1).raw()),
+        static_cast<const scalar_t*>(ctx.in(2).raw()), static_cast<scalar_t*>(ctx.out(0).raw()), n, f);
+  });
+  OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
+}
+
+void unary_grad_kernel(KernelContext& ctx) {
+  std::string op = ctx.node.attr_string("op", "");
+  if (op == "Abs") launch_unary_grad(ctx, math::Abs{});
+  else if (op == "Sqrt") launch_unary_grad(ctx, math::Sqrt{});
+  else if (op == "Reciprocal") launch_unary_grad(ctx, math::Reciprocal{});
+  else if (op == "Exp") launch_unary_grad(ctx, math::Exp{});
+  else if (op == "Log") launch_unary_grad(ctx, math::Log{});
+  else if (op == "Erf") launch_unary_grad(ctx, math::Erf{});
+  else if (op == "Relu") launch_unary_grad(ctx, math::Relu{});
+  else if (op == "LeakyRelu") launch_unary_grad(ctx, math::LeakyRelu{ctx.node.attr_float("alpha", 0.01)});
+  else if (op == "Sigmoid") launch_unary_grad(ctx, math::Sigmoid{});
+  else if (op == "Tanh") launch_unary_grad(ctx, math::Tanh{});
+  else OTTER_FAIL(ctx.node.describe(), ": no CUDA gradient formula for '", op, "'");
+}
+
+// out = f(a, b) with broadcasting; R is the result storage type.
+template <class T, class R, class F>
+__global__ void binary(const T* a, const T* b, R* out, int64_t n, Strides s, F f) {
+  using C = typename Compute<T>::type;
+  GRID_STRIDE(i, n) {
+    int64_t off[2];
+    offsets_of(s, i, 2, off);
+    store(out, i, f(static_cast<C>(load(a, off[0])), static_cast<C>(load(b, off[1]))));
+  }
+}
+
+template <class F, bool Compare>
+void binary_kernel(KernelContext& ctx) {
+  const Tensor &a = ctx.in(0), &b = ctx.in(1);
+  Tensor& out = ctx.out(0);
+  Strides s = broadcast_strides(out.shape(), {&a.shape(), &b.shape()});
+  int64_t n = out.numel();
+  auto launch = [&](auto* pa, auto* pb) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(pa)>>;
+    if constexpr (Compare)
+      binary<T, bool><<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(pa, pb, static_cast<bool*>(out.raw()), n, s, F{});
+    else
+      binary<T, T><<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(pa, pb, static_cast<T*>(out.raw()), n, s, F{});
+  };
+  switch (a.dtype()) {
+    case DType::Float32: launch(static_cast<const float*>(a.raw()), static_cast<const float*>(b.raw())); break;
+    case DType::Float64: launch(static_cast<const double*>(a.raw()), static_cast<const double*>(b.raw())); break;
+    case DType::Float16: launch(static_cast<const __half*>(a.raw()), static_cast<const __half*>(b.raw())); break;
+    case DType::BFloat16: launch(static_cast<const __nv_bfloat16*>(a.raw()), static_cast<const __nv_bfloat16*>(b.raw())); break;
+    case DType::Int64: launch(static_cast<const int64_t*>(a.raw()), static_cast<const int64_t*>(b.raw())); break;
+    case DType::Int32: launch(static_cast<const int32_t*>(a.raw()), static_cast<const int32_t*>(b.raw())); break;
+    default: OTTER_FAIL(ctx.node.describe(), ": no CUDA kernel for dtype ", dtype_name(a.dtype()));
+  }
+  OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
+}
+
+template <class T>
+__global__ void where_k(const bool* c, const T* a, const T* b, T* out, int64_t n, Strides s) {
+  GRID_STRIDE(i, n) {
+    int64_t off[3];
+    offsets_of(s, i, 3, off);
+    out[i] = c[off[0]] ? a[off[1]] : b[off[2]];
+  }
+}
+
+void where_kernel(KernelContext& ctx) {
+  Tensor& out = ctx.out(0);
+  Strides s = broadcast_strides(out.shape(), {&ctx.in(0).shape(), &ctx.in(1).shape(), &ctx.in(2).shape()});
+  int64_t n = out.numel();
+  size_t size = dtype_size(out.dtype());
+  const bool* c = static_cast<const bool*>(ctx.in(0).raw());
+  // Element-size dispatch: Where moves values, it does no arithmetic.
+  if (size == 8) where_k<<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(c, static_cast<const int64_t*>(ctx.in(1).raw()), static_cast<const int64_t*>(ctx.in(2).raw()), static_cast<int64_t*>(out.raw()), n, s);
+  else if (size == 4) where_k<<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(c, static_cast<const int32_t*>(ctx.in(1).raw()), static_cast<const int32_t*>(ctx.in(2).raw()), static_cast<int32_t*>(out.raw()), n, s);
+  else if (size == 2) where_k<<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(c, static_cast<const int16_t*>(ctx.in(1).raw()), static_cast<const int16_t*>(ctx.in(2).raw()), static_cast<int16_t*>(out.raw()), n, s);
+  else where_k<<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(c, static_cast<const int8_t*>(ctx.in(1).raw()), static_cast<const int8_t*>(ctx.in(2).raw()), static_cast<int8_t*>(out.raw()), n, s);
+  OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
+}
+
+template <class In, class Out>
+__global__ void cast_k(const In* x, Out* y, int64_t n) {
+  GRID_STRIDE(i, n) {
+    if constexpr (std::is_same_v<Out, bool>) y[i] = static_cast<double>(load(x, i)) != 0.0;
+    else store(y, i, static_cast<typename Compute<Out>::type>(load(x, i)));
+  }
+}
+
+template <class In>
+void cast_from(KernelContext& ctx, const In* x, int64_t n) {
+  Tensor& out = ctx.out(0);
+  cudaStream_t st = stream_of(ctx);
+  switch (out.dtype()) {
+    case DType::Float32: cast_k<<<blocks_for(n), kThreads, 0, st>>>(x, static_cast<float*>(out.raw()), n); break;
+    case DType::Float64: cast_k<<<blocks_for(n), kThreads, 0, st>>>(x, static_cast<double*>(out.raw()), n); break;
+    case DType::Float16: cast_k<<<blocks_for(n), kThreads, 0, st>>>(x, static_cast<__half*>(out.raw()), n); break;
+    case DType::BFloat16: cast_k<<<blocks_for(n), kThreads, 0, st>>>(x, static_cast<__nv_bfloat16*>(out.raw()), n); break;
+    case DType::Int64: cast_k<<<blocks_for(n), kThreads, 0, st>>>(x, static_cast<int64_t*>(out.raw()), n); break;
+    case DType::Int32: cast_k<<<blocks_for(n), kThreads, 0, st>>>(x, static_cast<int32_t*>(out.raw()), n); break;
+    case DType::Bool: cast_k<<<blocks_for(n), kThreads, 0, st>>>(x, static_cast<bool*>(out.raw()), n); break;
+    default: OTTER_FAIL(ctx.node.describe(), ": no CUDA cast to ", dtype_name(out.dtype()));
+  }
+}
+
+void cast_kernel(KernelContext& ctx) {
+  const Tensor& x = ctx.in(0);
+  int64_t n = x.numel();
+  switch (x.dtype()) {
+    case DType::Float32: cast_from(ctx, static_cast<const float*>(x.raw()), n); break;
+    case DType::Float64: cast_from(ctx, static_cast<const double*>(x.raw()), n); break;
+    case DType::Float16: cast_from(ctx, static_cast<const __half*>(x.raw()), n); break;
+    case DType::BFloat16: cast_from(ctx, static_cast<const __nv_bfloat16*>(x.raw()), n); break;
+    case DType::Int64: cast_from(ctx, static_cast<const int64_t*>(x.raw()), n); break;
+    case DType::Int32: cast_from(ctx, static_cast<const int32_t*>(x.raw()), n); break;
+    case DType::Bool: cast_from(ctx, static_cast<const bool*>(x.raw()), n); break;
+    default: OTTER_FAIL(ctx.node.describe(), ": no CUDA cast from ", dtype_name(x.dtype()));
+  }
+  OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
+}
+
+void identity_kernel(KernelContext& ctx) {
+  OTTER_CUDA_CHECK(cudaMemcpyAsync(ctx.out(0).raw(), ctx.in(0).raw(), ctx.in(0).nbytes(), cudaMemcpyDeviceToDevice,
+                                   stream_of(ctx)));
+}
+
+// Clip's bounds are scalars known at plan time (constants) or read from the device.
+double scalar_input(const KernelContext& ctx, size_t i, double fallback) {
+  if (!ctx.has_input(i)) return fallback;
+  if (const Tensor* h = ctx.host_input(i)) return h->to_double_vector().at(0);
+  return ctx.in(i).to(Device::CPU).to_double_vector().at(0);  // synchronises: only for non-constant bounds
+}
+
+template <class T>
+__global__ void clip_k(const T* x, T* y, int64_t n, double lo, double hi) {
+  using C = typename Compute<T>::type;
+  GRID_STRIDE(i, n) {
+    C v = static_cast<C>(load(x, i));
+    v = v < C(lo) ? C(lo) : v;
+    store(y, i, v > C(hi) ? C(hi) : v);
+  }
+}
+
+template <class T>
+__global__ void clip_grad_k(const T* dy, const T* x, T* dx, int64_t n, double lo, double hi) {
+  using C = typename Compute<T>::type;
+  GRID_STRIDE(i, n) store(dx, i, math::clip_grad(static_cast<C>(load(x, i)), C(lo), C(hi), static_cast<C>(load(dy, i))));
+}
+
+void clip_kernel(KernelContext& ctx) {
+  double lo = scalar_input(ctx, 1, -INFINITY), hi = scalar_input(ctx, 2, INFINITY);
+  int64_t n = ctx.in(0).numel();
+  OTTER_CUDA_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), {
+    clip_k<scalar_t><<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(static_cast<const scalar_t*>(ctx.in(0).raw()),
+                                                                         static_cast<scalar_t*>(ctx.out(0).raw()), n, lo, hi);
+  });
+  OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
+}
+
+void clip_grad_kernel(KernelContext& ctx) {
+  double lo = scalar_input(ctx, 2, -INFINITY), hi = scalar_input(ctx, 3, INFINITY);
+  int64_t n = ctx.in(0).numel();
+  OTTER_CUDA_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), {
+    clip_grad_k<scalar_t><<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(
+        static_cast<const scalar_t*>(ctx.in(0).raw()), static_cast<const scalar_t*>(ctx.in(1).raw()),
+        static_cast<scalar_t*>(ctx.out(0).raw()), n, lo, hi);
+  });
+  OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
+}
+
+// Dropout: the same Philox stream as the CPU kernel, so masks match for the same seed.
+template <class T>
+__global__ void dropout_k(const T* x, T* y, bool* mask, int64_t n, float ratio, bool active, uint64_t seed,
+                          uint64_t stream) {
+  using C = typename Compute<T>::type;
+  C scale = C(1.0 / (1.0 - ratio));
+  GRID_STRIDE(i, n) {
+    bool keep = !active || math::philox_uniform(seed, stream, static_cast<uint64_t>(i)) >= ratio;
+    C v = static_cast<C>(load(x, i));
+    store(y, i, keep ? (active ? v * scale : v) : C(0));
+    if (mask) mask[i] = keep;
+  }
+}
+
+template <class T>
+__global__ void dropout_grad_k(const T* dy, const bool* mask, T* dx, int64_t n, float ratio) {
+  using C = typename Compute<T>::type;
+  C scale = C(1.0 / (1.0 - ratio));
+  GRID_STRIDE(i, n) store(dx, i, mask[i] ? static_cast<C>(load(dy, i)) * scale : C(0));
+}
+
+void dropout_kernel(KernelContext& ctx) {
+  double ratio = scalar_input(ctx, 1, 0.5);
+  OTTER_CHECK(ratio >= 0.0 && ratio < 1.0, ctx.node.describe(), ": ratio ", ratio, " must be in [0, 1)");
+  bool active = ctx.training && ratio > 0.0;
+  int64_t n = ctx.in(0).numel();
+  bool* mask = ctx.has_output(1) ? static_cast<bool*>(ctx.out(1).raw()) : nullptr;
+  OTTER_CUDA_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), {
+    dropout_k<scalar_t><<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(
+        static_cast<const scalar_t*>(ctx.in(0).raw()), static_cast<scalar_t*>(ctx.out(0).raw()), mask, n,
+        static_cast<float>(ratio), active, ctx.seed, ctx.counter);
+  });
+  OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
+}
+
+void dropout_grad_kernel(KernelContext& ctx) {
+  double ratio = scalar_input(ctx, 2, 0.5);
+  int64_t n = ctx.in(0).numel();
+  OTTER_CUDA_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), {
+    dropout_grad_k<scalar_t><<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(
+        static_cast<const scalar_t*>(ctx.in(0).raw()), static_cast<const bool*>(ctx.in(1).raw()),
+        static_cast<scalar_t*>(ctx.out(0).raw()), n, static_cast<float>(ratio));
+  });
+  OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
+}
+
+// SumToShapeOf: each output element sums its preimage (deterministic; accumulates in FP32/FP64).
+template <class T>
+__global__ void sum_to_k(const T* g, T* out, int64_t n_out, Strides s, int64_t reduce_count, Strides r) {
+  using C = typename Compute<T>::type;
+  GRID_STRIDE(o, n_out) {
+    int64_t base[1];
+    offsets_of(s, o, 1, base);  // offset in g of the first element of o's preimage
+    C acc = 0;
+    for (int64_t k = 0; k < reduce_count; ++k) {
+      int64_t off[1];
+      offsets_of(r, k, 1, off);
+      acc += static_cast<C>(load(g, base[0] + off[0]));
+    }
+    store(out, o, acc);
+  }
+}
+
+void sum_to_shape_kernel(KernelContext& ctx) {
+  const Tensor& g = ctx.in(0);
+  Tensor& out = ctx.out(0);
+  const Shape& gs = g.shape();
+  Shape like(gs.size() - out.shape().size(), 1);
+  like.insert(like.end(), out.shape().begin(), out.shape().end());
+  std::vector<int64_t> gst = shape_strides(gs);
+  // Output index -> g offset: strides of g along the kept dims; reduced dims iterate separately.
+  Strides s, r;
+  s.rank = r.rank = static_cast<int>(gs.size());
+  for (size_t d = 0; d < gs.size(); ++d) {
+    bool reduced = like[d] == 1 && gs[d] != 1;
+    s.out[d] = reduced ? 1 : gs[d];
+    s.in[0][d] = reduced ? 0 : gst[d];
+    r.out[d] = reduced ? gs[d] : 1;
+    r.in[0][d] = reduced ? gst[d] : 0;
+  }
+  int64_t reduce_count = 1;
+  for (int d = 0; d < r.rank; ++d) reduce_count *= r.out[d];
+  int64_t n_out = out.numel();
+  OTTER_CUDA_DISPATCH_FLOAT(g.dtype(), ctx.node.describe(), {
+    sum_to_k<scalar_t><<<blocks_for(n_out), kThreads, 0, stream_of(ctx)>>>(
+        static_cast<const scalar_t*>(g.raw()), static_cast<scalar_t*>(out.raw()), n_out, s, reduce_count, r);
+  });
+  OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
+}
+
+}  // namespace
+
+void register_elementwise_kernels(KernelRegistry& r) {
+  const std::vector<DType> f = {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16};
+  std::vector<DType> num = f;
+  num.push_back(DType::Int64);
+  num.push_back(DType::Int32);
+  const std::vector<DType> all = {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16, DType::Int64,
+                                  DType::Int32,   DType::Int8,    DType::Uint8,   DType::Bool};
+  const Device cuda = Device::CUDA;
+  r.add("", "Abs", cuda, f, unary_kernel<math::Abs>);
+  r.add("", "Sqrt", cuda, f, unary_kernel<math::Sqrt>);
+  r.add("", "Reciprocal", cuda, f, unary_kernel<math::Reciprocal>);
+  r.add("", "Exp", cuda, f, unary_kernel<math::Exp>);
+  r.add("", "Log", cuda, f, unary_kernel<math::Log>);
+  r.add("", "Erf", cuda, f, unary_kernel<math::Erf>);
+  r.add("", "Relu", cuda, f, unary_kernel<math::Relu>);
+  r.add("", "LeakyRelu", cuda, f, unary_kernel<math::LeakyRelu>);
+  r.add("", "Sigmoid", cuda, f, unary_kernel<math::Sigmoid>);
+  r.add("", "Tanh", cuda, f, unary_kernel<math::Tanh>);
+  r.add("", "Floor", cuda, f, unary_kernel<math::Floor>);
+  r.add("", "Ceil", cuda, f, unary_kernel<math::Ceil>);
+  r.add("", "Neg", cuda, f, unary_kernel<math::Neg>);
+  r.add("", "Identity", cuda, all, identity_kernel);
+  r.add("", "Cast", cuda, {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16, DType::Int64, DType::Int32, DType::Bool}, cast_kernel);
+  r.add("", "Clip", cuda, f, clip_kernel);
+  r.add("", "Add", cuda, num, binary_kernel<math::Add, false>);
+  r.add("", "Sub", cuda, num, binary_kernel<math::Sub, false>);
+  r.add("", "Mul", cuda, num, binary_kernel<math::Mul, false>);
+  r.add("", "Div", cuda, num, binary_kernel<math::Div, false>);
+  r.add("", "Pow", cuda, f, binary_kernel<math::Pow, false>);
+  r.add("", "Equal", cuda, num, binary_kernel<math::Equal, true>);
+  r.add("", "Less", cuda, num, binary_kernel<math::Less, true>);
+  r.add("", "Greater", cuda, num, binary_kernel<math::Greater, true>);
+  r.add("", "LessOrEqual", cuda, num, binary_kernel<math::LessOrEqual, true>);
+  r.add("", "GreaterOrEqual", cuda, num, binary_kernel<math::GreaterOrEqual, true>);
+  r.add("", "Where", cuda, all, where_kernel);
+  r.add("", "Dropout", cuda, f, dropout_kernel);
+  r.add("otter", "UnaryGrad", cuda, f, unary_grad_kernel);
+  r.add("otter", "ClipGrad", cuda, f, clip_grad_kernel);
+  r.add("otter", "DropoutGrad", cuda, f, dropout_grad_kernel);
+  r.add("otter", "SumToShapeOf", cuda, f, sum_to_shape_kernel);
+}
+
+}  // namespace otter::cuda
