@@ -1,8 +1,10 @@
 // CPU kernels for the elementwise family (runtime/ops/elementwise.cpp): loops over the shared
-// functors in kernels/common/elementwise_math.h, with contiguous fast paths and general
-// broadcasting, parallel for large tensors.
+// functors in kernels/common/elementwise_math.h (unary, binary, PRelu, the variadic Max/Min/Sum/
+// Mean over any number of broadcast inputs, and the gradient ops), with contiguous fast paths and
+// general broadcasting, parallel for large tensors.
 #include "kernels/common/elementwise_math.h"
 
+#include <map>
 #include <string>
 
 #include "kernels/common/philox.h"
@@ -20,11 +22,34 @@ void unary_loop(const Tensor& x, Tensor& y, F f) {
   });
 }
 
+// The functor of a unary op with its attributes read from the node (the forward node, or the
+// UnaryGrad node, which carries the forward node's attributes). Defaults are the functors' own.
+template <class F>
+F make_functor(const Node& n) {
+  F f{};
+  if constexpr (std::is_same_v<F, math::LeakyRelu> || std::is_same_v<F, math::Elu>) {
+    f.alpha = n.attr_float("alpha", f.alpha);
+  } else if constexpr (std::is_same_v<F, math::Selu>) {
+    f.alpha = n.attr_float("alpha", f.alpha);
+    f.gamma = n.attr_float("gamma", f.gamma);
+  } else if constexpr (std::is_same_v<F, math::HardSigmoid>) {
+    f.alpha = n.attr_float("alpha", f.alpha);
+    f.beta = n.attr_float("beta", f.beta);
+  } else if constexpr (std::is_same_v<F, math::Gelu>) {
+    f.tanh_approx = n.attr_string("approximate", "none") == "tanh";
+  }
+  return f;
+}
+
 template <class F>
 void unary_kernel(KernelContext& ctx) {
-  F f{};
-  if constexpr (std::is_same_v<F, math::LeakyRelu>) f.alpha = ctx.node.attr_float("alpha", 0.01);
+  F f = make_functor<F>(ctx.node);
   OTTER_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), unary_loop<scalar_t>(ctx.in(0), ctx.out(0), f));
+}
+
+template <class F>
+void unary_numeric_kernel(KernelContext& ctx) {
+  OTTER_DISPATCH_NUMERIC(ctx.in(0).dtype(), ctx.node.describe(), unary_loop<scalar_t>(ctx.in(0), ctx.out(0), F{}));
 }
 
 void neg_kernel(KernelContext& ctx) {
@@ -53,21 +78,30 @@ void unary_grad_loop(KernelContext& ctx, F f) {
   });
 }
 
+template <class F>
+void unary_grad_with(KernelContext& ctx) {
+  F f = make_functor<F>(ctx.node);
+  OTTER_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), unary_grad_loop<scalar_t>(ctx, f));
+}
+
+// UnaryGrad(dy, x, y)[op]: dx = math::<op>::grad(x, y, dy).
 void unary_grad_kernel(KernelContext& ctx) {
+  static const std::map<std::string, KernelFn> formulas = {
+      {"Abs", unary_grad_with<math::Abs>},         {"Sqrt", unary_grad_with<math::Sqrt>},
+      {"Reciprocal", unary_grad_with<math::Reciprocal>}, {"Exp", unary_grad_with<math::Exp>},
+      {"Log", unary_grad_with<math::Log>},         {"Erf", unary_grad_with<math::Erf>},
+      {"Relu", unary_grad_with<math::Relu>},       {"LeakyRelu", unary_grad_with<math::LeakyRelu>},
+      {"Sigmoid", unary_grad_with<math::Sigmoid>}, {"Tanh", unary_grad_with<math::Tanh>},
+      {"Sin", unary_grad_with<math::Sin>},         {"Cos", unary_grad_with<math::Cos>},
+      {"Atan", unary_grad_with<math::Atan>},       {"Softplus", unary_grad_with<math::Softplus>},
+      {"Elu", unary_grad_with<math::Elu>},         {"Selu", unary_grad_with<math::Selu>},
+      {"HardSigmoid", unary_grad_with<math::HardSigmoid>}, {"HardSwish", unary_grad_with<math::HardSwish>},
+      {"Mish", unary_grad_with<math::Mish>},       {"Gelu", unary_grad_with<math::Gelu>},
+  };
   std::string op = ctx.node.attr_string("op", "");
-  OTTER_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), {
-    if (op == "Abs") unary_grad_loop<scalar_t>(ctx, math::Abs{});
-    else if (op == "Sqrt") unary_grad_loop<scalar_t>(ctx, math::Sqrt{});
-    else if (op == "Reciprocal") unary_grad_loop<scalar_t>(ctx, math::Reciprocal{});
-    else if (op == "Exp") unary_grad_loop<scalar_t>(ctx, math::Exp{});
-    else if (op == "Log") unary_grad_loop<scalar_t>(ctx, math::Log{});
-    else if (op == "Erf") unary_grad_loop<scalar_t>(ctx, math::Erf{});
-    else if (op == "Relu") unary_grad_loop<scalar_t>(ctx, math::Relu{});
-    else if (op == "LeakyRelu") unary_grad_loop<scalar_t>(ctx, math::LeakyRelu{ctx.node.attr_float("alpha", 0.01)});
-    else if (op == "Sigmoid") unary_grad_loop<scalar_t>(ctx, math::Sigmoid{});
-    else if (op == "Tanh") unary_grad_loop<scalar_t>(ctx, math::Tanh{});
-    else OTTER_FAIL(ctx.node.describe(), ": no gradient formula for '", op, "'");
-  });
+  auto it = formulas.find(op);
+  if (it == formulas.end()) OTTER_FAIL(ctx.node.describe(), ": no gradient formula for '", op, "'");
+  it->second(ctx);
 }
 
 // out[i] = f(a[ia], b[ib]) with broadcasting.
@@ -98,6 +132,108 @@ template <class F>
 void arith_kernel(KernelContext& ctx) {
   OTTER_DISPATCH_NUMERIC(ctx.in(0).dtype(), ctx.node.describe(),
                          binary_loop<scalar_t, scalar_t>(ctx.in(0), ctx.in(1), ctx.out(0), F{}));
+}
+
+// Variadic Max / Min / Sum / Mean: out[i] = f(x0[i0], x1[i1], ...) with numpy broadcasting over
+// any number of inputs (Mean divides the sum by the input count).
+template <class T, class F>
+void variadic_loop(KernelContext& ctx, F f, bool mean) {
+  Tensor& out = ctx.out(0);
+  size_t n = ctx.inputs.size();
+  std::vector<const T*> p;
+  std::vector<const Shape*> shapes;
+  bool same = true;
+  for (size_t j = 0; j < n; ++j) {
+    p.push_back(ctx.in(j).data<T>());
+    shapes.push_back(&ctx.in(j).shape());
+    same = same && ctx.in(j).shape() == out.shape();
+  }
+  T* po = out.data<T>();
+  T count = static_cast<T>(n);
+  parallel_for(out.numel(), [&](int64_t s, int64_t e) {
+    if (same) {
+      for (int64_t i = s; i < e; ++i) {
+        T acc = p[0][i];
+        for (size_t j = 1; j < n; ++j) acc = f(acc, p[j][i]);
+        po[i] = mean ? acc / count : acc;
+      }
+      return;
+    }
+    BroadcastIndexer it(out.shape(), shapes);
+    it.seek(s);
+    for (int64_t i = s; i < e; ++i, it.next()) {
+      T acc = p[0][it.offset(0)];
+      for (size_t j = 1; j < n; ++j) acc = f(acc, p[j][it.offset(j)]);
+      po[i] = mean ? acc / count : acc;
+    }
+  }, std::max<int64_t>(1, 32768 / static_cast<int64_t>(n)));
+}
+
+template <class F, bool Mean = false>
+void variadic_kernel(KernelContext& ctx) {
+  OTTER_DISPATCH_NUMERIC(ctx.in(0).dtype(), ctx.node.describe(), variadic_loop<scalar_t>(ctx, F{}, Mean));
+}
+
+// MinMaxGrad(dy, y, x0, ..., xn-1)[index]: the gradient of input `index` of a variadic Max/Min,
+// already reduced to that input's shape. Where several inputs hold the extreme, each of them gets
+// dy divided by their count.
+void min_max_grad_kernel(KernelContext& ctx) {
+  const Tensor& dy = ctx.in(0);
+  const Tensor& y = ctx.in(1);
+  size_t n = ctx.inputs.size() - 2;
+  size_t index = static_cast<size_t>(ctx.node.attr_int("index", 0));
+  OTTER_CHECK(index < n, ctx.node.describe(), ": index ", index, " is out of range for ", n, " inputs");
+  Tensor& dx = ctx.out(0);
+  std::vector<const Shape*> shapes;
+  for (size_t j = 0; j < n; ++j) shapes.push_back(&ctx.in(j + 2).shape());
+  OTTER_DISPATCH_FLOAT(dy.dtype(), ctx.node.describe(), {
+    std::vector<const scalar_t*> p;
+    for (size_t j = 0; j < n; ++j) p.push_back(ctx.in(j + 2).data<scalar_t>());
+    const scalar_t* pdy = dy.data<scalar_t>();
+    const scalar_t* py = y.data<scalar_t>();
+    scalar_t* pdx = dx.data<scalar_t>();
+    auto body = [&](int64_t s, int64_t e) {
+      BroadcastIndexer it(dy.shape(), shapes);
+      it.seek(s);
+      for (int64_t i = s; i < e; ++i, it.next()) {
+        scalar_t v = py[i];
+        int ties = 0;
+        for (size_t j = 0; j < n; ++j) ties += p[j][it.offset(j)] == v;
+        if (ties) pdx[it.offset(index)] += math::extreme_grad(p[index][it.offset(index)], v, pdy[i],
+                                                              scalar_t(1) / static_cast<scalar_t>(ties));
+      }
+    };
+    std::fill(pdx, pdx + dx.numel(), scalar_t(0));
+    if (dx.shape() == dy.shape()) parallel_for(dy.numel(), body);  // no two elements share a target
+    else body(0, dy.numel());
+  });
+}
+
+void prelu_kernel(KernelContext& ctx) {
+  OTTER_DISPATCH_NUMERIC(ctx.in(0).dtype(), ctx.node.describe(),
+                         binary_loop<scalar_t, scalar_t>(ctx.in(0), ctx.in(1), ctx.out(0), math::PRelu{}));
+}
+
+// PReluGrad(dy, x, slope)[wrt]: the gradient for x (wrt 0) or slope (wrt 1) at the output's
+// shape; the builder reduces it to the input's shape.
+void prelu_grad_kernel(KernelContext& ctx) {
+  const Tensor &dy = ctx.in(0), &x = ctx.in(1), &slope = ctx.in(2);
+  bool wrt_slope = ctx.node.attr_int("wrt", 0) == 1;
+  OTTER_DISPATCH_FLOAT(dy.dtype(), ctx.node.describe(), {
+    const scalar_t* pdy = dy.data<scalar_t>();
+    const scalar_t* px = x.data<scalar_t>();
+    const scalar_t* ps = slope.data<scalar_t>();
+    scalar_t* po = ctx.out(0).data<scalar_t>();
+    math::PRelu f;
+    parallel_for(dy.numel(), [&](int64_t s, int64_t e) {
+      BroadcastIndexer it(dy.shape(), {&x.shape(), &slope.shape()});
+      it.seek(s);
+      for (int64_t i = s; i < e; ++i, it.next()) {
+        scalar_t xv = px[it.offset(0)], sv = ps[it.offset(1)];
+        po[i] = wrt_slope ? f.grad_slope(xv, sv, pdy[i]) : f.grad_x(xv, sv, pdy[i]);
+      }
+    });
+  });
 }
 
 void pow_kernel(KernelContext& ctx) {
@@ -244,10 +380,28 @@ void register_elementwise_kernels(KernelRegistry& r) {
   r.add("", "Tanh", cpu, f, unary_kernel<math::Tanh>);
   r.add("", "Floor", cpu, f, unary_kernel<math::Floor>);
   r.add("", "Ceil", cpu, f, unary_kernel<math::Ceil>);
+  r.add("", "Round", cpu, f, unary_kernel<math::Round>);
+  r.add("", "Sign", cpu, num, unary_numeric_kernel<math::Sign>);
+  r.add("", "Sin", cpu, f, unary_kernel<math::Sin>);
+  r.add("", "Cos", cpu, f, unary_kernel<math::Cos>);
+  r.add("", "Atan", cpu, f, unary_kernel<math::Atan>);
+  r.add("", "Softplus", cpu, f, unary_kernel<math::Softplus>);
+  r.add("", "Elu", cpu, f, unary_kernel<math::Elu>);
+  r.add("", "Selu", cpu, f, unary_kernel<math::Selu>);
+  r.add("", "HardSigmoid", cpu, f, unary_kernel<math::HardSigmoid>);
+  r.add("", "HardSwish", cpu, f, unary_kernel<math::HardSwish>);
+  r.add("", "Mish", cpu, f, unary_kernel<math::Mish>);
+  r.add("", "Gelu", cpu, f, unary_kernel<math::Gelu>);
+  r.add("", "PRelu", cpu, num, prelu_kernel);
+  r.add("", "Max", cpu, num, variadic_kernel<math::Max>);
+  r.add("", "Min", cpu, num, variadic_kernel<math::Min>);
+  r.add("", "Sum", cpu, f, variadic_kernel<math::Add>);
+  r.add("", "Mean", cpu, f, variadic_kernel<math::Add, true>);
   r.add("", "Neg", cpu, {DType::Float32, DType::Float64, DType::Int64, DType::Int32, DType::Int8}, neg_kernel);
   r.add("", "Identity", cpu, all, identity_kernel);
   r.add("", "Not", cpu, {DType::Bool}, not_kernel);
   r.add("", "Cast", cpu, all, cast_kernel);
+  r.add("", "CastLike", cpu, all, cast_kernel);  // the output's dtype is the target
   r.add("", "Clip", cpu, num, clip_kernel);
   r.add("", "Add", cpu, num, arith_kernel<math::Add>);
   r.add("", "Sub", cpu, num, arith_kernel<math::Sub>);
@@ -266,6 +420,8 @@ void register_elementwise_kernels(KernelRegistry& r) {
   r.add("", "Dropout", cpu, f, dropout_kernel);
   r.add("otter", "UnaryGrad", cpu, f, unary_grad_kernel);
   r.add("otter", "ClipGrad", cpu, f, clip_grad_kernel);
+  r.add("otter", "PReluGrad", cpu, f, prelu_grad_kernel);
+  r.add("otter", "MinMaxGrad", cpu, f, min_max_grad_kernel);
   r.add("otter", "DropoutGrad", cpu, f, dropout_grad_kernel);
   r.add("otter", "SumToShapeOf", cpu, f, sum_to_shape_kernel);
 }

@@ -324,6 +324,7 @@ void register_elementwise_kernels(KernelRegistry& r) {
   r.add("", "Neg", cuda, f, unary_kernel<math::Neg>);
   r.add("", "Identity", cuda, all, identity_kernel);
   r.add("", "Cast", cuda, {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16, DType::Int64, DType::Int32, DType::Bool}, cast_kernel);
+  r.add("", "CastLike", cuda, {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16, DType::Int64, DType::Int32, DType::Bool}, cast_kernel);
   r.add("", "Clip", cuda, f, clip_kernel);
   r.add("", "Add", cuda, num, binary_kernel<math::Add, false>);
   r.add("", "Sub", cuda, num, binary_kernel<math::Sub, false>);

@@ -1,26 +1,80 @@
-// Elementwise ops: unary math, Cast, Clip, broadcasting binary arithmetic and comparisons,
-// Where, Dropout; and the internal ops their gradients use (otter.UnaryGrad, otter.ClipGrad,
-// otter.DropoutGrad, otter.SumToShapeOf). Binary gradients reduce back to each input's shape.
+// Elementwise ops: unary math and activations, Cast, Clip, broadcasting binary arithmetic and
+// comparisons, PRelu, the variadic Max/Min/Sum/Mean, Where, Dropout; and the internal ops their
+// gradients use (otter.UnaryGrad, otter.ClipGrad, otter.PReluGrad, otter.MinMaxGrad,
+// otter.DropoutGrad, otter.SumToShapeOf). Broadcast gradients reduce back to each input's shape.
+// Piecewise-constant ops (Floor, Ceil, Round, Sign) have a zero gradient: nothing flows back.
+// Variadic Max/Min give the gradient to the input holding the extreme; where several inputs tie,
+// each of them gets dy divided by the number of tied inputs (PyTorch's rule for two inputs).
 #include "runtime/ops/op.h"
 
 namespace otter {
 namespace {
 
 const std::initializer_list<DType> kFloat = {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16};
+const std::initializer_list<DType> kNumeric = {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16,
+                                               DType::Int64,   DType::Int32,   DType::Int8,    DType::Uint8};
 
 void infer_float_unary(InferContext& ctx) {
   ctx.expect_dtype(0, kFloat);
   infer_same_as_input0(ctx);
 }
 
-// dx = UnaryGrad[op](dy, x, y): the formula is math::<op>::grad (kernels/common).
+// dx = UnaryGrad[op](dy, x, y): the formula is math::<op>::grad (kernels/common); the node
+// carries the forward node's attributes (alpha, beta, gamma, approximate).
 GradFn unary_grad(const std::string& op) {
   return [op](GradContext& g) {
-    Attributes a;
+    Attributes a = g.node().attrs;
     a["op"] = Attribute::of_string(op);
-    if (g.node().has_attr("alpha")) a["alpha"] = g.node().attrs.at("alpha");
     g.set_dx(0, g.emit("UnaryGrad", {g.dy(), g.x(0), g.y(0)}, a, "otter"));
   };
+}
+
+// Max, Min, Sum, Mean: one or more inputs of one dtype, broadcast together.
+InferFn infer_variadic(std::initializer_list<DType> allowed) {
+  return [allowed](InferContext& c) {
+    if (c.num_inputs() == 0 || !c.has_input(0)) c.fail("needs at least one input");
+    c.expect_dtype(0, allowed);
+    for (size_t i = 1; i < c.num_inputs(); ++i) c.expect_same_dtype(0, i);
+    std::vector<Shape> shapes;
+    for (size_t i = 0; i < c.num_inputs(); ++i) shapes.push_back(c.shape(i));
+    c.set_output(0, c.dtype(0), broadcast_shapes(c, shapes));
+  };
+}
+
+void min_max_grad(GradContext& g) {
+  size_t n = g.node().inputs.size();  // (emit appends nodes: hold no reference to the node)
+  std::vector<int> inputs = {g.dy(), g.y(0)};
+  for (size_t i = 0; i < n; ++i) inputs.push_back(g.x(i));
+  for (size_t i = 0; i < n; ++i) {
+    if (!g.wants(i)) continue;
+    Attributes a;
+    a["index"] = Attribute::of_int(static_cast<int64_t>(i));
+    g.set_dx(i, g.emit("MinMaxGrad", inputs, a, "otter"));  // already shaped like input i
+  }
+}
+
+void sum_mean_grad(GradContext& g, bool mean) {
+  size_t n = g.node().inputs.size();
+  int d = g.dy();
+  if (mean && n > 1) d = g.emit("Mul", {d, g.constant_scalar(1.0 / static_cast<double>(n), g.value(g.y(0)).dtype)});
+  for (size_t i = 0; i < n; ++i)
+    if (g.wants(i)) g.set_dx(i, g.sum_to_shape_of(d, g.x(i)));
+}
+
+// PRelu: slope is unidirectionally broadcastable to X; the output has X's shape.
+void infer_prelu(InferContext& c) {
+  c.expect_dtype(0, kNumeric);
+  c.expect_same_dtype(0, 1);
+  const Shape &x = c.shape(0), &s = c.shape(1);
+  if (s.size() > x.size())
+    c.fail(cat("slope of shape ", c.dims(s), " has a higher rank than X of shape ", c.dims(x)));
+  size_t off = x.size() - s.size();
+  for (size_t k = 0; k < s.size(); ++k) {
+    int64_t sd = s[k], xd = x[k + off];
+    if (sd != 1 && sd >= 0 && xd >= 0 && sd != xd)
+      c.fail(cat("slope of shape ", c.dims(s), " is not unidirectionally broadcastable to X of shape ", c.dims(x)));
+  }
+  infer_same_as_input0(c);
 }
 
 void infer_broadcast(InferContext& ctx, DType out_dtype) {
@@ -64,8 +118,22 @@ void register_elementwise_ops(OpRegistry& r) {
                                                             DType::BFloat16, DType::Int64, DType::Int32, DType::Int8});
                                          infer_same_as_input0(c); },
             [](GradContext& g) { g.set_dx(0, g.emit("Neg", {g.dy()})); }));
-  // Floor and Ceil are piecewise constant: their gradient is zero, so nothing flows back.
-  for (const char* op : {"Floor", "Ceil"}) r.add(def(op, infer_float_unary, [](GradContext&) {}));
+  for (const char* op : {"Sin", "Cos", "Atan", "Softplus", "Elu", "Selu", "HardSigmoid", "HardSwish", "Mish"})
+    r.add(def(op, infer_float_unary, unary_grad(op)));
+  {
+    OpDef d = def("Gelu", [](InferContext& c) {
+      std::string approximate = c.node.attr_string("approximate", "none");
+      if (approximate != "none" && approximate != "tanh")
+        c.fail(cat("approximate must be \"none\" or \"tanh\", not \"", approximate, "\""));
+      infer_float_unary(c);
+    }, unary_grad("Gelu"));
+    d.since_version = 20;
+    r.add(d);
+  }
+  // Floor, Ceil, Round and Sign are piecewise constant: their gradient is zero, so nothing flows back.
+  for (const char* op : {"Floor", "Ceil", "Round"}) r.add(def(op, infer_float_unary, [](GradContext&) {}));
+  r.add(def("Sign", [](InferContext& c) { c.expect_dtype(0, kNumeric); infer_same_as_input0(c); },
+            [](GradContext&) {}));
   r.add(def("Identity", infer_same_as_input0, [](GradContext& g) { g.set_dx(0, g.dy()); }));
   r.add(def("Not", [](InferContext& c) { c.expect_dtype(0, {DType::Bool}); infer_same_as_input0(c); }));
 
@@ -80,6 +148,16 @@ void register_elementwise_ops(OpRegistry& r) {
     a["to"] = Attribute::of_int(static_cast<int64_t>(from));
     g.set_dx(0, g.emit("Cast", {g.dy()}, a));
   }, {0}));
+
+  // CastLike(x, like): Cast to like's dtype (like is read for its dtype only).
+  r.add(def("CastLike", [](InferContext& c) { c.set_output(0, c.dtype(1), c.shape(0)); },
+            [](GradContext& g) {
+              DType from = g.value(g.x(0)).dtype;
+              if (!is_floating(from)) return;
+              Attributes a;
+              a["to"] = Attribute::of_int(static_cast<int64_t>(from));
+              g.set_dx(0, g.emit("Cast", {g.dy()}, a));
+            }, {0}));
 
   r.add(def("Clip", [](InferContext& c) {
     for (size_t i = 1; i < 3; ++i)
@@ -134,6 +212,19 @@ void register_elementwise_ops(OpRegistry& r) {
       g.set_dx(1, g.sum_to_shape_of(d, g.x(1)));
     }
   }));
+  r.add(def("PRelu", infer_prelu, [](GradContext& g) {
+    for (size_t wrt : {size_t(0), size_t(1)}) {
+      if (!g.wants(wrt)) continue;
+      Attributes a;
+      a["wrt"] = Attribute::of_int(static_cast<int64_t>(wrt));
+      int d = g.emit("PReluGrad", {g.dy(), g.x(0), g.x(1)}, a, "otter");
+      g.set_dx(wrt, g.sum_to_shape_of(d, g.x(wrt)));
+    }
+  }));
+  r.add(def("Max", infer_variadic(kNumeric), min_max_grad));
+  r.add(def("Min", infer_variadic(kNumeric), min_max_grad));
+  r.add(def("Sum", infer_variadic(kFloat), [](GradContext& g) { sum_mean_grad(g, false); }));
+  r.add(def("Mean", infer_variadic(kFloat), [](GradContext& g) { sum_mean_grad(g, true); }));
   for (const char* op : {"Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual"}) r.add(def(op, infer_compare));
   for (const char* op : {"And", "Or", "Xor"}) r.add(def(op, infer_logical));
 
@@ -183,6 +274,23 @@ void register_elementwise_ops(OpRegistry& r) {
   }
   {
     OpDef d = def("ClipGrad", [](InferContext& c) { c.set_output(0, c.dtype(0), c.shape(1)); });
+    d.domain = "otter";
+    r.add(d);
+  }
+  {
+    // PReluGrad(dy, x, slope)[wrt]: the unreduced gradient for x (wrt 0) or slope (wrt 1).
+    OpDef d = def("PReluGrad", [](InferContext& c) { c.set_output(0, c.dtype(0), c.shape(0)); });
+    d.domain = "otter";
+    r.add(d);
+  }
+  {
+    // MinMaxGrad(dy, y, x0, ..., xn-1)[index]: the gradient of input `index`, shaped like it.
+    OpDef d = def("MinMaxGrad", [](InferContext& c) {
+      int64_t index = c.node.attr_int("index", -1);
+      if (index < 0 || static_cast<size_t>(index) + 2 >= c.num_inputs())
+        c.fail(cat("index ", index, " is out of range for ", static_cast<int64_t>(c.num_inputs()) - 2, " inputs"));
+      c.set_output(0, c.dtype(0), c.shape(static_cast<size_t>(index) + 2));
+    });
     d.domain = "otter";
     r.add(d);
   }

@@ -1,7 +1,11 @@
-// Reductions: ReduceSum and ReduceMean in their opset-18 form (axes as an optional input,
-// keepdims, noop_with_empty_axes; the importer moves older `axes` attributes into an input).
-// Their gradient is otter.ReduceGrad, which broadcasts dy back over the reduced axes (divided
-// by the reduced count for the mean).
+// Reductions: ReduceSum, ReduceMean, ReduceMax, ReduceMin, ReduceProd, ReduceL1, ReduceL2,
+// ReduceSumSquare, ReduceLogSum and ReduceLogSumExp in their opset-18 form (axes as an optional
+// input, keepdims, noop_with_empty_axes; the importer moves older `axes` attributes into an
+// input). The gradient of ReduceSum/ReduceMean is otter.ReduceGrad, which broadcasts dy back over
+// the reduced axes (divided by the reduced count for the mean); the others use
+// otter.ReduceOutputGrad, which also reads the input and the output: ReduceMax/ReduceMin give dy
+// to the positions equal to the extreme (divided equally among ties), ReduceProd uses y / x and
+// so assumes the input has no zeros, ReduceL2 gives 0 where the norm is 0.
 #include <algorithm>
 
 #include "runtime/ops/op.h"
@@ -29,8 +33,16 @@ std::vector<int64_t> reduction_axes(const Node& node, const std::optional<std::v
 
 namespace {
 
-void infer_reduce(InferContext& c) {
-  c.expect_dtype(0, {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16, DType::Int64, DType::Int32});
+const std::initializer_list<DType> kReduceTypes = {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16,
+                                                    DType::Int64,   DType::Int32};
+// ReduceMax / ReduceMin also take 8-bit integers and (opset 20) bool.
+const std::initializer_list<DType> kExtremeTypes = {DType::Float32, DType::Float64, DType::Float16,
+                                                    DType::BFloat16, DType::Int64,  DType::Int32,
+                                                    DType::Int8,    DType::Uint8,   DType::Bool};
+
+void infer_reduce_as(InferContext& c, std::initializer_list<DType> allowed) {
+  c.expect_dtype(0, allowed);
+  if (c.has_input(1)) c.expect_dtype(1, {DType::Int64});
   std::optional<std::vector<int64_t>> axes_in;
   if (c.has_input(1)) {
     axes_in = c.int_values(1);
@@ -56,6 +68,20 @@ void infer_reduce(InferContext& c) {
   c.set_output(0, c.dtype(0), out);
 }
 
+void infer_reduce(InferContext& c) { infer_reduce_as(c, kReduceTypes); }
+
+// dx = ReduceOutputGrad[op](dy, x, y, axes?): the formula per op is in kernels/cpu/reduce.cpp
+// (elementwise parts in kernels/common/elementwise_math.h).
+GradFn reduce_output_grad(const std::string& op) {
+  return [op](GradContext& g) {
+    Attributes a = g.node().attrs;
+    a["op"] = Attribute::of_string(op);
+    std::vector<int> inputs = {g.dy(), g.x(0), g.y(0)};
+    if (g.x(1) >= 0) inputs.push_back(g.x(1));
+    g.set_dx(0, g.emit("ReduceOutputGrad", inputs, a, "otter"));
+  };
+}
+
 GradFn reduce_grad(bool mean) {
   return [mean](GradContext& g) {
     Attributes a = g.node().attrs;
@@ -77,11 +103,27 @@ void register_reduce_ops(OpRegistry& r) {
     d.differentiable_inputs = {0};
     r.add(d);
   }
+  for (const char* op : {"ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare",
+                         "ReduceLogSum", "ReduceLogSumExp"}) {
+    OpDef d;
+    d.op_type = op;
+    bool extreme = std::string(op) == "ReduceMax" || std::string(op) == "ReduceMin";
+    if (extreme) d.infer = [](InferContext& c) { infer_reduce_as(c, kExtremeTypes); };
+    else d.infer = infer_reduce;
+    d.gradient = reduce_output_grad(op);
+    d.differentiable_inputs = {0};
+    r.add(d);
+  }
   OpDef g;
   g.domain = "otter";
   g.op_type = "ReduceGrad";  // (dy, x, axes?) -> dx shaped like x; x is read for its shape only
   g.infer = [](InferContext& c) { c.set_output(0, c.dtype(0), c.shape(1)); };
   r.add(g);
+  OpDef o;
+  o.domain = "otter";
+  o.op_type = "ReduceOutputGrad";  // (dy, x, y, axes?) -> dx shaped like x
+  o.infer = [](InferContext& c) { c.set_output(0, c.dtype(0), c.shape(1)); };
+  r.add(o);
 }
 
 }  // namespace otter
