@@ -1,8 +1,397 @@
-// CPU kernels for the conv op family (Conv and ConvTranspose). (Placeholder: filled by the op-coverage work.)
+// CPU kernels for the conv op family: Conv, ConvTranspose and their internal gradient ops, by
+// im2col/col2im and OpenBLAS GEMM (cblas_sgemm/dgemm) per batch item and group.
+//
+// Every op here pairs an "image" (the tensor a window slides over) with a "grid" (one position
+// per window placement): image position = grid position * stride - pad + tap * dilation. Three
+// cores cover all six ops:
+//   correlate:   grid = W @ im2col(image) (+ bias)    Conv forward, ConvTranspose's dx
+//   scatter:     image = col2im(W^T @ grid) (+ bias)  Conv's dx, ConvTranspose forward
+//   weight_grad: dW = sum_n grid @ im2col(image)^T     dW of both
+// with W viewed per group as [grid channels, image channels x kernel]. Work is spread over the
+// batch (and groups) with parallel_for when each item's GEMM is small enough that OpenBLAS runs
+// it on the calling thread; larger GEMMs run one after another and OpenBLAS threads them. The
+// geometry (output dims, pads) comes from runtime/ops/conv.cpp.
+#include <cblas.h>
+
+#include <cstring>
+#include <map>
+#include <mutex>
+
 #include "kernels/cpu/cpu_common.h"
 
-namespace otter::cpu {
+namespace otter {
+void window_geometry(const Node& node, const Shape& in_spatial, const Shape& kernel, bool allow_ceil_mode,
+                     std::vector<int64_t>& strides, std::vector<int64_t>& dilations,
+                     std::vector<int64_t>& pads_begin, std::vector<int64_t>& pads_end, std::vector<int64_t>& out);
+void conv_transpose_geometry(const Node& node, const Shape& in_spatial, const Shape& kernel,
+                             std::vector<int64_t>& strides, std::vector<int64_t>& dilations,
+                             std::vector<int64_t>& pads_begin, std::vector<int64_t>& out);
+}  // namespace otter
 
-void register_conv_kernels(KernelRegistry&) {}
+namespace otter::cpu {
+namespace {
+
+// OpenBLAS runs a GEMM with m*n*k at most this on the calling thread (SMP_THRESHOLD_MIN x
+// GEMM_MULTITHREAD_THRESHOLD); below it we parallelise over the batch ourselves.
+constexpr int64_t kBlasSingleThreadWork = 65536 * 4;
+// Total multiply-adds below which a loop over items stays on one thread.
+constexpr int64_t kParallelWork = 1 << 17;
+
+void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+               int64_t ldb, float beta, float* c, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
+              1.0f, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+}
+void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda, const double* b,
+               int64_t ldb, double beta, double* c, int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
+              1.0, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+}
+
+// C = op(A) op(B) + beta C, row-major, with the empty cases handled (BLAS rejects k = 0).
+template <class T>
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, T beta,
+          T* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
+    return;
+  }
+  blas_gemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+}
+
+struct Geometry {
+  size_t dims = 0;
+  Shape image, grid, kernel;
+  std::vector<int64_t> strides, dilations, pads;  // pads: begin pads of the image (may be negative)
+  int64_t image_size = 1, grid_size = 1, kernel_size = 1;
+  bool identity = false;  // 1x1 kernel, stride 1, no pads, image == grid: im2col is the image itself
+
+  void finish() {
+    dims = image.size();
+    OTTER_CHECK(dims >= 1 && grid.size() == dims && kernel.size() == dims, "conv geometry: rank mismatch");
+    image_size = shape_numel(image);
+    grid_size = shape_numel(grid);
+    kernel_size = shape_numel(kernel);
+    identity = image == grid;
+    for (size_t d = 0; d < dims; ++d)
+      if (kernel[d] != 1 || strides[d] != 1 || pads[d] != 0) identity = false;
+  }
+};
+
+// Channels of one batch item: `group` groups of `image_channels` image channels and
+// `grid_channels` grid channels.
+struct Layout {
+  int64_t batch = 0, group = 1, image_channels = 0, grid_channels = 0;
+};
+
+// Along the last spatial dim, the grid positions x in [lo, hi) whose image position
+// i0 + x * s lies in [0, n).
+inline void valid_range(int64_t i0, int64_t s, int64_t n, int64_t len, int64_t& lo, int64_t& hi) {
+  lo = i0 >= 0 ? 0 : (-i0 + s - 1) / s;
+  hi = i0 > n - 1 ? 0 : (n - 1 - i0) / s + 1;
+  lo = std::min(lo, len);
+  hi = std::max(lo, std::min(hi, len));
+}
+
+// Walks the rows of the column matrix of one channel: for each kernel tap `kr` and each run of
+// grid positions along the last dim, calls fn(grid_offset, image_offset_or_-1, i0) where the
+// run's image position along the last dim is i0 + x * stride.
+template <class Fn>
+void for_each_run(const Geometry& g, int64_t kr, Fn fn) {
+  size_t D = g.dims;
+  int64_t k[8] = {0}, o[8] = {0};
+  std::vector<int64_t> kv, ov;
+  int64_t* kp = k;
+  int64_t* op = o;
+  if (D > 8) { kv.assign(D, 0); ov.assign(D, 0); kp = kv.data(); op = ov.data(); }
+  for (size_t d = D; d-- > 0;) { kp[d] = kr % g.kernel[d]; kr /= g.kernel[d]; }
+  int64_t last = g.grid[D - 1];
+  int64_t outer = last ? g.grid_size / last : 0;
+  int64_t i0 = -g.pads[D - 1] + kp[D - 1] * g.dilations[D - 1];
+  for (int64_t r = 0; r < outer; ++r) {
+    int64_t off = 0;
+    bool valid = true;
+    for (size_t d = 0; d + 1 < D; ++d) {
+      int64_t i = op[d] * g.strides[d] - g.pads[d] + kp[d] * g.dilations[d];
+      if (i < 0 || i >= g.image[d]) { valid = false; break; }
+      off = off * g.image[d] + i;
+    }
+    fn(r * last, valid ? off * g.image[D - 1] : int64_t(-1), i0);
+    for (size_t d = D - 1; d-- > 0;) {
+      if (++op[d] < g.grid[d]) break;
+      op[d] = 0;
+    }
+  }
+}
+
+// col [channels * K, G] from image [channels, image...].
+template <class T>
+void im2col(const T* img, int64_t channels, const Geometry& g, T* col) {
+  int64_t K = g.kernel_size, G = g.grid_size, rows = channels * K;
+  int64_t last = g.grid[g.dims - 1], s = g.strides[g.dims - 1], n = g.image[g.dims - 1];
+  for (int64_t row = 0; row < rows; ++row) {
+    const T* src = img + (row / K) * g.image_size;
+    T* dst = col + row * G;
+    for_each_run(g, row % K, [&](int64_t gofs, int64_t iofs, int64_t i0) {
+      T* out = dst + gofs;
+      if (iofs < 0) { std::fill(out, out + last, T(0)); return; }
+      int64_t lo, hi;
+      valid_range(i0, s, n, last, lo, hi);
+      std::fill(out, out + lo, T(0));
+      int64_t base = iofs + i0;  // image offset of grid position x: base + x * s (valid for x in [lo, hi))
+      if (s == 1 && hi > lo) std::memcpy(out + lo, src + base + lo, static_cast<size_t>(hi - lo) * sizeof(T));
+      else for (int64_t x = lo; x < hi; ++x) out[x] = src[base + x * s];
+      std::fill(out + hi, out + last, T(0));
+    });
+  }
+}
+
+// image [channels, image...] = the sum of col [channels * K, G] back over the windows.
+template <class T>
+void col2im(const T* col, int64_t channels, const Geometry& g, T* img) {
+  int64_t K = g.kernel_size, G = g.grid_size;
+  int64_t last = g.grid[g.dims - 1], s = g.strides[g.dims - 1], n = g.image[g.dims - 1];
+  for (int64_t c = 0; c < channels; ++c) {
+    T* dst = img + c * g.image_size;
+    std::fill(dst, dst + g.image_size, T(0));
+    for (int64_t kr = 0; kr < K; ++kr) {
+      const T* src = col + (c * K + kr) * G;
+      for_each_run(g, kr, [&](int64_t gofs, int64_t iofs, int64_t i0) {
+        if (iofs < 0) return;
+        int64_t lo, hi;
+        valid_range(i0, s, n, last, lo, hi);
+        const T* in = src + gofs;
+        int64_t base = iofs + i0;
+        for (int64_t x = lo; x < hi; ++x) dst[base + x * s] += in[x];
+      });
+    }
+  }
+}
+
+// Runs item(i, scratch) for i in [0, items): in parallel over items when each item's GEMM is
+// small enough for OpenBLAS to run it on the calling thread, else one after another with
+// OpenBLAS threading each GEMM. (No OpenMP region runs between threaded GEMMs: OpenBLAS's
+// threads spin after a call and would starve OpenMP's workers.)
+template <class T, class Fn>
+void for_items(int64_t items, int64_t gemm_work, int64_t scratch_size, Fn item) {
+  if (items <= 0) return;
+  bool batch_parallel = items > 1 && gemm_work <= kBlasSingleThreadWork;
+  if (batch_parallel) {
+    int64_t min_items = std::max<int64_t>(1, kParallelWork / std::max<int64_t>(gemm_work, 1));
+    parallel_for(items, [&](int64_t b, int64_t e) {
+      std::vector<T> scratch(static_cast<size_t>(scratch_size));
+      for (int64_t i = b; i < e; ++i) item(i, scratch.data());
+    }, min_items);
+  } else {
+    std::vector<T> scratch(static_cast<size_t>(scratch_size));
+    for (int64_t i = 0; i < items; ++i) item(i, scratch.data());
+  }
+}
+
+// grid[n, grp*co + m] = W[grp*co + m] @ im2col(image[n, grp*ci ...]) (+ bias[grp*co + m]).
+template <class T>
+void correlate(const T* image, const T* w, const T* bias, T* grid, const Geometry& g, const Layout& L) {
+  int64_t ci = L.image_channels, co = L.grid_channels, CK = ci * g.kernel_size, G = g.grid_size;
+  int64_t scratch = g.identity ? 0 : CK * G;
+  for_items<T>(L.batch * L.group, co * G * CK, scratch, [&](int64_t item, T* col) {
+    int64_t n = item / L.group, grp = item % L.group;
+    const T* img = image + (n * L.group + grp) * ci * g.image_size;
+    const T* cols = img;
+    if (!g.identity) { im2col(img, ci, g, col); cols = col; }
+    T* out = grid + (n * L.group + grp) * co * G;
+    gemm<T>(false, false, co, G, CK, w + grp * co * CK, CK, cols, G, T(0), out, G);
+    if (bias)
+      for (int64_t m = 0; m < co; ++m) {
+        T b = bias[grp * co + m];
+        T* row = out + m * G;
+        for (int64_t x = 0; x < G; ++x) row[x] += b;
+      }
+  });
+}
+
+// image[n, grp*ci + c] = col2im(W_grp^T @ grid[n, grp*co ...]) (+ bias[grp*ci + c]).
+template <class T>
+void scatter(const T* grid, const T* w, const T* bias, T* image, const Geometry& g, const Layout& L) {
+  int64_t ci = L.image_channels, co = L.grid_channels, CK = ci * g.kernel_size, G = g.grid_size;
+  int64_t scratch = g.identity ? 0 : CK * G;
+  for_items<T>(L.batch * L.group, co * G * CK, scratch, [&](int64_t item, T* col) {
+    int64_t n = item / L.group, grp = item % L.group;
+    const T* in = grid + (n * L.group + grp) * co * G;
+    T* img = image + (n * L.group + grp) * ci * g.image_size;
+    if (g.identity) {
+      gemm<T>(true, false, CK, G, co, w + grp * co * CK, CK, in, G, T(0), img, G);
+    } else {
+      gemm<T>(true, false, CK, G, co, w + grp * co * CK, CK, in, G, T(0), col, G);
+      col2im(col, ci, g, img);
+    }
+    if (bias)
+      for (int64_t c = 0; c < ci; ++c) {
+        T b = bias[grp * ci + c];
+        T* plane = img + c * g.image_size;
+        for (int64_t x = 0; x < g.image_size; ++x) plane[x] += b;
+      }
+  });
+}
+
+// dW[grp*co + m] = sum_n grid[n, grp*co + m] @ im2col(image[n, grp*ci ...])^T.
+template <class T>
+void weight_grad(const T* grid, const T* image, T* dw, const Geometry& g, const Layout& L) {
+  int64_t ci = L.image_channels, co = L.grid_channels, CK = ci * g.kernel_size, G = g.grid_size;
+  int64_t wsize = L.group * co * CK;
+  std::fill(dw, dw + wsize, T(0));
+  int64_t scratch = g.identity ? 0 : CK * G;
+  // Accumulates batch items [b, e) into acc.
+  auto accumulate = [&](int64_t b, int64_t e, T* acc, T* col) {
+    for (int64_t n = b; n < e; ++n)
+      for (int64_t grp = 0; grp < L.group; ++grp) {
+        const T* img = image + (n * L.group + grp) * ci * g.image_size;
+        const T* cols = img;
+        if (!g.identity) { im2col(img, ci, g, col); cols = col; }
+        const T* in = grid + (n * L.group + grp) * co * G;
+        gemm<T>(false, true, co, CK, G, in, G, cols, G, T(1), acc + grp * co * CK, CK);
+      }
+  };
+  int64_t item_work = L.group * co * G * CK;
+  if (L.batch > 1 && co * G * CK <= kBlasSingleThreadWork) {
+    // Per-chunk partial sums, added in chunk order so the result does not depend on timing.
+    std::map<int64_t, std::vector<T>> partials;
+    std::mutex mu;
+    int64_t min_items = std::max<int64_t>(1, kParallelWork / std::max<int64_t>(item_work, 1));
+    parallel_for(L.batch, [&](int64_t b, int64_t e) {
+      std::vector<T> acc(static_cast<size_t>(wsize), T(0)), col(static_cast<size_t>(scratch));
+      accumulate(b, e, acc.data(), col.data());
+      std::lock_guard<std::mutex> lock(mu);
+      partials[b] = std::move(acc);
+    }, min_items);
+    for (auto& kv : partials)
+      for (int64_t i = 0; i < wsize; ++i) dw[i] += kv.second[static_cast<size_t>(i)];
+  } else {
+    std::vector<T> col(static_cast<size_t>(scratch));
+    accumulate(0, L.batch, dw, col.data());
+  }
+}
+
+Shape spatial(const Shape& s) { return Shape(s.begin() + 2, s.end()); }
+
+// Conv geometry: image = x, grid = the output, from the node's attributes and x, W shapes.
+Geometry conv_geometry(const Node& node, const Shape& x, const Shape& w) {
+  Geometry g;
+  std::vector<int64_t> pads_end;
+  g.image = spatial(x);
+  g.kernel = spatial(w);
+  window_geometry(node, g.image, g.kernel, false, g.strides, g.dilations, g.pads, pads_end, g.grid);
+  g.finish();
+  return g;
+}
+
+// ConvTranspose geometry: image = the output, grid = x.
+Geometry conv_transpose_geometry_of(const Node& node, const Shape& x, const Shape& w) {
+  Geometry g;
+  g.grid = spatial(x);
+  g.kernel = spatial(w);
+  conv_transpose_geometry(node, g.grid, g.kernel, g.strides, g.dilations, g.pads, g.image);
+  g.finish();
+  return g;
+}
+
+void check_shape(const KernelContext& ctx, const Shape& got, const Shape& want, const char* what) {
+  OTTER_CHECK(got == want, ctx.node.describe(), ": ", what, " has shape ", shape_str(got), ", expected ",
+              shape_str(want));
+}
+
+// Conv: (X, W, B?) -> Y.
+template <class T>
+void conv_typed(KernelContext& ctx) {
+  const Tensor &x = ctx.in(0), &w = ctx.in(1);
+  Tensor& y = ctx.out(0);
+  Geometry g = conv_geometry(ctx.node, x.shape(), w.shape());
+  int64_t group = ctx.node.attr_int("group", 1);
+  Layout L{x.shape()[0], group, x.shape()[1] / group, w.shape()[0] / group};
+  check_shape(ctx, spatial(y.shape()), g.grid, "Y's spatial part");
+  const T* bias = ctx.has_input(2) ? ctx.in(2).data<T>() : nullptr;
+  correlate<T>(x.data<T>(), w.data<T>(), bias, y.data<T>(), g, L);
+}
+
+// otter.ConvGradInput: (dy, W, x) -> dx.
+template <class T>
+void conv_grad_input_typed(KernelContext& ctx) {
+  const Tensor &dy = ctx.in(0), &w = ctx.in(1), &x = ctx.in(2);
+  Geometry g = conv_geometry(ctx.node, x.shape(), w.shape());
+  int64_t group = ctx.node.attr_int("group", 1);
+  Layout L{x.shape()[0], group, x.shape()[1] / group, w.shape()[0] / group};
+  check_shape(ctx, spatial(dy.shape()), g.grid, "dy's spatial part");
+  scatter<T>(dy.data<T>(), w.data<T>(), nullptr, ctx.out(0).data<T>(), g, L);
+}
+
+// otter.ConvGradWeight: (dy, x, W) -> dW.
+template <class T>
+void conv_grad_weight_typed(KernelContext& ctx) {
+  const Tensor &dy = ctx.in(0), &x = ctx.in(1), &w = ctx.in(2);
+  Geometry g = conv_geometry(ctx.node, x.shape(), w.shape());
+  int64_t group = ctx.node.attr_int("group", 1);
+  Layout L{x.shape()[0], group, x.shape()[1] / group, w.shape()[0] / group};
+  check_shape(ctx, spatial(dy.shape()), g.grid, "dy's spatial part");
+  weight_grad<T>(dy.data<T>(), x.data<T>(), ctx.out(0).data<T>(), g, L);
+}
+
+// ConvTranspose: (X, W, B?) -> Y. W is [C, M/group, k...]: per group [grid channels, image
+// channels x K], the layout scatter expects.
+template <class T>
+void conv_transpose_typed(KernelContext& ctx) {
+  const Tensor &x = ctx.in(0), &w = ctx.in(1);
+  Tensor& y = ctx.out(0);
+  Geometry g = conv_transpose_geometry_of(ctx.node, x.shape(), w.shape());
+  int64_t group = ctx.node.attr_int("group", 1);
+  Layout L{x.shape()[0], group, w.shape()[1], x.shape()[1] / group};
+  check_shape(ctx, spatial(y.shape()), g.image, "Y's spatial part");
+  const T* bias = ctx.has_input(2) ? ctx.in(2).data<T>() : nullptr;
+  scatter<T>(x.data<T>(), w.data<T>(), bias, y.data<T>(), g, L);
+}
+
+// otter.ConvTransposeGradInput: (dy, W, x) -> dx = correlate(dy).
+template <class T>
+void conv_transpose_grad_input_typed(KernelContext& ctx) {
+  const Tensor &dy = ctx.in(0), &w = ctx.in(1), &x = ctx.in(2);
+  Geometry g = conv_transpose_geometry_of(ctx.node, x.shape(), w.shape());
+  int64_t group = ctx.node.attr_int("group", 1);
+  Layout L{x.shape()[0], group, w.shape()[1], x.shape()[1] / group};
+  check_shape(ctx, spatial(dy.shape()), g.image, "dy's spatial part");
+  correlate<T>(dy.data<T>(), w.data<T>(), nullptr, ctx.out(0).data<T>(), g, L);
+}
+
+// otter.ConvTransposeGradWeight: (dy, x, W) -> dW = sum_n x @ im2col(dy)^T.
+template <class T>
+void conv_transpose_grad_weight_typed(KernelContext& ctx) {
+  const Tensor &dy = ctx.in(0), &x = ctx.in(1), &w = ctx.in(2);
+  Geometry g = conv_transpose_geometry_of(ctx.node, x.shape(), w.shape());
+  int64_t group = ctx.node.attr_int("group", 1);
+  Layout L{x.shape()[0], group, w.shape()[1], x.shape()[1] / group};
+  check_shape(ctx, spatial(dy.shape()), g.image, "dy's spatial part");
+  weight_grad<T>(x.data<T>(), dy.data<T>(), ctx.out(0).data<T>(), g, L);
+}
+
+#define OTTER_CONV_KERNEL(NAME, FN) \
+  void NAME(KernelContext& ctx) { OTTER_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), FN<scalar_t>(ctx)); }
+OTTER_CONV_KERNEL(conv_kernel, conv_typed)
+OTTER_CONV_KERNEL(conv_grad_input_kernel, conv_grad_input_typed)
+OTTER_CONV_KERNEL(conv_grad_weight_kernel, conv_grad_weight_typed)
+OTTER_CONV_KERNEL(conv_transpose_kernel, conv_transpose_typed)
+OTTER_CONV_KERNEL(conv_transpose_grad_input_kernel, conv_transpose_grad_input_typed)
+OTTER_CONV_KERNEL(conv_transpose_grad_weight_kernel, conv_transpose_grad_weight_typed)
+#undef OTTER_CONV_KERNEL
+
+}  // namespace
+
+void register_conv_kernels(KernelRegistry& r) {
+  const std::vector<DType> f = {DType::Float32, DType::Float64};
+  r.add("", "Conv", Device::CPU, f, conv_kernel);
+  r.add("", "ConvTranspose", Device::CPU, f, conv_transpose_kernel);
+  r.add("otter", "ConvGradInput", Device::CPU, f, conv_grad_input_kernel);
+  r.add("otter", "ConvGradWeight", Device::CPU, f, conv_grad_weight_kernel);
+  r.add("otter", "ConvTransposeGradInput", Device::CPU, f, conv_transpose_grad_input_kernel);
+  r.add("otter", "ConvTransposeGradWeight", Device::CPU, f, conv_transpose_grad_weight_kernel);
+}
 
 }  // namespace otter::cpu

@@ -1,8 +1,332 @@
-// CPU kernels for the pool op family (MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool). (Placeholder: filled by the op-coverage work.)
+// CPU kernels for the pool op family: MaxPool (with its Indices output), AveragePool,
+// GlobalAveragePool, GlobalMaxPool and their internal gradient ops. A window table (for each
+// output position, the flat offsets of its taps inside the input plane, and the AveragePool
+// divisor) is built once per call from the geometry of runtime/ops/conv.cpp and reused for every
+// (batch, channel) plane; planes are processed in parallel. MaxPool takes the first maximum of a
+// window (strict >), which is also where its gradient goes.
+#include <limits>
+
 #include "kernels/cpu/cpu_common.h"
 
-namespace otter::cpu {
+namespace otter {
+void window_geometry(const Node& node, const Shape& in_spatial, const Shape& kernel, bool allow_ceil_mode,
+                     std::vector<int64_t>& strides, std::vector<int64_t>& dilations,
+                     std::vector<int64_t>& pads_begin, std::vector<int64_t>& pads_end, std::vector<int64_t>& out);
+}  // namespace otter
 
-void register_pool_kernels(KernelRegistry&) {}
+namespace otter::cpu {
+namespace {
+
+struct WindowTable {
+  int64_t planes = 0, plane_in = 1, plane_out = 1;
+  std::vector<int64_t> start;    // taps of output o: taps[start[o] .. start[o + 1])
+  std::vector<int64_t> taps;     // row-major flat offsets in the input plane
+  std::vector<int64_t> padded;   // per output: taps inside the explicitly padded input (count_include_pad)
+};
+
+// Builds the window table of a MaxPool/AveragePool node (or its gradient op) for input shape x.
+WindowTable window_table(const Node& node, const Shape& x, const Shape& y_expected) {
+  size_t D = x.size() - 2;
+  Shape in(x.begin() + 2, x.end());
+  std::vector<int64_t> kernel = node.attr_ints("kernel_shape");
+  std::vector<int64_t> strides, dilations, pb, pe, out;
+  window_geometry(node, in, kernel, true, strides, dilations, pb, pe, out);
+  Shape want = {x[0], x[1]};
+  want.insert(want.end(), out.begin(), out.end());
+  OTTER_CHECK(want == y_expected, node.describe(), ": output shape ", shape_str(y_expected), ", expected ",
+              shape_str(want));
+  WindowTable t;
+  t.planes = x[0] * x[1];
+  t.plane_in = shape_numel(in);
+  t.plane_out = shape_numel(out);
+  // Per dim and output coordinate: the valid input coordinates and the count inside the padding.
+  std::vector<std::vector<std::vector<int64_t>>> coords(D);
+  std::vector<std::vector<int64_t>> padded(D);
+  for (size_t d = 0; d < D; ++d) {
+    coords[d].resize(static_cast<size_t>(out[d]));
+    padded[d].resize(static_cast<size_t>(out[d]));
+    for (int64_t o = 0; o < out[d]; ++o) {
+      int64_t count = 0;
+      for (int64_t j = 0; j < kernel[d]; ++j) {
+        int64_t i = o * strides[d] - pb[d] + j * dilations[d];
+        if (i >= 0 && i < in[d]) coords[d][o].push_back(i);
+        if (i >= -pb[d] && i < in[d] + pe[d]) ++count;
+      }
+      padded[d][o] = count;
+    }
+  }
+  t.start.reserve(static_cast<size_t>(t.plane_out) + 1);
+  t.padded.reserve(static_cast<size_t>(t.plane_out));
+  std::vector<int64_t> o(D, 0), j(D, 0);
+  for (int64_t flat = 0; flat < t.plane_out; ++flat) {
+    t.start.push_back(static_cast<int64_t>(t.taps.size()));
+    int64_t count = 1;
+    bool empty = false;
+    for (size_t d = 0; d < D; ++d) {
+      count *= padded[d][o[d]];
+      if (coords[d][o[d]].empty()) empty = true;
+    }
+    t.padded.push_back(count);
+    if (!empty) {  // the cartesian product of the per-dim coordinates
+      std::fill(j.begin(), j.end(), 0);
+      while (true) {
+        int64_t off = 0;
+        for (size_t d = 0; d < D; ++d) off = off * in[d] + coords[d][o[d]][j[d]];
+        t.taps.push_back(off);
+        size_t d = D;
+        while (d-- > 0) {
+          if (++j[d] < static_cast<int64_t>(coords[d][o[d]].size())) break;
+          j[d] = 0;
+        }
+        if (d == static_cast<size_t>(-1)) break;
+      }
+    }
+    for (size_t d = D; d-- > 0;) {
+      if (++o[d] < out[d]) break;
+      o[d] = 0;
+    }
+  }
+  t.start.push_back(static_cast<int64_t>(t.taps.size()));
+  return t;
+}
+
+int64_t plane_grain(const WindowTable& t) {
+  int64_t work = std::max<int64_t>(1, static_cast<int64_t>(t.taps.size()));
+  return std::max<int64_t>(1, 32768 / work);
+}
+
+// Row-major offset in a plane of dims `in` -> column-major (storage_order = 1) offset, and back.
+int64_t to_column_major(int64_t off, const Shape& in) {
+  int64_t r = 0, stride = 1;
+  std::vector<int64_t> c(in.size());
+  for (size_t d = in.size(); d-- > 0;) { c[d] = off % in[d]; off /= in[d]; }
+  for (size_t d = 0; d < in.size(); ++d) { r += c[d] * stride; stride *= in[d]; }
+  return r;
+}
+int64_t from_column_major(int64_t off, const Shape& in) {
+  int64_t r = 0;
+  std::vector<int64_t> c(in.size());
+  for (size_t d = 0; d < in.size(); ++d) { c[d] = off % in[d]; off /= in[d]; }
+  for (size_t d = 0; d < in.size(); ++d) r = r * in[d] + c[d];
+  return r;
+}
+
+template <class T>
+void max_pool_typed(KernelContext& ctx) {
+  const Tensor& x = ctx.in(0);
+  Tensor& y = ctx.out(0);
+  WindowTable t = window_table(ctx.node, x.shape(), y.shape());
+  Shape in(x.shape().begin() + 2, x.shape().end());
+  bool column_major = ctx.node.attr_int("storage_order", 0) != 0;
+  std::vector<int64_t> taps_cm;
+  if (column_major && ctx.has_output(1)) {
+    taps_cm.resize(t.taps.size());
+    for (size_t i = 0; i < t.taps.size(); ++i) taps_cm[i] = to_column_major(t.taps[i], in);
+  }
+  const T* px = x.data<T>();
+  T* py = y.data<T>();
+  int64_t* pi = ctx.has_output(1) ? ctx.out(1).data<int64_t>() : nullptr;
+  parallel_for(t.planes, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p) {
+      const T* src = px + p * t.plane_in;
+      for (int64_t o = 0; o < t.plane_out; ++o) {
+        int64_t s = t.start[o], end = t.start[o + 1], best = -1;
+        T v = T(0);
+        for (int64_t k = s; k < end; ++k) {
+          T u = src[t.taps[k]];
+          if (best < 0 || u > v) { v = u; best = k; }
+        }
+        py[p * t.plane_out + o] = v;
+        if (pi) {
+          int64_t local = best < 0 ? -1 : (column_major ? taps_cm[best] : t.taps[best]);
+          pi[p * t.plane_out + o] = local < 0 ? -1 : p * t.plane_in + local;
+        }
+      }
+    }
+  }, plane_grain(t));
+}
+
+template <class T>
+void average_pool_typed(KernelContext& ctx) {
+  const Tensor& x = ctx.in(0);
+  Tensor& y = ctx.out(0);
+  WindowTable t = window_table(ctx.node, x.shape(), y.shape());
+  bool include_pad = ctx.node.attr_int("count_include_pad", 0) != 0;
+  const T* px = x.data<T>();
+  T* py = y.data<T>();
+  parallel_for(t.planes, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p) {
+      const T* src = px + p * t.plane_in;
+      for (int64_t o = 0; o < t.plane_out; ++o) {
+        int64_t s = t.start[o], end = t.start[o + 1];
+        int64_t div = include_pad ? t.padded[o] : end - s;
+        T acc = T(0);
+        for (int64_t k = s; k < end; ++k) acc += src[t.taps[k]];
+        py[p * t.plane_out + o] = div > 0 ? acc / static_cast<T>(div) : T(0);
+      }
+    }
+  }, plane_grain(t));
+}
+
+// otter.MaxPoolGrad: (dy, indices, x) -> dx; indices are flat offsets into x (storage_order as
+// the forward node).
+template <class T>
+void max_pool_grad_typed(KernelContext& ctx) {
+  const Tensor &dy = ctx.in(0), &idx = ctx.in(1), &x = ctx.in(2);
+  Tensor& dx = ctx.out(0);
+  Shape in(x.shape().begin() + 2, x.shape().end());
+  int64_t planes = x.shape()[0] * x.shape()[1], plane_in = shape_numel(in);
+  int64_t plane_out = planes ? dy.numel() / planes : 0;
+  OTTER_CHECK(idx.numel() == dy.numel(), ctx.node.describe(), ": indices ", shape_str(idx.shape()),
+              " do not match dy ", shape_str(dy.shape()));
+  bool column_major = ctx.node.attr_int("storage_order", 0) != 0;
+  const T* pdy = dy.data<T>();
+  const int64_t* pi = idx.data<int64_t>();
+  T* pdx = dx.data<T>();
+  parallel_for(planes, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p) {
+      T* dst = pdx + p * plane_in;
+      std::fill(dst, dst + plane_in, T(0));
+      for (int64_t o = 0; o < plane_out; ++o) {
+        int64_t i = pi[p * plane_out + o];
+        if (i < 0) continue;  // a window with no input tap
+        int64_t local = i - p * plane_in;
+        OTTER_CHECK(local >= 0 && local < plane_in, ctx.node.describe(), ": index ", i, " is outside its plane");
+        if (column_major) local = from_column_major(local, in);
+        dst[local] += pdy[p * plane_out + o];
+      }
+    }
+  }, std::max<int64_t>(1, 32768 / std::max<int64_t>(plane_in + plane_out, 1)));
+}
+
+// otter.AveragePoolGrad: (dy, x) -> dx, with the forward node's attributes.
+template <class T>
+void average_pool_grad_typed(KernelContext& ctx) {
+  const Tensor &dy = ctx.in(0), &x = ctx.in(1);
+  Tensor& dx = ctx.out(0);
+  WindowTable t = window_table(ctx.node, x.shape(), dy.shape());
+  bool include_pad = ctx.node.attr_int("count_include_pad", 0) != 0;
+  const T* pdy = dy.data<T>();
+  T* pdx = dx.data<T>();
+  parallel_for(t.planes, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p) {
+      T* dst = pdx + p * t.plane_in;
+      std::fill(dst, dst + t.plane_in, T(0));
+      for (int64_t o = 0; o < t.plane_out; ++o) {
+        int64_t s = t.start[o], end = t.start[o + 1];
+        int64_t div = include_pad ? t.padded[o] : end - s;
+        if (div <= 0) continue;
+        T g = pdy[p * t.plane_out + o] / static_cast<T>(div);
+        for (int64_t k = s; k < end; ++k) dst[t.taps[k]] += g;
+      }
+    }
+  }, plane_grain(t));
+}
+
+int64_t global_planes(const Tensor& x) { return x.shape()[0] * x.shape()[1]; }
+int64_t global_plane_size(const Tensor& x) { return shape_numel(Shape(x.shape().begin() + 2, x.shape().end())); }
+int64_t global_grain(int64_t size) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(size, 1)); }
+
+template <class T>
+void global_average_pool_typed(KernelContext& ctx) {
+  const Tensor& x = ctx.in(0);
+  int64_t planes = global_planes(x), size = global_plane_size(x);
+  const T* px = x.data<T>();
+  T* py = ctx.out(0).data<T>();
+  parallel_for(planes, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p) {
+      double acc = 0;
+      for (int64_t i = 0; i < size; ++i) acc += px[p * size + i];
+      py[p] = size ? static_cast<T>(acc / static_cast<double>(size)) : T(0);
+    }
+  }, global_grain(size));
+}
+
+template <class T>
+void global_max_pool_typed(KernelContext& ctx) {
+  const Tensor& x = ctx.in(0);
+  int64_t planes = global_planes(x), size = global_plane_size(x);
+  const T* px = x.data<T>();
+  T* py = ctx.out(0).data<T>();
+  parallel_for(planes, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p) {
+      T v = size ? px[p * size] : T(0);
+      for (int64_t i = 1; i < size; ++i) v = std::max(v, px[p * size + i]);
+      py[p] = v;
+    }
+  }, global_grain(size));
+}
+
+// otter.GlobalAveragePoolGrad: (dy, x) -> dx = dy / size.
+template <class T>
+void global_average_pool_grad_typed(KernelContext& ctx) {
+  const Tensor &dy = ctx.in(0), &x = ctx.in(1);
+  int64_t planes = global_planes(x), size = global_plane_size(x);
+  const T* pdy = dy.data<T>();
+  T* pdx = ctx.out(0).data<T>();
+  parallel_for(planes, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p) {
+      T g = pdy[p] / static_cast<T>(size);
+      std::fill(pdx + p * size, pdx + (p + 1) * size, g);
+    }
+  }, global_grain(size));
+}
+
+// otter.GlobalMaxPoolGrad: (dy, x) -> dx = dy at the first maximum of each plane.
+template <class T>
+void global_max_pool_grad_typed(KernelContext& ctx) {
+  const Tensor &dy = ctx.in(0), &x = ctx.in(1);
+  int64_t planes = global_planes(x), size = global_plane_size(x);
+  const T* pdy = dy.data<T>();
+  const T* px = x.data<T>();
+  T* pdx = ctx.out(0).data<T>();
+  parallel_for(planes, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p) {
+      const T* src = px + p * size;
+      T* dst = pdx + p * size;
+      std::fill(dst, dst + size, T(0));
+      if (size == 0) continue;
+      int64_t best = 0;
+      for (int64_t i = 1; i < size; ++i)
+        if (src[i] > src[best]) best = i;
+      dst[best] = pdy[p];
+    }
+  }, global_grain(size));
+}
+
+#define OTTER_POOL_KERNEL(NAME, FN) \
+  void NAME(KernelContext& ctx) { OTTER_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), FN<scalar_t>(ctx)); }
+OTTER_POOL_KERNEL(average_pool_kernel, average_pool_typed)
+OTTER_POOL_KERNEL(max_pool_grad_kernel, max_pool_grad_typed)
+OTTER_POOL_KERNEL(average_pool_grad_kernel, average_pool_grad_typed)
+OTTER_POOL_KERNEL(global_average_pool_kernel, global_average_pool_typed)
+OTTER_POOL_KERNEL(global_max_pool_kernel, global_max_pool_typed)
+OTTER_POOL_KERNEL(global_average_pool_grad_kernel, global_average_pool_grad_typed)
+OTTER_POOL_KERNEL(global_max_pool_grad_kernel, global_max_pool_grad_typed)
+#undef OTTER_POOL_KERNEL
+
+void max_pool_kernel(KernelContext& ctx) {
+  switch (ctx.in(0).dtype()) {
+    case DType::Float32: max_pool_typed<float>(ctx); break;
+    case DType::Float64: max_pool_typed<double>(ctx); break;
+    case DType::Int8: max_pool_typed<int8_t>(ctx); break;
+    case DType::Uint8: max_pool_typed<uint8_t>(ctx); break;
+    default: OTTER_FAIL(ctx.node.describe(), ": no CPU kernel for dtype ", dtype_name(ctx.in(0).dtype()));
+  }
+}
+
+}  // namespace
+
+void register_pool_kernels(KernelRegistry& r) {
+  const std::vector<DType> f = {DType::Float32, DType::Float64};
+  r.add("", "MaxPool", Device::CPU, {DType::Float32, DType::Float64, DType::Int8, DType::Uint8}, max_pool_kernel);
+  r.add("", "AveragePool", Device::CPU, f, average_pool_kernel);
+  r.add("", "GlobalAveragePool", Device::CPU, f, global_average_pool_kernel);
+  r.add("", "GlobalMaxPool", Device::CPU, f, global_max_pool_kernel);
+  r.add("otter", "MaxPoolGrad", Device::CPU, f, max_pool_grad_kernel);
+  r.add("otter", "AveragePoolGrad", Device::CPU, f, average_pool_grad_kernel);
+  r.add("otter", "GlobalAveragePoolGrad", Device::CPU, f, global_average_pool_grad_kernel);
+  r.add("otter", "GlobalMaxPoolGrad", Device::CPU, f, global_max_pool_grad_kernel);
+}
 
 }  // namespace otter::cpu

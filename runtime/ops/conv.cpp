@@ -67,7 +67,8 @@ void window_geometry(const Node& node, const Shape& in_spatial, const Shape& ker
   bool ceil_mode = allow_ceil_mode && node.attr_int("ceil_mode", 0) != 0;
   std::vector<int64_t> pads = ints_or(node, "pads", 2 * d, 0);
   if (pads.size() != 2 * d)
-    OTTER_FAIL(node.describe(), ": pads has ", pads.size(), " values; expected ", 2 * d, " (begin and end per spatial dim)");
+    OTTER_FAIL(node.describe(), ": pads has ", pads.size(), " values; expected ", 2 * d,
+               " (begin and end per spatial dim)");
   for (int64_t p : pads)
     if (p < 0) OTTER_FAIL(node.describe(), ": pads must be >= 0, got ", p);
   pads_begin.assign(d, 0);
@@ -145,7 +146,8 @@ void conv_transpose_geometry(const Node& node, const Shape& in_spatial, const Sh
     int64_t pe = auto_pad == "NOTSET" ? pads[i + d] : 0;
     out[i] = natural - pads_begin[i] - pe;
     if (out[i] < 1)
-      OTTER_FAIL(node.describe(), ": the pads ", pads_begin[i], "+", pe, " remove the whole output along spatial dim ", i);
+      OTTER_FAIL(node.describe(), ": the pads ", pads_begin[i], "+", pe, " remove the whole output along spatial dim ",
+                 i);
   }
 }
 
@@ -189,19 +191,14 @@ void check_bias(const InferContext& c, int64_t channels) {
 
 Shape spatial_of(const Shape& s) { return Shape(s.begin() + 2, s.end()); }
 
-Shape with_unknowns(InferContext& c, Shape s) {
-  for (int64_t& d : s)
-    if (d < 0) d = c.unknown_dim();
-  return s;
-}
-
 // Conv: X [N, C, d...], W [M, C/group, k...], B [M] -> Y [N, M, o...].
 void infer_conv(InferContext& c) {
   check_conv_inputs(c);
   const Shape &x = c.shape(0), &w = c.shape(1);
   int64_t group = read_group(c);
   int64_t channels = x[1], m = w[0], cg = w[1];
-  if (channels >= 0 && channels % group != 0) c.fail(cat("X has ", channels, " channels, not divisible by group ", group));
+  if (channels >= 0 && channels % group != 0)
+    c.fail(cat("X has ", channels, " channels, not divisible by group ", group));
   if (m >= 0 && m % group != 0) c.fail(cat("W has ", m, " output channels, not divisible by group ", group));
   if (channels >= 0 && cg >= 0 && cg * group != channels)
     c.fail(cat("channels mismatch: X ", c.dims(x), " has ", channels, " channels but W ", c.dims(w), " expects ", cg,
@@ -221,7 +218,8 @@ void infer_conv_transpose(InferContext& c) {
   const Shape &x = c.shape(0), &w = c.shape(1);
   int64_t group = read_group(c);
   int64_t channels = x[1];
-  if (channels >= 0 && channels % group != 0) c.fail(cat("X has ", channels, " channels, not divisible by group ", group));
+  if (channels >= 0 && channels % group != 0)
+    c.fail(cat("X has ", channels, " channels, not divisible by group ", group));
   if (channels >= 0 && w[0] >= 0 && w[0] != channels)
     c.fail(cat("channels mismatch: X ", c.dims(x), " has ", channels, " channels but W ", c.dims(w), " has ", w[0]));
   int64_t m = w[1] >= 0 ? w[1] * group : c.unknown_dim();

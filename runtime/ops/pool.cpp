@@ -1,8 +1,136 @@
-// The pool op family: MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool. (Placeholder: filled by the op-coverage work.)
+// The pool op family: MaxPool (kernel_shape, strides, pads, auto_pad, dilations, ceil_mode,
+// storage_order, the optional Indices output), AveragePool (the same plus count_include_pad),
+// GlobalAveragePool and GlobalMaxPool, and the internal ops their gradients use:
+//   otter.MaxPoolGrad(dy, indices, x)       scatters dy to the argmax of each window; the
+//                                           builder gives the forward node its Indices output
+//                                           when it has none (as Dropout's gradient adds a mask)
+//   otter.AveragePoolGrad(dy, x)            spreads dy over each window (same divisor)
+//   otter.GlobalAveragePoolGrad(dy, x)      dy / (spatial size), broadcast
+//   otter.GlobalMaxPoolGrad(dy, x)          dy at the first maximum of each channel
+// x is read for its shape (and, for GlobalMaxPoolGrad, its values). The window geometry is the
+// conv family's window_geometry (runtime/ops/conv.cpp).
 #include "runtime/ops/op.h"
 
 namespace otter {
 
-void register_pool_ops(OpRegistry&) {}
+void window_geometry(const Node& node, const Shape& in_spatial, const Shape& kernel, bool allow_ceil_mode,
+                     std::vector<int64_t>& strides, std::vector<int64_t>& dilations,
+                     std::vector<int64_t>& pads_begin, std::vector<int64_t>& pads_end, std::vector<int64_t>& out);
+
+namespace {
+
+const std::initializer_list<DType> kFloat = {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16};
+
+// MaxPool / AveragePool: X [N, C, d...] -> Y [N, C, o...] (and MaxPool's Indices, int64).
+void infer_pool(InferContext& c, bool max) {
+  if (max)
+    c.expect_dtype(0, {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16, DType::Int8, DType::Uint8});
+  else c.expect_dtype(0, kFloat);
+  const Shape& x = c.shape(0);
+  if (x.size() < 3) c.fail(cat("X must be [N, C, spatial...] (rank >= 3), got ", c.dims(x)));
+  std::vector<int64_t> kernel = c.node.attr_ints("kernel_shape");
+  if (kernel.empty()) c.fail("the kernel_shape attribute is required");
+  if (kernel.size() != x.size() - 2)
+    c.fail(cat("kernel_shape has ", kernel.size(), " values but X ", c.dims(x), " has ", x.size() - 2,
+               " spatial dims"));
+  for (int64_t k : kernel)
+    if (k < 1) c.fail(cat("kernel_shape values must be >= 1, got ", k));
+  if (max) {
+    int64_t order = c.node.attr_int("storage_order", 0);
+    if (order != 0 && order != 1) c.fail(cat("storage_order must be 0 or 1, got ", order));
+  } else {
+    int64_t cip = c.node.attr_int("count_include_pad", 0);
+    if (cip != 0 && cip != 1) c.fail(cat("count_include_pad must be 0 or 1, got ", cip));
+  }
+  std::vector<int64_t> strides, dilations, pb, pe, out;
+  window_geometry(c.node, Shape(x.begin() + 2, x.end()), kernel, true, strides, dilations, pb, pe, out);
+  for (size_t i = 0; i < out.size(); ++i) {
+    int64_t window = (kernel[i] - 1) * dilations[i] + 1;
+    if (pb[i] >= window || pe[i] >= window)
+      c.fail(cat("pads ", pb[i], "+", pe[i], " along spatial dim ", i, " must be smaller than the window ", window,
+                 " (a window would see only padding)"));
+  }
+  Shape y = {x[0], x[1]};
+  for (int64_t o : out) y.push_back(o < 0 ? c.unknown_dim() : o);
+  c.set_output(0, c.dtype(0), y);
+  if (max) c.set_output(1, DType::Int64, y);
+}
+
+void infer_global_pool(InferContext& c) {
+  c.expect_dtype(0, kFloat);
+  const Shape& x = c.shape(0);
+  if (x.size() < 3) c.fail(cat("X must be [N, C, spatial...] (rank >= 3), got ", c.dims(x)));
+  Shape y = {x[0], x[1]};
+  y.resize(x.size(), 1);
+  c.set_output(0, c.dtype(0), y);
+}
+
+void max_pool_grad(GradContext& g) {
+  // The gradient needs the argmax: give the forward node an Indices output if it has none.
+  Node& fwd = g.graph.nodes[static_cast<size_t>(&g.node() - g.graph.nodes.data())];
+  if (fwd.outputs.size() < 2 || fwd.outputs[1] < 0) {
+    int indices = g.graph.add_value(g.graph.unique_name(fwd.name + ":indices"), DType::Int64);
+    g.graph.values[indices].producer = static_cast<int>(&fwd - g.graph.nodes.data());
+    g.graph.values[indices].shape = g.value(fwd.outputs[0]).shape;
+    g.graph.values[indices].shape_known = true;
+    fwd.outputs.resize(2, -1);
+    fwd.outputs[1] = indices;
+  }
+  Attributes a;
+  a["storage_order"] = Attribute::of_int(g.node().attr_int("storage_order", 0));
+  g.set_dx(0, g.emit("MaxPoolGrad", {g.dy(), g.y(1), g.x(0)}, a, "otter"));
+}
+
+OpDef def(const std::string& op, InferFn infer, GradFn grad) {
+  OpDef d;
+  d.op_type = op;
+  d.infer = std::move(infer);
+  d.gradient = std::move(grad);
+  d.differentiable_inputs = {0};
+  return d;
+}
+
+// Internal gradient ops: dtype of dy, shape of x (input `shape_input`).
+OpDef internal(const std::string& op, size_t shape_input) {
+  OpDef d;
+  d.domain = "otter";
+  d.op_type = op;
+  d.infer = [shape_input](InferContext& c) {
+    c.expect_dtype(0, kFloat);
+    c.expect_same_dtype(0, shape_input);
+    if (c.rank(0) != c.rank(shape_input))
+      c.fail(cat("dy ", c.dims(c.shape(0)), " and x ", c.dims(c.shape(shape_input)), " must have the same rank"));
+    c.set_output(0, c.dtype(0), c.shape(shape_input));
+  };
+  return d;
+}
+
+}  // namespace
+
+void register_pool_ops(OpRegistry& r) {
+  r.add(def("MaxPool", [](InferContext& c) { infer_pool(c, true); }, max_pool_grad));
+  r.add(def("AveragePool", [](InferContext& c) { infer_pool(c, false); }, [](GradContext& g) {
+    g.set_dx(0, g.emit("AveragePoolGrad", {g.dy(), g.x(0)}, g.node().attrs, "otter"));
+  }));
+  r.add(def("GlobalAveragePool", infer_global_pool, [](GradContext& g) {
+    g.set_dx(0, g.emit("GlobalAveragePoolGrad", {g.dy(), g.x(0)}, {}, "otter"));
+  }));
+  r.add(def("GlobalMaxPool", infer_global_pool, [](GradContext& g) {
+    g.set_dx(0, g.emit("GlobalMaxPoolGrad", {g.dy(), g.x(0)}, {}, "otter"));
+  }));
+  {
+    OpDef d = internal("MaxPoolGrad", 2);  // (dy, indices, x) -> dx
+    d.infer = [](InferContext& c) {
+      c.expect_dtype(0, kFloat);
+      c.expect_dtype(1, {DType::Int64});
+      if (c.shape(0).size() != c.shape(1).size()) c.fail("dy and indices must have the same shape");
+      c.set_output(0, c.dtype(0), c.shape(2));
+    };
+    r.add(d);
+  }
+  r.add(internal("AveragePoolGrad", 1));        // (dy, x) -> dx
+  r.add(internal("GlobalAveragePoolGrad", 1));  // (dy, x) -> dx
+  r.add(internal("GlobalMaxPoolGrad", 1));      // (dy, x) -> dx
+}
 
 }  // namespace otter

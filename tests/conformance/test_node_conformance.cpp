@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <set>
 
@@ -23,6 +24,21 @@ namespace {
 const std::set<std::string> kRandomOutputs = {"test_training_dropout", "test_training_dropout_default",
                                               "test_training_dropout_default_mask", "test_training_dropout_mask"};
 
+// Float inputs that determine output sizes (Resize's scales and roi) must be plan-time constants.
+bool is_size_operand(const Graph& g, int value) {
+  for (const Node& n : g.nodes)
+    if (n.op_type == "Resize" && (n.input(1) == value || n.input(2) == value)) return true;
+  return false;
+}
+
+// Tests whose expected outputs are rounded in the ONNX test data itself: compared to its own
+// tolerance (1e-3) rather than ours.
+const std::map<std::string, double> kRoundedReferences = {
+    {"test_averagepool_2d_ceil_last_window_starts_on_pad", 1e-3},  // expected values written to 4 decimals
+};
+
+double g_atol = 1e-5;
+
 std::string compare(const Tensor& got, const Tensor& want) {
   if (got.dtype() != want.dtype()) return cat("dtype ", dtype_name(got.dtype()), " != ", dtype_name(want.dtype()));
   if (got.shape() != want.shape()) return cat("shape ", shape_str(got.shape()), " != ", shape_str(want.shape()));
@@ -30,7 +46,7 @@ std::string compare(const Tensor& got, const Tensor& want) {
   for (size_t i = 0; i < a.size(); ++i) {
     if (std::isnan(a[i]) && std::isnan(b[i])) continue;
     if (std::isinf(b[i]) && a[i] == b[i]) continue;
-    double tol = 1e-5 + 1e-4 * std::fabs(b[i]);
+    double tol = g_atol + 1e-4 * std::fabs(b[i]);
     if (!(std::fabs(a[i] - b[i]) <= tol)) return cat("element ", i, ": ", a[i], " != ", b[i]);
   }
   return "";
@@ -58,7 +74,7 @@ std::string run_case(const fs::path& dir) {
     std::map<int, Tensor> feeds;
     for (size_t i = 0; i < g.inputs.size(); ++i) {
       Tensor t = load_tensor_file((data / ("input_" + std::to_string(i) + ".pb")).string());
-      if (is_floating(t.dtype()) && t.rank() > 0) shapes[g.inputs[i]] = t.shape();
+      if (is_floating(t.dtype()) && t.rank() > 0 && !is_size_operand(g, g.inputs[i])) shapes[g.inputs[i]] = t.shape();
       feeds[g.inputs[i]] = t;
     }
     PlanOptions options;
@@ -66,10 +82,13 @@ std::string run_case(const fs::path& dir) {
     // Integer and scalar inputs (shapes, axes, indices, Range's bounds...) are bound as
     // constants: sizes must be known when a plan is built (static shapes per plan).
     for (auto& kv : feeds)
-      if (!is_floating(kv.second.dtype()) || kv.second.rank() == 0) options.bound[kv.first] = kv.second;
+      if (!is_floating(kv.second.dtype()) || kv.second.rank() == 0 || is_size_operand(g, kv.first))
+        options.bound[kv.first] = kv.second;
     Plan plan(g, shapes, options);
     RunOptions ro;
-    ro.training = false;
+    // Otter uses training-only behaviour (BatchNormalization batch statistics) only in a training
+    // step; the node tests that exercise it are named *training_mode*.
+    ro.training = dir.filename().string().find("training_mode") != std::string::npos;
     plan.run(feeds, ro);
     for (size_t i = 0; i < g.outputs.size(); ++i) {
       Tensor want = load_tensor_file((data / ("output_" + std::to_string(i) + ".pb")).string());
@@ -110,6 +129,8 @@ TEST(NodeConformance, AllSupportedNodeTestsPass) {
     if (kRandomOutputs.count(name)) { ++skipped; continue; }
     if (!all_ops_registered(c / "model.onnx")) { ++unsupported; continue; }
     std::string result;
+    auto rounded = kRoundedReferences.find(name);
+    g_atol = rounded == kRoundedReferences.end() ? 1e-5 : rounded->second;
     try {
       result = run_case(c);
     } catch (const std::exception& e) {
