@@ -284,8 +284,14 @@ otter::TrainConfig config_from(const otter_options* options, std::string* device
   overrides("precision_op", &c.precision_by_op);
   overrides("precision_node", &c.precision_by_node);
   if (auto s = get("device")) {
-    OTTER_CHECK_KIND(Unsupported, *s == "auto" || *s == "cpu", "device '", *s,
-                     "' is not available: this build has no CUDA backend yet (use cpu or auto)");
+    if (*s != "auto" && *s != "cpu") {
+      if (!otter::device_backend(otter::Device::CUDA))
+        OTTER_FAIL_KIND(Unsupported, "device '", *s, "' is not available: ", otter::cuda_unavailable_reason(),
+                        " (use cpu or auto)");
+      OTTER_FAIL_KIND(Unsupported, "device '", *s, "': training on CUDA is not implemented yet in this version ",
+                      "(the CUDA device ", otter::device_backend(otter::Device::CUDA)->describe(),
+                      " is present; use cpu or auto)");
+    }
   }
   return c;
 }

@@ -1,5 +1,6 @@
 // ONNX import and export (see onnx_import.h).
 #include "onnx_import/onnx_import.h"
+#include "onnx_import/expand_functions.h"
 
 #include <onnx/onnx_pb.h>
 
@@ -237,6 +238,7 @@ LoadedModel load_model_buffer(const void* data, size_t size, const std::string& 
     OTTER_CHECK(id >= 0, "graph output '", o.name(), "' is not produced by any node");
     g.outputs.push_back(id);
   }
+  expand_functions(g);  // Attention -> primitive ops (onnx_import/expand_functions.h)
   g.topo_order();  // throws on a cycle
   return out;
 }

@@ -431,6 +431,8 @@ int cmd_train(int argc, char** argv) {
       << static_cast<int64_t>(s.stat("skipped_steps")) << ",\n  \"final_loss\": " << json_number(last_loss)
       << ",\n  \"loss_scale\": " << json_number(s.stat("loss_scale")) << ",\n  \"device\": \"" << s.device()
       << "\",\n  \"seconds\": " << json_number(secs) << ",\n  \"rows_per_second\": " << json_number(rows_done / std::max(secs, 1e-9))
+      << ",\n  \"activation_arena_bytes\": " << json_number(s.stat("arena_bytes"))
+      << ",\n  \"activation_sum_bytes\": " << json_number(s.stat("intermediate_bytes"))
       << ",\n  \"history\": [\n" << history.str() << "\n  ]";
     if (!val_results.empty()) {
       m << ",\n  \"val\": [";

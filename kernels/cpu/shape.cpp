@@ -411,8 +411,10 @@ void range_kernel(KernelContext& ctx) {
 void register_shape_kernels(KernelRegistry& r) {
   const std::vector<DType> f = {DType::Float32, DType::Float64};
   const std::vector<DType> num = {DType::Float32, DType::Float64, DType::Int64, DType::Int32};
-  const std::vector<DType> all = {DType::Float32, DType::Float64, DType::Int64, DType::Int32,
-                                  DType::Int8, DType::Uint8, DType::Bool};
+  // Data movement works on bytes: FP16/BF16 values move as they are (no widening), and their
+  // Shape/Size fold into constants at plan time like any other dtype's.
+  const std::vector<DType> all = {DType::Float32, DType::Float64, DType::Int64, DType::Int32, DType::Int8,
+                                  DType::Uint8,   DType::Bool,    DType::Float16, DType::BFloat16};
   const Device cpu = Device::CPU;
   for (const char* op : {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}) r.add("", op, cpu, all, copy_kernel);
   r.add("", "Transpose", cpu, all, transpose_kernel);

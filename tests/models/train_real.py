@@ -8,8 +8,12 @@
   cnn   tests/models/cnn_train.onnx (ResNet-18 layout, BatchNorm in training mode) on scikit-learn's
         8x8 digits upsampled to 3x32x32; test accuracy must reach --cnn-target (default 0.90).
 
+With several precisions (--precision fp32,fp16,bf16) the first is the reference: the CNN's test
+accuracy in each other precision must be within 1 point of it, and the GPT's final validation
+loss within 3% of it (the mixed-precision issue's criterion).
+
 Usage: OTTER_LIBRARY=build/libotter.so python3 tests/models/train_real.py [--only gpt,cnn]
-       [--precision fp32|fp16|bf16] [--gpt-steps N] [--cnn-epochs N]
+       [--precision fp32[,fp16,bf16]] [--gpt-steps N] [--cnn-epochs N]
 Prints one line per evaluation and a summary; exits 1 if a target is missed.
 """
 import argparse
@@ -26,7 +30,7 @@ sys.path.insert(0, os.path.join(ROOT, "bindings", "python"))
 import otter  # noqa: E402
 
 
-def train_gpt(args):
+def train_gpt(args, precision):
     text = open(os.path.join(ROOT, "examples", "text", "corpus.txt"), encoding="ascii").read()
     chars = sorted(set(text))
     stoi = {c: i for i, c in enumerate(chars)}
@@ -48,7 +52,7 @@ def train_gpt(args):
     unigram = float(-(p[p > 0] * np.log(p[p > 0])).sum())
     s = otter.TrainingSession(os.path.join(HERE, "gpt_train_dropout.onnx"), loss="cross_entropy", label="label",
                               optimizer="adamw", lr=3e-3, weight_decay=0.01, schedule="cosine", warmup_steps=20,
-                              total_steps=args.gpt_steps, clip_norm=1.0, precision=args.precision, seed=1)
+                              total_steps=args.gpt_steps, clip_norm=1.0, precision=precision, seed=1)
 
     def val_loss():
         _, loss = s.eval_loss(idx=vx, label=vy)
@@ -65,10 +69,10 @@ def train_gpt(args):
                   f"{step * B * T / (time.time() - t0):.0f} tokens/s  loss_scale {s.stats['loss_scale']:g}")
     last = val_loss()
     ok = last <= 0.75 * first and last < unigram
-    return ok, f"gpt: validation loss {first:.4f} -> {last:.4f} (target <= {0.75 * first:.4f} and < unigram {unigram:.4f})"
+    return ok, last, f"gpt {precision}: validation loss {first:.4f} -> {last:.4f} (target <= {0.75 * first:.4f} and < unigram {unigram:.4f})"
 
 
-def train_cnn(args):
+def train_cnn(args, precision):
     from sklearn.datasets import load_digits
     d = load_digits()
     x = (d.images / 16.0).astype(np.float32)
@@ -78,7 +82,7 @@ def train_cnn(args):
     idx = np.random.default_rng(0).permutation(len(y))
     tr, te = idx[:1500], idx[1500:]
     s = otter.TrainingSession(os.path.join(HERE, "cnn_train.onnx"), loss="cross_entropy", label="label",
-                              optimizer="adamw", lr=2e-3, precision=args.precision, seed=2)
+                              optimizer="adamw", lr=2e-3, precision=precision, seed=2)
     rng = np.random.default_rng(1)
     t0 = time.time()
     for epoch in range(args.cnn_epochs):
@@ -88,22 +92,35 @@ def train_cnn(args):
         acc = float((out["logits"].argmax(axis=1) == y[te]).mean())
         print(f"cnn  epoch {epoch + 1}  train_loss {np.mean(losses):.4f}  test_accuracy {acc:.4f}  "
               f"{(epoch + 1) * len(tr) / (time.time() - t0):.0f} images/s")
-    return acc >= args.cnn_target, f"cnn: test accuracy {acc:.4f} (target >= {args.cnn_target})"
+    return acc >= args.cnn_target, acc, f"cnn {precision}: test accuracy {acc:.4f} (target >= {args.cnn_target})"
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", default="gpt,cnn")
-    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--precision", default="fp32", help="comma-separated; the first is the reference")
     ap.add_argument("--gpt-steps", type=int, default=300)
     ap.add_argument("--cnn-epochs", type=int, default=3)
     ap.add_argument("--cnn-target", type=float, default=0.90)
     args = ap.parse_args()
     results = []
+    precisions = args.precision.split(",")
     for name in args.only.split(","):
-        ok, line = {"gpt": train_gpt, "cnn": train_cnn}[name](args)
-        results.append((ok, line))
-    print(f"\nsummary ({args.precision}):")
+        reference = None
+        for precision in precisions:
+            ok, metric, line = {"gpt": train_gpt, "cnn": train_cnn}[name](args, precision)
+            if reference is None:
+                reference = metric
+            elif name == "cnn":
+                close = metric >= reference - 0.01
+                ok = ok and close
+                line += f"; fp32 reference {reference:.4f} ({'within' if close else 'NOT within'} 1 point)"
+            else:
+                close = metric <= reference * 1.03
+                ok = ok and close
+                line += f"; reference {reference:.4f} ({'within' if close else 'NOT within'} 3%)"
+            results.append((ok, line))
+    print("\nsummary:")
     for ok, line in results:
         print(("  PASS  " if ok else "  FAIL  ") + line)
     return 0 if all(ok for ok, _ in results) else 1
