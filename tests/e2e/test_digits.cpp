@@ -9,24 +9,17 @@
 #include <random>
 #include <sstream>
 
+#include "tests/common/batches.h"
 #include "runtime/train/npz.h"
 #include "runtime/train/session.h"
 
 using namespace otter;
+using otter::testing::rows;
 namespace fs = std::filesystem;
 
 namespace {
 
 std::string dir() { return std::string(OTTER_TESTDATA) + "/digits"; }
-
-Tensor rows(const Tensor& t, int64_t begin, int64_t end) {
-  Shape s = t.shape();
-  int64_t row = t.numel() / s[0];
-  s[0] = end - begin;
-  Tensor r(t.dtype(), s);
-  std::memcpy(r.raw(), static_cast<const char*>(t.raw()) + begin * row * dtype_size(t.dtype()), r.nbytes());
-  return r;
-}
 
 struct Data {
   std::map<std::string, Tensor> train = read_npz(dir() + "/train.npz");

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "tests/common/batches.h"
 #include "runtime/core/half.h"
 #include "runtime/train/loss_scaler.h"
 #include "runtime/train/npz.h"
@@ -16,20 +17,12 @@
 #include "tests/common/onnx_builder.h"
 
 using namespace otter;
+using otter::testing::rows;
 using namespace otter::testing;
 
 namespace {
 
 std::string digits() { return std::string(OTTER_TESTDATA) + "/digits"; }
-
-Tensor rows(const Tensor& t, int64_t begin, int64_t end) {
-  Shape s = t.shape();
-  int64_t row = t.numel() / s[0];
-  s[0] = end - begin;
-  Tensor r(t.dtype(), s);
-  std::memcpy(r.raw(), static_cast<const char*>(t.raw()) + begin * row * dtype_size(t.dtype()), r.nbytes());
-  return r;
-}
 
 bool half_is_nan(uint16_t h) { return (h & 0x7c00u) == 0x7c00u && (h & 0x3ffu); }
 bool bf16_is_nan(uint16_t b) { return (b & 0x7f80u) == 0x7f80u && (b & 0x7fu); }
