@@ -3,6 +3,7 @@
 #include "runtime/exec/plan.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 
 namespace otter {
@@ -49,6 +50,65 @@ size_t place_blocks(std::vector<Block>& blocks) {
   return peak;
 }
 
+// Inputs a kernel reads only for their shape, never their data (the internal gradient ops that
+// take a forward value to know the shape of the gradient they write). Such a read does not keep
+// the value alive in the arena: the kernel is given a view of the shape with no data, so a kernel
+// that did read the data would fail at once rather than read memory given to another value.
+bool reads_only_shape(const Node& n, size_t i) {
+  if (n.domain != "otter") return false;
+  const std::string& op = n.op_type;
+  if (op == "SumToShapeOf" || op == "AveragePoolGrad" || op == "GlobalAveragePoolGrad" || op == "ReduceGrad" ||
+      op == "TileGrad" || op == "PadGrad" || op == "ResizeGrad" || op == "SliceGrad")
+    return i == 1;
+  if (op == "ConvGradInput" || op == "ConvGradWeight" || op == "ConvTransposeGradInput" ||
+      op == "ConvTransposeGradWeight" || op == "MaxPoolGrad" || op == "GatherGrad" || op == "GatherElementsGrad" ||
+      op == "NegativeLogLikelihoodLossGrad")
+    return i == 2;
+  if (op == "ConcatGrad") return i >= 1;                     // (dy, x0, x1, ...)
+  if (op == "SplitGrad") return i >= n.inputs.size() / 2;    // (dy0.., y0..)
+  return false;
+}
+
+// A schedule with shorter lifetimes. The topological order runs a node as soon as its inputs
+// exist, so a gradient node that reads only forward values (the Transposes of a MatMul's
+// gradient, a parameter's Transpose) runs during the forward pass and its output is held across
+// it. Each step, from the last to the first, moves to just before the first step that needs one
+// of its outputs when every arena value it reads is read again at or after that point: its
+// outputs then live shorter and no input lives longer. `reads`: data inputs; `needs`: all inputs
+// (shape-only reads too: the order must keep them after their producers); `arena[v]`: v is an
+// arena value that does not live to the end.
+std::vector<size_t> sink_order(const std::vector<std::vector<int>>& reads, const std::vector<std::vector<int>>& needs,
+                               const std::vector<std::vector<int>>& writes, const std::vector<bool>& arena) {
+  size_t n = reads.size();
+  std::vector<std::vector<size_t>> readers(arena.size()), needers(arena.size());
+  for (size_t s = 0; s < n; ++s) {
+    for (int v : reads[s]) if (v >= 0) readers[v].push_back(s);
+    for (int v : needs[s]) if (v >= 0) needers[v].push_back(s);
+  }
+  std::vector<size_t> order(n), pos(n);
+  for (size_t s = 0; s < n; ++s) order[s] = pos[s] = s;
+  for (size_t s = n; s-- > 0;) {
+    size_t first = n;
+    for (int v : writes[s])
+      if (v >= 0)
+        for (size_t u : needers[v]) first = std::min(first, pos[u]);
+    if (first == n || first <= pos[s] + 1) continue;
+    bool free_move = true;
+    for (int v : reads[s]) {
+      if (v < 0 || !arena[v]) continue;
+      bool read_later = false;
+      for (size_t u : readers[v]) read_later = read_later || (u != s && pos[u] >= first);
+      free_move = free_move && read_later;
+    }
+    if (!free_move) continue;
+    size_t from = pos[s];
+    order.erase(order.begin() + static_cast<std::ptrdiff_t>(from));
+    order.insert(order.begin() + static_cast<std::ptrdiff_t>(first - 1), s);
+    for (size_t k = from; k < first; ++k) pos[order[k]] = k;
+  }
+  return order;
+}
+
 }  // namespace
 
 Plan::Plan(Graph& graph, const std::map<int, Shape>& input_shapes, PlanOptions options)
@@ -93,12 +153,21 @@ Plan::Plan(Graph& graph, const std::map<int, Shape>& input_shapes, PlanOptions o
     int key_input = def->kernel_type_input;
     DType key = key_input >= 0 && node.input(key_input) >= 0 ? info_[node.input(key_input)].dtype
                                                               : info_[node.outputs.at(0)].dtype;
+    std::vector<bool> shape_only(node.inputs.size());
+    for (size_t i = 0; i < node.inputs.size(); ++i) shape_only[i] = reads_only_shape(node, i);
     KernelFn fn = kernels.find(node.domain, node.op_type, options_.device, key);
     bool promote = false;
-    if (!fn && options_.device == Device::CPU && (key == DType::Float16 || key == DType::BFloat16)) {
-      // The CPU stores FP16/BF16 and computes in FP32 (design decision 9).
+    auto is_half = [](DType t) { return t == DType::Float16 || t == DType::BFloat16; };
+    if (!fn && options_.device == Device::CPU && is_half(key)) {
+      // The CPU stores FP16/BF16 and computes in FP32 (design decision 7).
       fn = kernels.find(node.domain, node.op_type, options_.device, DType::Float32);
       promote = fn != nullptr;
+    }
+    if (fn && options_.device == Device::CPU && key == DType::Float32) {
+      // An FP32 kernel with some FP16/BF16 data inputs (SoftmaxGrad reading the low-precision copy
+      // of y): widen them too.
+      for (size_t i = 0; i < node.inputs.size(); ++i)
+        promote = promote || (node.inputs[i] >= 0 && !shape_only[i] && is_half(info_[node.inputs[i]].dtype));
     }
     if (!fn) {
       std::string have;
@@ -107,7 +176,7 @@ Plan::Plan(Graph& graph, const std::map<int, Shape>& input_shapes, PlanOptions o
       OTTER_FAIL_KIND(Unsupported, node.describe(), ": no ", device_name(options_.device), " kernel for dtype ", dtype_name(key),
                  have.empty() ? std::string(" (the op has no kernel on this device)") : " (kernels exist for " + have + ")");
     }
-    steps_.push_back({n, fn, node.inputs, node.outputs, promote});
+    steps_.push_back({n, fn, node.inputs, node.outputs, promote, shape_only});
   }
 
   // Constants (initializers not bound, folded values) and bound storage. A device plan uploads
@@ -134,11 +203,29 @@ Plan::Plan(Graph& graph, const std::map<int, Shape>& input_shapes, PlanOptions o
     tensors_[kv.first] = kv.second;
   }
 
-  // Liveness: targets live to the end.
+  // Schedule (see sink_order), then liveness: targets live to the end; shape-only reads do not count.
+  {
+    std::vector<bool> arena(graph_.values.size(), false);
+    for (const Step& s : steps_)
+      for (int v : s.outputs)
+        if (v >= 0 && !tensors_[v].defined()) arena[v] = true;
+    for (int v : options_.targets) arena[v] = false;
+    std::vector<std::vector<int>> reads, needs, writes;
+    for (const Step& s : steps_) {
+      reads.emplace_back();
+      for (size_t i = 0; i < s.inputs.size(); ++i)
+        if (!s.shape_only[i]) reads.back().push_back(s.inputs[i]);
+      needs.push_back(s.inputs);
+      writes.push_back(s.outputs);
+    }
+    std::vector<Step> sorted;
+    for (size_t s : sink_order(reads, needs, writes, arena)) sorted.push_back(std::move(steps_[s]));
+    steps_ = std::move(sorted);
+  }
   std::vector<int> last_use(graph_.values.size(), -1), first_def(graph_.values.size(), -1);
   for (size_t s = 0; s < steps_.size(); ++s) {
-    for (int v : steps_[s].inputs)
-      if (v >= 0) last_use[v] = static_cast<int>(s);
+    for (size_t i = 0; i < steps_[s].inputs.size(); ++i)
+      if (steps_[s].inputs[i] >= 0 && !steps_[s].shape_only[i]) last_use[steps_[s].inputs[i]] = static_cast<int>(s);
     for (int v : steps_[s].outputs)
       if (v >= 0) first_def[v] = static_cast<int>(s);
   }
@@ -152,6 +239,28 @@ Plan::Plan(Graph& graph, const std::map<int, Shape>& input_shapes, PlanOptions o
     memory_.intermediate_bytes += bytes;
   }
   memory_.arena_bytes = place_blocks(blocks);
+  if (const char* dbg = std::getenv("OTTER_DEBUG_PLAN"); dbg && *dbg == '1') {
+    std::vector<size_t> live(steps_.size() + 1, 0);
+    for (const Block& b : blocks)
+      for (int s = b.first; s <= b.last; ++s) live[s] += b.size;
+    int peak_step = static_cast<int>(std::max_element(live.begin(), live.end()) - live.begin());
+    std::fprintf(stderr, "[plan] %zu steps, %zu blocks, arena %zu, max live %zu at step %d (%s)\n", steps_.size(), blocks.size(),
+                 memory_.arena_bytes, live[peak_step], peak_step,
+                 peak_step < (int)steps_.size() ? graph_.nodes[steps_[peak_step].node].op_type.c_str() : "end");
+    std::vector<const Block*> at_peak;
+    for (const Block& b : blocks)
+      if (b.first <= peak_step && peak_step <= b.last) at_peak.push_back(&b);
+    std::sort(at_peak.begin(), at_peak.end(), [](const Block* a, const Block* b) { return a->size > b->size; });
+    for (const Block* b : at_peak) {
+      const Value& val = graph_.values[b->value];
+      std::string uses;
+      for (size_t s = 0; s < steps_.size(); ++s)
+        for (int in : steps_[s].inputs)
+          if (in == b->value) { uses += " " + graph_.nodes[steps_[s].node].op_type + "@" + std::to_string(s); break; }
+      std::fprintf(stderr, "[plan]   %8zu %-8s [%4d,%4d] %-22s %s <-%s\n", b->size, dtype_name(info_[b->value].dtype), b->first, b->last,
+                   val.producer >= 0 ? graph_.nodes[val.producer].op_type.c_str() : "-", val.name.c_str(), uses.c_str());
+    }
+  }
   size_t arena_size = std::max<size_t>(kAlign, aligned(memory_.arena_bytes));
   void* p = nullptr;
   if (options_.device == Device::CPU) {
@@ -180,10 +289,17 @@ void Plan::run(const std::map<int, Tensor>& feeds, const RunOptions& run_options
   for (const Step& s : steps_) {
     const Node& node = graph_.nodes[s.node];
     KernelContext ctx(node);
-    for (int v : s.inputs) {
+    std::vector<Tensor> shapes(s.inputs.size());  // data-less views of the inputs read for their shape
+    for (size_t i = 0; i < s.inputs.size(); ++i) {
+      int v = s.inputs[i];
       if (v < 0) { ctx.inputs.push_back(nullptr); continue; }
       OTTER_CHECK(tensors_[v].defined(), node.describe(), ": input '", graph_.values[v].name, "' was not provided");
-      ctx.inputs.push_back(&tensors_[v]);
+      if (s.shape_only[i]) {
+        shapes[i] = Tensor::view(tensors_[v].dtype(), tensors_[v].shape(), nullptr, nullptr, options_.device);
+        ctx.inputs.push_back(&shapes[i]);
+      } else {
+        ctx.inputs.push_back(&tensors_[v]);
+      }
     }
     for (int v : s.outputs) ctx.outputs.push_back(v >= 0 ? &tensors_[v] : nullptr);
     if (!host_constants_.empty()) {
@@ -203,7 +319,8 @@ void Plan::run_promoted(const Step& s, KernelContext& ctx) {
   std::vector<Tensor> wide_in(ctx.inputs.size()), wide_out(ctx.outputs.size());
   for (size_t i = 0; i < ctx.inputs.size(); ++i)
     if (ctx.inputs[i] && is_half(ctx.inputs[i]->dtype())) {
-      wide_in[i] = ctx.inputs[i]->cast(DType::Float32);
+      wide_in[i] = s.shape_only[i] ? Tensor::view(DType::Float32, ctx.inputs[i]->shape(), nullptr, nullptr)
+                                   : ctx.inputs[i]->cast(DType::Float32);
       ctx.inputs[i] = &wide_in[i];
     }
   std::vector<Tensor*> narrow(ctx.outputs.size(), nullptr);
@@ -219,6 +336,18 @@ void Plan::run_promoted(const Step& s, KernelContext& ctx) {
       Tensor rounded = wide_out[i].cast(narrow[i]->dtype());
       std::memcpy(narrow[i]->raw(), rounded.raw(), rounded.nbytes());
     }
+}
+
+void Plan::poison() {
+  size_t bytes = std::max<size_t>(kAlign, aligned(memory_.arena_bytes));
+  if (options_.device == Device::CPU) {
+    std::memset(arena_.get(), 0xff, bytes);
+    return;
+  }
+  Tensor ones(DType::Uint8, {static_cast<int64_t>(bytes)});
+  std::memset(ones.raw(), 0xff, bytes);
+  Tensor arena = Tensor::view(DType::Uint8, {static_cast<int64_t>(bytes)}, arena_, arena_.get(), options_.device);
+  arena.copy_from(ones);
 }
 
 const Tensor& Plan::value(int id) const {

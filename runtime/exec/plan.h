@@ -44,6 +44,9 @@ class Plan {
   const Tensor& value(int id) const;
   const ValueInfo& info(int id) const { return info_.at(id); }
   const MemoryStats& memory() const { return memory_; }
+  // Fills the arena with 0xFF bytes (NaN for every float type): a test that runs after this
+  // catches any output element a kernel did not write.
+  void poison();
   size_t num_steps() const { return steps_.size(); }
 
  private:
@@ -53,6 +56,7 @@ class Plan {
     std::vector<int> inputs;
     std::vector<int> outputs;
     bool promote = false;  // FP16/BF16 values through an FP32 kernel: convert in, compute, round out
+    std::vector<bool> shape_only;  // per input: the kernel reads only its shape (see reads_only_shape)
   };
   void run_promoted(const Step& s, KernelContext& ctx);
   Graph& graph_;
