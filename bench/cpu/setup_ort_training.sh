@@ -10,15 +10,21 @@
 set -euo pipefail
 
 VENV="${OTTER_BENCH_VENV:-/work/main/build/ort-training-venv}"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PY="${PYTHON:-python3}"
 ORT_PKG="onnxruntime-training-cpu==1.19.2"
 PKGS=("$ORT_PKG" "numpy<2" "onnx==1.16.*")
 
+# The import goes through ort_worker.import_ort_training, which skips onnxruntime/training/__init__.py
+# (it imports PyTorch, which the on-device training API does not need).
 check() {
-  "$VENV/bin/python" - <<'PYEOF' 2>/dev/null
-import onnxruntime, onnx, numpy
-from onnxruntime.training import artifacts, api  # noqa: F401
-assert onnxruntime.__version__.startswith("1.19.2"), onnxruntime.__version__
+  BENCH_DIR="$HERE" "$VENV/bin/python" - <<'PYEOF' 2>/dev/null
+import os, sys
+sys.path.insert(0, os.environ["BENCH_DIR"])
+import onnx
+from ort_worker import import_ort_training
+ort, artifacts, api = import_ort_training()
+assert ort.__version__.startswith("1.19.2"), ort.__version__
 assert onnx.__version__.startswith("1.16."), onnx.__version__
 PYEOF
 }

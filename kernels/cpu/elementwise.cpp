@@ -348,10 +348,31 @@ void sum_to_shape_kernel(KernelContext& ctx) {
     scalar_t* po = out.data<scalar_t>();
     int64_t n_out = out.numel();
     std::fill(po, po + n_out, scalar_t(0));
+    // Trailing dims kept (a bias [n] or [1, n] against [..., n]): sum rows, contiguous.
+    bool trailing = out.shape().size() <= g.shape().size();
+    for (size_t k = 0; trailing && k < out.shape().size(); ++k) {
+      size_t gk = g.shape().size() - out.shape().size() + k;
+      bool leading_ones = true;
+      for (size_t j = 0; j < k; ++j) leading_ones = leading_ones && out.shape()[j] == 1;
+      trailing = out.shape()[k] == g.shape()[gk] || (out.shape()[k] == 1 && leading_ones);
+    }
+    int64_t inner = n_out;
+    if (trailing) {  // inner must equal the product of g's trailing dims covered by out
+      int64_t p = 1;
+      for (size_t k = 0; k < out.shape().size(); ++k)
+        if (out.shape()[k] != 1 || p > 1) p *= g.shape()[g.shape().size() - out.shape().size() + k];
+      trailing = p == n_out && g.numel() % n_out == 0;
+    }
     if (n_out == 1) {
       double acc = 0;  // accumulate in double: the sum of many terms
       for (int64_t i = 0; i < g.numel(); ++i) acc += pg[i];
       po[0] = static_cast<scalar_t>(acc);
+    } else if (trailing) {
+      int64_t rows = g.numel() / inner;
+      for (int64_t r = 0; r < rows; ++r) {
+        const scalar_t* row = pg + r * inner;
+        for (int64_t j = 0; j < inner; ++j) po[j] += row[j];
+      }
     } else {
       BroadcastIndexer it(g.shape(), {&out.shape()});
       it.seek(0);

@@ -90,9 +90,13 @@ void gemm_typed(KernelContext& ctx) {
   if (ctx.has_input(2) && beta != 0.0) {
     const Tensor& C = ctx.in(2);
     const T* pc = C.data<T>();
-    BroadcastIndexer it(Y.shape(), {&C.shape()});
-    it.seek(0);
-    for (int64_t i = 0; i < m * n; ++i, it.next()) py[i] = pc[it.offset(0)];
+    if (C.numel() == n && (C.rank() == 1 || (C.rank() == 2 && C.shape()[0] == 1))) {  // a bias row
+      for (int64_t i = 0; i < m; ++i) std::memcpy(py + i * n, pc, static_cast<size_t>(n) * sizeof(T));
+    } else {
+      BroadcastIndexer it(Y.shape(), {&C.shape()});
+      it.seek(0);
+      for (int64_t i = 0; i < m * n; ++i, it.next()) py[i] = pc[it.offset(0)];
+    }
   } else {
     beta = 0.0;
   }

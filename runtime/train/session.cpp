@@ -307,10 +307,12 @@ double Session::train_step(const std::map<std::string, Tensor>& feeds) {
     }
   }
   commit_buffers();
-  double norm = global_norm(g, n);
-  stats_.last_grad_norm = norm;
-  if (config_.clip_norm > 0 && norm > config_.clip_norm)
-    scale_buffer(g, n, static_cast<float>(config_.clip_norm / (norm + 1e-6)));
+  // The global norm is one pass over the whole gradient: only when clipping needs it.
+  if (config_.clip_norm > 0) {
+    double norm = global_norm(g, n);
+    stats_.last_grad_norm = norm;
+    if (norm > config_.clip_norm) scale_buffer(g, n, static_cast<float>(config_.clip_norm / (norm + 1e-6)));
+  }
   double lr = scheduled_lr(base_lr_, config_.schedule, stats_.step);
   optimizer_->update(masters_.data<float>(), g, lr, stats_.step);
   refresh_low_weights();

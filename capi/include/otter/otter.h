@@ -190,8 +190,8 @@ OTTER_API otter_status otter_session_set_parameter(otter_session* session, const
                                                    const otter_tensor_view* value);
 
 /* Statistics by key: step (optimizer steps taken), micro_step, last_loss (OTTER_ERROR_WRONG_STATE
- * before the first step), learning_rate (for the next step), grad_norm (before clipping, last
- * step), loss_scale (1 without loss scaling), skipped_steps (steps skipped for non-finite
+ * before the first step), learning_rate (for the next step), grad_norm (the global gradient
+ * norm before clipping at the last step; computed only when clip_norm is set, else 0), loss_scale (1 without loss scaling), skipped_steps (steps skipped for non-finite
  * gradients), arena_bytes and intermediate_bytes (planned activation memory of the last training
  * plan and the sum of its intermediates). Unknown keys: OTTER_ERROR_NOT_FOUND. */
 OTTER_API otter_status otter_session_get_stat(const otter_session* session, const char* key, double* out_value);
