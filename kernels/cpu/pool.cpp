@@ -1,5 +1,6 @@
 // CPU kernels for the pool op family: MaxPool (with its Indices output), AveragePool,
-// GlobalAveragePool, GlobalMaxPool and their internal gradient ops. A window table (for each
+// GlobalAveragePool, GlobalMaxPool and their internal gradient ops (otter.MaxPoolArgmax writes
+// the argmax MaxPoolGrad reads when the model has no Indices output). A window table (for each
 // output position, the flat offsets of its taps inside the input plane, and the AveragePool
 // divisor) is built once per call from the geometry of runtime/ops/conv.cpp and reused for every
 // (batch, channel) plane; planes are processed in parallel. MaxPool takes the first maximum of a
@@ -146,6 +147,33 @@ void max_pool_typed(KernelContext& ctx) {
   }, plane_grain(t));
 }
 
+// otter.MaxPoolArgmax: x -> int32 argmax of each window as a row-major offset inside its
+// (batch, channel) plane, -1 for a window with no input tap; the same first maximum as MaxPool.
+template <class T>
+void max_pool_argmax_typed(KernelContext& ctx) {
+  const Tensor& x = ctx.in(0);
+  Tensor& idx = ctx.out(0);
+  WindowTable t = window_table(ctx.node, x.shape(), idx.shape());
+  OTTER_CHECK(t.plane_in <= std::numeric_limits<int32_t>::max(), ctx.node.describe(), ": a plane of ", t.plane_in,
+              " elements is too large for int32 offsets");
+  const T* px = x.data<T>();
+  int32_t* pi = idx.data<int32_t>();
+  parallel_for(t.planes, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p) {
+      const T* src = px + p * t.plane_in;
+      for (int64_t o = 0; o < t.plane_out; ++o) {
+        int64_t best = -1;
+        T v = T(0);
+        for (int64_t k = t.start[o]; k < t.start[o + 1]; ++k) {
+          T u = src[t.taps[k]];
+          if (best < 0 || u > v) { v = u; best = k; }
+        }
+        pi[p * t.plane_out + o] = best < 0 ? -1 : static_cast<int32_t>(t.taps[best]);
+      }
+    }
+  }, plane_grain(t));
+}
+
 template <class T>
 void average_pool_typed(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
@@ -168,8 +196,9 @@ void average_pool_typed(KernelContext& ctx) {
   }, plane_grain(t));
 }
 
-// otter.MaxPoolGrad: (dy, indices, x) -> dx; indices are flat offsets into x (storage_order as
-// the forward node).
+// otter.MaxPoolGrad: (dy, indices, x) -> dx; int64 indices are MaxPool's (flat offsets into x,
+// storage_order as the forward node), int32 ones otter.MaxPoolArgmax's (row-major offsets in
+// the plane).
 template <class T>
 void max_pool_grad_typed(KernelContext& ctx) {
   const Tensor &dy = ctx.in(0), &idx = ctx.in(1), &x = ctx.in(2);
@@ -179,18 +208,20 @@ void max_pool_grad_typed(KernelContext& ctx) {
   int64_t plane_out = planes ? dy.numel() / planes : 0;
   OTTER_CHECK(idx.numel() == dy.numel(), ctx.node.describe(), ": indices ", shape_str(idx.shape()),
               " do not match dy ", shape_str(dy.shape()));
-  bool column_major = ctx.node.attr_int("storage_order", 0) != 0;
+  bool local_argmax = idx.dtype() == DType::Int32;
+  bool column_major = !local_argmax && ctx.node.attr_int("storage_order", 0) != 0;
   const T* pdy = dy.data<T>();
-  const int64_t* pi = idx.data<int64_t>();
+  const int64_t* pi = local_argmax ? nullptr : idx.data<int64_t>();
+  const int32_t* pl = local_argmax ? idx.data<int32_t>() : nullptr;
   T* pdx = dx.data<T>();
   parallel_for(planes, [&](int64_t b, int64_t e) {
     for (int64_t p = b; p < e; ++p) {
       T* dst = pdx + p * plane_in;
       std::fill(dst, dst + plane_in, T(0));
       for (int64_t o = 0; o < plane_out; ++o) {
-        int64_t i = pi[p * plane_out + o];
+        int64_t i = local_argmax ? pl[p * plane_out + o] : pi[p * plane_out + o];
         if (i < 0) continue;  // a window with no input tap
-        int64_t local = i - p * plane_in;
+        int64_t local = local_argmax ? i : i - p * plane_in;
         OTTER_CHECK(local >= 0 && local < plane_in, ctx.node.describe(), ": index ", i, " is outside its plane");
         if (column_major) local = from_column_major(local, in);
         dst[local] += pdy[p * plane_out + o];
@@ -298,6 +329,7 @@ void global_max_pool_grad_typed(KernelContext& ctx) {
   void NAME(KernelContext& ctx) { OTTER_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), FN<scalar_t>(ctx)); }
 OTTER_POOL_KERNEL(average_pool_kernel, average_pool_typed)
 OTTER_POOL_KERNEL(max_pool_grad_kernel, max_pool_grad_typed)
+OTTER_POOL_KERNEL(max_pool_argmax_kernel, max_pool_argmax_typed)
 OTTER_POOL_KERNEL(average_pool_grad_kernel, average_pool_grad_typed)
 OTTER_POOL_KERNEL(global_average_pool_kernel, global_average_pool_typed)
 OTTER_POOL_KERNEL(global_max_pool_kernel, global_max_pool_typed)
@@ -324,6 +356,7 @@ void register_pool_kernels(KernelRegistry& r) {
   r.add("", "GlobalAveragePool", Device::CPU, f, global_average_pool_kernel);
   r.add("", "GlobalMaxPool", Device::CPU, f, global_max_pool_kernel);
   r.add("otter", "MaxPoolGrad", Device::CPU, f, max_pool_grad_kernel);
+  r.add("otter", "MaxPoolArgmax", Device::CPU, f, max_pool_argmax_kernel);
   r.add("otter", "AveragePoolGrad", Device::CPU, f, average_pool_grad_kernel);
   r.add("otter", "GlobalAveragePoolGrad", Device::CPU, f, global_average_pool_grad_kernel);
   r.add("otter", "GlobalMaxPoolGrad", Device::CPU, f, global_max_pool_grad_kernel);

@@ -3,6 +3,9 @@
 // (values whose lifetimes do not overlap share memory). Folded constants are computed once when
 // the plan is built. Values can be bound to external storage (the flat parameter and gradient
 // buffers): the producing kernel then writes there directly and the arena does not hold them.
+// To keep the arena small the plan also reorders steps, makes reshapes views, fuses casts into
+// promoted FP16/BF16 steps and recomputes cheap input-derived values (plan.cpp, "Memory");
+// OTTER_DEBUG_PLAN=1 prints the blocks live at the arena's peak to stderr.
 #pragma once
 #include <map>
 #include <set>
@@ -20,6 +23,9 @@ struct PlanOptions {
   std::map<int, Tensor> bound;            // value id -> external storage (its dtype/shape must match)
   std::set<int> variables;                // bound values whose data changes between runs (parameters)
   std::set<int> precomputed;              // bound values the caller fills: their producers never run
+  // false: the plain schedule (topological order, no views, no fused casts, no recomputation),
+  // for tests and debugging; the results are the same bits either way.
+  bool optimize_memory = true;
 };
 
 struct RunOptions {
@@ -57,8 +63,17 @@ class Plan {
     std::vector<int> outputs;
     bool promote = false;  // FP16/BF16 values through an FP32 kernel: convert in, compute, round out
     std::vector<bool> shape_only;  // per input: the kernel reads only its shape (see reads_only_shape)
+    // Per output of a promoted step: Undefined, or the FP16/BF16 type the FP32 output is rounded to
+    // in place (the step writes straight into the FP32 output of a Cast that then does not run).
+    std::vector<DType> round_to;
+    // Per input of a promoted step: Undefined, or the FP16/BF16 type the FP32 input is rounded to
+    // when it is widened (the step reads the FP32 source of a Cast that then does not run).
+    std::vector<DType> round_in;
   };
   void run_promoted(const Step& s, KernelContext& ctx);
+  // Plan construction helper (see plan.cpp): copies of cheap input-derived values for late readers.
+  void recompute_late_values(std::vector<int>& root, std::vector<bool>& wide, std::vector<int>& origin,
+                             const std::set<int>& target_roots);
   Graph& graph_;
   PlanOptions options_;
   std::vector<ValueInfo> info_;

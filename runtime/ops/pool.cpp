@@ -1,9 +1,12 @@
 // The pool op family: MaxPool (kernel_shape, strides, pads, auto_pad, dilations, ceil_mode,
 // storage_order, the optional Indices output), AveragePool (the same plus count_include_pad),
 // GlobalAveragePool and GlobalMaxPool, and the internal ops their gradients use:
-//   otter.MaxPoolGrad(dy, indices, x)       scatters dy to the argmax of each window; the
-//                                           builder gives the forward node its Indices output
-//                                           when it has none (as Dropout's gradient adds a mask)
+//   otter.MaxPoolGrad(dy, indices, x)       scatters dy to the argmax of each window: the
+//                                           model's int64 Indices output when it has one, else
+//   otter.MaxPoolArgmax(x)                  the int32 argmax of each window (row-major offset in
+//                                           its plane, MaxPool's attributes): half the bytes of
+//                                           int64 Indices, and the plan can compute it late, next
+//                                           to the backward, when x is kept for another reason
 //   otter.AveragePoolGrad(dy, x)            spreads dy over each window (same divisor)
 //   otter.GlobalAveragePoolGrad(dy, x)      dy / (spatial size), broadcast
 //   otter.GlobalMaxPoolGrad(dy, x)          dy at the first maximum of each channel
@@ -21,8 +24,9 @@ namespace {
 
 const std::initializer_list<DType> kFloat = {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16};
 
-// MaxPool / AveragePool: X [N, C, d...] -> Y [N, C, o...] (and MaxPool's Indices, int64).
-void infer_pool(InferContext& c, bool max) {
+// MaxPool / AveragePool: X [N, C, d...] -> Y [N, C, o...] (and MaxPool's Indices, int64);
+// `argmax`: otter.MaxPoolArgmax, whose only output is the int32 argmax shaped like Y.
+void infer_pool(InferContext& c, bool max, bool argmax = false) {
   if (max)
     c.expect_dtype(0, {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16, DType::Int8, DType::Uint8});
   else c.expect_dtype(0, kFloat);
@@ -52,6 +56,10 @@ void infer_pool(InferContext& c, bool max) {
   }
   Shape y = {x[0], x[1]};
   for (int64_t o : out) y.push_back(o < 0 ? c.unknown_dim() : o);
+  if (argmax) {
+    c.set_output(0, DType::Int32, y);
+    return;
+  }
   c.set_output(0, c.dtype(0), y);
   if (max) c.set_output(1, DType::Int64, y);
 }
@@ -66,19 +74,13 @@ void infer_global_pool(InferContext& c) {
 }
 
 void max_pool_grad(GradContext& g) {
-  // The gradient needs the argmax: give the forward node an Indices output if it has none.
-  Node& fwd = g.graph.nodes[static_cast<size_t>(&g.node() - g.graph.nodes.data())];
-  if (fwd.outputs.size() < 2 || fwd.outputs[1] < 0) {
-    int indices = g.graph.add_value(g.graph.unique_name(fwd.name + ":indices"), DType::Int64);
-    g.graph.values[indices].producer = static_cast<int>(&fwd - g.graph.nodes.data());
-    g.graph.values[indices].shape = g.value(fwd.outputs[0]).shape;
-    g.graph.values[indices].shape_known = true;
-    fwd.outputs.resize(2, -1);
-    fwd.outputs[1] = indices;
-  }
+  // The gradient needs the argmax: the model's Indices output, or otter.MaxPoolArgmax of x.
+  const Node& fwd = g.node();
+  bool has_indices = fwd.outputs.size() >= 2 && fwd.outputs[1] >= 0;
+  int indices = has_indices ? g.y(1) : g.emit("MaxPoolArgmax", {g.x(0)}, fwd.attrs, "otter");
   Attributes a;
   a["storage_order"] = Attribute::of_int(g.node().attr_int("storage_order", 0));
-  g.set_dx(0, g.emit("MaxPoolGrad", {g.dy(), g.y(1), g.x(0)}, a, "otter"));
+  g.set_dx(0, g.emit("MaxPoolGrad", {g.dy(), indices, g.x(0)}, a, "otter"));
 }
 
 OpDef def(const std::string& op, InferFn infer, GradFn grad) {
@@ -122,10 +124,17 @@ void register_pool_ops(OpRegistry& r) {
     OpDef d = internal("MaxPoolGrad", 2);  // (dy, indices, x) -> dx
     d.infer = [](InferContext& c) {
       c.expect_dtype(0, kFloat);
-      c.expect_dtype(1, {DType::Int64});
+      c.expect_dtype(1, {DType::Int64, DType::Int32});
       if (c.shape(0).size() != c.shape(1).size()) c.fail("dy and indices must have the same shape");
       c.set_output(0, c.dtype(0), c.shape(2));
     };
+    r.add(d);
+  }
+  {
+    OpDef d;  // (x) -> int32 argmax, MaxPool's attributes; not differentiable
+    d.domain = "otter";
+    d.op_type = "MaxPoolArgmax";
+    d.infer = [](InferContext& c) { infer_pool(c, true, true); };
     r.add(d);
   }
   r.add(internal("AveragePoolGrad", 1));        // (dy, x) -> dx

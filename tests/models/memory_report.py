@@ -3,6 +3,7 @@
 the CNN, GPT and BERT fixtures (stat "arena_bytes": the liveness-planned peak of intermediates;
 "intermediate_bytes": their sum without reuse). Checks fp16 <= 0.55x fp32 for the three
 real models (issue: mixed precision). Usage: OTTER_LIBRARY=build/libotter.so python3 memory_report.py
+With OTTER_DEBUG_PLAN=1 every plan prints the blocks live at its arena's peak (runtime/exec/plan.cpp).
 """
 import json
 import os
