@@ -16,6 +16,7 @@
 
 #include "kernels/registry.h"
 #include "onnx_import/onnx_import.h"
+#include "runtime/exec/infer.h"
 #include "runtime/exec/plan.h"
 #include "runtime/passes/autodiff.h"
 
@@ -129,6 +130,72 @@ TEST(CudaVsCpu, NodeTestsForwardAllDtypes) {
     }
   }
   std::printf("cuda vs cpu: %d node-test runs compared\n", compared);
+  EXPECT_GT(compared, 0);
+  std::string report;
+  for (auto& f : failures) report += "\n  " + f;
+  EXPECT_TRUE(failures.empty()) << failures.size() << " mismatches:" << report;
+}
+
+// Gradients: loss = sum(y0 * R) over the first output, differentiated w.r.t. every float input;
+// the gradient graph runs on both backends (FP32 inputs; tolerance as the forward's).
+TEST(CudaVsCpu, NodeTestsGradients) {
+  if (!have_gpu()) GTEST_SKIP() << "no usable GPU: " << cuda_unavailable_reason();
+  fs::path root = fs::path(OTTER_TESTDATA) / "node";
+  int compared = 0;
+  std::vector<std::string> failures;
+  for (auto& e : fs::directory_iterator(root)) {
+    if (!e.is_directory()) continue;
+    LoadedModel m;
+    try {
+      m = load_model_file((e.path() / "model.onnx").string());
+    } catch (const Error&) {
+      continue;
+    }
+    Graph& g = m.graph;
+    if (!cuda_kernels_for(g) || g.outputs.empty()) continue;
+    std::map<int, Tensor> feeds;
+    std::vector<int> params;
+    fs::path data = e.path() / "test_data_set_0";
+    for (size_t i = 0; i < g.inputs.size(); ++i) {
+      Tensor t = load_tensor_file((data / ("input_" + std::to_string(i) + ".pb")).string());
+      feeds[g.inputs[i]] = t;
+      if (t.dtype() == DType::Float32 && t.rank() > 0) params.push_back(g.inputs[i]);
+    }
+    if (params.empty()) continue;
+    try {
+      annotate_graph(g, {});
+      int y = g.outputs[0];
+      if (g.values[y].dtype != DType::Float32) continue;
+      Tensor r = load_tensor_file((data / "output_0.pb").string()).cast(DType::Float32);  // a fixed "random" weight
+      int rv = g.add_value(g.unique_name("R"), DType::Float32);
+      g.values[rv].data = r;
+      g.values[rv].shape = r.shape();
+      g.values[rv].shape_known = true;
+      Attributes keep;
+      keep["keepdims"] = Attribute::of_int(0);
+      int prod = g.nodes[g.add_node("Mul", {y, rv}, 1)].outputs[0];
+      int loss = g.nodes[g.add_node("ReduceSum", {prod}, 1, keep)].outputs[0];
+      annotate_graph(g, {});
+      Gradients grads = build_gradients(g, loss, params);
+      annotate_graph(g, {});
+      std::vector<int> targets;
+      for (int p : params)
+        if (grads.of_param.count(p)) targets.push_back(grads.of_param[p]);
+      if (targets.empty()) continue;
+      feeds[grads.seed] = Tensor::scalar<float>(1.0f);
+      std::vector<Tensor> cpu = run(g, feeds, targets, Device::CPU);
+      std::vector<Tensor> gpu = run(g, feeds, targets, Device::CUDA);
+      for (size_t i = 0; i < cpu.size(); ++i) {
+        std::string d = compare(cpu[i], gpu[i]);
+        if (!d.empty()) failures.push_back(e.path().filename().string() + " (gradient " + std::to_string(i) + "): " + d);
+      }
+      ++compared;
+    } catch (const Error& err) {
+      if (err.kind() != ErrorKind::Unsupported)
+        failures.push_back(e.path().filename().string() + " (gradient): " + err.what());
+    }
+  }
+  std::printf("cuda vs cpu: %d gradient graphs compared\n", compared);
   EXPECT_GT(compared, 0);
   std::string report;
   for (auto& f : failures) report += "\n  " + f;
