@@ -83,6 +83,10 @@ class CudaBackend : public DeviceBackend {
 }  // namespace
 
 void register_elementwise_kernels(KernelRegistry& r);
+void register_matmul_kernels(KernelRegistry& r);
+void register_shape_kernels(KernelRegistry& r);
+void register_reduce_kernels(KernelRegistry& r);
+void register_softmax_loss_kernels(KernelRegistry& r);
 
 }  // namespace otter::cuda
 
@@ -106,6 +110,10 @@ void register_cuda_kernels(KernelRegistry& r) {
     }
   }
   cuda::register_elementwise_kernels(r);
+  cuda::register_matmul_kernels(r);
+  cuda::register_shape_kernels(r);
+  cuda::register_reduce_kernels(r);
+  cuda::register_softmax_loss_kernels(r);
 }
 
 }  // namespace otter
