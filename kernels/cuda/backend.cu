@@ -87,6 +87,8 @@ void register_matmul_kernels(KernelRegistry& r);
 void register_shape_kernels(KernelRegistry& r);
 void register_reduce_kernels(KernelRegistry& r);
 void register_softmax_loss_kernels(KernelRegistry& r);
+void register_activation_kernels(KernelRegistry& r);
+void register_norm_kernels(KernelRegistry& r);
 
 }  // namespace otter::cuda
 
@@ -114,6 +116,8 @@ void register_cuda_kernels(KernelRegistry& r) {
   cuda::register_shape_kernels(r);
   cuda::register_reduce_kernels(r);
   cuda::register_softmax_loss_kernels(r);
+  cuda::register_activation_kernels(r);  // after elementwise: replaces UnaryGrad with the complete one
+  cuda::register_norm_kernels(r);
 }
 
 }  // namespace otter
