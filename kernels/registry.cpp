@@ -9,6 +9,26 @@ const Tensor& KernelContext::in(size_t i) const {
   return *inputs[i];
 }
 
+namespace {
+Tensor host_copy(const KernelContext& ctx, size_t i) {
+  if (const Tensor* h = ctx.host_input(i)) return *h;
+  const Tensor& t = ctx.in(i);
+  return t.device() == Device::CPU ? t : t.to(Device::CPU);
+}
+}  // namespace
+
+std::vector<int64_t> KernelContext::int64_values(size_t i) const { return host_copy(*this, i).to_int64_vector(); }
+
+double KernelContext::scalar_value(size_t i, double fallback) const {
+  if (!has_input(i)) return fallback;
+  return host_copy(*this, i).to_double_vector().at(0);
+}
+
+int64_t KernelContext::normalize_axis(int64_t axis, int64_t rank) const {
+  OTTER_CHECK(axis >= -rank && axis < rank, node.describe(), ": axis ", axis, " is out of range for rank ", rank);
+  return axis < 0 ? axis + rank : axis;
+}
+
 Tensor& KernelContext::out(size_t i) const {
   OTTER_CHECK(has_output(i), node.describe(), ": output ", i, " is required");
   return *outputs[i];

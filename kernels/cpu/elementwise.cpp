@@ -3,6 +3,7 @@
 // Mean over any number of broadcast inputs, and the gradient ops), with contiguous fast paths and
 // general broadcasting, parallel for large tensors.
 #include "kernels/common/elementwise_math.h"
+#include "kernels/common/unary_functors.h"
 
 #include <map>
 #include <string>
@@ -22,28 +23,9 @@ void unary_loop(const Tensor& x, Tensor& y, F f) {
   });
 }
 
-// The functor of a unary op with its attributes read from the node (the forward node, or the
-// UnaryGrad node, which carries the forward node's attributes). Defaults are the functors' own.
-template <class F>
-F make_functor(const Node& n) {
-  F f{};
-  if constexpr (std::is_same_v<F, math::LeakyRelu> || std::is_same_v<F, math::Elu>) {
-    f.alpha = n.attr_float("alpha", f.alpha);
-  } else if constexpr (std::is_same_v<F, math::Selu>) {
-    f.alpha = n.attr_float("alpha", f.alpha);
-    f.gamma = n.attr_float("gamma", f.gamma);
-  } else if constexpr (std::is_same_v<F, math::HardSigmoid>) {
-    f.alpha = n.attr_float("alpha", f.alpha);
-    f.beta = n.attr_float("beta", f.beta);
-  } else if constexpr (std::is_same_v<F, math::Gelu>) {
-    f.tanh_approx = n.attr_string("approximate", "none") == "tanh";
-  }
-  return f;
-}
-
 template <class F>
 void unary_kernel(KernelContext& ctx) {
-  F f = make_functor<F>(ctx.node);
+  F f = math::make_functor<F>(ctx.node);
   OTTER_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), unary_loop<scalar_t>(ctx.in(0), ctx.out(0), f));
 }
 
@@ -78,30 +60,11 @@ void unary_grad_loop(KernelContext& ctx, F f) {
   });
 }
 
-template <class F>
-void unary_grad_with(KernelContext& ctx) {
-  F f = make_functor<F>(ctx.node);
-  OTTER_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), unary_grad_loop<scalar_t>(ctx, f));
-}
-
 // UnaryGrad(dy, x, y)[op]: dx = math::<op>::grad(x, y, dy).
 void unary_grad_kernel(KernelContext& ctx) {
-  static const std::map<std::string, KernelFn> formulas = {
-      {"Abs", unary_grad_with<math::Abs>},         {"Sqrt", unary_grad_with<math::Sqrt>},
-      {"Reciprocal", unary_grad_with<math::Reciprocal>}, {"Exp", unary_grad_with<math::Exp>},
-      {"Log", unary_grad_with<math::Log>},         {"Erf", unary_grad_with<math::Erf>},
-      {"Relu", unary_grad_with<math::Relu>},       {"LeakyRelu", unary_grad_with<math::LeakyRelu>},
-      {"Sigmoid", unary_grad_with<math::Sigmoid>}, {"Tanh", unary_grad_with<math::Tanh>},
-      {"Sin", unary_grad_with<math::Sin>},         {"Cos", unary_grad_with<math::Cos>},
-      {"Atan", unary_grad_with<math::Atan>},       {"Softplus", unary_grad_with<math::Softplus>},
-      {"Elu", unary_grad_with<math::Elu>},         {"Selu", unary_grad_with<math::Selu>},
-      {"HardSigmoid", unary_grad_with<math::HardSigmoid>}, {"HardSwish", unary_grad_with<math::HardSwish>},
-      {"Mish", unary_grad_with<math::Mish>},       {"Gelu", unary_grad_with<math::Gelu>},
-  };
-  std::string op = ctx.node.attr_string("op", "");
-  auto it = formulas.find(op);
-  if (it == formulas.end()) OTTER_FAIL(ctx.node.describe(), ": no gradient formula for '", op, "'");
-  it->second(ctx);
+  math::visit_grad_functor(ctx.node, [&](auto f) {
+    OTTER_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), unary_grad_loop<scalar_t>(ctx, f));
+  });
 }
 
 // out[i] = f(a[ia], b[ib]) with broadcasting.
@@ -295,15 +258,10 @@ void clip_grad_kernel(KernelContext& ctx) {
   });
 }
 
-double dropout_ratio(const KernelContext& ctx, size_t input) {
-  if (!ctx.has_input(input)) return 0.5;
-  return ctx.in(input).to_double_vector().at(0);
-}
-
 // Dropout: in training, element i is kept when philox_uniform(seed, counter, i) >= ratio and
 // scaled by 1/(1-ratio); in eval (or with ratio 0) it is the identity and the mask is all true.
 void dropout_kernel(KernelContext& ctx) {
-  double ratio = dropout_ratio(ctx, 1);
+  double ratio = ctx.scalar_value(1, 0.5);
   OTTER_CHECK(ratio >= 0.0 && ratio < 1.0, ctx.node.describe(), ": ratio ", ratio, " must be in [0, 1)");
   const Tensor& x = ctx.in(0);
   bool active = ctx.training && ratio > 0.0;
@@ -326,7 +284,7 @@ void dropout_kernel(KernelContext& ctx) {
 }
 
 void dropout_grad_kernel(KernelContext& ctx) {
-  double ratio = dropout_ratio(ctx, 2);
+  double ratio = ctx.scalar_value(2, 0.5);
   const bool* mask = ctx.in(1).data<bool>();
   OTTER_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), {
     const scalar_t* dy = ctx.in(0).data<scalar_t>();

@@ -2,126 +2,28 @@
 // family (Sin, Cos, Atan, Softplus, Elu, Selu, HardSigmoid, HardSwish, Mish, Gelu, Sign, Round),
 // PRelu and its otter.PReluGrad, the variadic Max/Min/Sum/Mean (up to 4 broadcast inputs) and
 // otter.MinMaxGrad. The formulas are the shared functors of kernels/common/elementwise_math.h,
-// built from the node's attributes exactly as kernels/cpu/elementwise.cpp builds them. This file
-// also registers a complete otter.UnaryGrad covering every op the CPU's UnaryGrad handles; it
-// replaces the narrower one of elementwise.cu (register_activation_kernels must run after
-// register_elementwise_kernels). FP16/BF16 are widened to FP32 on load and rounded on store.
+// built from the node's attributes as on the CPU (kernels/common/unary_functors.h); the shared
+// unary launchers and otter.UnaryGrad are in kernels/cuda/unary.cuh. FP16/BF16 are widened to FP32 on load and rounded on store.
 #include <string>
 #include <type_traits>
 
 #include "kernels/common/elementwise_math.h"
-#include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/unary.cuh"
 
-// Float types plus Int64 / Int32 (for the ops the CPU also runs on integers).
-#define OTTER_CUDA_DISPATCH_NUM(DTYPE, WHAT, ...)                                                \
-  switch (DTYPE) {                                                                               \
-    case ::otter::DType::Float32: { using scalar_t = float; __VA_ARGS__; break; }                \
-    case ::otter::DType::Float64: { using scalar_t = double; __VA_ARGS__; break; }               \
-    case ::otter::DType::Float16: { using scalar_t = __half; __VA_ARGS__; break; }               \
-    case ::otter::DType::BFloat16: { using scalar_t = __nv_bfloat16; __VA_ARGS__; break; }       \
-    case ::otter::DType::Int64: { using scalar_t = int64_t; __VA_ARGS__; break; }                \
-    case ::otter::DType::Int32: { using scalar_t = int32_t; __VA_ARGS__; break; }                \
-    default: OTTER_FAIL(WHAT, ": no CUDA kernel for dtype ", ::otter::dtype_name(DTYPE));       \
-  }
 
 namespace otter::cuda {
 namespace {
 
-#define GRID_STRIDE(i, n) for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(blockDim.x) * gridDim.x)
-
-// The functor of a unary op with its attributes read from the node (the forward node or the
-// UnaryGrad node, which carries the forward node's attributes); same as the CPU's make_functor.
-template <class F>
-F make_functor(const Node& n) {
-  F f{};
-  if constexpr (std::is_same_v<F, math::LeakyRelu> || std::is_same_v<F, math::Elu>) {
-    f.alpha = n.attr_float("alpha", f.alpha);
-  } else if constexpr (std::is_same_v<F, math::Selu>) {
-    f.alpha = n.attr_float("alpha", f.alpha);
-    f.gamma = n.attr_float("gamma", f.gamma);
-  } else if constexpr (std::is_same_v<F, math::HardSigmoid>) {
-    f.alpha = n.attr_float("alpha", f.alpha);
-    f.beta = n.attr_float("beta", f.beta);
-  } else if constexpr (std::is_same_v<F, math::Gelu>) {
-    f.tanh_approx = n.attr_string("approximate", "none") == "tanh";
-  }
-  return f;
-}
-
-// ---- unary forward ----
-
-template <class T, class F>
-__global__ void unary(const T* x, T* y, int64_t n, F f) {
-  using C = typename Compute<T>::type;
-  GRID_STRIDE(i, n) store(y, i, f(static_cast<C>(load(x, i))));
-}
-
-template <class F>
-void unary_kernel(KernelContext& ctx) {
-  F f = make_functor<F>(ctx.node);
-  const Tensor& x = ctx.in(0);
-  int64_t n = x.numel();
-  OTTER_CUDA_DISPATCH_FLOAT(x.dtype(), ctx.node.describe(), {
-    unary<scalar_t><<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(static_cast<const scalar_t*>(x.raw()),
-                                                                        static_cast<scalar_t*>(ctx.out(0).raw()), n, f);
-  });
-  OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
-}
 
 // Sign also runs on integers (as on the CPU).
 void sign_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
   int64_t n = x.numel();
   OTTER_CUDA_DISPATCH_NUM(x.dtype(), ctx.node.describe(), {
-    unary<scalar_t><<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(
+    unary_k<scalar_t><<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(
         static_cast<const scalar_t*>(x.raw()), static_cast<scalar_t*>(ctx.out(0).raw()), n, math::Sign{});
   });
   OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
-}
-
-// ---- UnaryGrad(dy, x, y)[op]: dx = math::<op>::grad(x, y, dy), for every op the CPU handles ----
-
-template <class T, class F>
-__global__ void unary_grad(const T* dy, const T* x, const T* y, T* dx, int64_t n, F f) {
-  using C = typename Compute<T>::type;
-  GRID_STRIDE(i, n) store(dx, i, f.grad(static_cast<C>(load(x, i)), static_cast<C>(load(y, i)), static_cast<C>(load(dy, i))));
-}
-
-template <class F>
-void unary_grad_with(KernelContext& ctx) {
-  F f = make_functor<F>(ctx.node);
-  int64_t n = ctx.in(0).numel();
-  OTTER_CUDA_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), {
-    unary_grad<scalar_t><<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(
-        static_cast<const scalar_t*>(ctx.in(0).raw()), static_cast<const scalar_t*>(ctx.in(1).raw()),
-        static_cast<const scalar_t*>(ctx.in(2).raw()), static_cast<scalar_t*>(ctx.out(0).raw()), n, f);
-  });
-  OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
-}
-
-void unary_grad_all(KernelContext& ctx) {
-  std::string op = ctx.node.attr_string("op", "");
-  if (op == "Abs") unary_grad_with<math::Abs>(ctx);
-  else if (op == "Sqrt") unary_grad_with<math::Sqrt>(ctx);
-  else if (op == "Reciprocal") unary_grad_with<math::Reciprocal>(ctx);
-  else if (op == "Exp") unary_grad_with<math::Exp>(ctx);
-  else if (op == "Log") unary_grad_with<math::Log>(ctx);
-  else if (op == "Erf") unary_grad_with<math::Erf>(ctx);
-  else if (op == "Relu") unary_grad_with<math::Relu>(ctx);
-  else if (op == "LeakyRelu") unary_grad_with<math::LeakyRelu>(ctx);
-  else if (op == "Sigmoid") unary_grad_with<math::Sigmoid>(ctx);
-  else if (op == "Tanh") unary_grad_with<math::Tanh>(ctx);
-  else if (op == "Sin") unary_grad_with<math::Sin>(ctx);
-  else if (op == "Cos") unary_grad_with<math::Cos>(ctx);
-  else if (op == "Atan") unary_grad_with<math::Atan>(ctx);
-  else if (op == "Softplus") unary_grad_with<math::Softplus>(ctx);
-  else if (op == "Elu") unary_grad_with<math::Elu>(ctx);
-  else if (op == "Selu") unary_grad_with<math::Selu>(ctx);
-  else if (op == "HardSigmoid") unary_grad_with<math::HardSigmoid>(ctx);
-  else if (op == "HardSwish") unary_grad_with<math::HardSwish>(ctx);
-  else if (op == "Mish") unary_grad_with<math::Mish>(ctx);
-  else if (op == "Gelu") unary_grad_with<math::Gelu>(ctx);
-  else OTTER_FAIL(ctx.node.describe(), ": no CUDA gradient formula for '", op, "'");
 }
 
 // ---- PRelu and PReluGrad ----
@@ -259,22 +161,10 @@ void min_max_grad_kernel(KernelContext& ctx) {
   for (size_t j = 0; j < n_in; ++j) shapes.push_back(&ctx.in(j + 2).shape());
   Strides bs = broadcast_strides(dy.shape(), shapes);
 
-  const Shape& gs = dy.shape();
-  OTTER_CHECK(dx.shape().size() <= gs.size(), ctx.node.describe(), ": input rank exceeds the output's");
-  Shape like(gs.size() - dx.shape().size(), 1);
-  like.insert(like.end(), dx.shape().begin(), dx.shape().end());
-  std::vector<int64_t> gst = shape_strides(gs);
-  Strides keep, red;
-  keep.rank = red.rank = static_cast<int>(gs.size());
-  for (size_t d = 0; d < gs.size(); ++d) {
-    bool reduced = like[d] == 1 && gs[d] != 1;
-    keep.out[d] = reduced ? 1 : gs[d];
-    keep.in[0][d] = reduced ? 0 : gst[d];
-    red.out[d] = reduced ? gs[d] : 1;
-    red.in[0][d] = reduced ? gst[d] : 0;
-  }
-  int64_t reduce_count = 1;
-  for (int d = 0; d < red.rank; ++d) reduce_count *= red.out[d];
+  OTTER_CHECK(dx.shape().size() <= dy.shape().size(), ctx.node.describe(), ": input rank exceeds the output's");
+  ReduceToShape rt = reduce_to_shape(dy.shape(), dx.shape());
+  const Strides &keep = rt.keep, &red = rt.reduced;
+  const int64_t reduce_count = rt.count;
   int64_t n_out = dx.numel();
   OTTER_CUDA_DISPATCH_FLOAT(dy.dtype(), ctx.node.describe(), {
     Ptrs<scalar_t> p{};
@@ -311,8 +201,6 @@ void register_activation_kernels(KernelRegistry& r) {
   r.add("", "Min", cuda, num, variadic_kernel<math::Min>);
   r.add("", "Sum", cuda, f, variadic_kernel<math::Add>);
   r.add("", "Mean", cuda, f, variadic_kernel<math::Add, true>);
-  // Replaces elementwise.cu's UnaryGrad (KernelRegistry::add overwrites): this one covers all ops.
-  r.add("otter", "UnaryGrad", cuda, f, unary_grad_all);
   r.add("otter", "PReluGrad", cuda, f, prelu_grad_kernel);
   r.add("otter", "MinMaxGrad", cuda, f, min_max_grad_kernel);
 }

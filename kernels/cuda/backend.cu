@@ -29,6 +29,25 @@ Strides broadcast_strides(const Shape& out, const std::vector<const Shape*>& ins
   return s;
 }
 
+ReduceToShape reduce_to_shape(const Shape& gs, const Shape& out) {
+  OTTER_CHECK(out.size() <= gs.size() && gs.size() <= static_cast<size_t>(kMaxDims), "cannot reduce ", shape_str(gs),
+              " to ", shape_str(out));
+  Shape like(gs.size() - out.size(), 1);
+  like.insert(like.end(), out.begin(), out.end());
+  std::vector<int64_t> gst = shape_strides(gs);
+  ReduceToShape r;
+  r.keep.rank = r.reduced.rank = static_cast<int>(gs.size());
+  for (size_t d = 0; d < gs.size(); ++d) {
+    bool reduced = like[d] == 1 && gs[d] != 1;
+    r.keep.out[d] = reduced ? 1 : gs[d];
+    r.keep.in[0][d] = reduced ? 0 : gst[d];
+    r.reduced.out[d] = reduced ? gs[d] : 1;
+    r.reduced.in[0][d] = reduced ? gst[d] : 0;
+    r.count *= r.reduced.out[d];
+  }
+  return r;
+}
+
 namespace {
 
 class CudaBackend : public DeviceBackend {
@@ -116,7 +135,7 @@ void register_cuda_kernels(KernelRegistry& r) {
   cuda::register_shape_kernels(r);
   cuda::register_reduce_kernels(r);
   cuda::register_softmax_loss_kernels(r);
-  cuda::register_activation_kernels(r);  // after elementwise: replaces UnaryGrad with the complete one
+  cuda::register_activation_kernels(r);
   cuda::register_norm_kernels(r);
 }
 

@@ -26,6 +26,10 @@ namespace otter::cuda {
 // Checks the last launch (configuration errors surface here; faults surface at the next sync).
 #define OTTER_CUDA_LAUNCH_CHECK(what) OTTER_CUDA_CHECK(cudaGetLastError())
 
+// A grid-stride loop over [0, n).
+#define GRID_STRIDE(i, n) \
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(blockDim.x) * gridDim.x)
+
 inline cudaStream_t stream_of(const KernelContext& ctx) { return static_cast<cudaStream_t>(ctx.stream); }
 
 constexpr int kThreads = 256;
@@ -56,6 +60,15 @@ struct Strides {
 // Broadcast strides of up to 4 inputs against the output shape.
 Strides broadcast_strides(const Shape& out, const std::vector<const Shape*>& ins);
 
+// Summing a tensor of shape `g` down to the broadcastable shape `like`: `keep` maps an output
+// index to the offset of the first element of its preimage in g, `reduced` walks the `count`
+// elements of that preimage (offsets relative to it).
+struct ReduceToShape {
+  Strides keep, reduced;
+  int64_t count = 1;
+};
+ReduceToShape reduce_to_shape(const Shape& g, const Shape& like);
+
 __device__ __forceinline__ void offsets_of(const Strides& s, int64_t flat, int n_inputs, int64_t* off) {
   for (int k = 0; k < n_inputs; ++k) off[k] = 0;
   for (int d = s.rank - 1; d >= 0; --d) {
@@ -75,5 +88,17 @@ __device__ __forceinline__ void offsets_of(const Strides& s, int64_t flat, int n
     case ::otter::DType::Float64: { using scalar_t = double; __VA_ARGS__; break; }               \
     case ::otter::DType::Float16: { using scalar_t = __half; __VA_ARGS__; break; }               \
     case ::otter::DType::BFloat16: { using scalar_t = __nv_bfloat16; __VA_ARGS__; break; }       \
+    default: OTTER_FAIL(WHAT, ": no CUDA kernel for dtype ", ::otter::dtype_name(DTYPE));       \
+  }
+
+// Float types plus Int64 / Int32 (for the ops the CPU also runs on integers).
+#define OTTER_CUDA_DISPATCH_NUM(DTYPE, WHAT, ...)                                                \
+  switch (DTYPE) {                                                                               \
+    case ::otter::DType::Float32: { using scalar_t = float; __VA_ARGS__; break; }                \
+    case ::otter::DType::Float64: { using scalar_t = double; __VA_ARGS__; break; }               \
+    case ::otter::DType::Float16: { using scalar_t = __half; __VA_ARGS__; break; }               \
+    case ::otter::DType::BFloat16: { using scalar_t = __nv_bfloat16; __VA_ARGS__; break; }       \
+    case ::otter::DType::Int64: { using scalar_t = int64_t; __VA_ARGS__; break; }                \
+    case ::otter::DType::Int32: { using scalar_t = int32_t; __VA_ARGS__; break; }                \
     default: OTTER_FAIL(WHAT, ": no CUDA kernel for dtype ", ::otter::dtype_name(DTYPE));       \
   }

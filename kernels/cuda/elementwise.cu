@@ -3,63 +3,11 @@
 // store; broadcasting binary ops index through per-input strides.
 #include "kernels/common/elementwise_math.h"
 #include "kernels/common/philox.h"
-#include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/unary.cuh"
 
 namespace otter::cuda {
 namespace {
 
-#define GRID_STRIDE(i, n) for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(blockDim.x) * gridDim.x)
-
-template <class T, class F>
-__global__ void unary(const T* x, T* y, int64_t n, F f) {
-  using C = typename Compute<T>::type;
-  GRID_STRIDE(i, n) store(y, i, f(static_cast<C>(load(x, i))));
-}
-
-template <class F>
-void unary_kernel(KernelContext& ctx) {
-  F f{};
-  if constexpr (std::is_same_v<F, math::LeakyRelu>) f.alpha = ctx.node.attr_float("alpha", 0.01);
-  const Tensor& x = ctx.in(0);
-  int64_t n = x.numel();
-  OTTER_CUDA_DISPATCH_FLOAT(x.dtype(), ctx.node.describe(), {
-    unary<scalar_t><<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(static_cast<const scalar_t*>(x.raw()),
-                                                                        static_cast<scalar_t*>(ctx.out(0).raw()), n, f);
-  });
-  OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
-}
-
-template <class T, class F>
-__global__ void unary_grad(const T* dy, const T* x, const T* y, T* dx, int64_t n, F f) {
-  using C = typename Compute<T>::type;
-  GRID_STRIDE(i, n) store(dx, i, f.grad(static_cast<C>(load(x, i)), static_cast<C>(load(y, i)), static_cast<C>(load(dy, i))));
-}
-
-template <class F>
-void launch_unary_grad(KernelContext& ctx, F f) {
-  int64_t n = ctx.in(0).numel();
-  OTTER_CUDA_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), {
-    unary_grad<scalar_t><<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(
-        static_cast<const scalar_t*>(ctx.in(0).raw()), static_cast<const scalar_t*>(ctx.in(1).raw()),
-        static_cast<const scalar_t*>(ctx.in(2).raw()), static_cast<scalar_t*>(ctx.out(0).raw()), n, f);
-  });
-  OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
-}
-
-void unary_grad_kernel(KernelContext& ctx) {
-  std::string op = ctx.node.attr_string("op", "");
-  if (op == "Abs") launch_unary_grad(ctx, math::Abs{});
-  else if (op == "Sqrt") launch_unary_grad(ctx, math::Sqrt{});
-  else if (op == "Reciprocal") launch_unary_grad(ctx, math::Reciprocal{});
-  else if (op == "Exp") launch_unary_grad(ctx, math::Exp{});
-  else if (op == "Log") launch_unary_grad(ctx, math::Log{});
-  else if (op == "Erf") launch_unary_grad(ctx, math::Erf{});
-  else if (op == "Relu") launch_unary_grad(ctx, math::Relu{});
-  else if (op == "LeakyRelu") launch_unary_grad(ctx, math::LeakyRelu{ctx.node.attr_float("alpha", 0.01)});
-  else if (op == "Sigmoid") launch_unary_grad(ctx, math::Sigmoid{});
-  else if (op == "Tanh") launch_unary_grad(ctx, math::Tanh{});
-  else OTTER_FAIL(ctx.node.describe(), ": no CUDA gradient formula for '", op, "'");
-}
 
 // out = f(a, b) with broadcasting; R is the result storage type.
 template <class T, class R, class F>
@@ -165,13 +113,6 @@ void identity_kernel(KernelContext& ctx) {
                                    stream_of(ctx)));
 }
 
-// Clip's bounds are scalars known at plan time (constants) or read from the device.
-double scalar_input(const KernelContext& ctx, size_t i, double fallback) {
-  if (!ctx.has_input(i)) return fallback;
-  if (const Tensor* h = ctx.host_input(i)) return h->to_double_vector().at(0);
-  return ctx.in(i).to(Device::CPU).to_double_vector().at(0);  // synchronises: only for non-constant bounds
-}
-
 template <class T>
 __global__ void clip_k(const T* x, T* y, int64_t n, double lo, double hi) {
   using C = typename Compute<T>::type;
@@ -189,7 +130,7 @@ __global__ void clip_grad_k(const T* dy, const T* x, T* dx, int64_t n, double lo
 }
 
 void clip_kernel(KernelContext& ctx) {
-  double lo = scalar_input(ctx, 1, -INFINITY), hi = scalar_input(ctx, 2, INFINITY);
+  double lo = ctx.scalar_value(1, -INFINITY), hi = ctx.scalar_value(2, INFINITY);
   int64_t n = ctx.in(0).numel();
   OTTER_CUDA_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), {
     clip_k<scalar_t><<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(static_cast<const scalar_t*>(ctx.in(0).raw()),
@@ -199,7 +140,7 @@ void clip_kernel(KernelContext& ctx) {
 }
 
 void clip_grad_kernel(KernelContext& ctx) {
-  double lo = scalar_input(ctx, 2, -INFINITY), hi = scalar_input(ctx, 3, INFINITY);
+  double lo = ctx.scalar_value(2, -INFINITY), hi = ctx.scalar_value(3, INFINITY);
   int64_t n = ctx.in(0).numel();
   OTTER_CUDA_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), {
     clip_grad_k<scalar_t><<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(
@@ -231,7 +172,7 @@ __global__ void dropout_grad_k(const T* dy, const bool* mask, T* dx, int64_t n, 
 }
 
 void dropout_kernel(KernelContext& ctx) {
-  double ratio = scalar_input(ctx, 1, 0.5);
+  double ratio = ctx.scalar_value(1, 0.5);
   OTTER_CHECK(ratio >= 0.0 && ratio < 1.0, ctx.node.describe(), ": ratio ", ratio, " must be in [0, 1)");
   bool active = ctx.training && ratio > 0.0;
   int64_t n = ctx.in(0).numel();
@@ -245,7 +186,7 @@ void dropout_kernel(KernelContext& ctx) {
 }
 
 void dropout_grad_kernel(KernelContext& ctx) {
-  double ratio = scalar_input(ctx, 2, 0.5);
+  double ratio = ctx.scalar_value(2, 0.5);
   int64_t n = ctx.in(0).numel();
   OTTER_CUDA_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), {
     dropout_grad_k<scalar_t><<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(
@@ -275,26 +216,11 @@ __global__ void sum_to_k(const T* g, T* out, int64_t n_out, Strides s, int64_t r
 void sum_to_shape_kernel(KernelContext& ctx) {
   const Tensor& g = ctx.in(0);
   Tensor& out = ctx.out(0);
-  const Shape& gs = g.shape();
-  Shape like(gs.size() - out.shape().size(), 1);
-  like.insert(like.end(), out.shape().begin(), out.shape().end());
-  std::vector<int64_t> gst = shape_strides(gs);
-  // Output index -> g offset: strides of g along the kept dims; reduced dims iterate separately.
-  Strides s, r;
-  s.rank = r.rank = static_cast<int>(gs.size());
-  for (size_t d = 0; d < gs.size(); ++d) {
-    bool reduced = like[d] == 1 && gs[d] != 1;
-    s.out[d] = reduced ? 1 : gs[d];
-    s.in[0][d] = reduced ? 0 : gst[d];
-    r.out[d] = reduced ? gs[d] : 1;
-    r.in[0][d] = reduced ? gst[d] : 0;
-  }
-  int64_t reduce_count = 1;
-  for (int d = 0; d < r.rank; ++d) reduce_count *= r.out[d];
+  ReduceToShape r = reduce_to_shape(g.shape(), out.shape());
   int64_t n_out = out.numel();
   OTTER_CUDA_DISPATCH_FLOAT(g.dtype(), ctx.node.describe(), {
     sum_to_k<scalar_t><<<blocks_for(n_out), kThreads, 0, stream_of(ctx)>>>(
-        static_cast<const scalar_t*>(g.raw()), static_cast<scalar_t*>(out.raw()), n_out, s, reduce_count, r);
+        static_cast<const scalar_t*>(g.raw()), static_cast<scalar_t*>(out.raw()), n_out, r.keep, r.count, r.reduced);
   });
   OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
 }

@@ -16,7 +16,6 @@
 namespace otter::cuda {
 namespace {
 
-#define GRID_STRIDE(i, n) for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(blockDim.x) * gridDim.x)
 
 [[noreturn]] void cublas_fail(const Node& node, const char* what, cublasStatus_t s) {
   throw Error(cat(node.describe(), ": ", what, " failed: ", cublasGetStatusName(s), " (", cublasGetStatusString(s), ")"),

@@ -18,7 +18,6 @@ std::vector<int64_t> reduction_axes(const Node& node, const std::optional<std::v
 namespace otter::cuda {
 namespace {
 
-#define GRID_STRIDE(i, n) for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(blockDim.x) * gridDim.x)
 
 // The reduction geometry of an input shape and its (sorted, normalised) axes.
 struct ReduceGeometry {
@@ -87,8 +86,7 @@ ReduceGeometry make_geometry(const Node& node, const Shape& in, const std::vecto
 std::vector<int64_t> node_axes(const KernelContext& ctx, size_t axes_input, int64_t rank) {
   std::optional<std::vector<int64_t>> given;
   if (ctx.has_input(axes_input)) {
-    if (const Tensor* h = ctx.host_input(axes_input)) given = h->to_int64_vector();
-    else given = ctx.in(axes_input).to(Device::CPU).to_int64_vector();  // synchronises: only for run-time axes
+    given = ctx.int64_values(axes_input);  // the plan-time copy; run-time axes synchronise
   }
   bool noop = false;
   return reduction_axes(ctx.node, given, rank, &noop);  // noop: no axes, each element reduced alone

@@ -10,29 +10,17 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kernels/common/slice_layout.h"
 #include "kernels/cuda/cuda_common.cuh"
 
 namespace otter::cuda {
 namespace {
 
-#define GRID_STRIDE(i, n) for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(blockDim.x) * gridDim.x)
 
 int64_t dims_product(const Shape& shape, size_t b, size_t e) {
   int64_t n = 1;
   for (size_t k = b; k < e; ++k) n *= shape[k];
   return n;
-}
-
-int64_t normalize_axis(const KernelContext& ctx, int64_t axis, int64_t rank) {
-  OTTER_CHECK(axis >= -rank && axis < rank, ctx.node.describe(), ": axis ", axis, " is out of range for rank ", rank);
-  return axis < 0 ? axis + rank : axis;
-}
-
-// The values of a small int input: its plan-time host copy, or as a last resort a copy from the
-// device (which synchronizes the stream).
-std::vector<int64_t> host_ints(const KernelContext& ctx, size_t i) {
-  if (const Tensor* h = ctx.host_input(i)) return h->to_int64_vector();
-  return ctx.in(i).to(Device::CPU).to_int64_vector();
 }
 
 // ---- strided copy ----
@@ -112,48 +100,7 @@ void expand_kernel(KernelContext& ctx) {
   strided_copy<false>(ctx, x.raw(), y.raw(), dtype_size(x.dtype()), 0, y.shape(), s);
 }
 
-// ---- Slice and SliceGrad ----
-
-// A slice of a tensor of `shape` by inputs first..first+3 (starts, ends, axes?, steps?): the
-// offset of its first element, the per-dim strides (step * stride) and its shape. The same
-// normalisation as the CPU kernel.
-struct SliceLayout {
-  int64_t base = 0;
-  std::vector<int64_t> strides;
-  Shape shape;
-};
-
-SliceLayout slice_layout(const KernelContext& ctx, const Shape& shape, size_t first) {
-  std::vector<int64_t> starts = host_ints(ctx, first), ends = host_ints(ctx, first + 1);
-  std::vector<int64_t> axes, steps(starts.size(), 1);
-  if (ctx.has_input(first + 2)) axes = host_ints(ctx, first + 2);
-  else for (size_t k = 0; k < starts.size(); ++k) axes.push_back(static_cast<int64_t>(k));
-  if (ctx.has_input(first + 3)) steps = host_ints(ctx, first + 3);
-  OTTER_CHECK(ends.size() == starts.size() && axes.size() == starts.size() && steps.size() == starts.size(),
-              ctx.node.describe(), ": starts, ends, axes and steps differ in length");
-  std::vector<int64_t> in_strides = shape_strides(shape);
-  SliceLayout l{0, in_strides, shape};
-  for (size_t k = 0; k < starts.size(); ++k) {
-    int64_t a = normalize_axis(ctx, axes[k], static_cast<int64_t>(shape.size()));
-    int64_t dim = shape[a], start = starts[k], end = ends[k], step = steps[k];
-    OTTER_CHECK(step != 0, ctx.node.describe(), ": a step is 0");
-    if (dim == 0) continue;  // nothing is sliced there
-    if (start < 0) start += dim;
-    if (end < 0) end += dim;
-    if (step > 0) {
-      start = std::clamp<int64_t>(start, 0, dim);
-      end = std::clamp<int64_t>(end, 0, dim);
-      l.shape[a] = end > start ? (end - start + step - 1) / step : 0;
-    } else {
-      start = std::clamp<int64_t>(start, 0, dim - 1);
-      end = std::clamp<int64_t>(end, -1, dim - 1);
-      l.shape[a] = start > end ? (start - end - step - 1) / -step : 0;
-    }
-    l.base += start * in_strides[a];
-    l.strides[a] = in_strides[a] * step;
-  }
-  return l;
-}
+// ---- Slice and SliceGrad (layout: kernels/common/slice_layout.h) ----
 
 void slice_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
@@ -260,7 +207,7 @@ void split(const KernelContext& ctx, const Tensor& whole, int64_t axis, const st
 
 void concat_kernel(KernelContext& ctx) {
   Tensor& y = ctx.out(0);
-  int64_t axis = normalize_axis(ctx, ctx.node.attr_int("axis", 0), y.rank());
+  int64_t axis = ctx.normalize_axis(ctx.node.attr_int("axis", 0), y.rank());
   std::vector<int64_t> dims;
   std::vector<const void*> parts;
   for (size_t i = 0; i < ctx.inputs.size(); ++i) {
@@ -273,7 +220,7 @@ void concat_kernel(KernelContext& ctx) {
 // ConcatGrad(dy, x0, x1, ...): output i is dy's block for x_i (x_i read for its shape only).
 void concat_grad_kernel(KernelContext& ctx) {
   const Tensor& dy = ctx.in(0);
-  int64_t axis = normalize_axis(ctx, ctx.node.attr_int("axis", 0), dy.rank());
+  int64_t axis = ctx.normalize_axis(ctx.node.attr_int("axis", 0), dy.rank());
   std::vector<int64_t> dims;
   std::vector<void*> parts;
   for (size_t i = 1; i < ctx.inputs.size(); ++i) {
@@ -287,7 +234,7 @@ void concat_grad_kernel(KernelContext& ctx) {
 // split input, num_outputs or equal parts), exactly as the CPU kernel reads them.
 void split_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
-  int64_t axis = normalize_axis(ctx, ctx.node.attr_int("axis", 0), x.rank());
+  int64_t axis = ctx.normalize_axis(ctx.node.attr_int("axis", 0), x.rank());
   std::vector<int64_t> dims;
   std::vector<void*> parts;
   for (size_t i = 0; i < ctx.outputs.size(); ++i) {
@@ -303,7 +250,7 @@ void split_kernel(KernelContext& ctx) {
 void split_grad_kernel(KernelContext& ctx) {
   Tensor& dx = ctx.out(0);
   size_t n = ctx.inputs.size() / 2;
-  int64_t axis = normalize_axis(ctx, ctx.node.attr_int("axis", 0), dx.rank());
+  int64_t axis = ctx.normalize_axis(ctx.node.attr_int("axis", 0), dx.rank());
   std::vector<int64_t> dims;
   std::vector<const void*> parts;
   for (size_t i = 0; i < n; ++i) {
@@ -393,7 +340,7 @@ void gather_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
   const Tensor& indices = ctx.in(1);
   Tensor& y = ctx.out(0);
-  int64_t axis = normalize_axis(ctx, ctx.node.attr_int("axis", 0), x.rank());
+  int64_t axis = ctx.normalize_axis(ctx.node.attr_int("axis", 0), x.rank());
   int64_t dim = x.shape()[axis];
   int64_t outer = dims_product(x.shape(), 0, static_cast<size_t>(axis));
   int64_t inner = dims_product(x.shape(), static_cast<size_t>(axis) + 1, x.shape().size());
@@ -491,7 +438,7 @@ void gather_grad_kernel(KernelContext& ctx) {
   const Tensor& dy = ctx.in(0);
   const Tensor& indices = ctx.in(1);
   Tensor& dx = ctx.out(0);
-  int64_t axis = normalize_axis(ctx, ctx.node.attr_int("axis", 0), dx.rank());
+  int64_t axis = ctx.normalize_axis(ctx.node.attr_int("axis", 0), dx.rank());
   int64_t dim = dx.shape()[axis];
   int64_t outer = dims_product(dx.shape(), 0, static_cast<size_t>(axis));
   int64_t inner = dims_product(dx.shape(), static_cast<size_t>(axis) + 1, dx.shape().size());

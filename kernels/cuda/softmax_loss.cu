@@ -17,7 +17,6 @@
 namespace otter::cuda {
 namespace {
 
-#define GRID_STRIDE(i, n) for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(blockDim.x) * gridDim.x)
 // One warp per line: `line` runs over [0, n) for the whole warp (uniform), `lane` is its lane.
 #define WARP_STRIDE(line, n)                                                                    \
   const int lane = static_cast<int>(threadIdx.x & 31);                                          \

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <set>
 
+#include "runtime/core/half.h"
 #include "runtime/exec/infer.h"
 #include "runtime/passes/autodiff.h"
 
@@ -135,8 +136,13 @@ void Session::set_parameter(const std::string& name, const Tensor& value) {
 
 void Session::refresh_low_weights() {
   if (low_ == DType::Float32) return;
-  Tensor low = masters_.cast(low_);  // round to nearest even, once per step for the whole model
-  std::memcpy(low_weights_.raw(), low.raw(), low.nbytes());
+  // Round to nearest even, once per step for the whole model, straight into the flat low copy.
+  const float* src = masters_.data<float>();
+  uint16_t* dst = static_cast<uint16_t*>(low_weights_.raw());
+  const int64_t n = masters_.numel();
+  const bool half = low_ == DType::Float16;
+#pragma omp parallel for if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) dst[i] = half ? math::float_to_half_bits(src[i]) : math::float_to_bfloat16_bits(src[i]);
 }
 
 const PrecisionDecision* Session::precision_of(int node) const {
