@@ -129,6 +129,7 @@ const std::map<std::string, OptSpec>& option_specs() {
       {"precision_op", {OptType::Names, {}}},
       {"precision_node", {OptType::Names, {}}},
       {"device", {OptType::String, {}}},
+      {"cuda_graphs", {OptType::String, {"on", "off"}}},
       {"batchnorm", {OptType::String, {"train", "frozen"}}},
   };
   return specs;
@@ -283,16 +284,9 @@ otter::TrainConfig config_from(const otter_options* options, std::string* device
   };
   overrides("precision_op", &c.precision_by_op);
   overrides("precision_node", &c.precision_by_node);
-  if (auto s = get("device")) {
-    if (*s != "auto" && *s != "cpu") {
-      if (!otter::device_backend(otter::Device::CUDA))
-        OTTER_FAIL_KIND(Unsupported, "device '", *s, "' is not available: ", otter::cuda_unavailable_reason(),
-                        " (use cpu or auto)");
-      OTTER_FAIL_KIND(Unsupported, "device '", *s, "': training on CUDA is not implemented yet in this version ",
-                      "(the CUDA device ", otter::device_backend(otter::Device::CUDA)->describe(),
-                      " is present; use cpu or auto)");
-    }
-  }
+  if (auto s = get("device")) c.device = otter::resolve_device(*s);
+  *device = c.device == otter::Device::CPU ? "cpu" : "cuda:0";
+  if (auto s = get("cuda_graphs")) c.cuda_graphs = *s == "on";
   return c;
 }
 
@@ -549,9 +543,8 @@ otter_status otter_session_train_step(otter_session* s, size_t n, const char* co
                                       const otter_tensor_view* inputs, double* out_loss) {
   OTTER_REQUIRE(s);
   return guard(__func__, [&] {
-    double loss = s->session->train_step(feeds_from(n, names, inputs));
+    s->session->train_step(feeds_from(n, names, inputs), out_loss);
     s->stepped = true;
-    if (out_loss) *out_loss = loss;
   });
 }
 

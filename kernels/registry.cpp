@@ -1,6 +1,8 @@
 // Kernel registry storage and lookup.
 #include "kernels/registry.h"
 
+#include "kernels/step_ops.h"
+
 namespace otter {
 
 
@@ -68,5 +70,19 @@ const KernelRegistry& KernelRegistry::instance() {
   }();
   return registry;
 }
+
+StepOps* cpu_step_ops();  // kernels/cpu/step_ops.cpp
+
+namespace {
+StepOps* step_ops_table[2] = {nullptr, nullptr};
+}
+
+StepOps* step_ops(Device d) {
+  KernelRegistry::instance();  // installs the CUDA backend and its step operations when usable
+  if (d == Device::CPU) return cpu_step_ops();
+  return step_ops_table[static_cast<int>(d)];
+}
+
+void set_step_ops(Device d, StepOps* ops) { step_ops_table[static_cast<int>(d)] = ops; }
 
 }  // namespace otter

@@ -22,7 +22,17 @@ struct KernelContext {
   std::vector<Tensor*> outputs;       // nullptr for an omitted optional output
   bool training = true;               // Dropout: active in training, identity in eval
   uint64_t seed = 0;                  // random ops: the session seed
-  uint64_t counter = 0;               // random ops: a per-step, per-node offset
+  uint64_t counter = 0;               // random ops: (step << 20) ^ node_index
+  uint64_t node_index = 0;            // the node's index in its graph
+  // Device sessions: the step, in device memory, that random ops draw from; when set, a device
+  // kernel computes its counter as (*step_on_device << 20) ^ node_index on the device, so that a
+  // captured CUDA graph draws new masks at every replay.
+  const int64_t* step_on_device = nullptr;
+  // Per input: the caller checked its values on the host (device sessions check the index and
+  // label feeds of Gather, GatherElements and the losses before uploading them): a device kernel
+  // skips its own range check, which would have to synchronise with the host to report an error.
+  std::vector<bool> checked_inputs;
+  bool input_checked(size_t i) const { return i < checked_inputs.size() && checked_inputs[i]; }
   void* stream = nullptr;             // CUDA: the cudaStream_t to launch on
   // Host copies of inputs known when the plan was built (constants: axes, shapes, starts...),
   // nullptr otherwise; device kernels read such small inputs here rather than from the device.

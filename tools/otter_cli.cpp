@@ -61,7 +61,8 @@ const char* kTrainHelp =
     "  --precision-op OP=CLASS,...    override the policy by op type (CLASS: lower|fp32|follow)\n"
     "  --precision-node NAME=CLASS,... override the policy by node name\n"
     "  --loss-scale dynamic|none|VALUE (default: dynamic for fp16, none otherwise)\n"
-    "  --device auto|cpu|cuda[:N]\n"
+    "  --device auto|cpu|cuda[:0]\n"
+    "  --cuda-graphs on|off   capture each CUDA training step as a graph (default on)\n"
     "checkpoints and output:\n"
     "  --checkpoint PATH --checkpoint-every N   save every N optimizer steps (and at the end)\n"
     "  --resume PATH             continue from a checkpoint\n"
@@ -300,6 +301,7 @@ void set_common(otter::cpp::Options& o, const Args& a, bool training) {
   pass("--precision-op", "precision_op");
   pass("--precision-node", "precision_node");
   pass("--device", "device");
+  pass("--cuda-graphs", "cuda_graphs");
   if (!training) return;
   o.set("optimizer", a.get("--optimizer", "adamw"));
   pass("--lr", "lr");
@@ -317,7 +319,7 @@ void set_common(otter::cpp::Options& o, const Args& a, bool training) {
 int cmd_train(int argc, char** argv) {
   Args a(argc, argv, 2, {"--data", "--label", "--loss", "--loss-output", "--optimizer", "--lr", "--momentum",
                          "--weight-decay", "--schedule", "--warmup", "--epochs", "--steps", "--batch-size",
-                         "--grad-accum", "--clip-norm", "--precision", "--loss-scale", "--device", "--seed",
+                         "--grad-accum", "--clip-norm", "--precision", "--loss-scale", "--device", "--cuda-graphs", "--seed",
                          "--freeze", "--val", "--checkpoint", "--checkpoint-every", "--resume", "--out", "--metrics",
                          "--plot", "--precision-op", "--precision-node"});
   if (a.positional.size() != 1) throw UsageError("train needs exactly one MODEL.onnx (see otter train --help)");

@@ -3,7 +3,11 @@
 // missing, nothing is installed and the reason is recorded: Otter then runs on the CPU and
 // `--device cuda` is a clear error.
 #include <cstdio>
+#include <cstring>
+#include <deque>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "kernels/cuda/cuda_common.cuh"
 
@@ -85,6 +89,50 @@ class CudaBackend : public DeviceBackend {
     OTTER_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, stream_));
     if (dd == Device::CPU || sd == Device::CPU) OTTER_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
+  void upload_async(void* dst, const void* src, size_t bytes) override {
+    if (!bytes) return;
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    OTTER_CUDA_CHECK(cudaStreamIsCapturing(stream_, &capturing));
+    if (capturing != cudaStreamCaptureStatusNone) {
+      // A captured copy reads its source at every replay: give it pinned memory of its own, kept
+      // for the life of the process (a graph is captured once per plan, so this stays small).
+      void* host = nullptr;
+      OTTER_CUDA_CHECK(cudaMallocHost(&host, bytes));
+      captured_sources_.emplace_back(host, [](void* p) { cudaFreeHost(p); });
+      std::memcpy(host, src, bytes);
+      OTTER_CUDA_CHECK(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, stream_));
+      return;
+    }
+    Staging& s = staging_for(bytes);
+    std::memcpy(s.host, src, bytes);
+    OTTER_CUDA_CHECK(cudaMemcpyAsync(dst, s.host, bytes, cudaMemcpyHostToDevice, stream_));
+    OTTER_CUDA_CHECK(cudaEventRecord(s.done, stream_));
+  }
+  void begin_capture() override {
+    OTTER_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  }
+  std::shared_ptr<void> end_capture(std::string* why_not) override {
+    cudaGraph_t graph = nullptr;
+    cudaError_t err = cudaStreamEndCapture(stream_, &graph);
+    if (err != cudaSuccess || !graph) {
+      cudaGetLastError();
+      if (graph) cudaGraphDestroy(graph);
+      *why_not = cat("stream capture failed: ", cudaGetErrorString(err));
+      return nullptr;
+    }
+    cudaGraphExec_t exec = nullptr;
+    err = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (err != cudaSuccess) {
+      cudaGetLastError();
+      *why_not = cat("graph instantiation failed: ", cudaGetErrorString(err));
+      return nullptr;
+    }
+    return std::shared_ptr<void>(exec, [](void* e) { cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(e)); });
+  }
+  void launch_graph(void* graph) override {
+    OTTER_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(graph), stream_));
+  }
   void fill_zero(void* p, size_t bytes) override { OTTER_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, stream_)); }
   void synchronize() override { OTTER_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
   void* stream() override { return stream_; }
@@ -93,6 +141,27 @@ class CudaBackend : public DeviceBackend {
   }
 
  private:
+  // Pinned staging buffers for upload_async: one is reused once the copy that last read it has
+  // completed (its event), so uploads never wait for the device; in a steady training loop the
+  // pool settles at about two buffers per input.
+  struct Staging {
+    void* host = nullptr;
+    size_t capacity = 0;
+    cudaEvent_t done = nullptr;
+  };
+  Staging& staging_for(size_t bytes) {
+    for (Staging& s : staging_)
+      if (s.capacity >= bytes && cudaEventQuery(s.done) == cudaSuccess) return s;
+    cudaGetLastError();  // cudaEventQuery reports cudaErrorNotReady for busy buffers
+    Staging s;
+    s.capacity = bytes < (1u << 20) ? (1u << 20) : bytes;
+    OTTER_CUDA_CHECK(cudaMallocHost(&s.host, s.capacity));
+    OTTER_CUDA_CHECK(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
+    staging_.push_back(s);
+    return staging_.back();
+  }
+  std::deque<Staging> staging_;
+  std::vector<std::shared_ptr<void>> captured_sources_;
   int device_;
   cudaStream_t stream_ = nullptr;
   std::string name_;
@@ -108,6 +177,12 @@ void register_reduce_kernels(KernelRegistry& r);
 void register_softmax_loss_kernels(KernelRegistry& r);
 void register_activation_kernels(KernelRegistry& r);
 void register_norm_kernels(KernelRegistry& r);
+void register_conv_kernels(KernelRegistry& r);
+void register_pool_kernels(KernelRegistry& r);
+void register_indexing_kernels(KernelRegistry& r);
+void register_spatial_kernels(KernelRegistry& r);
+void register_einsum_kernels(KernelRegistry& r);
+void install_step_ops();  // step_ops.cu
 
 }  // namespace otter::cuda
 
@@ -126,6 +201,7 @@ void register_cuda_kernels(KernelRegistry& r) {
     try {
       static cuda::CudaBackend backend(0);
       set_device_backend(Device::CUDA, &backend);
+      cuda::install_step_ops();
     } catch (const Error& e) {
       set_cuda_unavailable_reason(e.what());
     }
@@ -137,6 +213,11 @@ void register_cuda_kernels(KernelRegistry& r) {
   cuda::register_softmax_loss_kernels(r);
   cuda::register_activation_kernels(r);
   cuda::register_norm_kernels(r);
+  cuda::register_conv_kernels(r);
+  cuda::register_pool_kernels(r);
+  cuda::register_indexing_kernels(r);
+  cuda::register_spatial_kernels(r);
+  cuda::register_einsum_kernels(r);
 }
 
 }  // namespace otter

@@ -1,6 +1,7 @@
 // CUDA kernels for the elementwise family: the same functors as the CPU (kernels/common/
 // elementwise_math.h) in grid-stride loops, FP16/BF16 widened to FP32 on load and rounded on
-// store; broadcasting binary ops index through per-input strides.
+// store; broadcasting binary ops (and the logical And/Or/Xor on Bool) index through per-input
+// strides.
 #include "kernels/common/elementwise_math.h"
 #include "kernels/common/philox.h"
 #include "kernels/cuda/unary.cuh"
@@ -42,6 +43,29 @@ void binary_kernel(KernelContext& ctx) {
     case DType::Int32: launch(static_cast<const int32_t*>(a.raw()), static_cast<const int32_t*>(b.raw())); break;
     default: OTTER_FAIL(ctx.node.describe(), ": no CUDA kernel for dtype ", dtype_name(a.dtype()));
   }
+  OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
+}
+
+// And / Or / Xor on Bool, broadcasting like the arithmetic ops.
+template <class F>
+void logical_kernel(KernelContext& ctx) {
+  Tensor& out = ctx.out(0);
+  Strides s = broadcast_strides(out.shape(), {&ctx.in(0).shape(), &ctx.in(1).shape()});
+  int64_t n = out.numel();
+  binary<bool, bool><<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(static_cast<const bool*>(ctx.in(0).raw()),
+                                                                      static_cast<const bool*>(ctx.in(1).raw()),
+                                                                      static_cast<bool*>(out.raw()), n, s, F{});
+  OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
+}
+
+__global__ void not_k(const bool* x, bool* y, int64_t n) {
+  GRID_STRIDE(i, n) y[i] = !x[i];
+}
+
+void not_kernel(KernelContext& ctx) {
+  int64_t n = ctx.in(0).numel();
+  not_k<<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(static_cast<const bool*>(ctx.in(0).raw()),
+                                                        static_cast<bool*>(ctx.out(0).raw()), n);
   OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
 }
 
@@ -153,9 +177,10 @@ void clip_grad_kernel(KernelContext& ctx) {
 // Dropout: the same Philox stream as the CPU kernel, so masks match for the same seed.
 template <class T>
 __global__ void dropout_k(const T* x, T* y, bool* mask, int64_t n, float ratio, bool active, uint64_t seed,
-                          uint64_t stream) {
+                          uint64_t stream, const int64_t* step_on_device, uint64_t node_index) {
   using C = typename Compute<T>::type;
   C scale = C(1.0 / (1.0 - ratio));
+  if (step_on_device) stream = (static_cast<uint64_t>(*step_on_device) << 20) ^ node_index;
   GRID_STRIDE(i, n) {
     bool keep = !active || math::philox_uniform(seed, stream, static_cast<uint64_t>(i)) >= ratio;
     C v = static_cast<C>(load(x, i));
@@ -180,7 +205,7 @@ void dropout_kernel(KernelContext& ctx) {
   OTTER_CUDA_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), {
     dropout_k<scalar_t><<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(
         static_cast<const scalar_t*>(ctx.in(0).raw()), static_cast<scalar_t*>(ctx.out(0).raw()), mask, n,
-        static_cast<float>(ratio), active, ctx.seed, ctx.counter);
+        static_cast<float>(ratio), active, ctx.seed, ctx.counter, ctx.step_on_device, ctx.node_index);
   });
   OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
 }
@@ -262,6 +287,10 @@ void register_elementwise_kernels(KernelRegistry& r) {
   r.add("", "Greater", cuda, num, binary_kernel<math::Greater, true>);
   r.add("", "LessOrEqual", cuda, num, binary_kernel<math::LessOrEqual, true>);
   r.add("", "GreaterOrEqual", cuda, num, binary_kernel<math::GreaterOrEqual, true>);
+  r.add("", "Not", cuda, {DType::Bool}, not_kernel);
+  r.add("", "And", cuda, {DType::Bool}, logical_kernel<math::And>);
+  r.add("", "Or", cuda, {DType::Bool}, logical_kernel<math::Or>);
+  r.add("", "Xor", cuda, {DType::Bool}, logical_kernel<math::Xor>);
   r.add("", "Where", cuda, all, where_kernel);
   r.add("", "Dropout", cuda, f, dropout_kernel);
   r.add("otter", "UnaryGrad", cuda, f, unary_grad_kernel);

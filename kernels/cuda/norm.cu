@@ -1,6 +1,8 @@
-// CUDA kernels for the norm op family: LayerNormalization, BatchNormalization and their
-// otter.*Grad ops, with the semantics of kernels/cpu/norm.cpp. One block (kThreads threads) per
-// row (LayerNormalization) or channel (BatchNormalization) reduces in a fixed order (per-thread
+// CUDA kernels for the norm op family: LayerNormalization, BatchNormalization,
+// InstanceNormalization, GroupNormalization and their otter.*Grad ops, with the semantics of
+// kernels/cpu/norm.cpp. One block (kThreads threads) per row (LayerNormalization), channel
+// (BatchNormalization) or group (n, g) (Instance/GroupNormalization, whose scale and bias are
+// per channel or, GroupNormalization opset 18, per group) reduces in a fixed order (per-thread
 // strided sums, then a shared-memory tree), so results are deterministic; statistics are two-pass
 // mean and biased variance accumulated in FP32 (FP64 for FP64 tensors). Scale, bias and the
 // statistics may have another floating dtype than X: they are read and written through a
@@ -87,6 +89,24 @@ unsigned grid_for(int64_t items) {
   return static_cast<unsigned>(items < 1 ? 1 : (items > cap ? cap : items));
 }
 
+// Mean and biased variance of the `cols` contiguous values at xr (two passes, block-wide, fixed
+// order; 0 and 0 when cols == 0); every thread of the block gets them.
+template <class T, class C>
+__device__ void row_moments(const T* xr, int64_t cols, C& mean, C& var) {
+  int t = static_cast<int>(threadIdx.x);
+  C acc = 0;
+  for (int64_t j = t; j < cols; j += kThreads) acc += static_cast<C>(load(xr, j));
+  C tot = block_sum(acc);
+  mean = cols > 0 ? tot / static_cast<C>(cols) : C(0);
+  acc = 0;
+  for (int64_t j = t; j < cols; j += kThreads) {
+    C d = static_cast<C>(load(xr, j)) - mean;
+    acc += d * d;
+  }
+  tot = block_sum(acc);
+  var = cols > 0 ? tot / static_cast<C>(cols) : C(0);
+}
+
 // ---- LayerNormalization ----
 
 struct RowView {
@@ -129,17 +149,8 @@ __global__ void ln_fwd_k(const T* x, T* y, Param w, Param b, bool has_b, Strides
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * cols;
     T* yr = y + r * cols;
-    C acc = 0;
-    for (int64_t j = t; j < cols; j += kThreads) acc += static_cast<C>(load(xr, j));
-    C tot = block_sum(acc);
-    C mean = cols > 0 ? tot / static_cast<C>(cols) : C(0);
-    acc = 0;
-    for (int64_t j = t; j < cols; j += kThreads) {
-      C d = static_cast<C>(load(xr, j)) - mean;
-      acc += d * d;
-    }
-    tot = block_sum(acc);
-    C var = cols > 0 ? tot / static_cast<C>(cols) : C(0);
+    C mean, var;
+    row_moments(xr, cols, mean, var);
     C inv = inv_sqrt(var + eps);
     for (int64_t j = t; j < cols; j += kThreads) {
       int64_t ow = j, ob = j;
@@ -193,17 +204,8 @@ __global__ void ln_grad_row_k(const T* dy, const T* x, T* dx, Param w, Strides s
     const T* xr = x + r * cols;
     const T* dyr = dy + r * cols;
     T* dxr = dx + r * cols;
-    C acc = 0;
-    for (int64_t j = t; j < cols; j += kThreads) acc += static_cast<C>(load(xr, j));
-    C tot = block_sum(acc);  // every thread reaches each block_sum
-    C mean = cols > 0 ? tot / static_cast<C>(cols) : C(0);
-    acc = 0;
-    for (int64_t j = t; j < cols; j += kThreads) {
-      C d = static_cast<C>(load(xr, j)) - mean;
-      acc += d * d;
-    }
-    tot = block_sum(acc);
-    C var = cols > 0 ? tot / static_cast<C>(cols) : C(0);
+    C mean, var;
+    row_moments(xr, cols, mean, var);  // every thread reaches each block_sum
     C inv = inv_sqrt(var + eps);
     C a1 = 0, a2 = 0;
     for (int64_t j = t; j < cols; j += kThreads) {
@@ -514,6 +516,159 @@ void batch_norm_grad_kernel(KernelContext& ctx) {
   OTTER_CUDA_DISPATCH_FLOAT(ctx.in(1).dtype(), ctx.node.describe(), batch_norm_grad_typed<scalar_t>(ctx, batch));
 }
 
+// ---- InstanceNormalization (one group per channel), GroupNormalization ----
+
+// X as [N, groups, block]: a group (n, g) is the contiguous block of per_group channels.
+struct GroupView {
+  NCS d;
+  int64_t groups = 1, per_group = 1, block = 1;  // channels per group, elements per (n, g)
+};
+
+GroupView group_view(const KernelContext& ctx, const Shape& x, bool instance) {
+  GroupView v;
+  v.d = ncs_view(ctx, x);
+  v.groups = instance ? v.d.c : ctx.node.attr_int("num_groups", 1);
+  OTTER_CHECK(v.groups > 0 && v.d.c % v.groups == 0, ctx.node.describe(), ": num_groups ", v.groups,
+              " does not divide the ", v.d.c, " channels");
+  v.per_group = v.d.c / v.groups;
+  v.block = v.per_group * v.d.s;
+  return v;
+}
+
+// True for a [C] parameter (opset 21), false for a [num_groups] one (opset 18), as on the CPU.
+bool per_channel(const GroupView& v, int64_t param_size, const KernelContext& ctx) {
+  bool pc = param_size == v.d.c;
+  OTTER_CHECK(pc || param_size == v.groups, ctx.node.describe(), ": a parameter has ", param_size,
+              " elements; expected ", v.d.c, " (channels) or ", v.groups, " (groups)");
+  return pc;
+}
+
+__device__ __forceinline__ int64_t param_index(int64_t c, bool per_channel, int64_t per_group) {
+  return per_channel ? c : c / per_group;
+}
+
+template <class T, class C>
+__global__ void gn_fwd_k(const T* x, T* y, GroupView v, Param scale, bool scale_pc, Param bias, bool bias_pc, C eps) {
+  int t = static_cast<int>(threadIdx.x);
+  int64_t rows = v.d.n * v.groups;
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xb = x + r * v.block;
+    T* yb = y + r * v.block;
+    C mean, var;
+    row_moments(xb, v.block, mean, var);
+    C inv = inv_sqrt(var + eps);
+    int64_t c0 = (r % v.groups) * v.per_group;
+    for (int64_t j = t; j < v.block; j += kThreads) {
+      int64_t c = c0 + j / v.d.s;
+      C a = inv * load_any<C>(scale, param_index(c, scale_pc, v.per_group));
+      C shift = load_any<C>(bias, param_index(c, bias_pc, v.per_group)) - mean * a;
+      store(yb, j, static_cast<C>(load(xb, j)) * a + shift);
+    }
+  }
+}
+
+template <class T>
+void group_norm_typed(KernelContext& ctx, bool instance) {
+  using C = typename Compute<T>::type;
+  const Tensor& x = ctx.in(0);
+  GroupView v = group_view(ctx, x.shape(), instance);
+  const Tensor &scale = ctx.in(1), &bias = ctx.in(2);
+  bool scale_pc = per_channel(v, scale.numel(), ctx), bias_pc = per_channel(v, bias.numel(), ctx);
+  C eps = static_cast<C>(ctx.node.attr_float("epsilon", 1e-5));
+  int64_t rows = v.d.n * v.groups;
+  if (rows == 0) return;
+  gn_fwd_k<T, C><<<grid_for(rows), kThreads, 0, stream_of(ctx)>>>(
+      static_cast<const T*>(x.raw()), static_cast<T*>(ctx.out(0).raw()), v, param_of(scale, ctx.node), scale_pc,
+      param_of(bias, ctx.node), bias_pc, eps);
+  OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
+}
+
+template <bool Instance>
+void group_norm_kernel(KernelContext& ctx) {
+  OTTER_CUDA_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), group_norm_typed<scalar_t>(ctx, Instance));
+}
+
+// Per group (n, g), with g = dy * scale[c]: dx = inv * (g - mean(g) - xhat * mean(g * xhat));
+// saves the group's mean and inv for the parameter reductions.
+template <class T, class C>
+__global__ void gn_grad_row_k(const T* dy, const T* x, T* dx, GroupView v, Param scale, bool scale_pc, C eps,
+                              C* mean_buf, C* inv_buf) {
+  int t = static_cast<int>(threadIdx.x);
+  int64_t rows = v.d.n * v.groups;
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xb = x + r * v.block;
+    const T* dyb = dy + r * v.block;
+    T* dxb = dx + r * v.block;
+    C mean, var;
+    row_moments(xb, v.block, mean, var);  // every thread reaches each block_sum
+    C inv = inv_sqrt(var + eps);
+    int64_t c0 = (r % v.groups) * v.per_group;
+    C a1 = 0, a2 = 0;
+    for (int64_t j = t; j < v.block; j += kThreads) {
+      C g = static_cast<C>(load(dyb, j)) * load_any<C>(scale, param_index(c0 + j / v.d.s, scale_pc, v.per_group));
+      a1 += g;
+      a2 += g * (static_cast<C>(load(xb, j)) - mean) * inv;
+    }
+    C s1 = block_sum(a1), s2 = block_sum(a2);
+    C count = static_cast<C>(v.block);
+    C m1 = v.block > 0 ? s1 / count : C(0), m2 = v.block > 0 ? s2 / count : C(0);
+    for (int64_t j = t; j < v.block; j += kThreads) {
+      C xhat = (static_cast<C>(load(xb, j)) - mean) * inv;
+      C g = static_cast<C>(load(dyb, j)) * load_any<C>(scale, param_index(c0 + j / v.d.s, scale_pc, v.per_group));
+      store(dxb, j, inv * (g - m1 - xhat * m2));
+    }
+    if (t == 0) {
+      mean_buf[r] = mean;
+      inv_buf[r] = inv;
+    }
+  }
+}
+
+// dscale (Xhat) or dbias: sum of dy * xhat or dy over the batch and the channels a parameter
+// element covers (one channel, or the channels of a group), one block per element in a fixed
+// order (param_reduce_k over X viewed as [N, P, C/P * S] against a [P, 1] parameter; the
+// statistics row of an element is its offset / block).
+template <class T, class C, bool Xhat>
+void gn_reduce_param(KernelContext& ctx, const GroupView& v, const Tensor& param, bool pc, size_t out_index,
+                     const C* mean, const C* inv) {
+  int64_t np = param.numel();
+  if (np == 0) return;
+  int64_t inner = (pc ? 1 : v.per_group) * v.d.s;
+  ReduceLayout l = reduce_layout({v.d.n, np, inner}, {np, 1});
+  param_reduce_k<T, C, Xhat><<<grid_for(np), kThreads, 0, stream_of(ctx)>>>(
+      static_cast<const T*>(ctx.in(0).raw()), static_cast<const T*>(ctx.in(1).raw()), mean, inv, v.block, l, np,
+      out_of(ctx, out_index));
+  OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
+}
+
+// (dy, X, scale, bias) -> dX, dscale, dbias (bias is read only for its size).
+template <class T>
+void group_norm_grad_typed(KernelContext& ctx, bool instance) {
+  using C = typename Compute<T>::type;
+  const Tensor& x = ctx.in(1);
+  GroupView v = group_view(ctx, x.shape(), instance);
+  const Tensor &scale = ctx.in(2), &bias = ctx.in(3);
+  bool scale_pc = per_channel(v, scale.numel(), ctx), bias_pc = per_channel(v, bias.numel(), ctx);
+  C eps = static_cast<C>(ctx.node.attr_float("epsilon", 1e-5));
+  int64_t rows = v.d.n * v.groups;
+  Tensor stats(DTypeOf<C>::value, {2, rows}, Device::CUDA);
+  C* mean = static_cast<C*>(stats.raw());
+  C* inv = mean + rows;
+  if (rows > 0) {
+    gn_grad_row_k<T, C><<<grid_for(rows), kThreads, 0, stream_of(ctx)>>>(
+        static_cast<const T*>(ctx.in(0).raw()), static_cast<const T*>(x.raw()), static_cast<T*>(ctx.out(0).raw()), v,
+        param_of(scale, ctx.node), scale_pc, eps, mean, inv);
+    OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
+  }
+  if (ctx.has_output(1)) gn_reduce_param<T, C, true>(ctx, v, scale, scale_pc, 1, mean, inv);
+  if (ctx.has_output(2)) gn_reduce_param<T, C, false>(ctx, v, bias, bias_pc, 2, mean, inv);
+}
+
+template <bool Instance>
+void group_norm_grad_kernel(KernelContext& ctx) {
+  OTTER_CUDA_DISPATCH_FLOAT(ctx.in(1).dtype(), ctx.node.describe(), group_norm_grad_typed<scalar_t>(ctx, Instance));
+}
+
 }  // namespace
 
 void register_norm_kernels(KernelRegistry& r) {
@@ -522,6 +677,10 @@ void register_norm_kernels(KernelRegistry& r) {
   r.add("otter", "BatchNormalizationGrad", Device::CUDA, f, batch_norm_grad_kernel);
   r.add("", "LayerNormalization", Device::CUDA, f, layer_norm_kernel);
   r.add("otter", "LayerNormalizationGrad", Device::CUDA, f, layer_norm_grad_kernel);
+  r.add("", "InstanceNormalization", Device::CUDA, f, group_norm_kernel<true>);
+  r.add("otter", "InstanceNormalizationGrad", Device::CUDA, f, group_norm_grad_kernel<true>);
+  r.add("", "GroupNormalization", Device::CUDA, f, group_norm_kernel<false>);
+  r.add("otter", "GroupNormalizationGrad", Device::CUDA, f, group_norm_grad_kernel<false>);
 }
 
 }  // namespace otter::cuda

@@ -1,12 +1,25 @@
-// CUDA kernels for ReduceSum and ReduceMean and their gradient otter.ReduceGrad, with the CPU's
-// semantics (kernels/cpu/reduce.cpp): axes from the axes input or the node (otter::reduction_axes),
-// keepdims, noop_with_empty_axes (each element reduced alone), an empty reduction giving 0 (sum)
-// or NaN (mean). The input is viewed as alternating runs of kept and reduced dims (size-1 dims
-// dropped, neighbours of the same kind merged). Each output element is reduced in a fixed order,
-// so results are deterministic: by one thread looping over its reduced elements when there are
-// many outputs, or by one block (strided partial sums, then a shared-memory tree) when there are
-// few outputs over many elements. FP16/BF16/FP32 accumulate in FP32, FP64 in FP64.
+// CUDA kernels for the reductions (ReduceSum, ReduceMean, ReduceMax, ReduceMin, ReduceProd,
+// ReduceL1, ReduceL2, ReduceSumSquare, ReduceLogSum, ReduceLogSumExp) and their gradients
+// (otter.ReduceGrad, otter.ReduceOutputGrad), with the CPU's semantics (kernels/cpu/reduce.cpp):
+// axes from the axes input or the node (otter::reduction_axes), keepdims, noop_with_empty_axes
+// (each element reduced alone: |x| for L1/L2, x^2 for SumSquare, log x for LogSum), and an empty
+// reduction giving the CPU's value (0 for sums, 1 for Prod, NaN for Mean, -inf for LogSum and
+// LogSumExp, the lowest / highest value for Max / Min). The input is viewed as alternating runs
+// of kept and reduced dims (size-1 dims dropped, neighbours of the same kind merged). Each output
+// element is reduced in a fixed order, so results are deterministic: by one thread looping over
+// its reduced elements when there are many outputs, or by one block (strided partials, then a
+// shared-memory tree) when there are few outputs over many elements. FP16/BF16/FP32 accumulate in
+// FP32, FP64 and integers in FP64 (the CPU goes through double); Max/Min compare in the input
+// type (widened for FP16/BF16), exact for integers, NaN propagating. ReduceLogSumExp subtracts
+// the maximum first, as on the CPU.
+#include <cmath>
+#include <limits>
+#include <map>
 #include <optional>
+#include <string>
+#include <type_traits>
+
+#include "kernels/common/elementwise_math.h"
 
 #include "kernels/cuda/cuda_common.cuh"
 
@@ -92,58 +105,173 @@ std::vector<int64_t> node_axes(const KernelContext& ctx, size_t axes_input, int6
   return reduction_axes(ctx.node, given, rank, &noop);  // noop: no axes, each element reduced alone
 }
 
-template <class C>
-__device__ __forceinline__ C block_sum(C v, C* buf) {
+enum class Kind { Sum, Mean, Max, Min, Prod, L1, L2, SumSquare, LogSum, LogSumExp };
+
+Kind kind_of(const KernelContext& ctx, const std::string& op) {
+  static const std::map<std::string, Kind> kinds = {
+      {"ReduceSum", Kind::Sum},   {"ReduceMean", Kind::Mean},         {"ReduceMax", Kind::Max},
+      {"ReduceMin", Kind::Min},   {"ReduceProd", Kind::Prod},         {"ReduceL1", Kind::L1},
+      {"ReduceL2", Kind::L2},     {"ReduceSumSquare", Kind::SumSquare}, {"ReduceLogSum", Kind::LogSum},
+      {"ReduceLogSumExp", Kind::LogSumExp}};
+  auto it = kinds.find(op);
+  if (it == kinds.end()) OTTER_FAIL(ctx.node.describe(), ": unknown reduction '", op, "'");
+  return it->second;
+}
+
+constexpr bool is_extreme(Kind k) { return k == Kind::Max || k == Kind::Min; }
+
+// The accumulation type of reduction K over storage type T.
+template <Kind K, class T>
+using acc_t = std::conditional_t<!is_extreme(K) && std::is_integral_v<T>, double, typename Compute<T>::type>;
+
+// The value of an empty reduction (before finish): Max / Min start at -inf / +inf, or at the
+// type's lowest / highest value for integers and bool, as on the CPU.
+template <Kind K, class A>
+__device__ __forceinline__ A identity() {
+  using L = std::numeric_limits<A>;
+  if constexpr (K == Kind::Max) {
+    if constexpr (L::has_infinity) return -L::infinity();
+    else return L::lowest();
+  } else if constexpr (K == Kind::Min) {
+    if constexpr (L::has_infinity) return L::infinity();
+    else return L::max();
+  } else if constexpr (K == Kind::Prod) {
+    return A(1);
+  } else {
+    return A(0);
+  }
+}
+
+// What one element contributes.
+template <Kind K, class A>
+__device__ __forceinline__ A term(A v) {
+  if constexpr (K == Kind::L1) return math::Abs{}(v);
+  else if constexpr (K == Kind::L2 || K == Kind::SumSquare) return v * v;
+  else return v;
+}
+
+// acc combined with v (a term or another thread's partial); Max/Min as the CPU's loop: a NaN
+// wins and stays.
+template <Kind K, class A>
+__device__ __forceinline__ A combine(A acc, A v) {
+  if constexpr (K == Kind::Max) return math::Max{}(v, acc);
+  else if constexpr (K == Kind::Min) return math::Min{}(v, acc);
+  else if constexpr (K == Kind::Prod) return acc * v;
+  else return acc + v;
+}
+
+template <Kind K, class A>
+__device__ __forceinline__ A finish(A acc, int64_t count) {
+  if constexpr (K == Kind::Mean) return acc / static_cast<A>(count);  // count 0: NaN, as on the CPU
+  else if constexpr (K == Kind::L2) return std::sqrt(acc);
+  else if constexpr (K == Kind::LogSum) return std::log(acc);
+  else return acc;
+}
+
+// LogSumExp's maximum m: std::max(m, v) as on the CPU (a NaN is skipped here and propagates
+// through the sum of exponentials). The result is m + log(sum exp(v - m)), or m itself when it is
+// infinite (no elements, all -inf, or any +inf).
+template <class A>
+__device__ __forceinline__ A max_of(A m, A v) { return m < v ? v : m; }
+
+// fn(offset) for every input element of the output whose first element is at `base`, in order.
+template <class Fn>
+__device__ __forceinline__ void visit_all(const ReduceGeometry& g, int64_t base, Fn fn) {
+  for (int64_t r = 0; r < g.red_outer; ++r) {
+    int64_t off;
+    offsets_of(g.red, r, 1, &off);
+    const int64_t b = base + off;
+    for (int64_t t = 0; t < g.last_size; ++t) fn(b + t * g.last_stride);
+  }
+}
+
+// fn(offset) for this thread's share (elements threadIdx.x, + blockDim.x, ...) of that output.
+template <class Fn>
+__device__ __forceinline__ void visit_strided(const ReduceGeometry& g, int64_t base, Fn fn) {
+  for (int64_t k = threadIdx.x; k < g.count; k += blockDim.x) {
+    int64_t r = k / g.last_size, t = k - r * g.last_size;
+    int64_t off;
+    offsets_of(g.red, r, 1, &off);
+    fn(base + off + t * g.last_stride);
+  }
+}
+
+// op-reduction of v over the block (blockDim.x == kThreads, a power of two) in a fixed tree
+// order; every thread gets the result.
+template <class A, class Op>
+__device__ __forceinline__ A block_reduce(A v, A* buf, Op op) {
   __syncthreads();  // buf may still be read from a previous call
   buf[threadIdx.x] = v;
   __syncthreads();
   for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (threadIdx.x < s) buf[threadIdx.x] += buf[threadIdx.x + s];
+    if (threadIdx.x < s) buf[threadIdx.x] = op(buf[threadIdx.x], buf[threadIdx.x + s]);
     __syncthreads();
   }
   return buf[0];
 }
 
+// Few outputs over many elements: a block each; otherwise a thread each.
+bool by_block(const ReduceGeometry& g) { return g.count >= 64 && g.outputs <= 32768; }
+unsigned grid_of(const ReduceGeometry& g) {
+  return by_block(g) ? static_cast<unsigned>(g.outputs < 65535 * 32 ? g.outputs : 65535 * 32) : blocks_for(g.outputs);
+}
+
 // One thread per output element.
-template <class T>
-__global__ void reduce_thread_k(const T* x, T* y, ReduceGeometry g, bool mean) {
-  using C = typename Compute<T>::type;
+template <Kind K, class T>
+__global__ void reduce_thread_k(const T* x, T* y, ReduceGeometry g) {
+  using A = acc_t<K, T>;
   GRID_STRIDE(o, g.outputs) {
     int64_t base;
     offsets_of(g.kept, o, 1, &base);
-    C acc = 0;
-    for (int64_t r = 0; r < g.red_outer; ++r) {
-      int64_t off;
-      offsets_of(g.red, r, 1, &off);
-      const int64_t b = base + off;
-      for (int64_t t = 0; t < g.last_size; ++t) acc += static_cast<C>(load(x, b + t * g.last_stride));
+    if constexpr (K == Kind::LogSumExp) {
+      A m = -std::numeric_limits<A>::infinity();
+      visit_all(g, base, [&](int64_t i) { m = max_of(m, static_cast<A>(load(x, i))); });
+      A s = 0;
+      if (std::isfinite(m)) visit_all(g, base, [&](int64_t i) { s += std::exp(static_cast<A>(load(x, i)) - m); });
+      store(y, o, std::isfinite(m) ? m + std::log(s) : m);
+    } else {
+      A acc = identity<K, A>();
+      visit_all(g, base, [&](int64_t i) { acc = combine<K>(acc, term<K>(static_cast<A>(load(x, i)))); });
+      store(y, o, finish<K>(acc, g.count));
     }
-    if (mean) acc = acc / static_cast<C>(g.count);  // count 0: NaN, as on the CPU
-    store(y, o, acc);
   }
 }
 
-// One block per output element (blockDim.x == kThreads, a power of two).
-template <class T>
-__global__ void reduce_block_k(const T* x, T* y, ReduceGeometry g, bool mean) {
-  using C = typename Compute<T>::type;
-  __shared__ C buf[kThreads];
+// One block per output element (blockDim.x == kThreads).
+template <Kind K, class T>
+__global__ void reduce_block_k(const T* x, T* y, ReduceGeometry g) {
+  using A = acc_t<K, T>;
+  __shared__ A buf[kThreads];
   for (int64_t o = blockIdx.x; o < g.outputs; o += gridDim.x) {
     int64_t base;
     offsets_of(g.kept, o, 1, &base);
-    C acc = 0;
-    for (int64_t k = threadIdx.x; k < g.count; k += blockDim.x) {
-      int64_t r = k / g.last_size, t = k - r * g.last_size;
-      int64_t off;
-      offsets_of(g.red, r, 1, &off);
-      acc += static_cast<C>(load(x, base + off + t * g.last_stride));
+    if constexpr (K == Kind::LogSumExp) {
+      A m = -std::numeric_limits<A>::infinity();
+      visit_strided(g, base, [&](int64_t i) { m = max_of(m, static_cast<A>(load(x, i))); });
+      m = block_reduce(m, buf, [](A a, A b) { return max_of(a, b); });
+      A s = 0;
+      if (std::isfinite(m)) visit_strided(g, base, [&](int64_t i) { s += std::exp(static_cast<A>(load(x, i)) - m); });
+      s = block_reduce(s, buf, [](A a, A b) { return a + b; });  // every thread reaches each block_reduce
+      if (threadIdx.x == 0) store(y, o, std::isfinite(m) ? m + std::log(s) : m);
+    } else {
+      A acc = identity<K, A>();
+      visit_strided(g, base, [&](int64_t i) { acc = combine<K>(acc, term<K>(static_cast<A>(load(x, i)))); });
+      acc = block_reduce(acc, buf, [](A a, A b) { return combine<K>(a, b); });
+      if (threadIdx.x == 0) store(y, o, finish<K>(acc, g.count));
     }
-    acc = block_sum(acc, buf);
-    if (threadIdx.x == 0) store(y, o, mean ? acc / static_cast<C>(g.count) : acc);
   }
 }
 
-template <bool Mean>
+template <Kind K, class T>
+void launch_reduce(KernelContext& ctx, const ReduceGeometry& g) {
+  const T* px = static_cast<const T*>(ctx.in(0).raw());
+  T* py = static_cast<T*>(ctx.out(0).raw());
+  if (by_block(g)) reduce_block_k<K, T><<<grid_of(g), kThreads, 0, stream_of(ctx)>>>(px, py, g);
+  else reduce_thread_k<K, T><<<grid_of(g), kThreads, 0, stream_of(ctx)>>>(px, py, g);
+  OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
+}
+
+template <Kind K>
 void reduce_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
   Tensor& y = ctx.out(0);
@@ -152,16 +280,15 @@ void reduce_kernel(KernelContext& ctx) {
   OTTER_CHECK(g.outputs == y.numel(), ctx.node.describe(), ": output has ", y.numel(), " elements, expected ",
               g.outputs);
   if (g.outputs == 0) return;
-  // Few outputs over many elements: a block each; otherwise a thread each.
-  bool by_block = g.count >= 64 && g.outputs <= 32768;
-  unsigned grid = by_block ? static_cast<unsigned>(g.outputs < 65535 * 32 ? g.outputs : 65535 * 32) : blocks_for(g.outputs);
-  OTTER_CUDA_DISPATCH_FLOAT(x.dtype(), ctx.node.describe(), {
-    const scalar_t* px = static_cast<const scalar_t*>(x.raw());
-    scalar_t* py = static_cast<scalar_t*>(y.raw());
-    if (by_block) reduce_block_k<scalar_t><<<grid, kThreads, 0, stream_of(ctx)>>>(px, py, g, Mean);
-    else reduce_thread_k<scalar_t><<<grid, kThreads, 0, stream_of(ctx)>>>(px, py, g, Mean);
-  });
-  OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
+  if constexpr (is_extreme(K)) {  // ReduceMax / ReduceMin also take 8-bit integers and bool
+    switch (x.dtype()) {
+      case DType::Int8: return launch_reduce<K, int8_t>(ctx, g);
+      case DType::Uint8: return launch_reduce<K, uint8_t>(ctx, g);
+      case DType::Bool: return launch_reduce<K, bool>(ctx, g);
+      default: break;
+    }
+  }
+  OTTER_CUDA_DISPATCH_NUM(x.dtype(), ctx.node.describe(), launch_reduce<K, scalar_t>(ctx, g));
 }
 
 // dx[i] = dy[reduced index of i] (times 1/count for the mean, computed as on the CPU).
@@ -195,14 +322,108 @@ void reduce_grad_kernel(KernelContext& ctx) {
   OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
 }
 
+// ReduceMax / ReduceMin's gradient: dy to the elements equal to the extreme, shared equally among
+// ties (math::extreme_grad).
+struct ExtremeGrad {};
+
+// ReduceOutputGrad, one thread per output element: dx = f(x, y, dy) over its elements.
+template <class T, class F>
+__global__ void output_grad_thread_k(const T* dy, const T* x, const T* y, T* dx, ReduceGeometry g, F f) {
+  using C = typename Compute<T>::type;
+  GRID_STRIDE(o, g.outputs) {
+    int64_t base;
+    offsets_of(g.kept, o, 1, &base);
+    C v = static_cast<C>(load(y, o)), d = static_cast<C>(load(dy, o));
+    if constexpr (std::is_same_v<F, ExtremeGrad>) {
+      int64_t ties = 0;
+      visit_all(g, base, [&](int64_t i) { ties += static_cast<C>(load(x, i)) == v; });
+      C inv = ties ? C(1) / static_cast<C>(ties) : C(0);
+      visit_all(g, base, [&](int64_t i) { store(dx, i, math::extreme_grad(static_cast<C>(load(x, i)), v, d, inv)); });
+    } else {
+      visit_all(g, base, [&](int64_t i) { store(dx, i, f(static_cast<C>(load(x, i)), v, d)); });
+    }
+  }
+}
+
+// ReduceOutputGrad, one block per output element (the ties counted block-wide, fixed order).
+template <class T, class F>
+__global__ void output_grad_block_k(const T* dy, const T* x, const T* y, T* dx, ReduceGeometry g, F f) {
+  using C = typename Compute<T>::type;
+  for (int64_t o = blockIdx.x; o < g.outputs; o += gridDim.x) {
+    int64_t base;
+    offsets_of(g.kept, o, 1, &base);
+    C v = static_cast<C>(load(y, o)), d = static_cast<C>(load(dy, o));
+    if constexpr (std::is_same_v<F, ExtremeGrad>) {
+      __shared__ int64_t buf[kThreads];
+      int64_t ties = 0;
+      visit_strided(g, base, [&](int64_t i) { ties += static_cast<C>(load(x, i)) == v; });
+      ties = block_reduce(ties, buf, [](int64_t a, int64_t b) { return a + b; });
+      C inv = ties ? C(1) / static_cast<C>(ties) : C(0);
+      visit_strided(g, base, [&](int64_t i) { store(dx, i, math::extreme_grad(static_cast<C>(load(x, i)), v, d, inv)); });
+    } else {
+      visit_strided(g, base, [&](int64_t i) { store(dx, i, f(static_cast<C>(load(x, i)), v, d)); });
+    }
+  }
+}
+
+template <class F>
+void launch_output_grad(KernelContext& ctx, const ReduceGeometry& g, F f) {
+  if (ctx.in(1).numel() == 0) return;
+  OTTER_CUDA_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), {
+    const scalar_t* pdy = static_cast<const scalar_t*>(ctx.in(0).raw());
+    const scalar_t* px = static_cast<const scalar_t*>(ctx.in(1).raw());
+    const scalar_t* py = static_cast<const scalar_t*>(ctx.in(2).raw());
+    scalar_t* pdx = static_cast<scalar_t*>(ctx.out(0).raw());
+    if (by_block(g)) output_grad_block_k<<<grid_of(g), kThreads, 0, stream_of(ctx)>>>(pdy, px, py, pdx, g, f);
+    else output_grad_thread_k<<<grid_of(g), kThreads, 0, stream_of(ctx)>>>(pdy, px, py, pdx, g, f);
+  });
+  OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
+}
+
+// ReduceOutputGrad(dy, x, y, axes?)[op]: dx from dy, the input and the output (the output and its
+// gradient are indexed by the kept-dims position, which keepdims does not change).
+void reduce_output_grad_kernel(KernelContext& ctx) {
+  const Tensor& x = ctx.in(1);
+  Kind kind = kind_of(ctx, ctx.node.attr_string("op", ""));
+  std::vector<int64_t> axes = node_axes(ctx, 3, x.rank());
+  ReduceGeometry g = make_geometry(ctx.node, x.shape(), axes);
+  OTTER_CHECK(g.outputs == ctx.in(2).numel() && ctx.in(2).numel() == ctx.in(0).numel(), ctx.node.describe(),
+              ": the output and its gradient do not match the reduction of x");
+  switch (kind) {
+    case Kind::Max:
+    case Kind::Min: launch_output_grad(ctx, g, ExtremeGrad{}); break;
+    case Kind::L1: launch_output_grad(ctx, g, math::ReduceL1Grad{}); break;
+    case Kind::L2: launch_output_grad(ctx, g, math::ReduceL2Grad{}); break;
+    case Kind::SumSquare: launch_output_grad(ctx, g, math::ReduceSumSquareGrad{}); break;
+    case Kind::LogSum: launch_output_grad(ctx, g, math::ReduceLogSumGrad{}); break;
+    case Kind::LogSumExp: launch_output_grad(ctx, g, math::ReduceLogSumExpGrad{}); break;
+    case Kind::Prod: launch_output_grad(ctx, g, math::ReduceProdGrad{}); break;
+    default: OTTER_FAIL(ctx.node.describe(), ": no output-based gradient for this reduction");
+  }
+}
+
 }  // namespace
 
 void register_reduce_kernels(KernelRegistry& r) {
   const std::vector<DType> f = {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16};
+  std::vector<DType> num = f;
+  num.push_back(DType::Int64);
+  num.push_back(DType::Int32);
+  std::vector<DType> extreme = num;
+  extreme.insert(extreme.end(), {DType::Int8, DType::Uint8, DType::Bool});
   const Device cuda = Device::CUDA;
-  r.add("", "ReduceSum", cuda, f, reduce_kernel<false>);
-  r.add("", "ReduceMean", cuda, f, reduce_kernel<true>);
+  r.add("", "ReduceSum", cuda, num, reduce_kernel<Kind::Sum>);
+  r.add("", "ReduceMean", cuda, num, reduce_kernel<Kind::Mean>);
+  r.add("", "ReduceMax", cuda, extreme, reduce_kernel<Kind::Max>);
+  r.add("", "ReduceMin", cuda, extreme, reduce_kernel<Kind::Min>);
+  r.add("", "ReduceProd", cuda, num, reduce_kernel<Kind::Prod>);
+  r.add("", "ReduceL1", cuda, num, reduce_kernel<Kind::L1>);
+  r.add("", "ReduceL2", cuda, num, reduce_kernel<Kind::L2>);
+  r.add("", "ReduceSumSquare", cuda, num, reduce_kernel<Kind::SumSquare>);
+  r.add("", "ReduceLogSum", cuda, num, reduce_kernel<Kind::LogSum>);
+  r.add("", "ReduceLogSumExp", cuda, num, reduce_kernel<Kind::LogSumExp>);
   r.add("otter", "ReduceGrad", cuda, f, reduce_grad_kernel);
+  r.add("otter", "ReduceOutputGrad", cuda, f, reduce_output_grad_kernel);
 }
 
 }  // namespace otter::cuda

@@ -6,9 +6,13 @@
 // contiguous blocks; Gather copies rows picked by device indices. Only GatherGrad adds: it
 // accumulates in FP32 (FP16/BF16, then rounds once, as the CPU's promoted path does) or in the
 // dtype itself (FP32/FP64), in index order so the sums are deterministic. Output shapes come from
-// the plan's inference; slice bounds and split sizes come from plan-time host copies.
+// the plan's inference; slice bounds and split sizes come from plan-time host copies. Shape, Size,
+// Constant, ConstantOfShape and Range usually fold at plan time; when a device plan runs them,
+// their values come from the host (shapes, attributes, plan-time copies of the scalar inputs):
+// Shape, Size and Constant upload them, ConstantOfShape and Range fill the output in a kernel.
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/common/slice_layout.h"
 #include "kernels/cuda/cuda_common.cuh"
@@ -282,6 +286,7 @@ IndexCheck check_indices(const KernelContext& ctx, size_t input, int64_t dim, in
                   " of size ", dim);
     return c;
   }
+  if (ctx.input_checked(input)) return c;  // checked on the host before the upload (device sessions)
   c.flag = Tensor(DType::Int64, {2}, Device::CUDA);  // zero-filled, stream-ordered
   c.device = static_cast<int64_t*>(c.flag.raw());
   return c;
@@ -462,12 +467,122 @@ void gather_grad_kernel(KernelContext& ctx) {
   finish_check(ctx, check, dim, axis);
 }
 
+// ---- Shape, Size, Constant, ConstantOfShape, Range ----
+
+// Host values into the output (the backend stages them in pinned memory: no wait for the device).
+void upload_to(Tensor& y, const void* src) {
+  if (y.nbytes()) device_backend(Device::CUDA)->upload_async(y.raw(), src, y.nbytes());
+}
+
+void shape_kernel(KernelContext& ctx) {
+  const Shape& s = ctx.in(0).shape();
+  int64_t rank = static_cast<int64_t>(s.size());
+  auto clamp = [rank](int64_t v) { return std::clamp<int64_t>(v < 0 ? v + rank : v, 0, rank); };
+  int64_t b = clamp(ctx.node.attr_int("start", 0)), e = std::max(b, clamp(ctx.node.attr_int("end", rank)));
+  Tensor& y = ctx.out(0);
+  OTTER_CHECK(y.numel() == e - b, ctx.node.describe(), ": output has ", y.numel(), " elements for ", e - b, " dims");
+  std::vector<int64_t> dims(s.begin() + b, s.begin() + e);
+  upload_to(y, dims.data());
+}
+
+void size_kernel(KernelContext& ctx) {
+  int64_t n = ctx.in(0).numel();
+  upload_to(ctx.out(0), &n);
+}
+
+void constant_kernel(KernelContext& ctx) {
+  const Node& n = ctx.node;
+  Tensor& y = ctx.out(0);
+  Tensor value;
+  if (const Tensor* t = n.attr_tensor("value")) value = *t;
+  else if (n.has_attr("value_float")) value = Tensor::scalar<float>(static_cast<float>(n.attr_float("value_float", 0)));
+  else if (n.has_attr("value_int")) value = Tensor::scalar<int64_t>(n.attr_int("value_int", 0));
+  else if (n.has_attr("value_ints")) value = Tensor::from_vector(n.attr_ints("value_ints"), y.shape());
+  else if (n.has_attr("value_floats")) {
+    const std::vector<double>& f = n.attrs.at("value_floats").floats;
+    value = Tensor::from_vector(std::vector<float>(f.begin(), f.end()), y.shape());
+  } else {
+    OTTER_FAIL(n.describe(), ": no value attribute");
+  }
+  OTTER_CHECK(value.dtype() == y.dtype() && value.nbytes() == y.nbytes(), n.describe(), ": the value ",
+              dtype_name(value.dtype()), shape_str(value.shape()), " does not match the output ",
+              dtype_name(y.dtype()), shape_str(y.shape()));
+  upload_to(y, value.raw());
+}
+
+template <class E>
+__global__ void fill_k(E* __restrict__ y, E v, int64_t n) {
+  GRID_STRIDE(i, n) y[i] = v;
+}
+
+template <class E>
+void fill(const KernelContext& ctx, Tensor& y, const unsigned char* pattern) {
+  E v;
+  std::memcpy(&v, pattern, sizeof(E));
+  int64_t n = y.numel();
+  fill_k<E><<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(static_cast<E*>(y.raw()), v, n);
+  OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
+}
+
+void constant_of_shape_kernel(KernelContext& ctx) {
+  Tensor& y = ctx.out(0);
+  size_t size = dtype_size(y.dtype());
+  unsigned char pattern[8] = {0};  // float 0 by default
+  if (const Tensor* v = ctx.node.attr_tensor("value")) {
+    OTTER_CHECK(v->dtype() == y.dtype() && v->numel() == 1, ctx.node.describe(), ": bad value attribute");
+    std::memcpy(pattern, v->raw(), size);
+  }
+  if (y.numel() == 0) return;
+  if (std::all_of(pattern, pattern + size, [](unsigned char b) { return b == 0; })) {
+    OTTER_CUDA_CHECK(cudaMemsetAsync(y.raw(), 0, y.nbytes(), stream_of(ctx)));
+    return;
+  }
+  switch (size) {
+    case 1: fill<uint8_t>(ctx, y, pattern); break;
+    case 2: fill<uint16_t>(ctx, y, pattern); break;
+    case 4: fill<uint32_t>(ctx, y, pattern); break;
+    case 8: fill<uint64_t>(ctx, y, pattern); break;
+    default: OTTER_FAIL(ctx.node.describe(), ": unsupported element size ", size);
+  }
+}
+
+// y[i] = start + i * delta, computed in the compute type (FP32 for FP16/BF16, as the CPU's
+// promoted kernel).
+template <class T, class C>
+__global__ void range_k(T* __restrict__ y, C start, C delta, int64_t n) {
+  GRID_STRIDE(i, n) store(y, i, static_cast<C>(start + static_cast<C>(i) * delta));
+}
+
+template <class T>
+void range_typed(KernelContext& ctx) {
+  using C = typename Compute<T>::type;
+  C start, delta;
+  if constexpr (std::is_integral_v<T>) {
+    start = static_cast<C>(ctx.int64_values(0).at(0));
+    delta = static_cast<C>(ctx.int64_values(2).at(0));
+  } else {
+    start = static_cast<C>(ctx.scalar_value(0, 0));
+    delta = static_cast<C>(ctx.scalar_value(2, 0));
+  }
+  Tensor& y = ctx.out(0);
+  int64_t n = y.numel();
+  if (n == 0) return;
+  range_k<T, C><<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(static_cast<T*>(y.raw()), start, delta, n);
+  OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
+}
+
+void range_kernel(KernelContext& ctx) {
+  OTTER_CUDA_DISPATCH_NUM(ctx.out(0).dtype(), ctx.node.describe(), range_typed<scalar_t>(ctx));
+}
+
 }  // namespace
 
 void register_shape_kernels(KernelRegistry& r) {
   const std::vector<DType> f = {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16};
   const std::vector<DType> all = {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16, DType::Int64,
                                   DType::Int32,   DType::Int8,    DType::Uint8,   DType::Bool};
+  const std::vector<DType> num = {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16, DType::Int64,
+                                  DType::Int32};
   const Device cuda = Device::CUDA;
   for (const char* op : {"Reshape", "Flatten", "Squeeze", "Unsqueeze"}) r.add("", op, cuda, all, copy_kernel);
   r.add("", "Transpose", cuda, all, transpose_kernel);
@@ -476,6 +591,11 @@ void register_shape_kernels(KernelRegistry& r) {
   r.add("", "Concat", cuda, all, concat_kernel);
   r.add("", "Split", cuda, all, split_kernel);
   r.add("", "Gather", cuda, all, gather_kernel);
+  r.add("", "Shape", cuda, all, shape_kernel);
+  r.add("", "Size", cuda, all, size_kernel);
+  r.add("", "Constant", cuda, all, constant_kernel);
+  r.add("", "ConstantOfShape", cuda, all, constant_of_shape_kernel);
+  r.add("", "Range", cuda, num, range_kernel);
   r.add("otter", "ConcatGrad", cuda, f, concat_grad_kernel);
   r.add("otter", "SplitGrad", cuda, f, split_grad_kernel);
   r.add("otter", "SliceGrad", cuda, f, slice_grad_kernel);

@@ -219,11 +219,13 @@ __device__ __forceinline__ C sample_weight(const L* labels, const W* cw, int64_t
   return cw ? static_cast<C>(load(cw, label)) : C(1);
 }
 
-// A zeroed device flag for out-of-range labels, and its check (synchronises the stream).
+// A zeroed device flag for out-of-range labels, and its check (synchronises the stream, unless the
+// caller checked the labels on the host: KernelContext::checked_inputs).
 struct BadLabelFlag {
   Tensor flag{DType::Int64, {1}, Device::CUDA};
   unsigned long long* ptr() { return static_cast<unsigned long long*>(flag.raw()); }
   void check(const KernelContext& ctx, const Tensor& labels, const ClassLayout& l) {
+    if (ctx.input_checked(1)) return;  // checked on the host before the upload (device sessions)
     int64_t v = flag.to(Device::CPU).to_int64_vector()[0];  // host sync (acceptable for the losses for now)
     if (v == 0) return;
     int64_t pos = l.samples() - v;

@@ -19,11 +19,20 @@ class DeviceBackend {
   virtual void release(void* p) = 0;
   // Copies between any two of host and this device (blocking with respect to the host).
   virtual void copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes) = 0;
+  // Host to this device without waiting for the device: the bytes are staged in pinned memory and
+  // copied on the stream, so the host buffer may be reused as soon as this returns.
+  virtual void upload_async(void* dst, const void* src, size_t bytes) = 0;
   virtual void fill_zero(void* p, size_t bytes) = 0;
   virtual void synchronize() = 0;
   // The stream kernels are launched on (a cudaStream_t for CUDA); one per process for now.
   virtual void* stream() = 0;
   virtual std::string describe() = 0;  // e.g. "cuda:0 (NVIDIA H200, 139 GiB)"
+  // Graphs (CUDA graphs): the work enqueued on stream() between begin_capture and end_capture is
+  // recorded, not run; end_capture returns the executable graph, or nullptr with *why_not set
+  // when the work could not be captured (a synchronising call inside, for example).
+  virtual void begin_capture() = 0;
+  virtual std::shared_ptr<void> end_capture(std::string* why_not) = 0;
+  virtual void launch_graph(void* graph) = 0;
 };
 
 // The backend for `d`, or nullptr if it is not available (no CUDA build, no driver, no GPU).

@@ -32,6 +32,8 @@ struct RunOptions {
   bool training = true;
   uint64_t seed = 0;
   uint64_t step = 0;  // random ops draw from stream (step, node): a new mask every step
+  const int64_t* step_on_device = nullptr;  // device plans: read the step there instead (see KernelContext)
+  const std::set<int>* checked_values = nullptr;  // values checked on the host (KernelContext::checked_inputs)
 };
 
 struct MemoryStats {

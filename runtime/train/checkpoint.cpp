@@ -112,21 +112,30 @@ void Session::save_checkpoint(const std::string& path) const {
   struct Item { std::string name; const float* data; Shape shape; };
   std::vector<Item> items;
   auto& self = const_cast<Session&>(*this);
+  const StepStats& stats = this->stats();  // read back from the device
+  const std::vector<float> scaler = scaler_host();
+  std::map<const Tensor*, Tensor> host;  // host copies of device buffers
+  auto on_host = [&](const Tensor& t) -> const float* {
+    if (t.device() == Device::CPU) return t.data<float>();
+    Tensor& h = host[&t];
+    if (!h.defined()) h = t.to(Device::CPU);
+    return h.data<float>();
+  };
   for (const ParameterInfo& p : params_) {
-    items.push_back({"param/" + p.name, masters_.data<float>() + p.offset, p.shape});
+    items.push_back({"param/" + p.name, on_host(masters_) + p.offset, p.shape});
     for (auto& st : self.optimizer_->state())
-      items.push_back({st.first + "/" + p.name, st.second->data<float>() + p.offset, p.shape});
-    if (stats_.micro_step > 0) items.push_back({"accum/" + p.name, accum_.data<float>() + p.offset, p.shape});
+      items.push_back({st.first + "/" + p.name, on_host(*st.second) + p.offset, p.shape});
+    if (stats.micro_step > 0) items.push_back({"accum/" + p.name, on_host(accum_) + p.offset, p.shape});
   }
   for (auto& kv : buffers_)
-    items.push_back({"buffer/" + graph_.values[kv.first].name, kv.second.data<float>(), kv.second.shape()});
+    items.push_back({"buffer/" + graph_.values[kv.first].name, on_host(kv.second), kv.second.shape()});
   std::ostringstream h;
-  h << "{\"__metadata__\":{\"format\":\"" << kFormat << "\",\"step\":\"" << stats_.step << "\",\"micro_step\":\""
-    << stats_.micro_step << "\",\"base_lr\":\"" << format_double(base_lr_) << "\",\"optimizer\":\""
-    << optimizer_->config().kind << "\",\"seed\":\"" << config_.seed << "\",\"skipped_steps\":\"" << stats_.skipped_steps
-    << "\",\"loss_scale\":\"" << format_double(scaler_state_.data<float>()[kScale]) << "\",\"loss_scale_growth_tracker\":\""
-    << format_double(scaler_state_.data<float>()[kGrowthTracker]) << "\",\"loss_scale_hysteresis_left\":\""
-    << format_double(scaler_state_.data<float>()[kHysteresisLeft]) << "\"}";
+  h << "{\"__metadata__\":{\"format\":\"" << kFormat << "\",\"step\":\"" << stats.step << "\",\"micro_step\":\""
+    << stats.micro_step << "\",\"base_lr\":\"" << format_double(base_lr_) << "\",\"optimizer\":\""
+    << optimizer_->config().kind << "\",\"seed\":\"" << config_.seed << "\",\"skipped_steps\":\"" << stats.skipped_steps
+    << "\",\"loss_scale\":\"" << format_double(scaler[kScale]) << "\",\"loss_scale_growth_tracker\":\""
+    << format_double(scaler[kGrowthTracker]) << "\",\"loss_scale_hysteresis_left\":\""
+    << format_double(scaler[kHysteresisLeft]) << "\"}";
   size_t offset = 0;
   for (const Item& it : items) {
     size_t bytes = static_cast<size_t>(shape_numel(it.shape)) * sizeof(float);
@@ -236,7 +245,7 @@ void Session::load_checkpoint(const std::string& path) {
   int64_t step = 0, skipped = 0, micro = 0;
   double base_lr = 0;
   uint64_t seed = 0;
-  float scale = scaler_state_.data<float>()[kScale], tracker = 0, hysteresis = static_cast<float>(config_.loss_scale_config.hysteresis);
+  float scale = scaler_host()[kScale], tracker = 0, hysteresis = static_cast<float>(config_.loss_scale_config.hysteresis);
   try {
     step = std::stoll(meta.at("step"));
     micro = std::stoll(meta.at("micro_step"));
@@ -254,8 +263,16 @@ void Session::load_checkpoint(const std::string& path) {
   size_t data_size = f.bytes.size() - f.data_begin;
   OTTER_CHECK(micro >= 0 && micro < config_.grad_accum, what, " stopped at micro-batch ", micro,
               " but this session accumulates ", config_.grad_accum);
-  // Validate everything first, then copy: a bad checkpoint changes nothing.
+  // Validate everything first, then copy: a bad checkpoint changes nothing. Device buffers are
+  // filled through host copies, uploaded at the end.
   std::vector<std::tuple<const char*, float*, size_t>> copies;
+  std::map<Tensor*, Tensor> host;
+  auto on_host = [&](Tensor& t) -> float* {
+    if (t.device() == Device::CPU) return t.data<float>();
+    Tensor& h = host[&t];
+    if (!h.defined()) h = t.to(Device::CPU);
+    return h.data<float>();
+  };
   auto take = [&](const std::string& name, const ParameterInfo& p, float* dst) {
     auto it = entries.find(name);
     OTTER_CHECK(it != entries.end(), what, " has no tensor '", name, "'");
@@ -267,27 +284,29 @@ void Session::load_checkpoint(const std::string& path) {
     copies.emplace_back(data + e.begin, dst + p.offset, bytes_needed);
   };
   for (const ParameterInfo& p : params_) {
-    take("param/" + p.name, p, masters_.data<float>());
-    for (auto& st : optimizer_->state()) take(st.first + "/" + p.name, p, st.second->data<float>());
-    if (micro > 0) take("accum/" + p.name, p, accum_.data<float>());
+    take("param/" + p.name, p, on_host(masters_));
+    for (auto& st : optimizer_->state()) take(st.first + "/" + p.name, p, on_host(*st.second));
+    if (micro > 0) take("accum/" + p.name, p, on_host(accum_));
   }
   for (auto& kv : buffers_) {
     const std::string name = "buffer/" + graph_.values[kv.first].name;
     ParameterInfo as_param{name, kv.second.shape(), 0};
-    take(name, as_param, kv.second.data<float>());
+    take(name, as_param, on_host(kv.second));
   }
   for (auto& c : copies) std::memcpy(std::get<1>(c), std::get<0>(c), std::get<2>(c));
-  stats_.step = step;
+  for (auto& kv : host) kv.first->copy_from(kv.second);
   stats_.micro_step = micro;
   base_lr_ = base_lr;
   config_.seed = seed;
-  stats_.skipped_steps = skipped;
-  float* st = scaler_state_.data<float>();
+  Tensor counters = Tensor::from_vector<int64_t>({step, skipped, 0, micro}, {kStepCounters});
+  counters_.copy_from(counters);
+  std::vector<float> st = scaler_host();
   st[kScale] = scale;
   st[kGrowthTracker] = tracker;
   st[kHysteresisLeft] = hysteresis;
+  scaler_state_.copy_from(Tensor::from_vector<float>(st, {kLossScaleSlots}));
   refresh_low_weights();
-  stats_.lr = scheduled_lr(base_lr_, config_.schedule, stats_.step);
+  stats();
 }
 
 }  // namespace otter

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "kernels/step_ops.h"
 #include "runtime/core/error.h"
 
 namespace otter {
@@ -19,42 +20,25 @@ void validate_loss_scale(const LossScaleConfig& c) {
 }
 
 void unscale_and_check(float* g, size_t n, float* state) {
-  const float inv = static_cast<float>(1.0 / static_cast<double>(state[kScale]));
-  int found = 0;
-#pragma omp parallel for reduction(| : found) if (n > 65536)
-  for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) {
-    float v = g[i] * inv;
-    g[i] = v;
-    found |= !std::isfinite(v);
-  }
-  state[kFoundInf] = found ? 1.0f : 0.0f;
+  step_ops(Device::CPU)->unscale_and_check(g, static_cast<int64_t>(n), state, true);
 }
 
 void check_finite(const float* g, size_t n, float* state) {
-  int found = 0;
-#pragma omp parallel for reduction(| : found) if (n > 65536)
-  for (int64_t i = 0; i < static_cast<int64_t>(n); ++i) found |= !std::isfinite(g[i]);
-  state[kFoundInf] = found ? 1.0f : 0.0f;
+  step_ops(Device::CPU)->unscale_and_check(const_cast<float*>(g), static_cast<int64_t>(n), state, false);
 }
 
-void update_loss_scale(const LossScaleConfig& c, float* state) {
-  if (c.mode != "dynamic") return;
-  if (state[kFoundInf] != 0.0f) {
-    state[kGrowthTracker] = 0;
-    if (state[kHysteresisLeft] > 1) {
-      state[kHysteresisLeft] -= 1;  // tolerate this overflow: skip the step, keep the scale
-      return;
-    }
-    state[kScale] = static_cast<float>(std::max(c.min_scale, static_cast<double>(state[kScale]) * c.backoff_factor));
-    return;
-  }
-  state[kGrowthTracker] += 1;
-  if (state[kGrowthTracker] >= static_cast<float>(c.growth_interval)) {
-    double grown = static_cast<double>(state[kScale]) * c.growth_factor;
-    if (std::isfinite(grown)) state[kScale] = static_cast<float>(std::min(c.max_scale, grown));
-    state[kGrowthTracker] = 0;
-    state[kHysteresisLeft] = static_cast<float>(c.hysteresis);
-  }
+math::LossScaleParams loss_scale_params(const LossScaleConfig& c) {
+  math::LossScaleParams p;
+  p.dynamic = c.mode == "dynamic";
+  p.growth_factor = c.growth_factor;
+  p.backoff_factor = c.backoff_factor;
+  p.growth_interval = c.growth_interval;
+  p.hysteresis = c.hysteresis;
+  p.min_scale = c.min_scale;
+  p.max_scale = c.max_scale;
+  return p;
 }
+
+void update_loss_scale(const LossScaleConfig& c, float* state) { math::update_loss_scale(loss_scale_params(c), state); }
 
 }  // namespace otter

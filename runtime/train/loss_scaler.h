@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <string>
 
+#include "kernels/common/train_math.h"
+
 namespace otter {
 
 struct LossScaleConfig {
@@ -29,7 +31,13 @@ struct LossScaleConfig {
 void validate_loss_scale(const LossScaleConfig& c);
 
 // State slots in the scaler buffer.
-enum LossScaleSlot { kScale = 0, kGrowthTracker = 1, kFoundInf = 2, kHysteresisLeft = 3, kLossScaleSlots = 4 };
+enum LossScaleSlot {
+  kScale = math::kScalerScale,
+  kGrowthTracker = math::kScalerGrowthTracker,
+  kFoundInf = math::kScalerFoundInf,
+  kHysteresisLeft = math::kScalerHysteresisLeft,
+  kLossScaleSlots = 4
+};
 
 // One fused pass over a flat gradient buffer: g *= 1/scale (1/scale computed in double, then
 // narrowed to float, as PyTorch) and state[kFoundInf] = 1 if any element is not finite.
@@ -38,5 +46,6 @@ void unscale_and_check(float* grads, size_t n, float* state);
 void check_finite(const float* grads, size_t n, float* state);
 // The scale update after a step, reading state[kFoundInf]; a no-op for none/static modes.
 void update_loss_scale(const LossScaleConfig& c, float* state);
+math::LossScaleParams loss_scale_params(const LossScaleConfig& c);
 
 }  // namespace otter

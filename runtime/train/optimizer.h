@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/common/train_math.h"
 #include "runtime/core/tensor.h"
 
 namespace otter {
@@ -32,15 +33,19 @@ OptimizerConfig resolve_optimizer(OptimizerConfig c);
 void validate_schedule(const ScheduleConfig& s);
 // The learning rate for optimizer step `step` (0-based).
 double scheduled_lr(double base_lr, const ScheduleConfig& s, int64_t step);
+math::ScheduleParams schedule_params(const ScheduleConfig& s);
 
+// The optimizer's configuration and state (its moments, flat FP32 buffers on the session's
+// device). The update itself is StepOps::optimizer_step (kernels/step_ops.h).
 class Optimizer {
  public:
-  Optimizer(OptimizerConfig config, size_t num_params);
-  // One update of params from grads at learning rate lr; `step` counts previous updates.
-  void update(float* params, const float* grads, double lr, int64_t step);
+  Optimizer(OptimizerConfig config, size_t num_params, Device device = Device::CPU);
   const OptimizerConfig& config() const { return config_; }
   // Named state buffers (for checkpoints): momentum, or exp_avg and exp_avg_sq.
   std::vector<std::pair<std::string, Tensor*>> state();
+  // (momentum or exp_avg, exp_avg_sq) as StepOps takes them; null where the optimizer has none.
+  using Moments = std::pair<float*, float*>;
+  Moments moments();
 
  private:
   OptimizerConfig config_;
@@ -48,8 +53,5 @@ class Optimizer {
   Tensor momentum_, exp_avg_, exp_avg_sq_;
 };
 
-// Global L2 norm of a buffer (accumulated in double).
-double global_norm(const float* g, size_t n);
-void scale_buffer(float* g, size_t n, float s);
 
 }  // namespace otter

@@ -19,7 +19,32 @@ std::set<int> floating_initializers(const Graph& g) {
   return s;
 }
 
+math::OptimizerParams optimizer_params(const OptimizerConfig& c) {
+  math::OptimizerParams p;
+  p.kind = c.kind == "sgd" ? math::OptimizerKind::SGD : c.kind == "adam" ? math::OptimizerKind::Adam : math::OptimizerKind::AdamW;
+  p.momentum = c.momentum;
+  p.nesterov = c.nesterov;
+  p.weight_decay = *c.weight_decay;
+  p.beta1 = c.beta1;
+  p.beta2 = c.beta2;
+  p.eps = c.eps;
+  return p;
+}
+
 }  // namespace
+
+Device resolve_device(const std::string& name) {
+  if (name == "cpu") return Device::CPU;
+  if (name == "auto") return device_backend(Device::CUDA) ? Device::CUDA : Device::CPU;
+  OTTER_CHECK_KIND(InvalidArgument, name == "cuda" || name.rfind("cuda:", 0) == 0, "device '", name,
+                   "' is not auto, cpu, cuda or cuda:N");
+  KernelRegistry::instance();  // detects the GPU
+  DeviceBackend* b = device_backend(Device::CUDA);
+  OTTER_CHECK_KIND(Unsupported, b, "device '", name, "' is not available: ", cuda_unavailable_reason(), " (use cpu or auto)");
+  OTTER_CHECK_KIND(Unsupported, name == "cuda" || name == "cuda:0", "device '", name, "': Otter uses one GPU per process, ",
+                   b->describe(), "; choose another GPU with CUDA_VISIBLE_DEVICES");
+  return Device::CUDA;
+}
 
 Session::Session(LoadedModel model, TrainConfig config)
     : model_bytes_(std::move(model.model_bytes)), graph_(std::move(model.graph)), config_(std::move(config)) {
@@ -89,26 +114,38 @@ Session::Session(LoadedModel model, TrainConfig config)
     total += static_cast<size_t>(shape_numel(graph_.values[v].shape));
   }
   OTTER_CHECK(!params_.empty(), "the model has no trainable parameters on a path to the loss");
-  masters_ = Tensor(DType::Float32, {static_cast<int64_t>(total)});
-  grads_ = Tensor(DType::Float32, {static_cast<int64_t>(total)});
-  if (config_.grad_accum > 1) accum_ = Tensor(DType::Float32, {static_cast<int64_t>(total)});
+  const Device dev = config_.device;
+  ops_ = step_ops(dev);
+  OTTER_CHECK_KIND(Unsupported, ops_ && (dev == Device::CPU || device_backend(dev)), "no ", device_name(dev),
+                   " device: ", cuda_unavailable_reason());
+  const int64_t n_total = static_cast<int64_t>(total);
+  Tensor masters(DType::Float32, {n_total});
   for (size_t i = 0; i < params_.size(); ++i) {
     const Tensor& init = graph_.values[param_values_[i]].data;
-    std::memcpy(masters_.data<float>() + params_[i].offset, init.raw(), init.nbytes());
+    std::memcpy(masters.data<float>() + params_[i].offset, init.raw(), init.nbytes());
   }
+  masters_ = masters.to(dev);
+  grads_ = Tensor(DType::Float32, {n_total}, dev);
+  if (config_.grad_accum > 1) accum_ = Tensor(DType::Float32, {n_total}, dev);
   if (low_ != DType::Float32) {
-    low_weights_ = Tensor(low_, {static_cast<int64_t>(total)});
+    low_weights_ = Tensor(low_, {n_total}, dev);
     for (int v : param_values_)
       if (autocast_.parameter_casts.count(v)) param_low_values_[v] = autocast_.parameter_casts.at(v);
     refresh_low_weights();
   }
-  scaler_state_ = Tensor(DType::Float32, {kLossScaleSlots});
-  float* st = scaler_state_.data<float>();
+  Tensor scaler(DType::Float32, {kLossScaleSlots});
+  float* st = scaler.data<float>();
   st[kScale] = config_.loss_scale_config.mode == "none" ? 1.0f : static_cast<float>(config_.loss_scale_config.init_scale);
   st[kGrowthTracker] = 0;
   st[kFoundInf] = 0;
   st[kHysteresisLeft] = static_cast<float>(config_.loss_scale_config.hysteresis);
-  optimizer_ = std::make_unique<Optimizer>(config_.optimizer, total);
+  scaler_state_ = scaler.to(dev);
+  counters_ = Tensor(DType::Int64, {kStepCounters}, dev);
+  norm_ = Tensor(DType::Float32, {1}, dev);
+  const Value& seed_value = graph_.values[seed_value_];
+  seed_ = Tensor(seed_value.dtype, seed_value.shape, dev);
+  for (auto& kv : buffers_) kv.second = kv.second.to(dev);
+  optimizer_ = std::make_unique<Optimizer>(config_.optimizer, total, dev);
   base_lr_ = *optimizer_->config().lr;
   stats_.lr = scheduled_lr(base_lr_, config_.schedule, 0);
 }
@@ -122,7 +159,7 @@ const ParameterInfo& Session::param(const std::string& name) const {
 Tensor Session::get_parameter(const std::string& name) const {
   const ParameterInfo& p = param(name);
   Tensor t(DType::Float32, p.shape);
-  std::memcpy(t.raw(), masters_.data<float>() + p.offset, t.nbytes());
+  t.copy_from(Tensor::view(DType::Float32, p.shape, nullptr, const_cast<float*>(masters_.data<float>()) + p.offset, masters_.device()));
   return t;
 }
 
@@ -130,19 +167,36 @@ void Session::set_parameter(const std::string& name, const Tensor& value) {
   const ParameterInfo& p = param(name);
   OTTER_CHECK(value.dtype() == DType::Float32 && value.shape() == p.shape, "parameter '", name, "' is float32 ",
               shape_str(p.shape), "; the new value is ", dtype_name(value.dtype()), " ", shape_str(value.shape()));
-  std::memcpy(masters_.data<float>() + p.offset, value.raw(), value.nbytes());
+  Tensor::view(DType::Float32, p.shape, nullptr, masters_.data<float>() + p.offset, masters_.device()).copy_from(value);
   refresh_low_weights();
 }
 
 void Session::refresh_low_weights() {
   if (low_ == DType::Float32) return;
   // Round to nearest even, once per step for the whole model, straight into the flat low copy.
-  const float* src = masters_.data<float>();
-  uint16_t* dst = static_cast<uint16_t*>(low_weights_.raw());
-  const int64_t n = masters_.numel();
-  const bool half = low_ == DType::Float16;
-#pragma omp parallel for if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) dst[i] = half ? math::float_to_half_bits(src[i]) : math::float_to_bfloat16_bits(src[i]);
+  ops_->to_low(masters_.data<float>(), low_weights_.raw(), low_, masters_.numel());
+}
+
+std::vector<float> Session::scaler_host() const {
+  Tensor t = scaler_state_.to(Device::CPU);
+  return std::vector<float>(t.data<float>(), t.data<float>() + kLossScaleSlots);
+}
+
+std::vector<int64_t> Session::counters_host() const {
+  Tensor t = counters_.to(Device::CPU);
+  return std::vector<int64_t>(t.data<int64_t>(), t.data<int64_t>() + kStepCounters);
+}
+
+const StepStats& Session::stats() const {
+  std::vector<int64_t> c = counters_host();
+  stats_.step = c[kStepsTaken];
+  stats_.skipped_steps = c[kStepsSkipped];
+  stats_.lr = scheduled_lr(base_lr_, config_.schedule, stats_.step);
+  std::vector<float> scaler = scaler_host();
+  stats_.last_step_skipped = config_.loss_scale_config.mode != "none" && scaler[kFoundInf] != 0.0f;
+  if (config_.clip_norm > 0) stats_.last_grad_norm = norm_.to(Device::CPU).data<float>()[0];
+  if (last_train_plan_) stats_.last_loss = last_train_plan_->value(loss_.loss).to(Device::CPU).to_double_vector().at(0);
+  return stats_;
 }
 
 const PrecisionDecision* Session::precision_of(int node) const {
@@ -153,7 +207,7 @@ const PrecisionDecision* Session::precision_of(int node) const {
 void Session::set_learning_rate(double lr) {
   OTTER_CHECK(std::isfinite(lr) && lr >= 0, "learning rate must be a finite number >= 0, got ", lr);
   base_lr_ = lr;
-  stats_.lr = scheduled_lr(base_lr_, config_.schedule, stats_.step);
+  stats();
 }
 
 std::vector<std::pair<std::string, ValueInfo>> Session::train_inputs() const {
@@ -227,20 +281,22 @@ Plan& Session::plan_for(bool training, bool with_loss, const std::map<std::strin
   if (found != plans_.end()) return *found->second;
 
   PlanOptions options;
+  options.device = config_.device;
   for (size_t i = 0; i < params_.size(); ++i) {
     int v = param_values_[i];
-    options.bound[v] = Tensor::view(DType::Float32, params_[i].shape, nullptr, masters_.data<float>() + params_[i].offset);
+    const Device dev = config_.device;
+    options.bound[v] = Tensor::view(DType::Float32, params_[i].shape, nullptr, masters_.data<float>() + params_[i].offset, dev);
     options.variables.insert(v);
     auto low = param_low_values_.find(v);
     if (low != param_low_values_.end()) {  // the policy's cast of this parameter reads the flat low copy
       options.bound[low->second] = Tensor::view(low_, params_[i].shape, nullptr,
-                                                static_cast<uint16_t*>(low_weights_.raw()) + params_[i].offset);
+                                                static_cast<uint16_t*>(low_weights_.raw()) + params_[i].offset, dev);
       options.variables.insert(low->second);
       options.precomputed.insert(low->second);
     }
     if (training)
       options.bound[param_grads_[v]] =
-          Tensor::view(DType::Float32, params_[i].shape, nullptr, grads_.data<float>() + params_[i].offset);
+          Tensor::view(DType::Float32, params_[i].shape, nullptr, grads_.data<float>() + params_[i].offset, dev);
   }
   for (auto& kv : buffers_) {  // running statistics: read from the session's buffers
     options.bound[kv.first] = kv.second;
@@ -261,70 +317,143 @@ Plan& Session::plan_for(bool training, bool with_loss, const std::map<std::strin
 }
 
 double Session::train_step(const std::map<std::string, Tensor>& feeds) {
+  double loss = 0;
+  train_step(feeds, &loss);
+  return loss;
+}
+
+void Session::train_step(const std::map<std::string, Tensor>& feeds, double* loss) {
   std::map<int, Tensor> bound;
   Plan& plan = plan_for(true, true, feeds, &bound);
-  const Value& seed_value = graph_.values[seed_value_];
-  // The backward pass is seeded with loss_scale / accumulation steps.
-  double scale = scaler_state_.data<float>()[kScale];
-  Tensor seed = Tensor::scalar<double>(scale / static_cast<double>(config_.grad_accum)).cast(seed_value.dtype).reshaped(seed_value.shape);
-  bound[seed_value_] = seed;
+  bound[seed_value_] = seed_;
+  const bool last_micro_step = stats_.micro_step + 1 == config_.grad_accum;
+  DeviceBackend* backend = config_.device == Device::CPU ? nullptr : device_backend(config_.device);
+  if (!backend) {
+    enqueue_step(plan, bound, last_micro_step, nullptr);
+  } else {
+    // Feeds go to fixed device buffers (a captured graph reads them there), staged without a sync;
+    // labels are checked here, where a bad one can be reported before anything changes.
+    const std::set<int> checked = check_index_feeds(plan, bound);
+    DeviceStep& ds = device_steps_[&plan];
+    for (auto& kv : bound) {
+      if (kv.first == seed_value_) continue;
+      Tensor& dst = ds.feeds[kv.first];
+      if (!dst.defined()) dst = Tensor(kv.second.dtype(), kv.second.shape(), config_.device);
+      backend->upload_async(dst.raw(), kv.second.raw(), kv.second.nbytes());
+      kv.second = dst;
+    }
+    std::shared_ptr<void>& graph = ds.graph[last_micro_step ? 1 : 0];
+    if (!config_.cuda_graphs || ds.capture_failed || ds.warm_steps < 1) {
+      enqueue_step(plan, bound, last_micro_step, &checked);  // also creates library handles, workspaces
+      ds.warm_steps++;
+    } else {
+      if (!graph) {
+        std::string why;
+        backend->begin_capture();
+        try {
+          enqueue_step(plan, bound, last_micro_step, &checked);
+        } catch (const Error& e) {
+          why = e.what();
+        }
+        std::string end_why;
+        graph = backend->end_capture(&end_why);
+        if (!why.empty() || !graph) {
+          graph.reset();
+          ds.capture_failed = true;
+          capture_note_ = "this training step cannot be captured as a CUDA graph (" + (why.empty() ? end_why : why) +
+                          "); its kernels are launched one by one";
+          enqueue_step(plan, bound, last_micro_step, &checked);
+        }
+      }
+      if (graph) {
+        backend->launch_graph(graph.get());
+        stats_.captured_steps++;
+      }
+    }
+  }
+  last_train_plan_ = &plan;
+  last_train_memory_ = plan.memory();
+  stats_.micro_step = last_micro_step ? 0 : stats_.micro_step + 1;
+  if (loss) {
+    *loss = plan.value(loss_.loss).to(Device::CPU).to_double_vector().at(0);
+    stats_.last_loss = *loss;
+  }
+}
+
+std::set<int> Session::check_index_feeds(const Plan& plan, const std::map<int, Tensor>& feeds) const {
+  std::set<int> checked;
+  for (const Node& n : graph_.nodes) {
+    if (!n.domain.empty()) continue;
+    const bool loss = n.op_type == "SoftmaxCrossEntropyLoss" || n.op_type == "NegativeLogLikelihoodLoss";
+    if (!loss && n.op_type != "Gather" && n.op_type != "GatherElements") continue;
+    auto it = feeds.find(n.input(1));
+    if (it == feeds.end() || it->second.device() != Device::CPU ||
+        (it->second.dtype() != DType::Int64 && it->second.dtype() != DType::Int32)) continue;
+    const Shape& data = plan.info(n.input(0)).shape;
+    int64_t axis = loss ? 1 : n.attr_int("axis", 0);
+    if (axis < 0) axis += static_cast<int64_t>(data.size());
+    if (axis < 0 || axis >= static_cast<int64_t>(data.size())) continue;  // the kernel reports it
+    const int64_t size = data[static_cast<size_t>(axis)];
+    const bool has_ignore = loss && n.has_attr("ignore_index");
+    const int64_t ignore = n.attr_int("ignore_index", 0);
+    std::vector<int64_t> v = it->second.to_int64_vector();
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (loss)
+        OTTER_CHECK((has_ignore && v[i] == ignore) || (v[i] >= 0 && v[i] < size), n.describe(), ": label ", v[i],
+                    " at position ", i, " is out of range [0, ", size, ")");
+      else
+        OTTER_CHECK(v[i] >= -size && v[i] < size, n.describe(), ": index ", v[i], " is out of range for axis ", axis,
+                    " of size ", size);
+    }
+    checked.insert(n.input(1));
+  }
+  return checked;
+}
+
+void Session::enqueue_step(Plan& plan, const std::map<int, Tensor>& bound, bool last_micro_step,
+                           const std::set<int>* checked_values) {
+  int64_t* counters = counters_.data<int64_t>();
+  float* scaler = scaler_state_.data<float>();
+  ops_->begin_micro_step(counters, scaler, seed_.raw(), seed_.dtype(), config_.grad_accum);
   RunOptions ro;
   ro.training = true;
   ro.seed = config_.seed;
-  ro.step = static_cast<uint64_t>(stats_.step * config_.grad_accum + stats_.micro_step);
+  ro.checked_values = checked_values;
+  if (config_.device == Device::CPU) ro.step = static_cast<uint64_t>(counters[kRngStep]);
+  else ro.step_on_device = counters + kRngStep;
   plan.run(bound, ro);
-  last_train_memory_ = plan.memory();
-  double loss = plan.value(loss_.loss).to_double_vector().at(0);
-  // New running statistics, applied below unless the step is skipped for non-finite gradients.
-  std::vector<Tensor> new_buffers;
-  for (auto& u : buffer_updates_) new_buffers.push_back(plan.value(u.first).cast(DType::Float32));
-  auto commit_buffers = [&] {
-    for (size_t i = 0; i < buffer_updates_.size(); ++i) {
-      Tensor& dst = buffers_.at(buffer_updates_[i].second);
-      std::memcpy(dst.raw(), new_buffers[i].raw(), dst.nbytes());
-    }
-  };
-  size_t n = static_cast<size_t>(grads_.numel());
+  const int64_t n = grads_.numel();
   float* g = grads_.data<float>();
   if (config_.grad_accum > 1) {
-    float* acc = accum_.data<float>();
-    if (stats_.micro_step == 0) std::memcpy(acc, g, n * sizeof(float));
-    else for (size_t i = 0; i < n; ++i) acc[i] += g[i];
-    g = acc;
+    ops_->accumulate(accum_.data<float>(), g, n, counters);
+    g = accum_.data<float>();
   }
-  stats_.last_loss = loss;
-  if (++stats_.micro_step < config_.grad_accum) {
-    commit_buffers();
-    return loss;
+  // New running statistics: applied unless the step is skipped for non-finite gradients.
+  auto commit_buffers = [&](const float* skip_if_inf) {
+    for (auto& u : buffer_updates_) {
+      const Tensor& src = plan.value(u.first);
+      Tensor& dst = buffers_.at(u.second);
+      ops_->commit(dst.data<float>(), src.raw(), src.dtype(), dst.numel(), skip_if_inf);
+    }
+  };
+  if (!last_micro_step) {
+    commit_buffers(nullptr);
+    ops_->end_micro_step(counters);
+    return;
   }
-  stats_.micro_step = 0;
   // Unscale and check once per effective batch; a non-finite gradient skips the step and changes
   // nothing but the scaler (weights, moments, step count and schedule position stay).
   const LossScaleConfig& lsc = config_.loss_scale_config;
-  float* st = scaler_state_.data<float>();
   if (lsc.mode != "none") {
-    unscale_and_check(g, n, st);
-    bool found_inf = st[kFoundInf] != 0.0f;
-    update_loss_scale(lsc, st);
-    stats_.last_step_skipped = found_inf;
-    if (found_inf) {
-      stats_.skipped_steps++;
-      return loss;
-    }
+    ops_->unscale_and_check(g, n, scaler, true);
+    ops_->update_loss_scale(loss_scale_params(lsc), scaler);
   }
-  commit_buffers();
-  // The global norm is one pass over the whole gradient: only when clipping needs it.
-  if (config_.clip_norm > 0) {
-    double norm = global_norm(g, n);
-    stats_.last_grad_norm = norm;
-    if (norm > config_.clip_norm) scale_buffer(g, n, static_cast<float>(config_.clip_norm / (norm + 1e-6)));
-  }
-  double lr = scheduled_lr(base_lr_, config_.schedule, stats_.step);
-  optimizer_->update(masters_.data<float>(), g, lr, stats_.step);
+  commit_buffers(scaler);
+  if (config_.clip_norm > 0) ops_->clip_grad_norm(g, n, config_.clip_norm, scaler, norm_.data<float>());
+  Optimizer::Moments m = optimizer_->moments();
+  ops_->optimizer_step(optimizer_params(optimizer_->config()), schedule_params(config_.schedule), base_lr_,
+                       masters_.data<float>(), g, m.first, m.second, n, scaler, counters);
   refresh_low_weights();
-  stats_.step++;
-  stats_.lr = scheduled_lr(base_lr_, config_.schedule, stats_.step);
-  return loss;
 }
 
 std::map<std::string, Tensor> Session::eval_step(const std::map<std::string, Tensor>& feeds, double* loss, bool* has_loss) {
@@ -335,8 +464,8 @@ std::map<std::string, Tensor> Session::eval_step(const std::map<std::string, Ten
   ro.training = false;
   plan.run(bound, ro);
   std::map<std::string, Tensor> out;
-  for (int v : model_outputs_) out[graph_.values[v].name] = plan.value(v).clone();
-  if (with_loss) *loss = plan.value(loss_.loss).to_double_vector().at(0);
+  for (int v : model_outputs_) out[graph_.values[v].name] = plan.value(v).to(Device::CPU).clone();
+  if (with_loss) *loss = plan.value(loss_.loss).to(Device::CPU).to_double_vector().at(0);
   if (has_loss) *has_loss = with_loss;
   return out;
 }
@@ -384,7 +513,7 @@ void Session::export_model(const std::string& path) const {
   for (const ParameterInfo& p : params_) replacements[p.name] = get_parameter(p.name);
   for (auto& kv : buffers_) {  // running statistics, in the model's own dtype
     const Value& v = graph_.values[kv.first];
-    replacements[v.name] = kv.second.cast(v.dtype);
+    replacements[v.name] = kv.second.to(Device::CPU).cast(v.dtype);
   }
   otter::export_model(model_bytes_, replacements, path);
 }

@@ -1,5 +1,5 @@
 // A training session: the model's forward graph, its loss, its backward pass and everything a
-// training loop needs, on one device (the CPU for now).
+// training loop needs, on one device (the CPU or CUDA).
 //
 // At creation: add_loss -> annotate (shape inference, validation) -> choose trainable parameters
 // (by default every floating initializer on a differentiable path to the loss; include/exclude
@@ -10,13 +10,22 @@
 // train_step runs forward+backward for one micro-batch; every `grad_accum` micro-batches it
 // clips and applies the optimizer. A failed step (bad input, label out of range) throws before
 // anything is changed, and the session stays usable.
+//
+// Every flat-buffer pass (accumulate, unscale + finite check, loss-scale update, clip, optimizer,
+// low-precision refresh, BatchNorm statistics) goes through the device's StepOps
+// (kernels/step_ops.h), which keep the scaler state and the step counters in device memory: on
+// CUDA a step needs no host synchronisation unless the caller asks for its loss, and a static-shape
+// step is captured into a CUDA graph and replayed (TrainConfig::cuda_graphs). Statistics are read
+// back from the device when asked for.
 #pragma once
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "onnx_import/onnx_import.h"
+#include "kernels/step_ops.h"
 #include "runtime/exec/plan.h"
 #include "runtime/passes/add_loss.h"
 #include "runtime/passes/autocast.h"
@@ -42,7 +51,15 @@ struct TrainConfig {
   // statistics (whatever the exported training_mode; eval_step always uses the running ones);
   // "frozen" keeps the model's training_mode and statistics as they are.
   std::string batchnorm = "train";
+  Device device = Device::CPU;
+  // CUDA: capture each static-shape training step as a CUDA graph (after one uncaptured warm-up
+  // step per plan) and replay it; off: launch every kernel each step. Results are the same bits.
+  bool cuda_graphs = true;
 };
+
+// "cpu", "cuda", "cuda:0" or "auto" (CUDA when a usable GPU is present, else the CPU) -> a device;
+// a clear error for an unavailable or unknown device.
+Device resolve_device(const std::string& name);
 
 struct StepStats {
   int64_t step = 0;        // optimizer steps taken
@@ -52,6 +69,7 @@ struct StepStats {
   double lr = 0;
   int64_t skipped_steps = 0;  // optimizer steps skipped for non-finite gradients
   bool last_step_skipped = false;
+  int64_t captured_steps = 0;  // CUDA: micro-steps run as a replayed CUDA graph
 };
 
 struct ParameterInfo {
@@ -71,6 +89,9 @@ class Session {
 
   // One micro-batch: returns its loss. Feeds are keyed by input name (model inputs + labels).
   double train_step(const std::map<std::string, Tensor>& feeds);
+  // The same; the loss is copied to *loss only when loss is not null (on CUDA the step then
+  // returns without waiting for the device).
+  void train_step(const std::map<std::string, Tensor>& feeds, double* loss);
   // Forward only (Dropout off). Returns the model's outputs; fills *loss when the feeds include
   // the labels and loss is not null.
   std::map<std::string, Tensor> eval_step(const std::map<std::string, Tensor>& feeds, double* loss = nullptr,
@@ -79,7 +100,11 @@ class Session {
   const std::vector<ParameterInfo>& parameters() const { return params_; }
   Tensor get_parameter(const std::string& name) const;
   void set_parameter(const std::string& name, const Tensor& value);
-  const StepStats& stats() const { return stats_; }
+  // Read back from the device (a synchronisation on CUDA).
+  const StepStats& stats() const;
+  Device device() const { return config_.device; }
+  // Why steps are not captured as CUDA graphs (empty when they are, or on the CPU).
+  const std::string& graph_capture_note() const { return capture_note_; }
   double learning_rate() const { return base_lr_; }
   void set_learning_rate(double lr);
 
@@ -98,7 +123,7 @@ class Session {
   std::vector<int> forward_nodes() const;
   // The precision decision of a forward node (absent for nodes the policy did not touch).
   const PrecisionDecision* precision_of(int node) const;
-  double loss_scale() const { return scaler_state_.data<float>()[kScale]; }
+  double loss_scale() const { return scaler_host()[kScale]; }
   const LossScaleConfig& loss_scale_config() const { return config_.loss_scale_config; }
   // Memory of the most recently used training plan.
   MemoryStats train_memory() const { return last_train_memory_; }
@@ -131,9 +156,33 @@ class Session {
   std::vector<std::pair<int, int>> buffer_updates_;
   void prepare_batchnorm();
   void refresh_low_weights();
+  std::vector<float> scaler_host() const;
+  std::vector<int64_t> counters_host() const;
+  // The ops of one training micro-step after the feeds are in place (captured on CUDA).
+  void enqueue_step(Plan& plan, const std::map<int, Tensor>& bound, bool last_micro_step,
+                    const std::set<int>* checked_values);
+  // Checks, on the host, the feeds that Gather/GatherElements read as indices and losses read as
+  // labels; returns the values checked (their device kernels then skip their synchronising check).
+  std::set<int> check_index_feeds(const Plan& plan, const std::map<int, Tensor>& feeds) const;
+  StepOps* ops_ = nullptr;
+  Tensor counters_;  // int64[kStepCounters] on the session's device (kernels/step_ops.h)
+  Tensor norm_;      // float[1]: the last global gradient norm (when clipping)
+  Tensor seed_;      // the backward pass's seed, written by StepOps::begin_micro_step
+  // CUDA: per training plan, device buffers the feeds are uploaded into (fixed addresses, so a
+  // captured graph reads them) and the captured graphs (one for a micro-step that ends an
+  // effective batch, one for the others).
+  struct DeviceStep {
+    std::map<int, Tensor> feeds;
+    int warm_steps = 0;
+    std::shared_ptr<void> graph[2];
+    bool capture_failed = false;
+  };
+  std::map<const Plan*, DeviceStep> device_steps_;
+  std::string capture_note_;
+  const Plan* last_train_plan_ = nullptr;
   std::unique_ptr<Optimizer> optimizer_;
   double base_lr_ = 0;
-  StepStats stats_;
+  mutable StepStats stats_;
   std::map<std::string, std::unique_ptr<Plan>> plans_;
   MemoryStats last_train_memory_;
 };

@@ -460,8 +460,9 @@ static void test_create(void) {
   otter_options_free(o);
 
   /* settings that parse but this build rejects */
-  expect_create_fails("device", "cuda", OTTER_ERROR_UNSUPPORTED, "cuda", __LINE__);
-  expect_create_fails("device", "cuda:0", OTTER_ERROR_UNSUPPORTED, "cuda:0", __LINE__);
+  /* (one GPU per process: another index is refused with or without a GPU) */
+  expect_create_fails("device", "cuda:1", OTTER_ERROR_UNSUPPORTED, "cuda:1", __LINE__);
+  expect_create_fails("device", "cuda:7", OTTER_ERROR_UNSUPPORTED, "cuda:7", __LINE__);
   /* semantic errors found at creation */
   expect_create_fails("loss_output", "no_such_output", OTTER_ERROR_INVALID_ARGUMENT, "no_such_output", __LINE__);
   expect_create_fails("trainable", "no_such_param", OTTER_ERROR_INVALID_ARGUMENT, "no_such_param", __LINE__);

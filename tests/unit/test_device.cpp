@@ -4,6 +4,7 @@
 
 #include "kernels/registry.h"
 #include "runtime/core/tensor.h"
+#include "runtime/train/session.h"
 
 using namespace otter;
 
@@ -17,5 +18,29 @@ TEST(Device, AbsentCudaIsAClearError) {
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::Unsupported);
     EXPECT_NE(std::string(e.what()).find("no cuda device"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Device, SessionDeviceNames) {
+  KernelRegistry::instance();
+  EXPECT_EQ(resolve_device("cpu"), Device::CPU);
+  EXPECT_EQ(resolve_device("auto"), device_backend(Device::CUDA) ? Device::CUDA : Device::CPU);
+  try {
+    resolve_device("tpu");
+    FAIL() << "accepted device 'tpu'";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("'tpu' is not auto, cpu, cuda or cuda:N"), std::string::npos) << e.what();
+  }
+  // One GPU per process: another index is refused (with the reason when there is no GPU at all).
+  for (const char* name : {"cuda:1", "cuda"}) {
+    if (device_backend(Device::CUDA) && std::string(name) == "cuda") continue;
+    try {
+      resolve_device(name);
+      FAIL() << "accepted device '" << name << "'";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Unsupported);
+      EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+    }
   }
 }

@@ -462,11 +462,16 @@ class TrainingSession:
 
     # -- steps --
 
-    def train_step(self, feeds: Optional[Mapping[str, Any]] = None, /, **arrays: Any) -> float:
+    def train_step(self, feeds: Optional[Mapping[str, Any]] = None, /, *, return_loss: bool = True,
+                   **arrays: Any) -> Optional[float]:
         """One training micro-batch (forward, backward and, every grad_accum calls, the optimizer
-        step). Inputs are given by name, as keywords or as a dict; returns the micro-batch loss."""
+        step). Inputs are given by name, as keywords or as a dict; returns the micro-batch loss, or
+        None with return_loss=False (on CUDA the step then returns without waiting for the GPU)."""
         h = self._h()
         f = _Feeds(feeds, arrays)
+        if not return_loss:
+            _check(_lib.otter_session_train_step(h, f.count, f.names, f.views, None))
+            return None
         loss = ctypes.c_double()
         _check(_lib.otter_session_train_step(h, f.count, f.names, f.views, ctypes.byref(loss)))
         return loss.value

@@ -126,7 +126,10 @@ OTTER_API void otter_options_free(otter_options* options);
  *   loss_scale_init (65536), loss_scale_growth_factor (2), loss_scale_backoff_factor (0.5),
  *   loss_scale_growth_interval (2000), loss_scale_hysteresis (1), loss_scale_min (1),
  *   loss_scale_max (16777216)
- *   device         auto | cpu | cuda | cuda:N   (auto picks the CPU until the CUDA backend lands)
+ *   device         auto | cpu | cuda | cuda:0   (default cpu; auto: CUDA when a usable GPU is present,
+ *                  else the CPU; one GPU per process: pick another with CUDA_VISIBLE_DEVICES)
+ *   cuda_graphs    on (default: a static-shape CUDA training step is captured as a CUDA graph after
+ *                  one warm-up step and replayed) | off (kernels launched one by one; same results)
  *   batchnorm      train (default: batch statistics in train_step, running statistics updated and
  *                  exported) | frozen (the model's own training_mode and statistics)
  */

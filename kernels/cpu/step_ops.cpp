@@ -1,0 +1,136 @@
+// The CPU's flat-buffer operations of a training step (kernels/step_ops.h): one OpenMP loop each
+// over the whole model, with the per-element arithmetic of kernels/common/train_math.h. The
+// scaler state and the step counters are host memory here, read and written by pointer exactly
+// as the CUDA implementation does on the device.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/registry.h"
+#include "kernels/step_ops.h"
+#include "runtime/core/error.h"
+#include "runtime/core/half.h"
+
+namespace otter {
+namespace {
+
+constexpr int64_t kParallel = 65536;  // below this many elements a loop runs on one thread
+
+bool found_inf(const float* scaler) { return scaler && scaler[math::kScalerFoundInf] != 0.0f; }
+
+class CpuStepOps : public StepOps {
+ public:
+  void begin_micro_step(int64_t* c, const float* scaler, void* seed, DType seed_dtype, int64_t accum) override {
+    c[kRngStep] = c[kStepsTaken] * accum + c[kMicroStep];
+    double v = static_cast<double>(scaler[math::kScalerScale]) / static_cast<double>(accum);
+    switch (seed_dtype) {
+      case DType::Float32: *static_cast<float*>(seed) = static_cast<float>(v); break;
+      case DType::Float64: *static_cast<double*>(seed) = v; break;
+      case DType::Float16: *static_cast<uint16_t*>(seed) = math::float_to_half_bits(static_cast<float>(v)); break;
+      case DType::BFloat16: *static_cast<uint16_t*>(seed) = math::float_to_bfloat16_bits(static_cast<float>(v)); break;
+      default: OTTER_FAIL("the loss has dtype ", dtype_name(seed_dtype), "; training needs a floating loss");
+    }
+  }
+
+  void accumulate(float* acc, const float* g, int64_t n, const int64_t* c) override {
+    if (c[kMicroStep] == 0) {
+      std::memcpy(acc, g, static_cast<size_t>(n) * sizeof(float));
+      return;
+    }
+#pragma omp parallel for simd if (n > kParallel)
+    for (int64_t i = 0; i < n; ++i) acc[i] += g[i];
+  }
+
+  void end_micro_step(int64_t* c) override { c[kMicroStep] += 1; }
+
+  void unscale_and_check(float* g, int64_t n, float* scaler, bool unscale) override {
+    const float inv = static_cast<float>(1.0 / static_cast<double>(scaler[math::kScalerScale]));
+    int found = 0;
+    if (unscale) {
+#pragma omp parallel for reduction(| : found) if (n > kParallel)
+      for (int64_t i = 0; i < n; ++i) {
+        float v = g[i] * inv;
+        g[i] = v;
+        found |= !std::isfinite(v);
+      }
+    } else {
+#pragma omp parallel for reduction(| : found) if (n > kParallel)
+      for (int64_t i = 0; i < n; ++i) found |= !std::isfinite(g[i]);
+    }
+    scaler[math::kScalerFoundInf] = found ? 1.0f : 0.0f;
+  }
+
+  void update_loss_scale(const math::LossScaleParams& p, float* scaler) override { math::update_loss_scale(p, scaler); }
+
+  void clip_grad_norm(float* g, int64_t n, double max_norm, const float* scaler, float* norm_out) override {
+    if (found_inf(scaler)) return;
+    // Blocks of 4096 summed in float (vectorised), blocks accumulated in double.
+    double s = 0;
+    const int64_t block = 4096;
+#pragma omp parallel for reduction(+ : s) if (n > kParallel)
+    for (int64_t b = 0; b < n; b += block) {
+      float part = 0;
+      int64_t e = std::min(n, b + block);
+#pragma omp simd reduction(+ : part)
+      for (int64_t i = b; i < e; ++i) part += g[i] * g[i];
+      s += part;
+    }
+    double norm = std::sqrt(s);
+    *norm_out = static_cast<float>(norm);
+    if (norm <= max_norm) return;
+    const float f = static_cast<float>(max_norm / (norm + 1e-6));
+#pragma omp parallel for simd if (n > kParallel)
+    for (int64_t i = 0; i < n; ++i) g[i] *= f;
+  }
+
+  void optimizer_step(const math::OptimizerParams& opt, const math::ScheduleParams& schedule, double base_lr,
+                      float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v,
+                      int64_t n, const float* scaler, int64_t* c) override {
+    c[kMicroStep] = 0;
+    if (found_inf(scaler)) {
+      c[kStepsSkipped] += 1;
+      return;
+    }
+    const int64_t step = c[kStepsTaken];
+    const math::UpdateScalars u = math::update_scalars(opt, math::scheduled_lr(base_lr, schedule, step), step);
+    if (opt.kind == math::OptimizerKind::SGD) {
+      const bool nesterov = opt.nesterov;
+      if (m) {
+#pragma omp parallel for if (n > kParallel)
+        for (int64_t i = 0; i < n; ++i) math::sgd_element(p[i], g[i], m + i, nesterov, u);
+      } else {
+#pragma omp parallel for simd if (n > kParallel)
+        for (int64_t i = 0; i < n; ++i) math::sgd_element(p[i], g[i], nullptr, false, u);
+      }
+    } else {
+      const bool decoupled = opt.kind == math::OptimizerKind::AdamW;
+#pragma omp parallel for simd if (n > kParallel)
+      for (int64_t i = 0; i < n; ++i) math::adam_element(p[i], g[i], m[i], v[i], decoupled, u);
+    }
+    c[kStepsTaken] += 1;
+  }
+
+  void to_low(const float* src, void* low, DType low_dtype, int64_t n) override {
+    uint16_t* dst = static_cast<uint16_t*>(low);
+    const bool half = low_dtype == DType::Float16;
+    OTTER_CHECK(half || low_dtype == DType::BFloat16, "the low-precision weight copy must be float16 or bfloat16");
+#pragma omp parallel for if (n > kParallel)
+    for (int64_t i = 0; i < n; ++i) dst[i] = half ? math::float_to_half_bits(src[i]) : math::float_to_bfloat16_bits(src[i]);
+  }
+
+  void commit(float* dst, const void* src, DType src_dtype, int64_t n, const float* scaler) override {
+    if (found_inf(scaler)) return;
+    Tensor from = Tensor::view(src_dtype, {n}, nullptr, const_cast<void*>(src));
+    if (src_dtype == DType::Float32) std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+    else std::memcpy(dst, from.cast(DType::Float32).raw(), static_cast<size_t>(n) * sizeof(float));
+  }
+};
+
+}  // namespace
+
+StepOps* cpu_step_ops() {
+  static CpuStepOps ops;
+  return &ops;
+}
+
+}  // namespace otter
