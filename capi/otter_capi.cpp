@@ -629,6 +629,8 @@ otter_status otter_session_get_stat(const otter_session* s, const char* key, dou
   else if (k == "skipped_steps") v = static_cast<double>(st.skipped_steps);
   else if (k == "arena_bytes") v = static_cast<double>(s->session->train_memory().arena_bytes);
   else if (k == "intermediate_bytes") v = static_cast<double>(s->session->train_memory().intermediate_bytes);
+  else if (k == "captured_steps") v = static_cast<double>(st.captured_steps);
+  else if (k == "device_peak_bytes") v = static_cast<double>(s->session->device_peak_bytes());
   else return fail(OTTER_ERROR_NOT_FOUND, std::string("otter_session_get_stat: unknown statistic '") + key + "'");
   *out = v;
   return OTTER_OK;

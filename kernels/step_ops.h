@@ -41,7 +41,7 @@ class StepOps {
   virtual void update_loss_scale(const math::LossScaleParams& params, float* scaler) = 0;
   // norm[0] = ||g||_2; if it exceeds max_norm, g *= max_norm / (norm + 1e-6). Nothing when
   // scaler[kFoundInf] is set.
-  virtual void clip_grad_norm(float* g, int64_t n, double max_norm, const float* scaler, float* norm) = 0;
+  virtual void clip_grad_norm(float* g, int64_t n, double max_norm, const float* scaler, double* norm) = 0;
   // The optimizer update at the learning rate scheduled for counters[kStepsTaken], unless
   // scaler[kFoundInf]; then kStepsTaken += 1 (or kStepsSkipped += 1) and kMicroStep = 0.
   // m: momentum (SGD, may be null) or exp_avg; v: exp_avg_sq (Adam/AdamW).

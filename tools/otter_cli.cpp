@@ -300,7 +300,7 @@ void set_common(otter::cpp::Options& o, const Args& a, bool training) {
   pass("--precision", "precision");
   pass("--precision-op", "precision_op");
   pass("--precision-node", "precision_node");
-  pass("--device", "device");
+  o.set("device", a.get("--device", "auto"));  // CUDA when a usable GPU is present, else the CPU
   pass("--cuda-graphs", "cuda_graphs");
   if (!training) return;
   o.set("optimizer", a.get("--optimizer", "adamw"));

@@ -13,8 +13,9 @@ Every configuration: AdamW lr 1e-3, the same weights for Otter and PyTorch, 10 w
 --steps timed steps; the clock stops after a device synchronisation (Otter: reading a statistic
 synchronises). Reported: ms per step, samples (or tokens) per second, peak memory, and Otter's
 time over PyTorch's in the same precision (below 1: Otter is faster). Peak memory: PyTorch's
-torch.cuda.max_memory_allocated; Otter's is the device memory in use after the run as the driver
-reports it minus before (cudaMemGetInfo through PyTorch), which includes Otter's pool.
+torch.cuda.max_memory_allocated; Otter's is the stat device_peak_bytes (the peak in use in its
+stream-ordered pool since the session was created; cuBLAS/cuDNN handles and workspaces are in
+neither figure).
 
   python3 bench/gpu/bench_train.py [--steps 50] [--lib build-gpu/libotter.so] [--json out.json]
 """
@@ -75,14 +76,7 @@ def models(tmp):
     return out
 
 
-def device_used():
-    import torch
-    free, total = torch.cuda.mem_get_info()
-    return total - free
-
-
 def bench_otter(otter, path, output, feeds, label, precision, steps):
-    before = device_used()
     s = otter.TrainingSession(path, loss="cross_entropy", loss_output=output, optimizer="adamw", lr=1e-3,
                               precision=precision, device="cuda")
     batch = dict(feeds)
@@ -95,7 +89,7 @@ def bench_otter(otter, path, output, feeds, label, precision, steps):
         s.train_step(batch, return_loss=False)
     s.stat("step")
     dt = (time.perf_counter() - t0) / steps
-    mem = device_used() - before
+    mem = s.stat("device_peak_bytes")
     loss = s.stat("last_loss")
     s.close()
     return dt, mem, loss
@@ -159,7 +153,7 @@ def main():
                 print("%-10s %-4s otter %8.3f ms  torch %8.3f ms  ratio %.2f" % (name, precision, r["otter_ms"],
                                                                                r["torch_ms"], r["ratio"]), flush=True)
     print("\n| model | precision | Otter ms/step | PyTorch ms/step | Otter / PyTorch time | Otter items/s | "
-          "PyTorch items/s | Otter device memory | PyTorch peak allocated |")
+          "PyTorch items/s | Otter peak pool memory | PyTorch peak allocated |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print("| %s | %s | %.3f | %.3f | %.2f | %.0f | %.0f | %.1f MiB | %.1f MiB |" % (

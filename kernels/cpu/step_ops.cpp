@@ -62,7 +62,7 @@ class CpuStepOps : public StepOps {
 
   void update_loss_scale(const math::LossScaleParams& p, float* scaler) override { math::update_loss_scale(p, scaler); }
 
-  void clip_grad_norm(float* g, int64_t n, double max_norm, const float* scaler, float* norm_out) override {
+  void clip_grad_norm(float* g, int64_t n, double max_norm, const float* scaler, double* norm_out) override {
     if (found_inf(scaler)) return;
     // Blocks of 4096 summed in float (vectorised), blocks accumulated in double.
     double s = 0;
@@ -76,7 +76,7 @@ class CpuStepOps : public StepOps {
       s += part;
     }
     double norm = std::sqrt(s);
-    *norm_out = static_cast<float>(norm);
+    *norm_out = norm;
     if (norm <= max_norm) return;
     const float f = static_cast<float>(max_norm / (norm + 1e-6));
 #pragma omp parallel for simd if (n > kParallel)

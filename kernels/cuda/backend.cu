@@ -96,8 +96,14 @@ class CudaBackend : public DeviceBackend {
     if (capturing != cudaStreamCaptureStatusNone) {
       // A captured copy reads its source at every replay: give it pinned memory of its own, kept
       // for the life of the process (a graph is captured once per plan, so this stays small).
+      // cudaMallocHost is not allowed in this thread's (thread-local) capture mode: relax it for the
+      // call, which enqueues nothing on the stream.
       void* host = nullptr;
-      OTTER_CUDA_CHECK(cudaMallocHost(&host, bytes));
+      cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+      OTTER_CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
+      cudaError_t err = cudaMallocHost(&host, bytes);
+      cudaThreadExchangeStreamCaptureMode(&mode);
+      OTTER_CUDA_CHECK(err);
       captured_sources_.emplace_back(host, [](void* p) { cudaFreeHost(p); });
       std::memcpy(host, src, bytes);
       OTTER_CUDA_CHECK(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, stream_));
@@ -130,6 +136,19 @@ class CudaBackend : public DeviceBackend {
     }
     return std::shared_ptr<void>(exec, [](void* e) { cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(e)); });
   }
+  size_t peak_bytes() override {
+    cudaMemPool_t pool;
+    uint64_t v = 0;
+    OTTER_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device_));
+    OTTER_CUDA_CHECK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &v));
+    return static_cast<size_t>(v);
+  }
+  void reset_peak() override {
+    cudaMemPool_t pool;
+    uint64_t zero = 0;  // resets the high watermark to the current use
+    OTTER_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device_));
+    OTTER_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &zero));
+  }
   void launch_graph(void* graph) override {
     OTTER_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(graph), stream_));
   }
@@ -150,9 +169,15 @@ class CudaBackend : public DeviceBackend {
     cudaEvent_t done = nullptr;
   };
   Staging& staging_for(size_t bytes) {
-    for (Staging& s : staging_)
-      if (s.capacity >= bytes && cudaEventQuery(s.done) == cudaSuccess) return s;
-    cudaGetLastError();  // cudaEventQuery reports cudaErrorNotReady for busy buffers
+    for (Staging& s : staging_) {
+      if (s.capacity < bytes) continue;
+      cudaError_t err = cudaEventQuery(s.done);
+      if (err == cudaSuccess) return s;
+      // A busy buffer: cudaErrorNotReady is also recorded as the last error, which the next
+      // launch check (cudaGetLastError) would report; clear it here. Anything else is a real error.
+      if (err == cudaErrorNotReady) cudaGetLastError();
+      else OTTER_CUDA_CHECK(err);
+    }
     Staging s;
     s.capacity = bytes < (1u << 20) ? (1u << 20) : bytes;
     OTTER_CUDA_CHECK(cudaMallocHost(&s.host, s.capacity));

@@ -353,6 +353,7 @@ NdLayout nd_layout(const KernelContext& ctx, const Shape& data, size_t indices_i
   int64_t k = indices.shape().back();
   int64_t r = static_cast<int64_t>(data.size());
   OTTER_CHECK(k <= r, ctx.node.describe(), ": indices index ", k, " dims of data ", shape_str(data));
+  check_rank(ctx, static_cast<size_t>(k));  // NdDims holds kMaxDims index dims
   std::vector<int64_t> strides = shape_strides(data);
   NdLayout l;
   for (int64_t d = k; d < r; ++d) l.slice *= data[d];

@@ -3,13 +3,17 @@
 // tensors are handed to column-major cuBLAS by computing Y^T = op(B)^T op(A)^T, i.e. with the
 // operands swapped. MatMul follows numpy (1-D operands, broadcast batch dims): the batch is folded
 // into M when B is a plain matrix, a strided-batched GEMM covers uniform batch strides, and a loop
-// of GEMMs covers the remaining broadcasts. Gemm broadcasts C into Y with a small kernel, then
-// runs one GEMM with beta. Empty dims write zeros (or beta * C), as the CPU kernels do.
+// of GEMMs covers the remaining broadcasts. Gemm with a bias row (C of shape [N] or [1, N], beta 1,
+// FP32/FP16/BF16: what exporters emit for nn.Linear) runs as one cuBLASLt matmul with the bias
+// epilogue (added in FP32 before the single rounding of Y); other Gemms broadcast C into Y with a
+// small kernel, then run one GEMM with beta. Empty dims write zeros (or beta * C), as the CPU does.
+#include <cublasLt.h>
 #include <cublas_v2.h>
 
 #include <algorithm>
 #include <climits>
 #include <mutex>
+#include <type_traits>
 
 #include "kernels/cuda/cuda_common.cuh"
 
@@ -214,6 +218,96 @@ void matmul_kernel(KernelContext& ctx) {
 
 // ---- Gemm ----
 
+// cuBLASLt: one handle and one 32 MiB workspace per process, created on first use (the first,
+// uncaptured step of a plan, never inside a CUDA graph capture) and kept.
+struct Lt {
+  cublasLtHandle_t handle = nullptr;
+  void* workspace = nullptr;
+  size_t workspace_bytes = 32u << 20;
+};
+
+Lt& lt_for(const Node& node) {
+  static Lt* lt = [&] {
+    Lt* l = new Lt;
+    OTTER_CUBLAS_CHECK(node, cublasLtCreate(&l->handle));
+    OTTER_CUDA_CHECK(cudaMalloc(&l->workspace, l->workspace_bytes));
+    return l;
+  }();
+  return *lt;
+}
+
+// RAII for the cuBLASLt descriptors of one call.
+struct LtDescs {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+  ~LtDescs() {
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (d) cublasLtMatrixLayoutDestroy(d);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (a) cublasLtMatrixLayoutDestroy(a);
+    if (op) cublasLtMatmulDescDestroy(op);
+  }
+};
+
+// Y = alpha op(A) op(B) + bias (broadcast over rows) through the bias epilogue. Returns false, having
+// launched nothing, when cuBLASLt offers no algorithm for the problem (the caller then uses cuBLAS).
+template <class T>
+bool lt_bias_gemm(const KernelContext& ctx, const T* a, const T* b, const T* bias, T* y, bool ta, bool tb, int64_t m64,
+                  int64_t n64, int64_t k64, double alpha_d) {
+  const Node& node = ctx.node;
+  using BT = BlasType<T>;
+  using S = typename BT::scale;
+  S alpha = static_cast<S>(alpha_d), beta = S(0);
+  int m = as_int(node, m64, "M"), n = as_int(node, n64, "N"), k = as_int(node, k64, "K");
+  // Column-major view with the operands swapped (see run_gemm): D (n x m) = op(B') (n x k) op(A') (k x m).
+  cublasOperation_t opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+  Lt& lt = lt_for(node);
+  LtDescs d;
+  const cudaDataType_t scale_type = std::is_same<S, double>::value ? CUDA_R_64F : CUDA_R_32F;
+  OTTER_CUBLAS_CHECK(node, cublasLtMatmulDescCreate(&d.op, BT::compute, scale_type));
+  OTTER_CUBLAS_CHECK(node, cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &opb, sizeof(opb)));
+  OTTER_CUBLAS_CHECK(node, cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &opa, sizeof(opa)));
+  cublasLtEpilogue_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+  OTTER_CUBLAS_CHECK(node, cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+  OTTER_CUBLAS_CHECK(node, cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+  // B' is B read column-major: [K, N] row-major -> n x k (ld n); transposed: [N, K] -> k x n (ld k).
+  OTTER_CUBLAS_CHECK(node, cublasLtMatrixLayoutCreate(&d.b, BT::data, tb ? k : n, tb ? n : k, tb ? k : n));
+  // A' likewise: [M, K] -> k x m (ld k); transposed: [K, M] -> m x k (ld m).
+  OTTER_CUBLAS_CHECK(node, cublasLtMatrixLayoutCreate(&d.a, BT::data, ta ? m : k, ta ? k : m, ta ? m : k));
+  OTTER_CUBLAS_CHECK(node, cublasLtMatrixLayoutCreate(&d.d, BT::data, n, m, n));
+  OTTER_CUBLAS_CHECK(node, cublasLtMatmulPreferenceCreate(&d.pref));
+  OTTER_CUBLAS_CHECK(node, cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                                &lt.workspace_bytes, sizeof(lt.workspace_bytes)));
+  // Parameters are views into the flat buffers at any element offset: tell the heuristic the real
+  // alignment of each pointer (it assumes 256 bytes otherwise).
+  auto alignment = [](const void* p) {
+    uint32_t a = 256;
+    while (a > 1 && reinterpret_cast<uintptr_t>(p) % a != 0) a >>= 1;
+    return a;
+  };
+  const uint32_t align_a = alignment(b), align_b = alignment(a), align_d = alignment(y);
+  OTTER_CUBLAS_CHECK(node, cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                                                                &align_a, sizeof(align_a)));
+  OTTER_CUBLAS_CHECK(node, cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                                                                &align_b, sizeof(align_b)));
+  OTTER_CUBLAS_CHECK(node, cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                                                                &align_d, sizeof(align_d)));
+  OTTER_CUBLAS_CHECK(node, cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+                                                                &align_d, sizeof(align_d)));
+  // The bias epilogue reads the bias vector with vector loads on some kernels: keep it simple and
+  // use the epilogue only for a 16-byte aligned bias (else the cuBLAS path adds it).
+  if (reinterpret_cast<uintptr_t>(bias) % 16 != 0) return false;
+  cublasLtMatmulHeuristicResult_t heuristic;
+  int found = 0;
+  cublasStatus_t st =
+      cublasLtMatmulAlgoGetHeuristic(lt.handle, d.op, d.b, d.a, d.d, d.d, d.pref, 1, &heuristic, &found);
+  if (st != CUBLAS_STATUS_SUCCESS || found == 0) return false;
+  OTTER_CUBLAS_CHECK(node, cublasLtMatmul(lt.handle, d.op, &alpha, b, d.b, a, d.a, &beta, y, d.d, y, d.d,
+                                          &heuristic.algo, lt.workspace, lt.workspace_bytes, stream_of(ctx)));
+  return true;
+}
+
 // Y[i, j] = C[i * rs + j * cs] (rs/cs are 0 along broadcast dims): a plain copy, no rounding.
 template <class T>
 __global__ void broadcast_c_k(const T* c, T* y, int64_t m, int64_t n, int64_t rs, int64_t cs) {
@@ -236,6 +330,11 @@ void gemm_typed(KernelContext& ctx) {
   int64_t m = Y.shape()[0], n = Y.shape()[1], k = A.shape()[ta ? 0 : 1];
   if (m == 0 || n == 0) return;
   T* py = static_cast<T*>(Y.raw());
+  const bool bias_row = ctx.has_input(2) && beta == 1.0 && k > 0 && !std::is_same<T, double>::value &&
+                        ctx.in(2).numel() == n && (ctx.in(2).rank() == 1 || (ctx.in(2).rank() == 2 && ctx.in(2).shape()[0] == 1));
+  if (bias_row && lt_bias_gemm<T>(ctx, static_cast<const T*>(A.raw()), static_cast<const T*>(B.raw()),
+                                  static_cast<const T*>(ctx.in(2).raw()), py, ta, tb, m, n, k, alpha))
+    return;
   if (ctx.has_input(2) && beta != 0.0) {
     const Tensor& C = ctx.in(2);
     Shape cs = C.shape();

@@ -8,8 +8,8 @@
 // the explicitly padded input). MaxPool takes the first maximum (strict >), which is also where
 // its gradient goes. Forward ops: one thread per output. AveragePoolGrad is a gather (one thread
 // per input element, over the windows that hold it, in the CPU's order of additions), so it needs
-// no atomics; MaxPoolGrad's node has no window geometry, only the argmax, so it scatters with
-// atomicAdd (see max_pool_grad_k). The global pools run one block per (batch, channel) plane.
+// no atomics; so is MaxPoolGrad (its node carries the forward node's window attributes). The
+// global pools run one block per (batch, channel) plane.
 #include <limits>
 #include <type_traits>
 
@@ -124,7 +124,7 @@ __device__ void for_each_tap(const PoolGeom& g, const Window& w, Fn fn) {
   }
 }
 
-// Row-major offset in a plane of dims `in` -> column-major (storage_order = 1) offset, and back.
+// Row-major offset in a plane of dims `in` -> column-major (storage_order = 1) offset.
 __device__ int64_t to_column_major(int dims, const int64_t* in, int64_t off) {
   int64_t c[kMaxSpatial], r = 0, stride = 1;
   for (int d = dims - 1; d >= 0; --d) {
@@ -135,15 +135,6 @@ __device__ int64_t to_column_major(int dims, const int64_t* in, int64_t off) {
     r += c[d] * stride;
     stride *= in[d];
   }
-  return r;
-}
-__device__ int64_t from_column_major(int dims, const int64_t* in, int64_t off) {
-  int64_t c[kMaxSpatial], r = 0;
-  for (int d = 0; d < dims; ++d) {
-    c[d] = off % in[d];
-    off /= in[d];
-  }
-  for (int d = 0; d < dims; ++d) r = r * in[d] + c[d];
   return r;
 }
 
@@ -234,87 +225,72 @@ void average_pool_typed(KernelContext& ctx) {
 
 // ---- gradients of MaxPool and AveragePool ----
 
-// otter.MaxPoolGrad scatters dy[k] to the argmax idx[k] of its window: int64 indices are
-// MaxPool's (flat offsets into x, storage_order as the forward node), int32 ones
-// otter.MaxPoolArgmax's (row-major offsets in the plane); -1 marks a window with no input tap.
-// The node carries no window geometry, so this cannot be a gather: it uses atomicAdd into acc
-// (zero-filled; FP32 for FP16/BF16, rounded once afterwards). Where windows overlap, the order of
-// the additions to one element is not fixed, so FP32/FP64 sums may differ from the CPU's and from
-// run to run by rounding. An index outside its plane (never written by MaxPool) is skipped; the
-// CPU kernel rejects it.
-template <class T, class A, class I>
-__global__ void max_pool_grad_k(const T* __restrict__ dy, const I* __restrict__ idx, A* __restrict__ acc,
-                                int64_t plane_out, int64_t plane_in, bool local_argmax, bool column_major,
-                                PoolGeom shape, int64_t n) {
-  GRID_STRIDE(k, n) {
-    int64_t v = static_cast<int64_t>(idx[k]);
-    if (v < 0) continue;
-    int64_t p = k / plane_out;
-    int64_t local = local_argmax ? v : v - p * plane_in;
-    if (local < 0 || local >= plane_in) continue;
-    if (column_major) local = from_column_major(shape.dims, shape.in, local);
-    atomicAdd(acc + p * plane_in + local, static_cast<A>(load(dy, k)));
-  }
-}
-
-template <class T>
-__global__ void round_k(const float* __restrict__ src, T* __restrict__ dst, int64_t n) {
-  GRID_STRIDE(i, n) { store(dst, i, src[i]); }
-}
-
+// otter.MaxPoolGrad as a gather: int64 indices are MaxPool's (flat offsets into x, storage_order
+// as the forward node), int32 ones otter.MaxPoolArgmax's (row-major offsets in the plane); -1
+// marks a window with no input tap. The node carries the forward node's window attributes, so
+// input element c walks the outputs o whose window holds it (as AveragePoolGrad below, in
+// increasing flat o, the order in which the CPU adds them) and adds dy[o] where the argmax of o
+// is c: no atomics, deterministic, and the CPU's sums.
 template <class T, class I>
-void max_pool_grad_launch(const KernelContext& ctx, const I* idx, int64_t planes, int64_t plane_out,
-                          int64_t plane_in, bool local_argmax, bool column_major, const PoolGeom& shape) {
-  const Tensor& dy = ctx.in(0);
-  Tensor& dx = ctx.out(0);
-  cudaStream_t st = stream_of(ctx);
-  const T* pdy = static_cast<const T*>(dy.raw());
-  int64_t n = dy.numel(), total = planes * plane_in;
-  if (total == 0) return;
-  // FP32/FP64 accumulate in dx itself; FP16/BF16 in an FP32 buffer (zero-filled on creation).
-  constexpr bool kWide = std::is_same<T, float>::value || std::is_same<T, double>::value;
-  using A = typename std::conditional<kWide, T, float>::type;
-  Tensor scratch;
-  A* acc = nullptr;
-  if constexpr (kWide) {
-    acc = static_cast<A*>(dx.raw());
-    OTTER_CUDA_CHECK(cudaMemsetAsync(acc, 0, dx.nbytes(), st));
-  } else {
-    scratch = Tensor(DType::Float32, {total}, Device::CUDA);
-    acc = static_cast<A*>(scratch.raw());
-  }
-  if (n > 0) {
-    max_pool_grad_k<T, A, I><<<blocks_for(n), kThreads, 0, st>>>(pdy, idx, acc, plane_out, plane_in, local_argmax,
-                                                                 column_major, shape, n);
-    OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
-  }
-  if constexpr (!kWide) {
-    round_k<T><<<blocks_for(total), kThreads, 0, st>>>(static_cast<const float*>(scratch.raw()),
-                                                       static_cast<T*>(dx.raw()), total);
-    OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
+__global__ void max_pool_grad_k(const T* __restrict__ dy, const I* __restrict__ idx, T* __restrict__ dx, PoolGeom g,
+                                bool local_argmax, bool column_major, int64_t n) {
+  using C = typename Compute<T>::type;
+  GRID_STRIDE(i, n) {
+    int64_t p = i / g.plane_in, local = i % g.plane_in, rest = local;
+    int64_t c[kMaxSpatial], j[kMaxSpatial];
+    for (int d = g.dims - 1; d >= 0; --d) {
+      c[d] = rest % g.in[d];
+      rest /= g.in[d];
+      j[d] = g.kernel[d] - 1;
+    }
+    // The index value that designates this element.
+    const int64_t want =
+        local_argmax ? local : p * g.plane_in + (column_major ? to_column_major(g.dims, g.in, local) : local);
+    C acc = C(0);
+    while (true) {
+      int64_t o = 0;
+      bool covers = true;
+      for (int d = 0; d < g.dims; ++d) {
+        int64_t t = c[d] + g.pb[d] - j[d] * g.dil[d];
+        if (t < 0 || t % g.stride[d] != 0 || t / g.stride[d] >= g.out[d]) {
+          covers = false;
+          break;
+        }
+        o = o * g.out[d] + t / g.stride[d];
+      }
+      if (covers && static_cast<int64_t>(idx[p * g.plane_out + o]) == want)
+        acc += static_cast<C>(load(dy, p * g.plane_out + o));
+      int d = g.dims - 1;
+      while (d >= 0 && j[d]-- == 0) {
+        j[d] = g.kernel[d] - 1;
+        --d;
+      }
+      if (d < 0) break;
+    }
+    store(dx, i, acc);
   }
 }
 
-// otter.MaxPoolGrad: (dy, indices, x) -> dx.
+// otter.MaxPoolGrad: (dy, indices, x) -> dx, with the forward node's attributes.
 template <class T>
 void max_pool_grad_typed(KernelContext& ctx) {
   const Tensor &dy = ctx.in(0), &idx = ctx.in(1), &x = ctx.in(2);
-  check_rank(ctx.node, x.shape());
-  PoolGeom shape;  // only dims and in[] are used
-  shape.dims = static_cast<int>(x.shape().size()) - 2;
-  for (int d = 0; d < shape.dims; ++d) shape.in[d] = x.shape()[d + 2];
-  int64_t planes = x.shape()[0] * x.shape()[1], plane_in = shape_numel(Shape(x.shape().begin() + 2, x.shape().end()));
-  int64_t plane_out = planes ? dy.numel() / planes : 0;
   OTTER_CHECK(idx.numel() == dy.numel(), ctx.node.describe(), ": indices ", shape_str(idx.shape()),
               " do not match dy ", shape_str(dy.shape()));
-  bool local_argmax = idx.dtype() == DType::Int32;
-  bool column_major = !local_argmax && ctx.node.attr_int("storage_order", 0) != 0;
+  PoolGeom g = pool_geometry(ctx.node, x.shape(), dy.shape());
+  int64_t n = g.planes * g.plane_in;
+  if (n == 0) return;
+  const bool local_argmax = idx.dtype() == DType::Int32;
+  const bool column_major = !local_argmax && ctx.node.attr_int("storage_order", 0) != 0;
+  const T* pdy = static_cast<const T*>(dy.raw());
+  T* pdx = static_cast<T*>(ctx.out(0).raw());
   if (local_argmax)
-    max_pool_grad_launch<T>(ctx, static_cast<const int32_t*>(idx.raw()), planes, plane_out, plane_in, true, false,
-                            shape);
+    max_pool_grad_k<T, int32_t><<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(
+        pdy, static_cast<const int32_t*>(idx.raw()), pdx, g, true, false, n);
   else
-    max_pool_grad_launch<T>(ctx, static_cast<const int64_t*>(idx.raw()), planes, plane_out, plane_in, false,
-                            column_major, shape);
+    max_pool_grad_k<T, int64_t><<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(
+        pdy, static_cast<const int64_t*>(idx.raw()), pdx, g, false, column_major, n);
+  OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
 }
 
 // otter.AveragePoolGrad as a gather: input element c gets dy[o] / divisor(o) from each output o

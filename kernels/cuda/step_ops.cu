@@ -4,7 +4,8 @@
 // the kernels branch on them, so a step can be captured into a CUDA graph. The global norm is a
 // fixed-order two-pass reduction (float partials over fixed 4096-element blocks, summed in double
 // by one block): deterministic, and blocked like the CPU's (whose in-block SIMD order differs, so
-// the two norms agree to rounding, not bit for bit).
+// the two norms agree to rounding, not bit for bit). The scratch is allocated once, when the ops are
+// installed: an allocation made while a step is being captured would belong to that graph.
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/step_ops.h"
 
@@ -12,7 +13,7 @@ namespace otter::cuda {
 namespace {
 
 constexpr int kNormBlock = 4096;     // elements per partial sum (as the CPU)
-constexpr int kMaxPartials = 65536;  // partial sums held in scratch; longer buffers loop
+constexpr int kMaxPartials = 65536;  // partial-sum slots in scratch; slot s also sums blocks s + k * kMaxPartials
 
 __device__ __forceinline__ bool skip(const float* scaler) { return scaler && scaler[math::kScalerFoundInf] != 0.0f; }
 
@@ -47,32 +48,39 @@ __global__ void unscale_and_check_k(float* g, int64_t n, float* scaler, bool uns
 
 __global__ void update_loss_scale_k(math::LossScaleParams p, float* scaler) { math::update_loss_scale(p, scaler); }
 
-// Pass 1: partials[b] = sum of squares of block b (fixed 4096-element blocks, tree-summed in float).
-__global__ void norm_partials_k(const float* g, int64_t n, int64_t blocks, float* partials, const float* scaler) {
+// Pass 1: the sum of squares of each block b (fixed 4096-element blocks, tree-summed in float);
+// partials[s] = the sums of blocks s, s + kMaxPartials, ... added in double in that order (with at
+// most kMaxPartials blocks: exactly block s's float sum).
+__global__ void norm_partials_k(const float* g, int64_t n, int64_t blocks, double* partials, const float* scaler) {
   if (skip(scaler)) return;
   __shared__ float sh[kThreads];
-  for (int64_t b = blockIdx.x; b < blocks; b += gridDim.x) {
-    int64_t begin = b * kNormBlock, end = begin + kNormBlock < n ? begin + kNormBlock : n;
-    float part = 0;
-    for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) part += g[i] * g[i];
-    sh[threadIdx.x] = part;
-    __syncthreads();
-    for (int s = kThreads / 2; s > 0; s >>= 1) {
-      if (static_cast<int>(threadIdx.x) < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+  const int64_t slots = blocks < kMaxPartials ? blocks : kMaxPartials;
+  for (int64_t slot = blockIdx.x; slot < slots; slot += gridDim.x) {
+    double acc = 0;
+    for (int64_t b = slot; b < blocks; b += kMaxPartials) {
+      int64_t begin = b * kNormBlock, end = begin + kNormBlock < n ? begin + kNormBlock : n;
+      float part = 0;
+      for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) part += g[i] * g[i];
+      sh[threadIdx.x] = part;
+      __syncthreads();
+      for (int s = kThreads / 2; s > 0; s >>= 1) {
+        if (static_cast<int>(threadIdx.x) < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+        __syncthreads();
+      }
+      if (threadIdx.x == 0) acc += sh[0];
       __syncthreads();
     }
-    if (threadIdx.x == 0) partials[b] = sh[0];
-    __syncthreads();
+    if (threadIdx.x == 0) partials[slot] = acc;
   }
 }
 
 // Pass 2 (one block): the partials summed in double in a fixed order; the norm and the clip factor.
-__global__ void norm_finish_k(const float* partials, int64_t blocks, double max_norm, float* norm_out, float* factor,
+__global__ void norm_finish_k(const double* partials, int64_t slots, double max_norm, double* norm_out, float* factor,
                               const float* scaler) {
   if (skip(scaler)) return;
   __shared__ double sh[kThreads];
   double s = 0;
-  for (int64_t b = threadIdx.x; b < blocks; b += blockDim.x) s += partials[b];
+  for (int64_t b = threadIdx.x; b < slots; b += blockDim.x) s += partials[b];
   sh[threadIdx.x] = s;
   __syncthreads();
   for (int k = kThreads / 2; k > 0; k >>= 1) {
@@ -81,8 +89,9 @@ __global__ void norm_finish_k(const float* partials, int64_t blocks, double max_
   }
   if (threadIdx.x == 0) {
     double norm = ::sqrt(sh[0]);
-    *norm_out = static_cast<float>(norm);
-    *factor = norm > max_norm ? static_cast<float>(max_norm / (norm + 1e-6)) : 1.0f;
+    *norm_out = norm;
+    // As the CPU: no clip only when norm <= max_norm (a NaN norm scales by NaN there too).
+    *factor = norm <= max_norm ? 1.0f : static_cast<float>(max_norm / (norm + 1e-6));
   }
 }
 
@@ -142,6 +151,7 @@ int seed_code(DType t) {
 
 class CudaStepOps : public StepOps {
  public:
+  CudaStepOps() { allocate_scratch(); }
   void begin_micro_step(int64_t* c, const float* scaler, void* seed, DType seed_dtype, int64_t accum) override {
     begin_micro_step_k<<<1, 1, 0, stream()>>>(c, scaler, seed, seed_code(seed_dtype), accum);
     OTTER_CUDA_LAUNCH_CHECK("begin_micro_step");
@@ -164,22 +174,19 @@ class CudaStepOps : public StepOps {
     update_loss_scale_k<<<1, 1, 0, stream()>>>(p, scaler);
     OTTER_CUDA_LAUNCH_CHECK("update_loss_scale");
   }
-  void clip_grad_norm(float* g, int64_t n, double max_norm, const float* scaler, float* norm) override {
-    int64_t blocks = (n + kNormBlock - 1) / kNormBlock;
-    OTTER_CHECK(blocks <= kMaxPartials, "gradient clipping supports up to ", int64_t(kMaxPartials) * kNormBlock,
-                " parameters on CUDA, the model has ", n);
-    ensure_scratch();
-    unsigned grid = static_cast<unsigned>(blocks < 1024 ? (blocks < 1 ? 1 : blocks) : 1024);
+  void clip_grad_norm(float* g, int64_t n, double max_norm, const float* scaler, double* norm) override {
+    const int64_t blocks = (n + kNormBlock - 1) / kNormBlock;
+    const int64_t slots = blocks < kMaxPartials ? blocks : kMaxPartials;
+    unsigned grid = static_cast<unsigned>(slots < 1024 ? (slots < 1 ? 1 : slots) : 1024);
     norm_partials_k<<<grid, kThreads, 0, stream()>>>(g, n, blocks, partials_, scaler);
     OTTER_CUDA_LAUNCH_CHECK("clip_grad_norm");
-    norm_finish_k<<<1, kThreads, 0, stream()>>>(partials_, blocks, max_norm, norm, factor_, scaler);
+    norm_finish_k<<<1, kThreads, 0, stream()>>>(partials_, slots, max_norm, norm, factor_, scaler);
     OTTER_CUDA_LAUNCH_CHECK("clip_grad_norm");
     scale_k<<<blocks_for(n), kThreads, 0, stream()>>>(g, n, factor_, scaler);
     OTTER_CUDA_LAUNCH_CHECK("clip_grad_norm");
   }
   void optimizer_step(const math::OptimizerParams& opt, const math::ScheduleParams& schedule, double base_lr, float* p,
                       const float* g, float* m, float* v, int64_t n, const float* scaler, int64_t* c) override {
-    ensure_scratch();
     update_scalars_k<<<1, 1, 0, stream()>>>(opt, schedule, base_lr, c, scalars_);
     OTTER_CUDA_LAUNCH_CHECK("optimizer_step");
     if (opt.kind == math::OptimizerKind::SGD)
@@ -210,16 +217,17 @@ class CudaStepOps : public StepOps {
  private:
   static cudaStream_t stream() { return static_cast<cudaStream_t>(device_backend(Device::CUDA)->stream()); }
   // Scratch for the norm's partial sums, the clip factor and the per-step optimizer scalars:
-  // allocated on first use (the first, uncaptured step) and kept, so captured steps allocate nothing.
-  void ensure_scratch() {
-    if (partials_) return;
-    size_t bytes = kMaxPartials * sizeof(float) + 256 + sizeof(math::UpdateScalars);
+  // allocated once, when the ops are installed (never during a capture: with gradient accumulation
+  // the first step that clips and updates is the captured one, and a captured allocation would be
+  // the graph's, not ours), and kept.
+  void allocate_scratch() {
+    size_t bytes = kMaxPartials * sizeof(double) + 256 + sizeof(math::UpdateScalars);
     char* p = static_cast<char*>(device_backend(Device::CUDA)->allocate(bytes));
-    partials_ = reinterpret_cast<float*>(p);
-    factor_ = reinterpret_cast<float*>(p + kMaxPartials * sizeof(float));
-    scalars_ = reinterpret_cast<math::UpdateScalars*>(p + kMaxPartials * sizeof(float) + 256);
+    partials_ = reinterpret_cast<double*>(p);
+    factor_ = reinterpret_cast<float*>(p + kMaxPartials * sizeof(double));
+    scalars_ = reinterpret_cast<math::UpdateScalars*>(p + kMaxPartials * sizeof(double) + 256);
   }
-  float* partials_ = nullptr;
+  double* partials_ = nullptr;
   float* factor_ = nullptr;
   math::UpdateScalars* scalars_ = nullptr;
 };

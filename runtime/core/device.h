@@ -33,6 +33,9 @@ class DeviceBackend {
   virtual void begin_capture() = 0;
   virtual std::shared_ptr<void> end_capture(std::string* why_not) = 0;
   virtual void launch_graph(void* graph) = 0;
+  // The memory pool's peak bytes in use since reset_peak (device-wide).
+  virtual size_t peak_bytes() = 0;
+  virtual void reset_peak() = 0;
 };
 
 // The backend for `d`, or nullptr if it is not available (no CUDA build, no driver, no GPU).

@@ -801,8 +801,9 @@ void Plan::run(const std::map<int, Tensor>& feeds, const RunOptions& run_options
     ctx.counter = (run_options.step << 20) ^ static_cast<uint64_t>(s.node);
     ctx.node_index = static_cast<uint64_t>(s.node);
     ctx.step_on_device = run_options.step_on_device;
-    if (run_options.checked_values)
-      for (int v : s.inputs) ctx.checked_inputs.push_back(v >= 0 && run_options.checked_values->count(v));
+    if (run_options.checked_inputs)
+      for (size_t i = 0; i < s.inputs.size(); ++i)
+        ctx.checked_inputs.push_back(run_options.checked_inputs->count({s.node, static_cast<int>(i)}) > 0);
     if (s.promote) run_promoted(s, ctx);
     else s.fn(ctx);
   }

@@ -17,6 +17,9 @@
 
 namespace otter {
 
+// (node index, input index) pairs whose values the caller checked on the host.
+using CheckedInputs = std::set<std::pair<int, int>>;
+
 struct PlanOptions {
   Device device = Device::CPU;
   std::vector<int> targets;               // values the caller wants after a run
@@ -33,7 +36,7 @@ struct RunOptions {
   uint64_t seed = 0;
   uint64_t step = 0;  // random ops draw from stream (step, node): a new mask every step
   const int64_t* step_on_device = nullptr;  // device plans: read the step there instead (see KernelContext)
-  const std::set<int>* checked_values = nullptr;  // values checked on the host (KernelContext::checked_inputs)
+  const CheckedInputs* checked_inputs = nullptr;  // (node, input) uses checked on the host (KernelContext)
 };
 
 struct MemoryStats {

@@ -78,7 +78,9 @@ void max_pool_grad(GradContext& g) {
   const Node& fwd = g.node();
   bool has_indices = fwd.outputs.size() >= 2 && fwd.outputs[1] >= 0;
   int indices = has_indices ? g.y(1) : g.emit("MaxPoolArgmax", {g.x(0)}, fwd.attrs, "otter");
-  Attributes a;
+  // The forward node's window attributes travel with the gradient op: the CUDA kernel gathers by
+  // window (deterministic, no atomics); the CPU reads only storage_order.
+  Attributes a = fwd.attrs;
   a["storage_order"] = Attribute::of_int(g.node().attr_int("storage_order", 0));
   g.set_dx(0, g.emit("MaxPoolGrad", {g.dy(), indices, g.x(0)}, a, "otter"));
 }

@@ -306,6 +306,7 @@ void Session::load_checkpoint(const std::string& path) {
   st[kHysteresisLeft] = hysteresis;
   scaler_state_.copy_from(Tensor::from_vector<float>(st, {kLossScaleSlots}));
   refresh_low_weights();
+  forget_graphs();  // the learning rate and the seed are arguments of captured kernels
   stats();
 }
 

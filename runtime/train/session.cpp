@@ -111,13 +111,16 @@ Session::Session(LoadedModel model, TrainConfig config)
     params_.push_back({graph_.values[v].name, graph_.values[v].shape, total});
     param_values_.push_back(v);
     param_grads_[v] = grads.of_param[v];
-    total += static_cast<size_t>(shape_numel(graph_.values[v].shape));
+    // Each parameter starts on a 64-element boundary (256 bytes in FP32): aligned vector loads and
+    // cuBLASLt's preferred alignment. The padding is zero in every buffer and stays zero.
+    total += (static_cast<size_t>(shape_numel(graph_.values[v].shape)) + 63) / 64 * 64;
   }
   OTTER_CHECK(!params_.empty(), "the model has no trainable parameters on a path to the loss");
   const Device dev = config_.device;
   ops_ = step_ops(dev);
   OTTER_CHECK_KIND(Unsupported, ops_ && (dev == Device::CPU || device_backend(dev)), "no ", device_name(dev),
                    " device: ", cuda_unavailable_reason());
+  if (dev != Device::CPU) device_backend(dev)->reset_peak();
   const int64_t n_total = static_cast<int64_t>(total);
   Tensor masters(DType::Float32, {n_total});
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -141,7 +144,7 @@ Session::Session(LoadedModel model, TrainConfig config)
   st[kHysteresisLeft] = static_cast<float>(config_.loss_scale_config.hysteresis);
   scaler_state_ = scaler.to(dev);
   counters_ = Tensor(DType::Int64, {kStepCounters}, dev);
-  norm_ = Tensor(DType::Float32, {1}, dev);
+  norm_ = Tensor(DType::Float64, {1}, dev);
   const Value& seed_value = graph_.values[seed_value_];
   seed_ = Tensor(seed_value.dtype, seed_value.shape, dev);
   for (auto& kv : buffers_) kv.second = kv.second.to(dev);
@@ -177,6 +180,20 @@ void Session::refresh_low_weights() {
   ops_->to_low(masters_.data<float>(), low_weights_.raw(), low_, masters_.numel());
 }
 
+void Session::forget_graphs() {
+  for (auto& kv : device_steps_) {
+    kv.second.graph[0].reset();
+    kv.second.graph[1].reset();
+  }
+}
+
+size_t Session::device_peak_bytes() const {
+  if (config_.device == Device::CPU) return 0;
+  DeviceBackend* b = device_backend(config_.device);
+  b->synchronize();
+  return b->peak_bytes();
+}
+
 std::vector<float> Session::scaler_host() const {
   Tensor t = scaler_state_.to(Device::CPU);
   return std::vector<float>(t.data<float>(), t.data<float>() + kLossScaleSlots);
@@ -194,7 +211,7 @@ const StepStats& Session::stats() const {
   stats_.lr = scheduled_lr(base_lr_, config_.schedule, stats_.step);
   std::vector<float> scaler = scaler_host();
   stats_.last_step_skipped = config_.loss_scale_config.mode != "none" && scaler[kFoundInf] != 0.0f;
-  if (config_.clip_norm > 0) stats_.last_grad_norm = norm_.to(Device::CPU).data<float>()[0];
+  if (config_.clip_norm > 0) stats_.last_grad_norm = norm_.to(Device::CPU).data<double>()[0];
   if (last_train_plan_) stats_.last_loss = last_train_plan_->value(loss_.loss).to(Device::CPU).to_double_vector().at(0);
   return stats_;
 }
@@ -207,6 +224,7 @@ const PrecisionDecision* Session::precision_of(int node) const {
 void Session::set_learning_rate(double lr) {
   OTTER_CHECK(std::isfinite(lr) && lr >= 0, "learning rate must be a finite number >= 0, got ", lr);
   base_lr_ = lr;
+  forget_graphs();  // the learning rate is an argument of the captured optimizer kernels
   stats();
 }
 
@@ -332,37 +350,46 @@ void Session::train_step(const std::map<std::string, Tensor>& feeds, double* los
     enqueue_step(plan, bound, last_micro_step, nullptr);
   } else {
     // Feeds go to fixed device buffers (a captured graph reads them there), staged without a sync;
-    // labels are checked here, where a bad one can be reported before anything changes.
-    const std::set<int> checked = check_index_feeds(plan, bound);
+    // index and label feeds are checked here, where a bad one is reported before anything changes.
+    const CheckedInputs checked = check_index_feeds(plan, bound);
     DeviceStep& ds = device_steps_[&plan];
     for (auto& kv : bound) {
       if (kv.first == seed_value_) continue;
       Tensor& dst = ds.feeds[kv.first];
       if (!dst.defined()) dst = Tensor(kv.second.dtype(), kv.second.shape(), config_.device);
-      backend->upload_async(dst.raw(), kv.second.raw(), kv.second.nbytes());
+      if (kv.second.device() == Device::CPU) backend->upload_async(dst.raw(), kv.second.raw(), kv.second.nbytes());
+      else dst.copy_from(kv.second);  // device to device, stream-ordered
       kv.second = dst;
     }
-    std::shared_ptr<void>& graph = ds.graph[last_micro_step ? 1 : 0];
-    if (!config_.cuda_graphs || ds.capture_failed || ds.warm_steps < 1) {
+    const int phase = last_micro_step ? 1 : 0;  // one graph per phase, each after its own warm-up step
+    std::shared_ptr<void>& graph = ds.graph[phase];
+    if (!config_.cuda_graphs || ds.capture_failed || ds.warm_steps[phase] < 1) {
       enqueue_step(plan, bound, last_micro_step, &checked);  // also creates library handles, workspaces
-      ds.warm_steps++;
+      ds.warm_steps[phase]++;
     } else {
       if (!graph) {
+        // Capture; whatever is thrown, the capture is ended (the stream must not stay capturing).
+        std::exception_ptr thrown;
         std::string why;
         backend->begin_capture();
         try {
           enqueue_step(plan, bound, last_micro_step, &checked);
         } catch (const Error& e) {
           why = e.what();
+        } catch (...) {
+          thrown = std::current_exception();
         }
         std::string end_why;
         graph = backend->end_capture(&end_why);
+        if (thrown) std::rethrow_exception(thrown);
         if (!why.empty() || !graph) {
           graph.reset();
+          // Nothing ran: launch the step kernel by kernel. Only when that succeeds was the failure
+          // the capture's (an input error throws again here and changes nothing).
+          enqueue_step(plan, bound, last_micro_step, &checked);
           ds.capture_failed = true;
           capture_note_ = "this training step cannot be captured as a CUDA graph (" + (why.empty() ? end_why : why) +
                           "); its kernels are launched one by one";
-          enqueue_step(plan, bound, last_micro_step, &checked);
         }
       }
       if (graph) {
@@ -380,9 +407,10 @@ void Session::train_step(const std::map<std::string, Tensor>& feeds, double* los
   }
 }
 
-std::set<int> Session::check_index_feeds(const Plan& plan, const std::map<int, Tensor>& feeds) const {
-  std::set<int> checked;
-  for (const Node& n : graph_.nodes) {
+CheckedInputs Session::check_index_feeds(const Plan& plan, const std::map<int, Tensor>& feeds) const {
+  CheckedInputs checked;
+  for (size_t node = 0; node < graph_.nodes.size(); ++node) {
+    const Node& n = graph_.nodes[node];
     if (!n.domain.empty()) continue;
     const bool loss = n.op_type == "SoftmaxCrossEntropyLoss" || n.op_type == "NegativeLogLikelihoodLoss";
     if (!loss && n.op_type != "Gather" && n.op_type != "GatherElements") continue;
@@ -405,20 +433,20 @@ std::set<int> Session::check_index_feeds(const Plan& plan, const std::map<int, T
         OTTER_CHECK(v[i] >= -size && v[i] < size, n.describe(), ": index ", v[i], " is out of range for axis ", axis,
                     " of size ", size);
     }
-    checked.insert(n.input(1));
+    checked.insert({static_cast<int>(node), 1});
   }
   return checked;
 }
 
 void Session::enqueue_step(Plan& plan, const std::map<int, Tensor>& bound, bool last_micro_step,
-                           const std::set<int>* checked_values) {
+                           const CheckedInputs* checked_inputs) {
   int64_t* counters = counters_.data<int64_t>();
   float* scaler = scaler_state_.data<float>();
   ops_->begin_micro_step(counters, scaler, seed_.raw(), seed_.dtype(), config_.grad_accum);
   RunOptions ro;
   ro.training = true;
   ro.seed = config_.seed;
-  ro.checked_values = checked_values;
+  ro.checked_inputs = checked_inputs;
   if (config_.device == Device::CPU) ro.step = static_cast<uint64_t>(counters[kRngStep]);
   else ro.step_on_device = counters + kRngStep;
   plan.run(bound, ro);
@@ -449,7 +477,7 @@ void Session::enqueue_step(Plan& plan, const std::map<int, Tensor>& bound, bool 
     ops_->update_loss_scale(loss_scale_params(lsc), scaler);
   }
   commit_buffers(scaler);
-  if (config_.clip_norm > 0) ops_->clip_grad_norm(g, n, config_.clip_norm, scaler, norm_.data<float>());
+  if (config_.clip_norm > 0) ops_->clip_grad_norm(g, n, config_.clip_norm, scaler, norm_.data<double>());
   Optimizer::Moments m = optimizer_->moments();
   ops_->optimizer_step(optimizer_params(optimizer_->config()), schedule_params(config_.schedule), base_lr_,
                        masters_.data<float>(), g, m.first, m.second, n, scaler, counters);

@@ -125,6 +125,8 @@ class Session {
   const PrecisionDecision* precision_of(int node) const;
   double loss_scale() const { return scaler_host()[kScale]; }
   const LossScaleConfig& loss_scale_config() const { return config_.loss_scale_config; }
+  // CUDA: the device memory pool's peak bytes in use since the session was created (0 on the CPU).
+  size_t device_peak_bytes() const;
   // Memory of the most recently used training plan.
   MemoryStats train_memory() const { return last_train_memory_; }
 
@@ -160,20 +162,22 @@ class Session {
   std::vector<int64_t> counters_host() const;
   // The ops of one training micro-step after the feeds are in place (captured on CUDA).
   void enqueue_step(Plan& plan, const std::map<int, Tensor>& bound, bool last_micro_step,
-                    const std::set<int>* checked_values);
+                    const CheckedInputs* checked_inputs);
   // Checks, on the host, the feeds that Gather/GatherElements read as indices and losses read as
-  // labels; returns the values checked (their device kernels then skip their synchronising check).
-  std::set<int> check_index_feeds(const Plan& plan, const std::map<int, Tensor>& feeds) const;
+  // labels; returns those (node, input) uses (their device kernels skip their synchronising check).
+  CheckedInputs check_index_feeds(const Plan& plan, const std::map<int, Tensor>& feeds) const;
+  // Drops the captured graphs (after a change to a value they hold as a kernel argument).
+  void forget_graphs();
   StepOps* ops_ = nullptr;
   Tensor counters_;  // int64[kStepCounters] on the session's device (kernels/step_ops.h)
-  Tensor norm_;      // float[1]: the last global gradient norm (when clipping)
+  Tensor norm_;      // double[1]: the last global gradient norm (when clipping)
   Tensor seed_;      // the backward pass's seed, written by StepOps::begin_micro_step
   // CUDA: per training plan, device buffers the feeds are uploaded into (fixed addresses, so a
   // captured graph reads them) and the captured graphs (one for a micro-step that ends an
   // effective batch, one for the others).
   struct DeviceStep {
     std::map<int, Tensor> feeds;
-    int warm_steps = 0;
+    int warm_steps[2] = {0, 0};  // uncaptured steps run, per graph
     std::shared_ptr<void> graph[2];
     bool capture_failed = false;
   };

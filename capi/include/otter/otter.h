@@ -196,7 +196,10 @@ OTTER_API otter_status otter_session_set_parameter(otter_session* session, const
  * before the first step), learning_rate (for the next step), grad_norm (the global gradient
  * norm before clipping at the last step; computed only when clip_norm is set, else 0), loss_scale (1 without loss scaling), skipped_steps (steps skipped for non-finite
  * gradients), arena_bytes and intermediate_bytes (planned activation memory of the last training
- * plan and the sum of its intermediates). Unknown keys: OTTER_ERROR_NOT_FOUND. */
+ * plan and the sum of its intermediates), captured_steps (CUDA: micro-steps replayed as a CUDA
+ * graph), device_peak_bytes (CUDA: peak bytes in use in the device memory pool since the session
+ * was created; 0 on the CPU). Reading a statistic of a CUDA session waits for the GPU. Unknown
+ * keys: OTTER_ERROR_NOT_FOUND. */
 OTTER_API otter_status otter_session_get_stat(const otter_session* session, const char* key, double* out_value);
 
 /* Writes a checkpoint (parameters, optimizer state, step, schedule position, seed) atomically:
