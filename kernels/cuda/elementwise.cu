@@ -1,7 +1,7 @@
 // CUDA kernels for the elementwise family: the same functors as the CPU (kernels/common/
 // elementwise_math.h) in grid-stride loops, FP16/BF16 widened to FP32 on load and rounded on
 // store; broadcasting binary ops (and the logical And/Or/Xor on Bool) index through per-input
-// strides.
+// strides; same-shape binary ops and the unary ops use 16-byte packed loads and stores.
 #include "kernels/common/elementwise_math.h"
 #include "kernels/common/philox.h"
 #include "kernels/cuda/unary.cuh"
@@ -21,6 +21,24 @@ __global__ void binary(const T* a, const T* b, R* out, int64_t n, Strides s, F f
   }
 }
 
+// The same without broadcasting (a, b and out of one shape), over 16-byte packs, then the tail.
+template <class T, class F>
+__global__ void binary_packed(const T* a, const T* b, T* out, int64_t n, F f) {
+  using C = typename Compute<T>::type;
+  constexpr int V = Pack<T>::kSize;
+  const int64_t packs = n / V;
+  GRID_STRIDE(i, packs) {
+    Pack<T> pa = reinterpret_cast<const Pack<T>*>(a)[i], pb = reinterpret_cast<const Pack<T>*>(b)[i], r;
+#pragma unroll
+    for (int k = 0; k < V; ++k) store(r.v, k, f(static_cast<C>(load(pa.v, k)), static_cast<C>(load(pb.v, k))));
+    reinterpret_cast<Pack<T>*>(out)[i] = r;
+  }
+  GRID_STRIDE(i, n - packs * V) {
+    int64_t j = packs * V + i;
+    store(out, j, f(static_cast<C>(load(a, j)), static_cast<C>(load(b, j))));
+  }
+}
+
 template <class F, bool Compare>
 void binary_kernel(KernelContext& ctx) {
   const Tensor &a = ctx.in(0), &b = ctx.in(1);
@@ -29,8 +47,12 @@ void binary_kernel(KernelContext& ctx) {
   int64_t n = out.numel();
   auto launch = [&](auto* pa, auto* pb) {
     using T = std::remove_const_t<std::remove_pointer_t<decltype(pa)>>;
+    const bool same_shape = a.shape() == out.shape() && b.shape() == out.shape();
     if constexpr (Compare)
       binary<T, bool><<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(pa, pb, static_cast<bool*>(out.raw()), n, s, F{});
+    else if (same_shape && aligned16(pa, pb, out.raw()))
+      binary_packed<T><<<blocks_for(n / Pack<T>::kSize + 1), kThreads, 0, stream_of(ctx)>>>(
+          pa, pb, static_cast<T*>(out.raw()), n, F{});
     else
       binary<T, T><<<blocks_for(n), kThreads, 0, stream_of(ctx)>>>(pa, pb, static_cast<T*>(out.raw()), n, s, F{});
   };

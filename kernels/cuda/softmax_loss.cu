@@ -6,9 +6,9 @@
 // dy (the planner lets it read the FP16/BF16 copy of y), so it is templated on both. The losses
 // view scores as [N, C, D]; one warp computes each sample's log-softmax line, per-sample losses
 // and the sum of weights are reduced by one block in a fixed order. A label outside [0, C) that
-// is not ignore_index sets a device flag that the host reads after the launch (a stream sync in
-// the loss kernels: acceptable for now, to be replaced by a deferred check). FP16/BF16/FP32
-// compute in FP32, FP64 in FP64.
+// is not ignore_index sets a device flag that the host reads after the launch (a stream sync),
+// unless the caller checked the labels on the host first (training sessions on CUDA do, so their
+// steps never wait: KernelContext::checked_inputs). FP16/BF16/FP32 compute in FP32, FP64 in FP64.
 #include <cmath>
 #include <string>
 

@@ -115,11 +115,36 @@ __global__ void sgd_k(float* p, const float* g, float* buf, int64_t n, bool nest
   GRID_STRIDE(i, n) math::sgd_element(p[i], g[i], buf ? buf + i : nullptr, nesterov, s);
 }
 
+__global__ void adam_scalar_k(float* p, const float* g, float* m, float* v, int64_t n, bool decoupled,
+                              const math::UpdateScalars* u, const float* scaler) {
+  if (skip(scaler)) return;
+  const math::UpdateScalars s = *u;
+  GRID_STRIDE(i, n) math::adam_element(p[i], g[i], m[i], v[i], decoupled, s);
+}
+
+// Adam/AdamW over 16-byte packs of four floats (the flat buffers are 256-byte aligned allocations),
+// then the tail: the memory-bound pass of the step, so one 128-bit access per buffer and pack.
 __global__ void adam_k(float* p, const float* g, float* m, float* v, int64_t n, bool decoupled,
                        const math::UpdateScalars* u, const float* scaler) {
   if (skip(scaler)) return;
   const math::UpdateScalars s = *u;
-  GRID_STRIDE(i, n) math::adam_element(p[i], g[i], m[i], v[i], decoupled, s);
+  const int64_t packs = n / 4;
+  GRID_STRIDE(i, packs) {
+    float4 pp = reinterpret_cast<float4*>(p)[i], mm = reinterpret_cast<float4*>(m)[i],
+           vv = reinterpret_cast<float4*>(v)[i];
+    const float4 gg = reinterpret_cast<const float4*>(g)[i];
+    math::adam_element(pp.x, gg.x, mm.x, vv.x, decoupled, s);
+    math::adam_element(pp.y, gg.y, mm.y, vv.y, decoupled, s);
+    math::adam_element(pp.z, gg.z, mm.z, vv.z, decoupled, s);
+    math::adam_element(pp.w, gg.w, mm.w, vv.w, decoupled, s);
+    reinterpret_cast<float4*>(p)[i] = pp;
+    reinterpret_cast<float4*>(m)[i] = mm;
+    reinterpret_cast<float4*>(v)[i] = vv;
+  }
+  GRID_STRIDE(i, n - packs * 4) {
+    int64_t j = packs * 4 + i;
+    math::adam_element(p[j], g[j], m[j], v[j], decoupled, s);
+  }
 }
 
 __global__ void finish_step_k(int64_t* c, const float* scaler) {
@@ -191,9 +216,12 @@ class CudaStepOps : public StepOps {
     OTTER_CUDA_LAUNCH_CHECK("optimizer_step");
     if (opt.kind == math::OptimizerKind::SGD)
       sgd_k<<<blocks_for(n), kThreads, 0, stream()>>>(p, g, m, n, opt.nesterov, scalars_, scaler);
+    else if (aligned16(p, g, m, v))
+      adam_k<<<blocks_for(n / 4 + 1), kThreads, 0, stream()>>>(p, g, m, v, n, opt.kind == math::OptimizerKind::AdamW,
+                                                                scalars_, scaler);
     else
-      adam_k<<<blocks_for(n), kThreads, 0, stream()>>>(p, g, m, v, n, opt.kind == math::OptimizerKind::AdamW, scalars_,
-                                                       scaler);
+      adam_scalar_k<<<blocks_for(n), kThreads, 0, stream()>>>(p, g, m, v, n, opt.kind == math::OptimizerKind::AdamW,
+                                                              scalars_, scaler);
     OTTER_CUDA_LAUNCH_CHECK("optimizer_step");
     finish_step_k<<<1, 1, 0, stream()>>>(c, scaler);
     OTTER_CUDA_LAUNCH_CHECK("optimizer_step");
