@@ -44,7 +44,7 @@ def data():
 
 
 def new_session(**kw):
-    args = dict(loss="cross_entropy", optimizer="adamw", lr=3e-3, seed=0)
+    args = dict(loss="cross_entropy", optimizer="adamw", lr=3e-3, seed=0, device="cpu")
     args.update(kw)
     return otter.TrainingSession(MODEL, **args)
 
@@ -376,3 +376,22 @@ def test_contiguous_input_is_not_copied(data, monkeypatch):
         # So is a Fortran-ordered array and a big-endian one.
         np.testing.assert_array_equal(s.eval_step(x=np.asfortranarray(x))["logits"], out_strided)
         np.testing.assert_array_equal(s.eval_step(x=x.astype(">f4"))["logits"], out_strided)
+
+
+def test_train_step_without_loss(data):
+    # return_loss=False: no loss is copied back (on CUDA the step does not wait for the GPU); the
+    # step still happens, and the loss is available from the statistics afterwards.
+    x, y = data["x"][:32], data["y"][:32]
+    with new_session() as a, new_session() as b:
+        assert a.train_step(x=x, label=y, return_loss=False) is None
+        lb = b.train_step(x=x, label=y)
+        assert a.stat("step") == 1
+        assert a.stat("last_loss") == lb
+        for k, v in a.parameters.items():
+            np.testing.assert_array_equal(v, b.parameters[k])
+
+
+def test_device_statistics():
+    with new_session() as s:
+        assert s.stat("captured_steps") == 0
+        assert s.stat("device_peak_bytes") == 0  # a CPU session
