@@ -55,6 +55,9 @@ expect_error "needs --out" "$otter" train "$ex/mlp.onnx" --data "$ex/train.npz"
 expect_error "expects an integer" "$otter" train "$ex/mlp.onnx" --data "$ex/train.npz" --out x --epochs two
 expect_error "not one of" "$otter" train "$ex/mlp.onnx" --data "$ex/train.npz" --label y --loss hinge --out x
 expect_error "unknown command" "$otter" fly
+expect_error "not one of" "$otter" train "$ex/mlp.onnx" --data "$ex/train.npz" --label y --loss cross_entropy --out x --cuda-graphs maybe
+expect_error "'tpu' is not auto, cpu, cuda or cuda:N" "$otter" train "$ex/mlp.onnx" --data "$ex/train.npz" --label y --loss cross_entropy --out x --device tpu
+expect_error "cuda:3" "$otter" train "$ex/mlp.onnx" --data "$ex/train.npz" --label y --loss cross_entropy --out x --device cuda:3
 python3 -c "
 import numpy as np
 d = np.load('$ex/train.npz'); np.savez('$work/bad.npz', x=d['x'][:100], y=d['y'][:99])"
