@@ -21,9 +21,11 @@ Tensor host_copy(const KernelContext& ctx, size_t i) {
 
 std::vector<int64_t> KernelContext::int64_values(size_t i) const { return host_copy(*this, i).to_int64_vector(); }
 
+std::vector<double> KernelContext::double_values(size_t i) const { return host_copy(*this, i).to_double_vector(); }
+
 double KernelContext::scalar_value(size_t i, double fallback) const {
   if (!has_input(i)) return fallback;
-  return host_copy(*this, i).to_double_vector().at(0);
+  return double_values(i).at(0);
 }
 
 int64_t KernelContext::normalize_axis(int64_t axis, int64_t rank) const {

@@ -41,6 +41,7 @@ struct KernelContext {
   // The values of a small input (axes, starts, scalar bounds) on the host: the plan-time copy when
   // there is one, the input itself on the CPU, else a copy from the device (which synchronises).
   std::vector<int64_t> int64_values(size_t i) const;
+  std::vector<double> double_values(size_t i) const;
   double scalar_value(size_t i, double fallback) const;  // `fallback` when the input is omitted
   // `axis` in [-rank, rank) made non-negative; an error naming the node otherwise.
   int64_t normalize_axis(int64_t axis, int64_t rank) const;

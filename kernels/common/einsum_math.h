@@ -1,11 +1,12 @@
-// The Einsum equation parser shared by the op definition (runtime/ops/einsum.cpp: inference and
-// the gradient builder) and the kernels (kernels/cpu/einsum.cpp, later CUDA). An equation such as
-// "bij, bjk -> bik" or "...ii->...i" becomes one list of label ids per operand and one for the
-// output: letters a-z are 0-25, A-Z are 26-51, and the dims an ellipsis stands for get the ids
+// The Einsum equation parser shared by the op definition (runtime/ops/einsum.cpp: inference and the
+// gradient builder) and the kernels (kernels/cpu/einsum.cpp, kernels/cuda/einsum.cu). An equation
+// such as "bij, bjk -> bik" or "...ii->...i" becomes one list of label ids per operand and one for
+// the output: letters a-z are 0-25, A-Z are 26-51, and the dims an ellipsis stands for get the ids
 // 52, 53, ... (right-aligned across operands, numpy-style, so an operand whose ellipsis covers
 // fewer dims gets the last ones). Without "->" the output is the ellipsis dims followed by the
 // letters that appear exactly once, in character order (numpy's implicit mode). Whitespace is
-// ignored. Host-only code: the kernels parse once per call, outside any device loop.
+// ignored. Also the per-label walk of the kernels' general loops (summed labels, label strides).
+// Host-only code: the kernels parse once per call, outside any device loop.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -177,6 +178,36 @@ inline std::string label_sizes(const Equation& eq, const std::vector<std::vector
       }
     }
   return "";
+}
+
+// The labels the operands carry and the output lacks (the summed ones), in order of first
+// occurrence; `n_labels` is the number of label ids.
+inline std::vector<int> summed_labels(const std::vector<std::vector<int>>& inputs, const std::vector<int>& output,
+                                      size_t n_labels) {
+  std::vector<bool> in_out(n_labels, false), seen(n_labels, false);
+  for (int id : output) in_out[static_cast<size_t>(id)] = true;
+  std::vector<int> sum_labels;
+  for (const std::vector<int>& labels : inputs)
+    for (int id : labels)
+      if (!in_out[static_cast<size_t>(id)] && !seen[static_cast<size_t>(id)]) {
+        seen[static_cast<size_t>(id)] = true;
+        sum_labels.push_back(id);
+      }
+  return sum_labels;
+}
+
+// An operand's element stride along every label (0 for labels it lacks): a repeated label adds
+// its strides (a diagonal); a dim of size 1 where the label is larger adds none (broadcast).
+inline std::vector<int64_t> label_strides(const std::vector<int64_t>& shape, const std::vector<int>& labels,
+                                          const std::vector<int64_t>& sizes) {
+  std::vector<int64_t> strides(sizes.size(), 0);
+  int64_t stride = 1;
+  for (size_t d = labels.size(); d-- > 0;) {
+    size_t id = static_cast<size_t>(labels[d]);
+    if (shape[d] == sizes[id]) strides[id] += stride;
+    stride *= shape[d];
+  }
+  return strides;
 }
 
 }  // namespace otter::einsum

@@ -10,23 +10,15 @@
 // with W viewed per group as [grid channels, image channels x kernel]. Work is spread over the
 // batch (and groups) with parallel_for when each item's GEMM is small enough that OpenBLAS runs
 // it on the calling thread; larger GEMMs run one after another and OpenBLAS threads them. The
-// geometry (output dims, pads) comes from runtime/ops/conv.cpp.
+// geometry (output dims, pads, channels) comes from kernels/common/conv_host.h.
 #include <cblas.h>
 
 #include <cstring>
 #include <map>
 #include <mutex>
 
+#include "kernels/common/conv_host.h"
 #include "kernels/cpu/cpu_common.h"
-
-namespace otter {
-void window_geometry(const Node& node, const Shape& in_spatial, const Shape& kernel, bool allow_ceil_mode,
-                     std::vector<int64_t>& strides, std::vector<int64_t>& dilations,
-                     std::vector<int64_t>& pads_begin, std::vector<int64_t>& pads_end, std::vector<int64_t>& out);
-void conv_transpose_geometry(const Node& node, const Shape& in_spatial, const Shape& kernel,
-                             std::vector<int64_t>& strides, std::vector<int64_t>& dilations,
-                             std::vector<int64_t>& pads_begin, std::vector<int64_t>& out);
-}  // namespace otter
 
 namespace otter::cpu {
 namespace {
@@ -61,14 +53,13 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t
   blas_gemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
 }
 
-struct Geometry {
+// The shared geometry (kernels/common/conv_host.h) with the sizes im2col works with.
+struct Geometry : conv::ConvGeometry {
   size_t dims = 0;
-  Shape image, grid, kernel;
-  std::vector<int64_t> strides, dilations, pads;  // pads: begin pads of the image (may be negative)
   int64_t image_size = 1, grid_size = 1, kernel_size = 1;
   bool identity = false;  // 1x1 kernel, stride 1, no pads, image == grid: im2col is the image itself
 
-  void finish() {
+  explicit Geometry(conv::ConvGeometry g) : conv::ConvGeometry(std::move(g)) {
     dims = image.size();
     OTTER_CHECK(dims >= 1 && grid.size() == dims && kernel.size() == dims, "conv geometry: rank mismatch");
     image_size = shape_numel(image);
@@ -78,12 +69,6 @@ struct Geometry {
     for (size_t d = 0; d < dims; ++d)
       if (kernel[d] != 1 || strides[d] != 1 || pads[d] != 0) identity = false;
   }
-};
-
-// Channels of one batch item: `group` groups of `image_channels` image channels and
-// `grid_channels` grid channels.
-struct Layout {
-  int64_t batch = 0, group = 1, image_channels = 0, grid_channels = 0;
 };
 
 // Along the last spatial dim, the grid positions x in [lo, hi) whose image position
@@ -192,15 +177,15 @@ void for_items(int64_t items, int64_t gemm_work, int64_t scratch_size, Fn item) 
 
 // grid[n, grp*co + m] = W[grp*co + m] @ im2col(image[n, grp*ci ...]) (+ bias[grp*co + m]).
 template <class T>
-void correlate(const T* image, const T* w, const T* bias, T* grid, const Geometry& g, const Layout& L) {
-  int64_t ci = L.image_channels, co = L.grid_channels, CK = ci * g.kernel_size, G = g.grid_size;
+void correlate(const T* image, const T* w, const T* bias, T* grid, const Geometry& g) {
+  int64_t ci = g.image_channels, co = g.grid_channels, CK = ci * g.kernel_size, G = g.grid_size;
   int64_t scratch = g.identity ? 0 : CK * G;
-  for_items<T>(L.batch * L.group, co * G * CK, scratch, [&](int64_t item, T* col) {
-    int64_t n = item / L.group, grp = item % L.group;
-    const T* img = image + (n * L.group + grp) * ci * g.image_size;
+  for_items<T>(g.batch * g.group, co * G * CK, scratch, [&](int64_t item, T* col) {
+    int64_t n = item / g.group, grp = item % g.group;
+    const T* img = image + (n * g.group + grp) * ci * g.image_size;
     const T* cols = img;
     if (!g.identity) { im2col(img, ci, g, col); cols = col; }
-    T* out = grid + (n * L.group + grp) * co * G;
+    T* out = grid + (n * g.group + grp) * co * G;
     gemm<T>(false, false, co, G, CK, w + grp * co * CK, CK, cols, G, T(0), out, G);
     if (bias)
       for (int64_t m = 0; m < co; ++m) {
@@ -213,13 +198,13 @@ void correlate(const T* image, const T* w, const T* bias, T* grid, const Geometr
 
 // image[n, grp*ci + c] = col2im(W_grp^T @ grid[n, grp*co ...]) (+ bias[grp*ci + c]).
 template <class T>
-void scatter(const T* grid, const T* w, const T* bias, T* image, const Geometry& g, const Layout& L) {
-  int64_t ci = L.image_channels, co = L.grid_channels, CK = ci * g.kernel_size, G = g.grid_size;
+void scatter(const T* grid, const T* w, const T* bias, T* image, const Geometry& g) {
+  int64_t ci = g.image_channels, co = g.grid_channels, CK = ci * g.kernel_size, G = g.grid_size;
   int64_t scratch = g.identity ? 0 : CK * G;
-  for_items<T>(L.batch * L.group, co * G * CK, scratch, [&](int64_t item, T* col) {
-    int64_t n = item / L.group, grp = item % L.group;
-    const T* in = grid + (n * L.group + grp) * co * G;
-    T* img = image + (n * L.group + grp) * ci * g.image_size;
+  for_items<T>(g.batch * g.group, co * G * CK, scratch, [&](int64_t item, T* col) {
+    int64_t n = item / g.group, grp = item % g.group;
+    const T* in = grid + (n * g.group + grp) * co * G;
+    T* img = image + (n * g.group + grp) * ci * g.image_size;
     if (g.identity) {
       gemm<T>(true, false, CK, G, co, w + grp * co * CK, CK, in, G, T(0), img, G);
     } else {
@@ -237,29 +222,29 @@ void scatter(const T* grid, const T* w, const T* bias, T* image, const Geometry&
 
 // dW[grp*co + m] = sum_n grid[n, grp*co + m] @ im2col(image[n, grp*ci ...])^T.
 template <class T>
-void weight_grad(const T* grid, const T* image, T* dw, const Geometry& g, const Layout& L) {
-  int64_t ci = L.image_channels, co = L.grid_channels, CK = ci * g.kernel_size, G = g.grid_size;
-  int64_t wsize = L.group * co * CK;
+void weight_grad(const T* grid, const T* image, T* dw, const Geometry& g) {
+  int64_t ci = g.image_channels, co = g.grid_channels, CK = ci * g.kernel_size, G = g.grid_size;
+  int64_t wsize = g.group * co * CK;
   std::fill(dw, dw + wsize, T(0));
   int64_t scratch = g.identity ? 0 : CK * G;
   // Accumulates batch items [b, e) into acc.
   auto accumulate = [&](int64_t b, int64_t e, T* acc, T* col) {
     for (int64_t n = b; n < e; ++n)
-      for (int64_t grp = 0; grp < L.group; ++grp) {
-        const T* img = image + (n * L.group + grp) * ci * g.image_size;
+      for (int64_t grp = 0; grp < g.group; ++grp) {
+        const T* img = image + (n * g.group + grp) * ci * g.image_size;
         const T* cols = img;
         if (!g.identity) { im2col(img, ci, g, col); cols = col; }
-        const T* in = grid + (n * L.group + grp) * co * G;
+        const T* in = grid + (n * g.group + grp) * co * G;
         gemm<T>(false, true, co, CK, G, in, G, cols, G, T(1), acc + grp * co * CK, CK);
       }
   };
-  int64_t item_work = L.group * co * G * CK;
-  if (L.batch > 1 && co * G * CK <= kBlasSingleThreadWork) {
+  int64_t item_work = g.group * co * G * CK;
+  if (g.batch > 1 && co * G * CK <= kBlasSingleThreadWork) {
     // Per-chunk partial sums, added in chunk order so the result does not depend on timing.
     std::map<int64_t, std::vector<T>> partials;
     std::mutex mu;
     int64_t min_items = std::max<int64_t>(1, kParallelWork / std::max<int64_t>(item_work, 1));
-    parallel_for(L.batch, [&](int64_t b, int64_t e) {
+    parallel_for(g.batch, [&](int64_t b, int64_t e) {
       std::vector<T> acc(static_cast<size_t>(wsize), T(0)), col(static_cast<size_t>(scratch));
       accumulate(b, e, acc.data(), col.data());
       std::lock_guard<std::mutex> lock(mu);
@@ -269,36 +254,8 @@ void weight_grad(const T* grid, const T* image, T* dw, const Geometry& g, const 
       for (int64_t i = 0; i < wsize; ++i) dw[i] += kv.second[static_cast<size_t>(i)];
   } else {
     std::vector<T> col(static_cast<size_t>(scratch));
-    accumulate(0, L.batch, dw, col.data());
+    accumulate(0, g.batch, dw, col.data());
   }
-}
-
-Shape spatial(const Shape& s) { return Shape(s.begin() + 2, s.end()); }
-
-// Conv geometry: image = x, grid = the output, from the node's attributes and x, W shapes.
-Geometry conv_geometry(const Node& node, const Shape& x, const Shape& w) {
-  Geometry g;
-  std::vector<int64_t> pads_end;
-  g.image = spatial(x);
-  g.kernel = spatial(w);
-  window_geometry(node, g.image, g.kernel, false, g.strides, g.dilations, g.pads, pads_end, g.grid);
-  g.finish();
-  return g;
-}
-
-// ConvTranspose geometry: image = the output, grid = x.
-Geometry conv_transpose_geometry_of(const Node& node, const Shape& x, const Shape& w) {
-  Geometry g;
-  g.grid = spatial(x);
-  g.kernel = spatial(w);
-  conv_transpose_geometry(node, g.grid, g.kernel, g.strides, g.dilations, g.pads, g.image);
-  g.finish();
-  return g;
-}
-
-void check_shape(const KernelContext& ctx, const Shape& got, const Shape& want, const char* what) {
-  OTTER_CHECK(got == want, ctx.node.describe(), ": ", what, " has shape ", shape_str(got), ", expected ",
-              shape_str(want));
 }
 
 // Conv: (X, W, B?) -> Y.
@@ -306,34 +263,28 @@ template <class T>
 void conv_typed(KernelContext& ctx) {
   const Tensor &x = ctx.in(0), &w = ctx.in(1);
   Tensor& y = ctx.out(0);
-  Geometry g = conv_geometry(ctx.node, x.shape(), w.shape());
-  int64_t group = ctx.node.attr_int("group", 1);
-  Layout L{x.shape()[0], group, x.shape()[1] / group, w.shape()[0] / group};
-  check_shape(ctx, spatial(y.shape()), g.grid, "Y's spatial part");
+  Geometry g(conv::conv_geometry(ctx.node, x.shape(), w.shape()));
+  conv::check_shape(ctx, conv::spatial(y.shape()), g.grid, "Y's spatial part");
   const T* bias = ctx.has_input(2) ? ctx.in(2).data<T>() : nullptr;
-  correlate<T>(x.data<T>(), w.data<T>(), bias, y.data<T>(), g, L);
+  correlate<T>(x.data<T>(), w.data<T>(), bias, y.data<T>(), g);
 }
 
 // otter.ConvGradInput: (dy, W, x) -> dx.
 template <class T>
 void conv_grad_input_typed(KernelContext& ctx) {
   const Tensor &dy = ctx.in(0), &w = ctx.in(1), &x = ctx.in(2);
-  Geometry g = conv_geometry(ctx.node, x.shape(), w.shape());
-  int64_t group = ctx.node.attr_int("group", 1);
-  Layout L{x.shape()[0], group, x.shape()[1] / group, w.shape()[0] / group};
-  check_shape(ctx, spatial(dy.shape()), g.grid, "dy's spatial part");
-  scatter<T>(dy.data<T>(), w.data<T>(), nullptr, ctx.out(0).data<T>(), g, L);
+  Geometry g(conv::conv_geometry(ctx.node, x.shape(), w.shape()));
+  conv::check_shape(ctx, conv::spatial(dy.shape()), g.grid, "dy's spatial part");
+  scatter<T>(dy.data<T>(), w.data<T>(), nullptr, ctx.out(0).data<T>(), g);
 }
 
 // otter.ConvGradWeight: (dy, x, W) -> dW.
 template <class T>
 void conv_grad_weight_typed(KernelContext& ctx) {
   const Tensor &dy = ctx.in(0), &x = ctx.in(1), &w = ctx.in(2);
-  Geometry g = conv_geometry(ctx.node, x.shape(), w.shape());
-  int64_t group = ctx.node.attr_int("group", 1);
-  Layout L{x.shape()[0], group, x.shape()[1] / group, w.shape()[0] / group};
-  check_shape(ctx, spatial(dy.shape()), g.grid, "dy's spatial part");
-  weight_grad<T>(dy.data<T>(), x.data<T>(), ctx.out(0).data<T>(), g, L);
+  Geometry g(conv::conv_geometry(ctx.node, x.shape(), w.shape()));
+  conv::check_shape(ctx, conv::spatial(dy.shape()), g.grid, "dy's spatial part");
+  weight_grad<T>(dy.data<T>(), x.data<T>(), ctx.out(0).data<T>(), g);
 }
 
 // ConvTranspose: (X, W, B?) -> Y. W is [C, M/group, k...]: per group [grid channels, image
@@ -342,34 +293,28 @@ template <class T>
 void conv_transpose_typed(KernelContext& ctx) {
   const Tensor &x = ctx.in(0), &w = ctx.in(1);
   Tensor& y = ctx.out(0);
-  Geometry g = conv_transpose_geometry_of(ctx.node, x.shape(), w.shape());
-  int64_t group = ctx.node.attr_int("group", 1);
-  Layout L{x.shape()[0], group, w.shape()[1], x.shape()[1] / group};
-  check_shape(ctx, spatial(y.shape()), g.image, "Y's spatial part");
+  Geometry g(conv::conv_transpose_geometry_of(ctx.node, x.shape(), w.shape()));
+  conv::check_shape(ctx, conv::spatial(y.shape()), g.image, "Y's spatial part");
   const T* bias = ctx.has_input(2) ? ctx.in(2).data<T>() : nullptr;
-  scatter<T>(x.data<T>(), w.data<T>(), bias, y.data<T>(), g, L);
+  scatter<T>(x.data<T>(), w.data<T>(), bias, y.data<T>(), g);
 }
 
 // otter.ConvTransposeGradInput: (dy, W, x) -> dx = correlate(dy).
 template <class T>
 void conv_transpose_grad_input_typed(KernelContext& ctx) {
   const Tensor &dy = ctx.in(0), &w = ctx.in(1), &x = ctx.in(2);
-  Geometry g = conv_transpose_geometry_of(ctx.node, x.shape(), w.shape());
-  int64_t group = ctx.node.attr_int("group", 1);
-  Layout L{x.shape()[0], group, w.shape()[1], x.shape()[1] / group};
-  check_shape(ctx, spatial(dy.shape()), g.image, "dy's spatial part");
-  correlate<T>(dy.data<T>(), w.data<T>(), nullptr, ctx.out(0).data<T>(), g, L);
+  Geometry g(conv::conv_transpose_geometry_of(ctx.node, x.shape(), w.shape()));
+  conv::check_shape(ctx, conv::spatial(dy.shape()), g.image, "dy's spatial part");
+  correlate<T>(dy.data<T>(), w.data<T>(), nullptr, ctx.out(0).data<T>(), g);
 }
 
 // otter.ConvTransposeGradWeight: (dy, x, W) -> dW = sum_n x @ im2col(dy)^T.
 template <class T>
 void conv_transpose_grad_weight_typed(KernelContext& ctx) {
   const Tensor &dy = ctx.in(0), &x = ctx.in(1), &w = ctx.in(2);
-  Geometry g = conv_transpose_geometry_of(ctx.node, x.shape(), w.shape());
-  int64_t group = ctx.node.attr_int("group", 1);
-  Layout L{x.shape()[0], group, w.shape()[1], x.shape()[1] / group};
-  check_shape(ctx, spatial(dy.shape()), g.image, "dy's spatial part");
-  weight_grad<T>(x.data<T>(), dy.data<T>(), ctx.out(0).data<T>(), g, L);
+  Geometry g(conv::conv_transpose_geometry_of(ctx.node, x.shape(), w.shape()));
+  conv::check_shape(ctx, conv::spatial(dy.shape()), g.image, "dy's spatial part");
+  weight_grad<T>(x.data<T>(), dy.data<T>(), ctx.out(0).data<T>(), g);
 }
 
 #define OTTER_CONV_KERNEL(NAME, FN) \

@@ -1,5 +1,5 @@
-// CPU kernel for Einsum (runtime/ops/einsum.cpp; the equation parser is kernels/common/
-// einsum_math.h). Two float operands whose subscripts are distinct within each operand and whose
+// CPU kernel for Einsum (runtime/ops/einsum.cpp; the equation is resolved by kernels/common/
+// einsum_host.h). Two float operands whose subscripts are distinct within each operand and whose
 // sizes agree (no size-1 broadcast) run as a batched GEMM through OpenBLAS: labels are grouped
 // into batch (both operands and the output), M (first operand and output), N (second operand and
 // output) and K (both operands, summed); an operand whose dims are not already laid out as
@@ -16,7 +16,7 @@
 #include <cstring>
 #include <type_traits>
 
-#include "kernels/common/einsum_math.h"
+#include "kernels/common/einsum_host.h"
 #include "kernels/cpu/cpu_common.h"
 
 namespace otter::cpu {
@@ -36,25 +36,13 @@ template <class T>
 void general_einsum(const std::vector<Operand<T>>& ops, const std::vector<int>& out_labels,
                     const std::vector<int64_t>& size, T* out) {
   using Acc = std::conditional_t<std::is_floating_point_v<T>, double, T>;
-  size_t L = size.size();
-  std::vector<bool> in_out(L, false), present(L, false);
-  for (int id : out_labels) in_out[static_cast<size_t>(id)] = true;
-  std::vector<int> sum_labels;
-  for (const Operand<T>& op : ops)
-    for (int id : op.labels)
-      if (!in_out[static_cast<size_t>(id)] && !present[static_cast<size_t>(id)]) {
-        present[static_cast<size_t>(id)] = true;
-        sum_labels.push_back(id);
-      }
-  // strides[k][label]
-  std::vector<std::vector<int64_t>> strides(ops.size(), std::vector<int64_t>(L, 0));
-  for (size_t k = 0; k < ops.size(); ++k) {
-    std::vector<int64_t> s = shape_strides(ops[k].shape);
-    for (size_t d = 0; d < ops[k].labels.size(); ++d) {
-      size_t id = static_cast<size_t>(ops[k].labels[d]);
-      if (ops[k].shape[d] == size[id]) strides[k][id] += s[d];  // size-1 against a larger size: stride 0
-    }
+  std::vector<std::vector<int>> labels;
+  std::vector<std::vector<int64_t>> strides;  // strides[k][label]
+  for (const Operand<T>& op : ops) {
+    labels.push_back(op.labels);
+    strides.push_back(einsum::label_strides(op.shape, op.labels, size));
   }
+  std::vector<int> sum_labels = einsum::summed_labels(labels, out_labels, size.size());
   int64_t n_out = 1, n_sum = 1;
   for (int id : out_labels) n_out *= size[static_cast<size_t>(id)];
   for (int id : sum_labels) n_sum *= size[static_cast<size_t>(id)];
@@ -223,25 +211,13 @@ void einsum2(const Operand<T>& a, const Operand<T>& b, const std::vector<int>& o
 
 template <class T>
 void einsum_typed(KernelContext& ctx) {
-  std::vector<int64_t> ranks;
-  std::vector<Shape> shapes;
-  for (size_t i = 0; i < ctx.inputs.size(); ++i) {
-    ranks.push_back(ctx.in(i).rank());
-    shapes.push_back(ctx.in(i).shape());
-  }
-  einsum::Equation eq = einsum::parse(ctx.node.attr_string("equation", ""), ranks);
-  OTTER_CHECK(eq.error.empty(), ctx.node.describe(), ": ", eq.error);
-  std::vector<int64_t> size;
-  std::string err = einsum::label_sizes(eq, shapes, size);
-  OTTER_CHECK(err.empty(), ctx.node.describe(), ": ", err);
-  for (int64_t& s : size)
-    if (s < 0) s = 1;  // labels that do not occur
+  einsum::Problem p = einsum::resolve(ctx);
+  const einsum::Equation& eq = p.eq;
+  const std::vector<int64_t>& size = p.size;
   Tensor& y = ctx.out(0);
-  OTTER_CHECK(y.shape() == shape_of_labels<T>(eq.output, size), ctx.node.describe(), ": output ",
-              shape_str(y.shape()), " does not match the equation");
   T* py = y.data<T>();
   std::vector<Operand<T>> ops;
-  for (size_t i = 0; i < ctx.inputs.size(); ++i) ops.push_back({ctx.in(i).data<T>(), shapes[i], eq.inputs[i]});
+  for (size_t i = 0; i < ctx.inputs.size(); ++i) ops.push_back({ctx.in(i).data<T>(), p.shapes[i], eq.inputs[i]});
   if (y.numel() == 0) return;
   if (ops.size() == 1) {
     general_einsum<T>(ops, eq.output, size, py);

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "kernels/common/indexing_host.h"
 #include "kernels/cpu/cpu_common.h"
 
 namespace otter::cpu {
@@ -18,10 +19,8 @@ void register_einsum_kernels(KernelRegistry& r);  // kernels/cpu/einsum.cpp
 
 namespace {
 
-int64_t normalize_axis(const KernelContext& ctx, int64_t axis, int64_t rank) {
-  OTTER_CHECK(axis >= -rank && axis < rank, ctx.node.describe(), ": axis ", axis, " is out of range for rank ", rank);
-  return axis < 0 ? axis + rank : axis;
-}
+// Resolution and layouts shared with the CUDA kernels (kernels/common/indexing_host.h).
+using namespace indexing;
 
 // The indices as int64 in [0, dim) (negative ones counted from the end), or fails naming the bad one.
 std::vector<int64_t> checked_indices(const KernelContext& ctx, const Tensor& t, int64_t dim, int64_t axis) {
@@ -67,18 +66,6 @@ void for_each_index(const Shape& shape, const std::vector<int64_t>& sa, const st
 
 // ---- reductions for the scatters ----
 
-enum class Reduction { None, Add, Mul, Max, Min };
-
-Reduction reduction_of(const KernelContext& ctx) {
-  std::string r = ctx.node.attr_string("reduction", "none");
-  if (r == "none") return Reduction::None;
-  if (r == "add") return Reduction::Add;
-  if (r == "mul") return Reduction::Mul;
-  if (r == "max") return Reduction::Max;
-  if (r == "min") return Reduction::Min;
-  OTTER_FAIL(ctx.node.describe(), ": unknown reduction '", r, "'");
-}
-
 template <class T>
 inline void reduce_into(T& dst, T v, Reduction r) {
   if constexpr (std::is_same_v<T, bool>) {
@@ -99,30 +86,6 @@ inline void reduce_into(T& dst, T v, Reduction r) {
 }
 
 // ---- GatherElements, GatherElementsGrad, ScatterElements ----
-
-// The walk shared by the element-wise index ops: data's strides with the axis zeroed, and the
-// indices' own strides.
-struct ElementLayout {
-  int64_t axis, dim, data_stride;
-  std::vector<int64_t> data_strides, index_strides;
-};
-
-ElementLayout element_layout(const KernelContext& ctx, const Shape& data, const Shape& indices) {
-  int64_t r = static_cast<int64_t>(data.size());
-  OTTER_CHECK(static_cast<int64_t>(indices.size()) == r, ctx.node.describe(), ": indices ", shape_str(indices),
-              " and data ", shape_str(data), " differ in rank");
-  ElementLayout l;
-  l.axis = normalize_axis(ctx, ctx.node.attr_int("axis", 0), r);
-  l.dim = data[l.axis];
-  l.data_strides = shape_strides(data);
-  l.data_stride = l.data_strides[l.axis];
-  l.data_strides[l.axis] = 0;
-  l.index_strides = shape_strides(indices);
-  for (int64_t k = 0; k < r; ++k)
-    OTTER_CHECK(k == l.axis || indices[k] <= data[k], ctx.node.describe(), ": indices ", shape_str(indices),
-                " are larger than data ", shape_str(data), " along axis ", k);
-  return l;
-}
 
 template <class T>
 void gather_elements_typed(KernelContext& ctx) {
@@ -268,12 +231,7 @@ template <class T>
 void trilu_typed(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
   Tensor& y = ctx.out(0);
-  int64_t k = 0;
-  if (ctx.has_input(1)) {
-    std::vector<int64_t> v = ctx.in(1).to_int64_vector();
-    OTTER_CHECK(v.size() == 1, ctx.node.describe(), ": k must hold one value");
-    k = v[0];
-  }
+  int64_t k = trilu_offset(ctx);
   bool upper = ctx.node.attr_int("upper", 1) != 0;
   int64_t rows = x.shape()[x.rank() - 2], cols = x.shape()[x.rank() - 1];
   int64_t n = rows == 0 || cols == 0 ? 0 : x.numel() / cols;  // matrix rows, over all matrices
@@ -322,9 +280,7 @@ template <class T>
 void tile_typed(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
   Tensor& y = ctx.out(0);
-  for (int64_t d = 0; d < x.rank(); ++d)
-    OTTER_CHECK(x.shape()[d] == 0 ? y.shape()[d] == 0 : y.shape()[d] % x.shape()[d] == 0, ctx.node.describe(),
-                ": output ", shape_str(y.shape()), " is not a tiling of ", shape_str(x.shape()));
+  check_tiling(ctx, x.shape(), y.shape());
   if (y.numel() == 0) return;
   std::vector<int64_t> ys;
   std::vector<int64_t> offs = tile_offsets(x.shape(), y.shape(), ys);
@@ -375,14 +331,9 @@ template <class T>
 void cumsum_typed(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
   Tensor& y = ctx.out(0);
-  std::vector<int64_t> a = ctx.in(1).to_int64_vector();
-  OTTER_CHECK(a.size() == 1, ctx.node.describe(), ": the axis input must hold one value");
-  int64_t axis = normalize_axis(ctx, a[0], x.rank());
-  bool exclusive = ctx.node.attr_int("exclusive", 0) != 0, reverse = ctx.node.attr_int("reverse", 0) != 0;
-  const Shape& s = x.shape();
-  int64_t n = s[axis], inner = 1, outer = 1;
-  for (int64_t d = 0; d < axis; ++d) outer *= s[d];
-  for (int64_t d = axis + 1; d < x.rank(); ++d) inner *= s[d];
+  CumSumLayout l = cumsum_layout(ctx, x.shape());
+  int64_t n = l.n, inner = l.inner, outer = l.outer;
+  bool exclusive = l.exclusive, reverse = l.reverse;
   using Acc = std::conditional_t<std::is_floating_point_v<T>, double, T>;
   const T* px = x.data<T>();
   T* py = y.data<T>();

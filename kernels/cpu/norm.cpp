@@ -4,17 +4,22 @@
 // X, Y, dy and dX have the kernel's dtype; scale, bias and the statistics are read and written
 // through double vectors, so they may have another floating dtype (BatchNormalization's T1/T2).
 //
-// Layouts: BatchNormalization and Instance/GroupNormalization view X as [N, C, S] (S = product
-// of the spatial dims); a group (n, g) of GroupNormalization is the contiguous block of C/G
-// channels; LayerNormalization views X as [rows, cols] split at `axis`, with Scale and B
-// broadcast to X through per-row plus per-column offsets.
+// Layouts (kernels/common/norm_host.h, shared with the CUDA kernels): BatchNormalization and
+// Instance/GroupNormalization view X as [N, C, S] (S = product of the spatial dims); a group
+// (n, g) of GroupNormalization is the contiguous block of C/G channels; LayerNormalization views
+// X as [rows, cols] split at `axis`, with Scale and B broadcast to X through per-row plus
+// per-column offsets.
 #include <cmath>
 #include <cstring>
 
+#include "kernels/common/norm_host.h"
 #include "kernels/cpu/cpu_common.h"
 
 namespace otter::cpu {
 namespace {
+
+// Layouts shared with the CUDA kernels (kernels/common/norm_host.h).
+using namespace norm;
 
 // Serial below about 32K element visits, split over items above.
 int64_t grain(int64_t work_per_item) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, work_per_item)); }
@@ -45,18 +50,6 @@ void store(Tensor& out, const std::vector<double>& v) {
   }
 }
 
-struct NCS {
-  int64_t n = 1, c = 1, s = 1;
-};
-
-NCS ncs_view(const Shape& x) {
-  NCS v;
-  v.n = x[0];
-  v.c = x[1];
-  for (size_t k = 2; k < x.size(); ++k) v.s *= x[k];
-  return v;
-}
-
 // Mean and biased variance (two passes, in double) of the values p[b * block_stride + k] for
 // b < blocks, k < block_len.
 template <class T>
@@ -78,19 +71,10 @@ void moments(const T* p, int64_t blocks, int64_t block_stride, int64_t block_len
 
 // ---- BatchNormalization ----
 
-// The node's form uses batch statistics (see runtime/ops/norm.cpp): training_mode = 1, or the
-// opset-9..13 form with saved_mean/saved_var outputs.
-bool batch_norm_training_form(const Node& n) {
-  if (n.has_attr("training_mode")) return n.attr_int("training_mode", 0) != 0;
-  for (size_t i = 3; i < n.outputs.size(); ++i)
-    if (n.outputs[i] >= 0) return true;
-  return false;
-}
-
 template <class T>
 void batch_norm_typed(KernelContext& ctx, bool batch) {
   const Tensor& x = ctx.in(0);
-  NCS d = ncs_view(x.shape());
+  NCS d = ncs_view(ctx, x.shape());
   std::vector<double> scale = ctx.in(1).to_double_vector(), bias = ctx.in(2).to_double_vector();
   std::vector<double> in_mean = ctx.in(3).to_double_vector(), in_var = ctx.in(4).to_double_vector();
   double eps = ctx.node.attr_float("epsilon", 1e-5), momentum = ctx.node.attr_float("momentum", 0.9);
@@ -139,7 +123,7 @@ void batch_norm_kernel(KernelContext& ctx) {
 template <class T>
 void batch_norm_grad_typed(KernelContext& ctx, bool batch) {
   const Tensor& x = ctx.in(1);
-  NCS d = ncs_view(x.shape());
+  NCS d = ncs_view(ctx, x.shape());
   const T* pdy = ctx.in(0).data<T>();
   const T* px = x.data<T>();
   T* pdx = ctx.out(0).data<T>();
@@ -216,23 +200,10 @@ struct Broadcast {
   }
 };
 
-struct RowView {
-  size_t axis = 0;
-  int64_t rows = 1, cols = 1;
-};
-
-RowView row_view(const Shape& x, int64_t axis) {
-  RowView v;
-  if (axis < 0) axis += static_cast<int64_t>(x.size());
-  v.axis = static_cast<size_t>(axis);
-  for (size_t k = 0; k < x.size(); ++k) (k < v.axis ? v.rows : v.cols) *= x[k];
-  return v;
-}
-
 template <class T>
 void layer_norm_typed(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
-  RowView v = row_view(x.shape(), ctx.node.attr_int("axis", -1));
+  RowView v = row_view(ctx, x.shape());
   double eps = ctx.node.attr_float("epsilon", 1e-5);
   Broadcast w(ctx.in(1), x.shape(), v.axis);
   bool has_b = ctx.has_input(2);
@@ -269,7 +240,7 @@ void layer_norm_kernel(KernelContext& ctx) {
 template <class T>
 void layer_norm_grad_typed(KernelContext& ctx) {
   const Tensor& x = ctx.in(1);
-  RowView v = row_view(x.shape(), ctx.node.attr_int("axis", -1));
+  RowView v = row_view(ctx, x.shape());
   double eps = ctx.node.attr_float("epsilon", 1e-5);
   Broadcast w(ctx.in(2), x.shape(), v.axis);
   bool want_db = ctx.has_input(3) && ctx.has_output(2);
@@ -327,28 +298,10 @@ void layer_norm_grad_kernel(KernelContext& ctx) {
 
 // ---- InstanceNormalization (one group per channel), GroupNormalization ----
 
-struct GroupView {
-  NCS d;
-  int64_t groups = 1, per_group = 1, block = 1;  // channels per group, elements per (n, g)
-};
-
-GroupView group_view(const KernelContext& ctx, const Shape& x, bool instance) {
-  GroupView v;
-  v.d = ncs_view(x);
-  v.groups = instance ? v.d.c : ctx.node.attr_int("num_groups", 1);
-  OTTER_CHECK(v.groups > 0 && v.d.c % v.groups == 0, ctx.node.describe(), ": num_groups ", v.groups,
-              " does not divide the ", v.d.c, " channels");
-  v.per_group = v.d.c / v.groups;
-  v.block = v.per_group * v.d.s;
-  return v;
-}
-
 // Index into a [C] (opset 21) or [num_groups] (opset 18) parameter for channel c.
 std::vector<int64_t> channel_index(const GroupView& v, size_t param_size, const KernelContext& ctx) {
   std::vector<int64_t> idx(v.d.c);
-  bool per_channel = static_cast<int64_t>(param_size) == v.d.c;
-  OTTER_CHECK(per_channel || static_cast<int64_t>(param_size) == v.groups, ctx.node.describe(), ": a parameter has ",
-              param_size, " elements; expected ", v.d.c, " (channels) or ", v.groups, " (groups)");
+  bool per_channel = per_channel_param(v, static_cast<int64_t>(param_size), ctx);
   for (int64_t c = 0; c < v.d.c; ++c) idx[c] = per_channel ? c : c / v.per_group;
   return idx;
 }

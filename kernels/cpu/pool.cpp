@@ -1,19 +1,14 @@
 // CPU kernels for the pool op family: MaxPool (with its Indices output), AveragePool,
-// GlobalAveragePool, GlobalMaxPool and their internal gradient ops (otter.MaxPoolArgmax writes
-// the argmax MaxPoolGrad reads when the model has no Indices output). A window table (for each
-// output position, the flat offsets of its taps inside the input plane, and the AveragePool
-// divisor) is built once per call from the geometry of runtime/ops/conv.cpp and reused for every
-// (batch, channel) plane; planes are processed in parallel. MaxPool takes the first maximum of a
-// window (strict >), which is also where its gradient goes.
+// GlobalAveragePool, GlobalMaxPool and their internal gradient ops (otter.MaxPoolArgmax writes the
+// argmax MaxPoolGrad reads when the model has no Indices output). A window table (for each output
+// position, the flat offsets of its taps inside the input plane, and the AveragePool divisor) is
+// built once per call from the window of kernels/common/pool_host.h and reused for every (batch,
+// channel) plane; planes are processed in parallel. MaxPool takes the first maximum of a window
+// (strict >), which is also where its gradient goes.
 #include <limits>
 
+#include "kernels/common/pool_host.h"
 #include "kernels/cpu/cpu_common.h"
-
-namespace otter {
-void window_geometry(const Node& node, const Shape& in_spatial, const Shape& kernel, bool allow_ceil_mode,
-                     std::vector<int64_t>& strides, std::vector<int64_t>& dilations,
-                     std::vector<int64_t>& pads_begin, std::vector<int64_t>& pads_end, std::vector<int64_t>& out);
-}  // namespace otter
 
 namespace otter::cpu {
 namespace {
@@ -28,14 +23,10 @@ struct WindowTable {
 // Builds the window table of a MaxPool/AveragePool node (or its gradient op) for input shape x.
 WindowTable window_table(const Node& node, const Shape& x, const Shape& y_expected) {
   size_t D = x.size() - 2;
-  Shape in(x.begin() + 2, x.end());
-  std::vector<int64_t> kernel = node.attr_ints("kernel_shape");
-  std::vector<int64_t> strides, dilations, pb, pe, out;
-  window_geometry(node, in, kernel, true, strides, dilations, pb, pe, out);
-  Shape want = {x[0], x[1]};
-  want.insert(want.end(), out.begin(), out.end());
-  OTTER_CHECK(want == y_expected, node.describe(), ": output shape ", shape_str(y_expected), ", expected ",
-              shape_str(want));
+  pool::PoolWindow w = pool::pool_window(node, x, y_expected);
+  const Shape &in = w.in, &out = w.out;
+  const std::vector<int64_t> &kernel = w.kernel, &strides = w.strides, &dilations = w.dilations;
+  const std::vector<int64_t> &pb = w.pads_begin, &pe = w.pads_end;
   WindowTable t;
   t.planes = x[0] * x[1];
   t.plane_in = shape_numel(in);
@@ -254,8 +245,8 @@ void average_pool_grad_typed(KernelContext& ctx) {
   }, plane_grain(t));
 }
 
-int64_t global_planes(const Tensor& x) { return x.shape()[0] * x.shape()[1]; }
-int64_t global_plane_size(const Tensor& x) { return shape_numel(Shape(x.shape().begin() + 2, x.shape().end())); }
+using pool::global_plane_size;
+using pool::global_planes;
 int64_t global_grain(int64_t size) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(size, 1)); }
 
 template <class T>

@@ -9,33 +9,16 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <map>
-#include <optional>
 #include <string>
 
 #include "kernels/common/elementwise_math.h"
+#include "kernels/common/reduce_host.h"
 #include "kernels/cpu/cpu_common.h"
-
-namespace otter {
-std::vector<int64_t> reduction_axes(const Node& node, const std::optional<std::vector<int64_t>>& axes_input,
-                                    int64_t rank, bool* noop);
-}
 
 namespace otter::cpu {
 namespace {
 
-enum class Kind { Sum, Mean, Max, Min, Prod, L1, L2, SumSquare, LogSum, LogSumExp };
-
-Kind kind_of(const KernelContext& ctx, const std::string& op) {
-  static const std::map<std::string, Kind> kinds = {
-      {"ReduceSum", Kind::Sum},   {"ReduceMean", Kind::Mean},         {"ReduceMax", Kind::Max},
-      {"ReduceMin", Kind::Min},   {"ReduceProd", Kind::Prod},         {"ReduceL1", Kind::L1},
-      {"ReduceL2", Kind::L2},     {"ReduceSumSquare", Kind::SumSquare}, {"ReduceLogSum", Kind::LogSum},
-      {"ReduceLogSumExp", Kind::LogSumExp}};
-  auto it = kinds.find(op);
-  if (it == kinds.end()) OTTER_FAIL(ctx.node.describe(), ": unknown reduction '", op, "'");
-  return it->second;
-}
+using reduce::Kind;
 
 // The flat offsets of every index of `dims` laid out with `strides`, in row-major order.
 std::vector<int64_t> offsets(const Shape& dims, const std::vector<int64_t>& strides) {
@@ -94,11 +77,7 @@ Layout make_layout(const Shape& in, const std::vector<int64_t>& axes) {
 }
 
 Layout node_layout(const KernelContext& ctx, size_t axes_input, const Shape& in) {
-  std::optional<std::vector<int64_t>> given;
-  if (ctx.has_input(axes_input)) given = ctx.in(axes_input).to_int64_vector();
-  bool noop = false;
-  std::vector<int64_t> axes = reduction_axes(ctx.node, given, static_cast<int64_t>(in.size()), &noop);
-  return make_layout(in, axes);  // noop: no axes, each element reduced alone
+  return make_layout(in, reduce::node_axes(ctx, axes_input, static_cast<int64_t>(in.size())));
 }
 
 template <class T>
@@ -209,7 +188,7 @@ void reduce_output_grad_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.in(1);
   const Tensor& y = ctx.in(2);
   Tensor& dx = ctx.out(0);
-  Kind kind = kind_of(ctx, ctx.node.attr_string("op", ""));
+  Kind kind = reduce::kind_of(ctx, ctx.node.attr_string("op", ""));
   Layout l = node_layout(ctx, 3, x.shape());
   OTTER_CHECK(l.outputs() == y.numel() && y.numel() == dy.numel(), ctx.node.describe(),
               ": the output and its gradient do not match the reduction of x");

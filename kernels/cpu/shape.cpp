@@ -1,12 +1,14 @@
-// CPU kernels for the shape family (runtime/ops/shape.cpp). These move bytes, so most work on
-// raw elements of the dtype's size rather than per type: Reshape and its kin copy the buffer;
+// CPU kernels for the shape family (runtime/ops/shape.cpp). These move bytes, so most work on raw
+// elements of the dtype's size rather than per type: Reshape and its kin copy the buffer;
 // Transpose, Slice and Expand are one strided copy (per output dim, a possibly negative or zero
 // input stride); Concat/Split and their gradients copy contiguous blocks; Gather copies rows.
-// Output shapes come from the plan's inference, so kernels read them instead of recomputing.
-// Only the gradients that add (GatherGrad) and Range are typed.
+// Output shapes come from the plan's inference, so kernels read them instead of recomputing;
+// Transpose's strides and the values of Shape, Constant and ConstantOfShape come from
+// kernels/common/shape_host.h. Only the gradients that add (GatherGrad) and Range are typed.
 #include <algorithm>
 #include <cstring>
 
+#include "kernels/common/shape_host.h"
 #include "kernels/common/slice_layout.h"
 #include "kernels/cpu/cpu_common.h"
 
@@ -94,13 +96,7 @@ void copy_kernel(KernelContext& ctx) {
 void transpose_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
   Tensor& y = ctx.out(0);
-  std::vector<int64_t> perm = ctx.node.attr_ints("perm");
-  if (!ctx.node.has_attr("perm"))
-    for (int64_t k = x.rank() - 1; k >= 0; --k) perm.push_back(k);
-  OTTER_CHECK(static_cast<int64_t>(perm.size()) == x.rank(), ctx.node.describe(), ": perm does not match rank ", x.rank());
-  std::vector<int64_t> in_strides = shape_strides(x.shape()), strides;
-  for (int64_t p : perm) strides.push_back(in_strides[p]);
-  strided_copy(x.raw(), y.raw(), dtype_size(x.dtype()), 0, y.shape(), strides, false);
+  strided_copy(x.raw(), y.raw(), dtype_size(x.dtype()), 0, y.shape(), shape::transpose_strides(ctx), false);
 }
 
 void expand_kernel(KernelContext& ctx) {
@@ -300,54 +296,30 @@ void gather_grad_kernel(KernelContext& ctx) {
 // ---- Shape, Size, Constant, ConstantOfShape, Range ----
 
 void shape_kernel(KernelContext& ctx) {
-  const Shape& s = ctx.in(0).shape();
-  int64_t rank = static_cast<int64_t>(s.size());
-  auto clamp = [rank](int64_t v) { return std::clamp<int64_t>(v < 0 ? v + rank : v, 0, rank); };
-  int64_t b = clamp(ctx.node.attr_int("start", 0)), e = std::max(b, clamp(ctx.node.attr_int("end", rank)));
-  Tensor& y = ctx.out(0);
-  OTTER_CHECK(y.numel() == e - b, ctx.node.describe(), ": output has ", y.numel(), " elements for ", e - b, " dims");
-  int64_t* py = y.data<int64_t>();
-  for (int64_t k = b; k < e; ++k) py[k - b] = s[k];
+  std::vector<int64_t> dims = shape::shape_dims(ctx);
+  std::copy(dims.begin(), dims.end(), ctx.out(0).data<int64_t>());
 }
 
 void size_kernel(KernelContext& ctx) { ctx.out(0).data<int64_t>()[0] = ctx.in(0).numel(); }
 
 void constant_kernel(KernelContext& ctx) {
-  const Node& n = ctx.node;
+  Tensor value = shape::constant_value(ctx);
   Tensor& y = ctx.out(0);
-  Tensor value;
-  if (const Tensor* t = n.attr_tensor("value")) value = *t;
-  else if (n.has_attr("value_float")) value = Tensor::scalar<float>(static_cast<float>(n.attr_float("value_float", 0)));
-  else if (n.has_attr("value_int")) value = Tensor::scalar<int64_t>(n.attr_int("value_int", 0));
-  else if (n.has_attr("value_ints")) value = Tensor::from_vector(n.attr_ints("value_ints"), y.shape());
-  else if (n.has_attr("value_floats")) {
-    const std::vector<double>& f = n.attrs.at("value_floats").floats;
-    value = Tensor::from_vector(std::vector<float>(f.begin(), f.end()), y.shape());
-  } else {
-    OTTER_FAIL(n.describe(), ": no value attribute");
-  }
-  OTTER_CHECK(value.dtype() == y.dtype() && value.nbytes() == y.nbytes(), n.describe(), ": the value ",
-              dtype_name(value.dtype()), shape_str(value.shape()), " does not match the output ",
-              dtype_name(y.dtype()), shape_str(y.shape()));
   if (y.nbytes()) std::memcpy(y.raw(), value.raw(), y.nbytes());
 }
 
 void constant_of_shape_kernel(KernelContext& ctx) {
   Tensor& y = ctx.out(0);
   size_t size = dtype_size(y.dtype());
-  Bytes pattern[8] = {0};  // float 0 by default
-  if (const Tensor* v = ctx.node.attr_tensor("value")) {
-    OTTER_CHECK(v->dtype() == y.dtype() && v->numel() == 1, ctx.node.describe(), ": bad value attribute");
-    std::memcpy(pattern, v->raw(), size);
-  }
+  std::array<Bytes, 8> pattern = shape::constant_of_shape_pattern(ctx);
   Bytes* py = bytes(y);
   int64_t n = y.numel();
-  bool zero = std::all_of(pattern, pattern + size, [](Bytes b) { return b == 0; });
+  bool zero = std::all_of(pattern.begin(), pattern.begin() + size, [](Bytes b) { return b == 0; });
   if (zero) {
     if (y.nbytes()) std::memset(py, 0, y.nbytes());
     return;
   }
-  for (int64_t i = 0; i < n; ++i) std::memcpy(py + static_cast<size_t>(i) * size, pattern, size);
+  for (int64_t i = 0; i < n; ++i) std::memcpy(py + static_cast<size_t>(i) * size, pattern.data(), size);
 }
 
 template <class T>

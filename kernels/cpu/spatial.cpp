@@ -1,6 +1,7 @@
 // CPU kernels for the spatial op family (runtime/ops/spatial.cpp): Pad, Resize and their
 // gradients otter.PadGrad and otter.ResizeGrad. Index math (pad source coordinates, resize taps)
-// is in kernels/common/spatial_math.h.
+// is in kernels/common/spatial_math.h, its resolution from the node (pad_layout, resize_taps) in
+// kernels/common/spatial_host.h.
 //
 // Pad precomputes, per axis, the source coordinate of every output coordinate (-1: constant) and
 // copies row by row. PadGrad is the transpose, one axis at a time: along each padded axis the
@@ -15,7 +16,7 @@
 #include <cstring>
 #include <type_traits>
 
-#include "kernels/common/spatial_math.h"
+#include "kernels/common/spatial_host.h"
 #include "kernels/cpu/cpu_common.h"
 
 namespace otter::cpu {
@@ -43,53 +44,11 @@ void parallel_outer_inner(int64_t outer, int64_t inner, int64_t cost_per_item, F
 
 // ---- Pad ----
 
-// Per axis of the output: the source coordinate of every output coordinate (-1: constant).
-struct PadLayout {
-  spatial::PadMode mode;
-  std::vector<std::vector<int64_t>> src;
-  std::vector<bool> padded;  // the axis differs from the input's
-};
-
-PadLayout pad_layout(const KernelContext& ctx, const Shape& in, const Shape& out, size_t pads_input,
-                     size_t axes_input) {
-  PadLayout l;
-  std::string m = ctx.node.attr_string("mode", "constant");
-  OTTER_CHECK(spatial::parse_pad_mode(m, l.mode), ctx.node.describe(), ": unknown mode '", m, "'");
-  int64_t r = static_cast<int64_t>(in.size());
-  std::vector<int64_t> pads = ctx.in(pads_input).to_int64_vector(), axes;
-  if (ctx.has_input(axes_input)) axes = ctx.in(axes_input).to_int64_vector();
-  else for (int64_t k = 0; k < r; ++k) axes.push_back(k);
-  OTTER_CHECK(pads.size() == 2 * axes.size(), ctx.node.describe(), ": pads has ", pads.size(), " values for ",
-              axes.size(), " axes");
-  std::vector<int64_t> begin(static_cast<size_t>(r), 0), end(static_cast<size_t>(r), 0);
-  for (size_t i = 0; i < axes.size(); ++i) {
-    int64_t a = axes[i];
-    OTTER_CHECK(a >= -r && a < r, ctx.node.describe(), ": axis ", a, " is out of range for rank ", r);
-    if (a < 0) a += r;
-    begin[a] = pads[i];
-    end[a] = pads[axes.size() + i];
-  }
-  OTTER_CHECK(static_cast<int64_t>(out.size()) == r, ctx.node.describe(), ": rank mismatch");
-  l.src.resize(static_cast<size_t>(r));
-  l.padded.assign(static_cast<size_t>(r), false);
-  for (int64_t d = 0; d < r; ++d) {
-    OTTER_CHECK(out[d] == in[d] + begin[d] + end[d], ctx.node.describe(), ": output ", shape_str(out),
-                " does not match padding ", shape_str(in));
-    OTTER_CHECK(in[d] > 0 || out[d] == 0 || l.mode == spatial::PadMode::Constant, ctx.node.describe(),
-                ": cannot pad the empty axis ", d, " in mode ", m);
-    l.padded[d] = begin[d] != 0 || end[d] != 0;
-    std::vector<int64_t>& s = l.src[d];
-    s.resize(static_cast<size_t>(out[d]));
-    for (int64_t o = 0; o < out[d]; ++o) s[o] = spatial::pad_source(o, in[d], begin[d], l.mode);
-  }
-  return l;
-}
-
 template <class T>
 void pad_typed(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
   Tensor& y = ctx.out(0);
-  PadLayout l = pad_layout(ctx, x.shape(), y.shape(), 1, 3);
+  spatial::PadLayout l = spatial::pad_layout(ctx, x.shape(), y.shape(), 1, 3);
   T value = T(0);
   if (ctx.has_input(2) && ctx.in(2).numel() > 0) value = ctx.in(2).data<T>()[0];
   const T* px = x.data<T>();
@@ -137,7 +96,7 @@ template <class T>
 void pad_grad_typed(KernelContext& ctx) {
   const Tensor& dy = ctx.in(0);
   Tensor& dx = ctx.out(0);
-  PadLayout l = pad_layout(ctx, dx.shape(), dy.shape(), 2, 3);
+  spatial::PadLayout l = spatial::pad_layout(ctx, dx.shape(), dy.shape(), 2, 3);
   int64_t r = dx.rank();
   std::vector<int64_t> todo;
   for (int64_t d = 0; d < r; ++d)
@@ -185,53 +144,6 @@ void pad_grad_kernel(KernelContext& ctx) {
 }
 
 // ---- Resize ----
-
-// The taps of every resized axis (in pass order) for X of shape `in` resized to `out`; inputs
-// roi, scales, sizes start at `first`.
-std::vector<std::pair<int64_t, spatial::AxisTaps>> resize_taps(const KernelContext& ctx, const Shape& in,
-                                                               const Shape& out, size_t first,
-                                                               spatial::ResizeParams& p) {
-  const Node& n = ctx.node;
-  std::string err = spatial::parse_resize_params(
-      n.attr_string("mode", "nearest"), n.attr_string("coordinate_transformation_mode", "half_pixel"),
-      n.attr_string("nearest_mode", "round_prefer_floor"), n.attr_string("keep_aspect_ratio_policy", "stretch"), p);
-  OTTER_CHECK(err.empty(), n.describe(), ": ", err);
-  p.cubic_a = n.attr_float("cubic_coeff_a", -0.75);
-  p.exclude_outside = n.attr_int("exclude_outside", 0) != 0;
-  p.antialias = n.attr_int("antialias", 0) != 0;
-  p.extrapolation_value = n.attr_float("extrapolation_value", 0.0);
-  p.axes = n.attr_ints("axes");
-  std::vector<int64_t> axes;
-  err = spatial::resize_axes(p, static_cast<int64_t>(in.size()), axes);
-  OTTER_CHECK(err.empty(), n.describe(), ": ", err);
-  auto given = [&](size_t i) { return ctx.has_input(i) && ctx.in(i).numel() > 0; };
-  std::vector<double> scales;
-  std::vector<int64_t> sizes;
-  if (given(first + 1)) scales = ctx.in(first + 1).to_double_vector();
-  else if (given(first + 2)) sizes = ctx.in(first + 2).to_int64_vector();
-  else OTTER_FAIL(n.describe(), ": needs scales or sizes");
-  Shape want;
-  std::vector<double> scale;
-  err = spatial::resize_output(p, in, axes, given(first + 1) ? &scales : nullptr,
-                               given(first + 1) ? nullptr : &sizes, want, scale);
-  OTTER_CHECK(err.empty(), n.describe(), ": ", err);
-  OTTER_CHECK(want == out, n.describe(), ": the resized shape ", shape_str(want), " does not match ", shape_str(out));
-  std::vector<double> roi;
-  if (p.coord == spatial::Coord::TfCropAndResize) {
-    OTTER_CHECK(given(first), n.describe(), ": tf_crop_and_resize needs the roi input");
-    roi = ctx.in(first).to_double_vector();
-    OTTER_CHECK(roi.size() == 2 * axes.size(), n.describe(), ": roi has ", roi.size(), " values for ", axes.size(),
-                " axes (needs starts then ends)");
-  }
-  std::vector<std::pair<int64_t, spatial::AxisTaps>> taps;
-  for (size_t i = 0; i < axes.size(); ++i) {
-    int64_t a = axes[i];
-    double rs = roi.empty() ? 0.0 : roi[i], re = roi.empty() ? 1.0 : roi[axes.size() + i];
-    spatial::AxisTaps t = spatial::resize_axis_taps(p, in[a], out[a], scale[a], rs, re);
-    if (!t.identity) taps.emplace_back(a, std::move(t));
-  }
-  return taps;
-}
 
 // One forward pass along axis d: src has cur_shape, dst has cur_shape with [d] = t.out.
 void resize_pass(const double* src, double* dst, const Shape& cur_shape, int64_t d, const spatial::AxisTaps& t,
@@ -282,7 +194,7 @@ void resize_typed(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
   Tensor& y = ctx.out(0);
   spatial::ResizeParams p;
-  auto taps = resize_taps(ctx, x.shape(), y.shape(), 1, p);
+  auto taps = spatial::resize_taps(ctx, x.shape(), y.shape(), 1, p);
   const T* px = x.data<T>();
   T* py = y.data<T>();
   if (taps.empty()) {
@@ -312,7 +224,7 @@ void resize_grad_typed(KernelContext& ctx) {
   const Tensor& dy = ctx.in(0);
   Tensor& dx = ctx.out(0);
   spatial::ResizeParams p;
-  auto taps = resize_taps(ctx, dx.shape(), dy.shape(), 2, p);
+  auto taps = spatial::resize_taps(ctx, dx.shape(), dy.shape(), 2, p);
   const T* g = dy.data<T>();
   T* out = dx.data<T>();
   if (taps.empty()) {

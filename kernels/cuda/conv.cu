@@ -7,10 +7,10 @@
 //   correlate   (Conv, ConvTransposeGradInput)           cudnnConvolutionForward, image -> grid
 //   scatter     (ConvGradInput, ConvTranspose)           cudnnConvolutionBackwardData, grid -> image
 //   weight_grad (ConvGradWeight, ConvTransposeGradWeight) cudnnConvolutionBackwardFilter
-// The geometry (grid dims, begin pads) comes from runtime/ops/conv.cpp. cuDNN pads both ends of
-// a dim alike; where the begin pad and the end pad the sizes imply (negative for ConvTranspose's
-// output_padding / output_shape) cannot be written that way, the image goes through a copy,
-// zero-extended or cut by a small kernel. 1-D convs run as 2-D with a unit height; 1 to 3
+// The geometry (grid dims, begin pads, channels) comes from kernels/common/conv_host.h, as on the
+// CPU. cuDNN pads both ends of a dim alike; where the begin pad and the end pad the sizes imply
+// (negative for ConvTranspose's output_padding / output_shape) cannot be written that way, the
+// image goes through a copy, zero-extended or cut by a small kernel. 1-D convs run as 2-D with a unit height; 1 to 3
 // spatial dims are supported (cuDNN's limit). Math: FP32 with FMA (never TF32), FP64 in FP64,
 // FP16/BF16 with FP32 compute (tensor cores allowed). Bias is added by a small kernel (for
 // FP16/BF16 after the convolution's rounding). Algorithms come from cuDNN's heuristics,
@@ -23,16 +23,8 @@
 #include <mutex>
 #include <vector>
 
+#include "kernels/common/conv_host.h"
 #include "kernels/cuda/cuda_common.cuh"
-
-namespace otter {
-void window_geometry(const Node& node, const Shape& in_spatial, const Shape& kernel, bool allow_ceil_mode,
-                     std::vector<int64_t>& strides, std::vector<int64_t>& dilations,
-                     std::vector<int64_t>& pads_begin, std::vector<int64_t>& pads_end, std::vector<int64_t>& out);
-void conv_transpose_geometry(const Node& node, const Shape& in_spatial, const Shape& kernel,
-                             std::vector<int64_t>& strides, std::vector<int64_t>& dilations,
-                             std::vector<int64_t>& pads_begin, std::vector<int64_t>& out);
-}  // namespace otter
 
 namespace otter::cuda {
 namespace {
@@ -149,54 +141,15 @@ class DeviceBuffer {
 
 // ---- geometry ----
 
-struct Geometry {
-  int64_t batch = 0, group = 1, ci = 0, co = 0;  // image / grid channels per group
-  Shape image, grid, kernel;                      // spatial dims
-  std::vector<int64_t> strides, dilations, pads;  // pads: begin pads of the image (may be negative)
-  int64_t image_numel() const { return batch * group * ci * shape_numel(image); }
-  int64_t grid_numel() const { return batch * group * co * shape_numel(grid); }
+// The shared geometry (kernels/common/conv_host.h), within cuDNN's 1 to 3 spatial dims.
+struct Geometry : conv::ConvGeometry {
+  Geometry(conv::ConvGeometry g, const Node& node) : conv::ConvGeometry(std::move(g)) {
+    OTTER_CHECK_KIND(Unsupported, image.size() >= 1 && image.size() <= 3, node.describe(),
+                     ": the CUDA convolution supports 1 to 3 spatial dims, got ", image.size());
+  }
+  int64_t image_numel() const { return batch * group * image_channels * shape_numel(image); }
+  int64_t grid_numel() const { return batch * group * grid_channels * shape_numel(grid); }
 };
-
-Shape spatial(const Shape& s) { return Shape(s.begin() + 2, s.end()); }
-
-void check_spatial_dims(const Node& node, size_t dims) {
-  OTTER_CHECK_KIND(Unsupported, dims >= 1 && dims <= 3, node.describe(),
-                   ": the CUDA convolution supports 1 to 3 spatial dims, got ", dims);
-}
-
-// Conv geometry: image = x, grid = the output.
-Geometry conv_geometry(const Node& node, const Shape& x, const Shape& w) {
-  Geometry g;
-  std::vector<int64_t> pads_end;
-  g.image = spatial(x);
-  g.kernel = spatial(w);
-  window_geometry(node, g.image, g.kernel, false, g.strides, g.dilations, g.pads, pads_end, g.grid);
-  check_spatial_dims(node, g.image.size());
-  g.group = node.attr_int("group", 1);
-  g.batch = x[0];
-  g.ci = x[1] / g.group;
-  g.co = w[0] / g.group;
-  return g;
-}
-
-// ConvTranspose geometry: image = the output, grid = x.
-Geometry conv_transpose_geometry_of(const Node& node, const Shape& x, const Shape& w) {
-  Geometry g;
-  g.grid = spatial(x);
-  g.kernel = spatial(w);
-  conv_transpose_geometry(node, g.grid, g.kernel, g.strides, g.dilations, g.pads, g.image);
-  check_spatial_dims(node, g.grid.size());
-  g.group = node.attr_int("group", 1);
-  g.batch = x[0];
-  g.ci = w[1];
-  g.co = x[1] / g.group;
-  return g;
-}
-
-void check_shape(const KernelContext& ctx, const Shape& got, const Shape& want, const char* what) {
-  OTTER_CHECK(got == want, ctx.node.describe(), ": ", what, " has shape ", shape_str(got), ", expected ",
-              shape_str(want));
-}
 
 // The image as cuDNN sees it. Along a dim with begin pad pb, the end pad pe that the sizes imply
 // is image + pb + pe - window = stride * (grid - 1). cuDNN pads both ends by one amount p and
@@ -257,9 +210,9 @@ struct Descs {
   Descs(const Node& node, const Geometry& g, const Lowered& l, cudnnDataType_t data, cudnnDataType_t compute,
         bool tensor_ops)
       : image(node), grid(node), filter(node), conv(node) {
-    std::vector<int> img = {to_int(node, g.batch, "batch"), to_int(node, g.group * g.ci, "channels")};
-    std::vector<int> grd = {img[0], to_int(node, g.group * g.co, "channels")};
-    std::vector<int> flt = {grd[1], to_int(node, g.ci, "channels")};
+    std::vector<int> img = {to_int(node, g.batch, "batch"), to_int(node, g.group * g.image_channels, "channels")};
+    std::vector<int> grd = {img[0], to_int(node, g.group * g.grid_channels, "channels")};
+    std::vector<int> flt = {grd[1], to_int(node, g.image_channels, "channels")};
     std::vector<int> pad, stride, dilation;
     if (g.image.size() == 1) {  // 1-D as 2-D with a unit height
       img.push_back(1);
@@ -500,14 +453,14 @@ std::vector<int64_t> negated(const std::vector<int64_t>& v) {
 template <class T>
 void correlate(const KernelContext& ctx, const Geometry& g, const T* image, const T* w, const T* bias, T* grid) {
   using DT = DnnType<T>;
-  int64_t n = g.grid_numel(), plane = shape_numel(g.grid), channels = g.group * g.co;
+  int64_t n = g.grid_numel(), plane = shape_numel(g.grid), channels = g.group * g.grid_channels;
   if (n == 0) return;
   if (g.image_numel() == 0) {
     fill_bias(ctx, grid, bias, channels, plane, n);
     return;
   }
   Lowered l = lower(g);
-  int64_t planes = g.batch * g.group * g.ci;
+  int64_t planes = g.batch * g.group * g.image_channels;
   DeviceBuffer copy(l.in_place ? 0 : static_cast<size_t>(planes * shape_numel(l.image)) * sizeof(T), stream_of(ctx));
   if (!l.in_place)
     shift_copy<T>(ctx, image, g.image, static_cast<T*>(copy.get()), l.image, negated(l.shift), planes, nullptr, 1);
@@ -520,7 +473,7 @@ void correlate(const KernelContext& ctx, const Geometry& g, const T* image, cons
 template <class T>
 void scatter(const KernelContext& ctx, const Geometry& g, const T* grid, const T* w, const T* bias, T* image) {
   using DT = DnnType<T>;
-  int64_t n = g.image_numel(), plane = shape_numel(g.image), channels = g.group * g.ci;
+  int64_t n = g.image_numel(), plane = shape_numel(g.image), channels = g.group * g.image_channels;
   if (n == 0) return;
   if (g.grid_numel() == 0) {
     fill_bias(ctx, image, bias, channels, plane, n);
@@ -543,14 +496,14 @@ void scatter(const KernelContext& ctx, const Geometry& g, const T* grid, const T
 template <class T>
 void weight_grad(const KernelContext& ctx, const Geometry& g, const T* grid, const T* image, T* dw) {
   using DT = DnnType<T>;
-  int64_t n = g.group * g.co * g.ci * shape_numel(g.kernel);
+  int64_t n = g.group * g.grid_channels * g.image_channels * shape_numel(g.kernel);
   if (n == 0) return;
   if (g.image_numel() == 0 || g.grid_numel() == 0) {
     OTTER_CUDA_CHECK(cudaMemsetAsync(dw, 0, static_cast<size_t>(n) * sizeof(T), stream_of(ctx)));
     return;
   }
   Lowered l = lower(g);
-  int64_t planes = g.batch * g.group * g.ci;
+  int64_t planes = g.batch * g.group * g.image_channels;
   DeviceBuffer copy(l.in_place ? 0 : static_cast<size_t>(planes * shape_numel(l.image)) * sizeof(T), stream_of(ctx));
   if (!l.in_place)
     shift_copy<T>(ctx, image, g.image, static_cast<T*>(copy.get()), l.image, negated(l.shift), planes, nullptr, 1);
@@ -568,8 +521,8 @@ template <class T>
 void conv_typed(KernelContext& ctx) {
   const Tensor &x = ctx.in(0), &w = ctx.in(1);
   Tensor& y = ctx.out(0);
-  Geometry g = conv_geometry(ctx.node, x.shape(), w.shape());
-  check_shape(ctx, spatial(y.shape()), g.grid, "Y's spatial part");
+  Geometry g(conv::conv_geometry(ctx.node, x.shape(), w.shape()), ctx.node);
+  conv::check_shape(ctx, conv::spatial(y.shape()), g.grid, "Y's spatial part");
   const T* bias = ctx.has_input(2) ? cptr<T>(ctx.in(2)) : nullptr;
   correlate<T>(ctx, g, cptr<T>(x), cptr<T>(w), bias, mptr<T>(y));
 }
@@ -578,8 +531,8 @@ void conv_typed(KernelContext& ctx) {
 template <class T>
 void conv_grad_input_typed(KernelContext& ctx) {
   const Tensor &dy = ctx.in(0), &w = ctx.in(1), &x = ctx.in(2);
-  Geometry g = conv_geometry(ctx.node, x.shape(), w.shape());
-  check_shape(ctx, spatial(dy.shape()), g.grid, "dy's spatial part");
+  Geometry g(conv::conv_geometry(ctx.node, x.shape(), w.shape()), ctx.node);
+  conv::check_shape(ctx, conv::spatial(dy.shape()), g.grid, "dy's spatial part");
   scatter<T>(ctx, g, cptr<T>(dy), cptr<T>(w), nullptr, mptr<T>(ctx.out(0)));
 }
 
@@ -587,8 +540,8 @@ void conv_grad_input_typed(KernelContext& ctx) {
 template <class T>
 void conv_grad_weight_typed(KernelContext& ctx) {
   const Tensor &dy = ctx.in(0), &x = ctx.in(1), &w = ctx.in(2);
-  Geometry g = conv_geometry(ctx.node, x.shape(), w.shape());
-  check_shape(ctx, spatial(dy.shape()), g.grid, "dy's spatial part");
+  Geometry g(conv::conv_geometry(ctx.node, x.shape(), w.shape()), ctx.node);
+  conv::check_shape(ctx, conv::spatial(dy.shape()), g.grid, "dy's spatial part");
   weight_grad<T>(ctx, g, cptr<T>(dy), cptr<T>(x), mptr<T>(ctx.out(0)));
 }
 
@@ -597,8 +550,8 @@ template <class T>
 void conv_transpose_typed(KernelContext& ctx) {
   const Tensor &x = ctx.in(0), &w = ctx.in(1);
   Tensor& y = ctx.out(0);
-  Geometry g = conv_transpose_geometry_of(ctx.node, x.shape(), w.shape());
-  check_shape(ctx, spatial(y.shape()), g.image, "Y's spatial part");
+  Geometry g(conv::conv_transpose_geometry_of(ctx.node, x.shape(), w.shape()), ctx.node);
+  conv::check_shape(ctx, conv::spatial(y.shape()), g.image, "Y's spatial part");
   const T* bias = ctx.has_input(2) ? cptr<T>(ctx.in(2)) : nullptr;
   scatter<T>(ctx, g, cptr<T>(x), cptr<T>(w), bias, mptr<T>(y));
 }
@@ -607,8 +560,8 @@ void conv_transpose_typed(KernelContext& ctx) {
 template <class T>
 void conv_transpose_grad_input_typed(KernelContext& ctx) {
   const Tensor &dy = ctx.in(0), &w = ctx.in(1), &x = ctx.in(2);
-  Geometry g = conv_transpose_geometry_of(ctx.node, x.shape(), w.shape());
-  check_shape(ctx, spatial(dy.shape()), g.image, "dy's spatial part");
+  Geometry g(conv::conv_transpose_geometry_of(ctx.node, x.shape(), w.shape()), ctx.node);
+  conv::check_shape(ctx, conv::spatial(dy.shape()), g.image, "dy's spatial part");
   correlate<T>(ctx, g, cptr<T>(dy), cptr<T>(w), nullptr, mptr<T>(ctx.out(0)));
 }
 
@@ -616,8 +569,8 @@ void conv_transpose_grad_input_typed(KernelContext& ctx) {
 template <class T>
 void conv_transpose_grad_weight_typed(KernelContext& ctx) {
   const Tensor &dy = ctx.in(0), &x = ctx.in(1), &w = ctx.in(2);
-  Geometry g = conv_transpose_geometry_of(ctx.node, x.shape(), w.shape());
-  check_shape(ctx, spatial(dy.shape()), g.image, "dy's spatial part");
+  Geometry g(conv::conv_transpose_geometry_of(ctx.node, x.shape(), w.shape()), ctx.node);
+  conv::check_shape(ctx, conv::spatial(dy.shape()), g.image, "dy's spatial part");
   weight_grad<T>(ctx, g, cptr<T>(x), cptr<T>(dy), mptr<T>(ctx.out(0)));
 }
 

@@ -1,5 +1,5 @@
 // CUDA kernel for Einsum (runtime/ops/einsum.cpp), with the semantics of kernels/cpu/einsum.cpp;
-// the equation is parsed on the host by kernels/common/einsum_math.h. One general kernel serves
+// the equation is resolved on the host by kernels/common/einsum_host.h. One general kernel serves
 // every equation: one thread per output element sums, over every combination of the summed
 // labels (those of the operands that the output lacks), the product of all the operands at that
 // place, reading each operand through per-label strides (a repeated subscript adds its strides: a
@@ -7,7 +7,7 @@
 // CPU's general loop applied to all operands at once; the CPU contracts two float operands as a
 // batched GEMM instead and three or more left to right, which changes only the rounding.
 // Accumulation is in FP32 (FP64 for FP64, the type itself for integers).
-#include "kernels/common/einsum_math.h"
+#include "kernels/common/einsum_host.h"
 #include "kernels/cuda/cuda_common.cuh"
 
 namespace otter::cuda {
@@ -57,36 +57,14 @@ __global__ void einsum_k(T* __restrict__ y, int64_t n_out, int64_t n_sum, Einsum
 template <class T>
 void einsum_typed(KernelContext& ctx) {
   size_t n_ops = ctx.inputs.size();
-  std::vector<int64_t> ranks;
-  std::vector<Shape> shapes;
-  for (size_t i = 0; i < n_ops; ++i) {
-    ranks.push_back(ctx.in(i).rank());
-    shapes.push_back(ctx.in(i).shape());
-  }
-  einsum::Equation eq = einsum::parse(ctx.node.attr_string("equation", ""), ranks);
-  OTTER_CHECK(eq.error.empty(), ctx.node.describe(), ": ", eq.error);
-  std::vector<int64_t> size;
-  std::string err = einsum::label_sizes(eq, shapes, size);
-  OTTER_CHECK(err.empty(), ctx.node.describe(), ": ", err);
-  for (int64_t& s : size)
-    if (s < 0) s = 1;  // labels that do not occur
+  einsum::Problem p = einsum::resolve(ctx);
+  const einsum::Equation& eq = p.eq;
+  const std::vector<int64_t>& size = p.size;
   Tensor& y = ctx.out(0);
-  Shape want;
-  for (int id : eq.output) want.push_back(size[static_cast<size_t>(id)]);
-  OTTER_CHECK(y.shape() == want, ctx.node.describe(), ": output ", shape_str(y.shape()), " does not match the equation");
   if (y.numel() == 0) return;
 
   // The summed labels, in order of first occurrence (as the CPU's general loop).
-  size_t L = size.size();
-  std::vector<bool> in_out(L, false), seen(L, false);
-  for (int id : eq.output) in_out[static_cast<size_t>(id)] = true;
-  std::vector<int> sum_labels;
-  for (const std::vector<int>& labels : eq.inputs)
-    for (int id : labels)
-      if (!in_out[static_cast<size_t>(id)] && !seen[static_cast<size_t>(id)]) {
-        seen[static_cast<size_t>(id)] = true;
-        sum_labels.push_back(id);
-      }
+  std::vector<int> sum_labels = einsum::summed_labels(eq.inputs, eq.output, size.size());
   OTTER_CHECK(n_ops <= static_cast<size_t>(kMaxOperands), ctx.node.describe(), ": the CUDA Einsum supports up to ",
               kMaxOperands, " operands, got ", n_ops);
   OTTER_CHECK(eq.output.size() <= static_cast<size_t>(kMaxDims) && sum_labels.size() <= static_cast<size_t>(kMaxDims),
@@ -105,12 +83,7 @@ void einsum_typed(KernelContext& ctx) {
   }
   for (size_t k = 0; k < n_ops; ++k) {
     w.op[k] = static_cast<const T*>(ctx.in(k).raw());
-    // strides[label]: a repeated label adds its strides; a size-1 dim against a larger size adds none.
-    std::vector<int64_t> strides(L, 0), s = shape_strides(shapes[k]);
-    for (size_t d = 0; d < eq.inputs[k].size(); ++d) {
-      size_t id = static_cast<size_t>(eq.inputs[k][d]);
-      if (shapes[k][d] == size[id]) strides[id] += s[d];
-    }
+    std::vector<int64_t> strides = einsum::label_strides(p.shapes[k], eq.inputs[k], size);
     for (int d = 0; d < w.out_rank; ++d) w.out_stride[k][d] = strides[static_cast<size_t>(eq.output[d])];
     for (int d = 0; d < w.sum_rank; ++d) w.sum_stride[k][d] = strides[static_cast<size_t>(sum_labels[d])];
   }

@@ -16,6 +16,7 @@
 // read back after the launches (a host synchronization, as Gather in kernels/cuda/shape.cu).
 #include <type_traits>
 
+#include "kernels/common/indexing_host.h"
 #include "kernels/cuda/cuda_common.cuh"
 
 // Binds elem_t to an unsigned type of SIZE bytes (1, 2, 4 or 8).
@@ -53,6 +54,9 @@
 
 namespace otter::cuda {
 namespace {
+
+// Resolution and layouts shared with the CPU kernels (kernels/common/indexing_host.h).
+using namespace indexing;
 
 void check_rank(const KernelContext& ctx, size_t rank) {
   OTTER_CHECK(rank <= static_cast<size_t>(kMaxDims), ctx.node.describe(), ": CUDA kernels support up to ", kMaxDims,
@@ -115,18 +119,6 @@ __device__ __forceinline__ int64_t wrap_index(I v, int64_t size, int64_t axis, i
 
 // ---- reductions for the scatters ----
 
-enum class Reduction { None, Add, Mul, Max, Min };
-
-Reduction reduction_of(const KernelContext& ctx) {
-  std::string r = ctx.node.attr_string("reduction", "none");
-  if (r == "none") return Reduction::None;
-  if (r == "add") return Reduction::Add;
-  if (r == "mul") return Reduction::Mul;
-  if (r == "max") return Reduction::Max;
-  if (r == "min") return Reduction::Min;
-  OTTER_FAIL(ctx.node.describe(), ": unknown reduction '", r, "'");
-}
-
 // As the CPU's reduce_into (max/min as std::max/std::min; bool: add/max = or, mul/min = and).
 template <class A>
 __device__ __forceinline__ void reduce_into(A& dst, A v, Reduction r) {
@@ -187,34 +179,25 @@ void accumulate_into(const KernelContext& ctx, const Tensor* init, Tensor& y, Fn
 
 // ---- GatherElements, GatherElementsGrad, ScatterElements ----
 
-// The walk shared by the element-wise index ops: `walk.out` is the walked shape (the indices', or
-// its columns'), walk.in[0] data's strides with the axis zeroed, walk.in[1] the indices' strides.
-struct ElementLayout {
+// The shared element layout (kernels/common/indexing_host.h) as a device walk: `walk.out` is the
+// walked shape (the indices', or its columns'), walk.in[0] data's strides with the axis zeroed,
+// walk.in[1] the indices' strides.
+struct ElementWalk {
   int64_t axis, dim, data_stride, index_stride;
   Strides walk;
 };
 
-ElementLayout element_layout(const KernelContext& ctx, const Shape& data, const Shape& indices) {
-  int64_t r = static_cast<int64_t>(data.size());
-  OTTER_CHECK(static_cast<int64_t>(indices.size()) == r, ctx.node.describe(), ": indices ", shape_str(indices),
-              " and data ", shape_str(data), " differ in rank");
+ElementWalk element_walk(const KernelContext& ctx, const Shape& data, const Shape& indices) {
+  ElementLayout l = element_layout(ctx, data, indices);
   check_rank(ctx, data.size());
-  ElementLayout l;
-  l.axis = ctx.normalize_axis(ctx.node.attr_int("axis", 0), r);
-  l.dim = data[l.axis];
-  std::vector<int64_t> ds = shape_strides(data), is = shape_strides(indices);
-  l.data_stride = ds[l.axis];
-  l.index_stride = is[l.axis];
-  for (int64_t k = 0; k < r; ++k)
-    OTTER_CHECK(k == l.axis || indices[k] <= data[k], ctx.node.describe(), ": indices ", shape_str(indices),
-                " are larger than data ", shape_str(data), " along axis ", k);
-  l.walk.rank = static_cast<int>(r);
-  for (int64_t k = 0; k < r; ++k) {
-    l.walk.out[k] = indices[k];
-    l.walk.in[0][k] = k == l.axis ? 0 : ds[k];
-    l.walk.in[1][k] = is[k];
+  ElementWalk w{l.axis, l.dim, l.data_stride, l.index_strides[l.axis], {}};
+  w.walk.rank = static_cast<int>(data.size());
+  for (int k = 0; k < w.walk.rank; ++k) {
+    w.walk.out[k] = indices[k];
+    w.walk.in[0][k] = l.data_strides[k];
+    w.walk.in[1][k] = l.index_strides[k];
   }
-  return l;
+  return w;
 }
 
 // y[i] = x[od(i) + idx[i] * data_stride] over the indices' elements.
@@ -233,7 +216,7 @@ void gather_elements_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
   const Tensor& ind = ctx.in(1);
   Tensor& y = ctx.out(0);
-  ElementLayout l = element_layout(ctx, x.shape(), ind.shape());
+  ElementWalk l = element_walk(ctx, x.shape(), ind.shape());
   IndexCheck check(ctx, 1, {l.axis}, {l.dim});
   int64_t n = ind.numel();
   if (n) {
@@ -271,7 +254,7 @@ __global__ void scatter_elements_k(A* __restrict__ dst, const S* __restrict__ sr
 template <class A, class T>
 void scatter_elements_into(const KernelContext& ctx, A* dst, const Shape& shape, const T* src, Reduction red) {
   const Tensor& ind = ctx.in(1);
-  ElementLayout l = element_layout(ctx, shape, ind.shape());
+  ElementWalk l = element_walk(ctx, shape, ind.shape());
   IndexCheck check(ctx, 1, {l.axis}, {l.dim});
   int64_t n = ind.shape()[l.axis];
   l.walk.out[l.axis] = 1;
@@ -451,12 +434,7 @@ __global__ void trilu_k(const E* __restrict__ x, E* __restrict__ y, int64_t n, i
 void trilu_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
   Tensor& y = ctx.out(0);
-  int64_t k = 0;
-  if (ctx.has_input(1)) {
-    std::vector<int64_t> v = ctx.int64_values(1);
-    OTTER_CHECK(v.size() == 1, ctx.node.describe(), ": k must hold one value");
-    k = v[0];
-  }
+  int64_t k = trilu_offset(ctx);
   bool upper = ctx.node.attr_int("upper", 1) != 0;
   int64_t rows = x.shape()[x.rank() - 2], cols = x.shape()[x.rank() - 1];
   int64_t n = x.numel();
@@ -507,9 +485,7 @@ __global__ void tile_k(const E* __restrict__ x, E* __restrict__ y, int64_t n, Ti
 void tile_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
   Tensor& y = ctx.out(0);
-  for (int64_t d = 0; d < x.rank(); ++d)
-    OTTER_CHECK(x.shape()[d] == 0 ? y.shape()[d] == 0 : y.shape()[d] % x.shape()[d] == 0, ctx.node.describe(),
-                ": output ", shape_str(y.shape()), " is not a tiling of ", shape_str(x.shape()));
+  check_tiling(ctx, x.shape(), y.shape());
   int64_t n = y.numel();
   if (n == 0) return;
   TileDims t = tile_dims(ctx, x.shape(), y.shape());
@@ -595,18 +571,11 @@ void cumsum_typed(KernelContext& ctx) {
   using Acc = std::conditional_t<std::is_integral_v<T>, T, double>;
   const Tensor& x = ctx.in(0);
   Tensor& y = ctx.out(0);
-  std::vector<int64_t> a = ctx.int64_values(1);
-  OTTER_CHECK(a.size() == 1, ctx.node.describe(), ": the axis input must hold one value");
-  int64_t axis = ctx.normalize_axis(a[0], x.rank());
-  bool exclusive = ctx.node.attr_int("exclusive", 0) != 0, reverse = ctx.node.attr_int("reverse", 0) != 0;
-  const Shape& s = x.shape();
-  int64_t n = s[axis], inner = 1, outer = 1;
-  for (int64_t d = 0; d < axis; ++d) outer *= s[d];
-  for (int64_t d = axis + 1; d < x.rank(); ++d) inner *= s[d];
-  int64_t columns = outer * inner;
-  if (columns == 0 || n == 0) return;
+  CumSumLayout l = cumsum_layout(ctx, x.shape());
+  int64_t columns = l.outer * l.inner;
+  if (columns == 0 || l.n == 0) return;
   cumsum_k<T, Acc><<<blocks_for(columns), kThreads, 0, stream_of(ctx)>>>(
-      static_cast<const T*>(x.raw()), static_cast<T*>(y.raw()), columns, n, inner, exclusive, reverse);
+      static_cast<const T*>(x.raw()), static_cast<T*>(y.raw()), columns, l.n, l.inner, l.exclusive, l.reverse);
   OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
 }
 

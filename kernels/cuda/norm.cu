@@ -11,10 +11,14 @@
 // reduction per parameter element (no atomics).
 #include <cmath>
 
+#include "kernels/common/norm_host.h"
 #include "kernels/cuda/cuda_common.cuh"
 
 namespace otter::cuda {
 namespace {
+
+// Layouts shared with the CPU kernels (kernels/common/norm_host.h).
+using namespace norm;
 
 // ---- dtype-erased access to parameters and statistics ----
 
@@ -109,21 +113,11 @@ __device__ void row_moments(const T* xr, int64_t cols, C& mean, C& var) {
 
 // ---- LayerNormalization ----
 
-struct RowView {
-  size_t axis = 0;
-  int64_t rows = 1, cols = 1;
-};
-
-RowView row_view(const KernelContext& ctx, const Shape& x) {
-  RowView v;
-  int64_t axis = ctx.node.attr_int("axis", -1);
-  int64_t rank = static_cast<int64_t>(x.size());
-  if (axis < 0) axis += rank;
-  OTTER_CHECK(axis >= 0 && axis < rank, ctx.node.describe(), ": axis out of range for X of rank ", rank);
-  OTTER_CHECK_KIND(Unsupported, rank <= kMaxDims, ctx.node.describe(), ": the CUDA kernel supports X of rank <= ",
-                   kMaxDims, ", got ", rank);
-  v.axis = static_cast<size_t>(axis);
-  for (size_t k = 0; k < x.size(); ++k) (k < v.axis ? v.rows : v.cols) *= x[k];
+// The shared [rows, cols] view, for X within the CUDA kernels' rank limit.
+RowView cuda_row_view(const KernelContext& ctx, const Shape& x) {
+  RowView v = row_view(ctx, x);
+  OTTER_CHECK_KIND(Unsupported, x.size() <= static_cast<size_t>(kMaxDims), ctx.node.describe(),
+                   ": the CUDA kernel supports X of rank <= ", kMaxDims, ", got ", x.size());
   return v;
 }
 
@@ -175,7 +169,7 @@ template <class T>
 void layer_norm_typed(KernelContext& ctx) {
   using C = typename Compute<T>::type;
   const Tensor& x = ctx.in(0);
-  RowView v = row_view(ctx, x.shape());
+  RowView v = cuda_row_view(ctx, x.shape());
   bool has_b = ctx.has_input(2);
   const Tensor& w = ctx.in(1);
   const Tensor& b = has_b ? ctx.in(2) : w;
@@ -347,7 +341,7 @@ template <class T>
 void layer_norm_grad_typed(KernelContext& ctx) {
   using C = typename Compute<T>::type;
   const Tensor& x = ctx.in(1);
-  RowView v = row_view(ctx, x.shape());
+  RowView v = cuda_row_view(ctx, x.shape());
   const Tensor& w = ctx.in(2);
   bool want_db = ctx.has_input(3) && ctx.has_output(2);
   C eps = static_cast<C>(ctx.node.attr_float("epsilon", 1e-5));
@@ -371,28 +365,6 @@ void layer_norm_grad_kernel(KernelContext& ctx) {
 }
 
 // ---- BatchNormalization ----
-
-// Same rule as the CPU kernel (runtime/ops/norm.cpp): training_mode = 1, or the opset-9..13
-// form with saved_mean/saved_var outputs.
-bool batch_norm_training_form(const Node& n) {
-  if (n.has_attr("training_mode")) return n.attr_int("training_mode", 0) != 0;
-  for (size_t i = 3; i < n.outputs.size(); ++i)
-    if (n.outputs[i] >= 0) return true;
-  return false;
-}
-
-struct NCS {
-  int64_t n = 1, c = 1, s = 1;
-};
-
-NCS ncs_view(const KernelContext& ctx, const Shape& x) {
-  OTTER_CHECK(x.size() >= 2, ctx.node.describe(), ": X must have rank >= 2");
-  NCS v;
-  v.n = x[0];
-  v.c = x[1];
-  for (size_t k = 2; k < x.size(); ++k) v.s *= x[k];
-  return v;
-}
 
 // Mean and biased variance of channel c over [N, S] (two passes, block-wide, fixed order).
 template <class T, class C>
@@ -518,31 +490,6 @@ void batch_norm_grad_kernel(KernelContext& ctx) {
 
 // ---- InstanceNormalization (one group per channel), GroupNormalization ----
 
-// X as [N, groups, block]: a group (n, g) is the contiguous block of per_group channels.
-struct GroupView {
-  NCS d;
-  int64_t groups = 1, per_group = 1, block = 1;  // channels per group, elements per (n, g)
-};
-
-GroupView group_view(const KernelContext& ctx, const Shape& x, bool instance) {
-  GroupView v;
-  v.d = ncs_view(ctx, x);
-  v.groups = instance ? v.d.c : ctx.node.attr_int("num_groups", 1);
-  OTTER_CHECK(v.groups > 0 && v.d.c % v.groups == 0, ctx.node.describe(), ": num_groups ", v.groups,
-              " does not divide the ", v.d.c, " channels");
-  v.per_group = v.d.c / v.groups;
-  v.block = v.per_group * v.d.s;
-  return v;
-}
-
-// True for a [C] parameter (opset 21), false for a [num_groups] one (opset 18), as on the CPU.
-bool per_channel(const GroupView& v, int64_t param_size, const KernelContext& ctx) {
-  bool pc = param_size == v.d.c;
-  OTTER_CHECK(pc || param_size == v.groups, ctx.node.describe(), ": a parameter has ", param_size,
-              " elements; expected ", v.d.c, " (channels) or ", v.groups, " (groups)");
-  return pc;
-}
-
 __device__ __forceinline__ int64_t param_index(int64_t c, bool per_channel, int64_t per_group) {
   return per_channel ? c : c / per_group;
 }
@@ -573,7 +520,7 @@ void group_norm_typed(KernelContext& ctx, bool instance) {
   const Tensor& x = ctx.in(0);
   GroupView v = group_view(ctx, x.shape(), instance);
   const Tensor &scale = ctx.in(1), &bias = ctx.in(2);
-  bool scale_pc = per_channel(v, scale.numel(), ctx), bias_pc = per_channel(v, bias.numel(), ctx);
+  bool scale_pc = per_channel_param(v, scale.numel(), ctx), bias_pc = per_channel_param(v, bias.numel(), ctx);
   C eps = static_cast<C>(ctx.node.attr_float("epsilon", 1e-5));
   int64_t rows = v.d.n * v.groups;
   if (rows == 0) return;
@@ -648,7 +595,7 @@ void group_norm_grad_typed(KernelContext& ctx, bool instance) {
   const Tensor& x = ctx.in(1);
   GroupView v = group_view(ctx, x.shape(), instance);
   const Tensor &scale = ctx.in(2), &bias = ctx.in(3);
-  bool scale_pc = per_channel(v, scale.numel(), ctx), bias_pc = per_channel(v, bias.numel(), ctx);
+  bool scale_pc = per_channel_param(v, scale.numel(), ctx), bias_pc = per_channel_param(v, bias.numel(), ctx);
   C eps = static_cast<C>(ctx.node.attr_float("epsilon", 1e-5));
   int64_t rows = v.d.n * v.groups;
   Tensor stats(DTypeOf<C>::value, {2, rows}, Device::CUDA);

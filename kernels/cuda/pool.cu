@@ -1,25 +1,20 @@
 // CUDA kernels for the pool op family: MaxPool (with its Indices output), AveragePool,
-// GlobalAveragePool, GlobalMaxPool and their internal gradient ops (otter.MaxPoolArgmax writes
-// the int32 argmax MaxPoolGrad reads when the model has no Indices output), with the semantics of
+// GlobalAveragePool, GlobalMaxPool and their internal gradient ops (otter.MaxPoolArgmax writes the
+// int32 argmax MaxPoolGrad reads when the model has no Indices output), with the semantics of
 // kernels/cpu/pool.cpp. Own kernels rather than cuDNN pooling (which has no argmax and other edge
-// rules). The window geometry comes from runtime/ops/conv.cpp (window_geometry, with ceil_mode);
-// each output's taps are the inside-the-input positions of its window, visited in row-major
-// order, and the AveragePool divisor counts them (or, with count_include_pad, the positions inside
-// the explicitly padded input). MaxPool takes the first maximum (strict >), which is also where
-// its gradient goes. Forward ops: one thread per output. AveragePoolGrad is a gather (one thread
-// per input element, over the windows that hold it, in the CPU's order of additions), so it needs
-// no atomics; so is MaxPoolGrad (its node carries the forward node's window attributes). The
-// global pools run one block per (batch, channel) plane.
+// rules). The window geometry comes from kernels/common/pool_host.h (as on the CPU); each output's
+// taps are the inside-the-input positions of its window, visited in row-major order, and the
+// AveragePool divisor counts them (or, with count_include_pad, the positions inside the explicitly
+// padded input). MaxPool takes the first maximum (strict >), which is also where its gradient goes.
+// Forward ops: one thread per output. AveragePoolGrad is a gather (one thread per input element,
+// over the windows that hold it, in the CPU's order of additions), so it needs no atomics; so is
+// MaxPoolGrad (its node carries the forward node's window attributes). The global pools run one
+// block per (batch, channel) plane.
 #include <limits>
 #include <type_traits>
 
+#include "kernels/common/pool_host.h"
 #include "kernels/cuda/cuda_common.cuh"
-
-namespace otter {
-void window_geometry(const Node& node, const Shape& in_spatial, const Shape& kernel, bool allow_ceil_mode,
-                     std::vector<int64_t>& strides, std::vector<int64_t>& dilations,
-                     std::vector<int64_t>& pads_begin, std::vector<int64_t>& pads_end, std::vector<int64_t>& out);
-}  // namespace otter
 
 namespace otter::cuda {
 namespace {
@@ -43,29 +38,22 @@ void check_rank(const Node& node, const Shape& x) {
 // The geometry of a MaxPool/AveragePool node (or its gradient op) for input shape x, checked
 // against the output shape the plan inferred.
 PoolGeom pool_geometry(const Node& node, const Shape& x, const Shape& y_expected) {
-  Shape in(x.begin() + 2, x.end());
-  std::vector<int64_t> kernel = node.attr_ints("kernel_shape");
-  std::vector<int64_t> strides, dilations, pb, pe, out;
-  window_geometry(node, in, kernel, true, strides, dilations, pb, pe, out);
-  Shape want = {x[0], x[1]};
-  want.insert(want.end(), out.begin(), out.end());
-  OTTER_CHECK(want == y_expected, node.describe(), ": output shape ", shape_str(y_expected), ", expected ",
-              shape_str(want));
+  pool::PoolWindow w = pool::pool_window(node, x, y_expected);
   check_rank(node, x);
   PoolGeom g;
-  g.dims = static_cast<int>(in.size());
+  g.dims = static_cast<int>(w.in.size());
   for (int d = 0; d < g.dims; ++d) {
-    g.in[d] = in[d];
-    g.out[d] = out[d];
-    g.kernel[d] = kernel[d];
-    g.stride[d] = strides[d];
-    g.dil[d] = dilations[d];
-    g.pb[d] = pb[d];
-    g.pe[d] = pe[d];
+    g.in[d] = w.in[d];
+    g.out[d] = w.out[d];
+    g.kernel[d] = w.kernel[d];
+    g.stride[d] = w.strides[d];
+    g.dil[d] = w.dilations[d];
+    g.pb[d] = w.pads_begin[d];
+    g.pe[d] = w.pads_end[d];
   }
   g.planes = x[0] * x[1];
-  g.plane_in = shape_numel(in);
-  g.plane_out = shape_numel(out);
+  g.plane_in = shape_numel(w.in);
+  g.plane_out = shape_numel(w.out);
   return g;
 }
 
@@ -450,8 +438,8 @@ __global__ void global_average_pool_grad_k(const T* __restrict__ dy, T* __restri
   GRID_STRIDE(i, n) { store(dx, i, static_cast<C>(load(dy, i / size)) / static_cast<C>(size)); }
 }
 
-int64_t global_planes(const Tensor& x) { return x.shape()[0] * x.shape()[1]; }
-int64_t global_plane_size(const Tensor& x) { return shape_numel(Shape(x.shape().begin() + 2, x.shape().end())); }
+using pool::global_plane_size;
+using pool::global_planes;
 
 template <class T>
 void global_average_pool_typed(KernelContext& ctx) {

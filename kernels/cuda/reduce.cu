@@ -1,36 +1,31 @@
 // CUDA kernels for the reductions (ReduceSum, ReduceMean, ReduceMax, ReduceMin, ReduceProd,
 // ReduceL1, ReduceL2, ReduceSumSquare, ReduceLogSum, ReduceLogSumExp) and their gradients
 // (otter.ReduceGrad, otter.ReduceOutputGrad), with the CPU's semantics (kernels/cpu/reduce.cpp):
-// axes from the axes input or the node (otter::reduction_axes), keepdims, noop_with_empty_axes
-// (each element reduced alone: |x| for L1/L2, x^2 for SumSquare, log x for LogSum), and an empty
-// reduction giving the CPU's value (0 for sums, 1 for Prod, NaN for Mean, -inf for LogSum and
-// LogSumExp, the lowest / highest value for Max / Min). The input is viewed as alternating runs
-// of kept and reduced dims (size-1 dims dropped, neighbours of the same kind merged). Each output
-// element is reduced in a fixed order, so results are deterministic: by one thread looping over
-// its reduced elements when there are many outputs, or by one block (strided partials, then a
-// shared-memory tree) when there are few outputs over many elements. FP16/BF16/FP32 accumulate in
-// FP32, FP64 and integers in FP64 (the CPU goes through double); Max/Min compare in the input
-// type (widened for FP16/BF16), exact for integers, NaN propagating. ReduceLogSumExp subtracts
-// the maximum first, as on the CPU.
+// axes from the axes input or the node (kernels/common/reduce_host.h), keepdims,
+// noop_with_empty_axes (each element reduced alone: |x| for L1/L2, x^2 for SumSquare, log x for
+// LogSum), and an empty reduction giving the CPU's value (0 for sums, 1 for Prod, NaN for Mean,
+// -inf for LogSum and LogSumExp, the lowest / highest value for Max / Min). The input is viewed as
+// alternating runs of kept and reduced dims (size-1 dims dropped, neighbours of the same kind
+// merged). Each output element is reduced in a fixed order, so results are deterministic: by one
+// thread looping over its reduced elements when there are many outputs, or by one block (strided
+// partials, then a shared-memory tree) when there are few outputs over many elements.
+// FP16/BF16/FP32 accumulate in FP32, FP64 and integers in FP64 (the CPU goes through double);
+// Max/Min compare in the input type (widened for FP16/BF16), exact for integers, NaN propagating.
+// ReduceLogSumExp subtracts the maximum first, as on the CPU.
 #include <cmath>
 #include <limits>
-#include <map>
-#include <optional>
 #include <string>
 #include <type_traits>
 
 #include "kernels/common/elementwise_math.h"
+#include "kernels/common/reduce_host.h"
 
 #include "kernels/cuda/cuda_common.cuh"
-
-namespace otter {
-std::vector<int64_t> reduction_axes(const Node& node, const std::optional<std::vector<int64_t>>& axes_input,
-                                    int64_t rank, bool* noop);
-}
 
 namespace otter::cuda {
 namespace {
 
+using reduce::Kind;
 
 // The reduction geometry of an input shape and its (sorted, normalised) axes.
 struct ReduceGeometry {
@@ -93,29 +88,6 @@ ReduceGeometry make_geometry(const Node& node, const Shape& in, const std::vecto
     if (!red[d]) out_stride *= size[d];
   }
   return g;
-}
-
-// The axes of a reduction node whose axes are input `axes_input` (optional).
-std::vector<int64_t> node_axes(const KernelContext& ctx, size_t axes_input, int64_t rank) {
-  std::optional<std::vector<int64_t>> given;
-  if (ctx.has_input(axes_input)) {
-    given = ctx.int64_values(axes_input);  // the plan-time copy; run-time axes synchronise
-  }
-  bool noop = false;
-  return reduction_axes(ctx.node, given, rank, &noop);  // noop: no axes, each element reduced alone
-}
-
-enum class Kind { Sum, Mean, Max, Min, Prod, L1, L2, SumSquare, LogSum, LogSumExp };
-
-Kind kind_of(const KernelContext& ctx, const std::string& op) {
-  static const std::map<std::string, Kind> kinds = {
-      {"ReduceSum", Kind::Sum},   {"ReduceMean", Kind::Mean},         {"ReduceMax", Kind::Max},
-      {"ReduceMin", Kind::Min},   {"ReduceProd", Kind::Prod},         {"ReduceL1", Kind::L1},
-      {"ReduceL2", Kind::L2},     {"ReduceSumSquare", Kind::SumSquare}, {"ReduceLogSum", Kind::LogSum},
-      {"ReduceLogSumExp", Kind::LogSumExp}};
-  auto it = kinds.find(op);
-  if (it == kinds.end()) OTTER_FAIL(ctx.node.describe(), ": unknown reduction '", op, "'");
-  return it->second;
 }
 
 constexpr bool is_extreme(Kind k) { return k == Kind::Max || k == Kind::Min; }
@@ -275,7 +247,7 @@ template <Kind K>
 void reduce_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
   Tensor& y = ctx.out(0);
-  std::vector<int64_t> axes = node_axes(ctx, 1, x.rank());
+  std::vector<int64_t> axes = reduce::node_axes(ctx, 1, x.rank());
   ReduceGeometry g = make_geometry(ctx.node, x.shape(), axes);
   OTTER_CHECK(g.outputs == y.numel(), ctx.node.describe(), ": output has ", y.numel(), " elements, expected ",
               g.outputs);
@@ -308,7 +280,7 @@ void reduce_grad_kernel(KernelContext& ctx) {
   const Tensor& dy = ctx.in(0);
   const Shape& xs = ctx.in(1).shape();
   Tensor& dx = ctx.out(0);
-  std::vector<int64_t> axes = node_axes(ctx, 2, static_cast<int64_t>(xs.size()));
+  std::vector<int64_t> axes = reduce::node_axes(ctx, 2, static_cast<int64_t>(xs.size()));
   ReduceGeometry g = make_geometry(ctx.node, xs, axes);
   OTTER_CHECK(g.outputs == dy.numel(), ctx.node.describe(), ": dy has ", dy.numel(), " elements, expected ",
               g.outputs);
@@ -384,8 +356,8 @@ void launch_output_grad(KernelContext& ctx, const ReduceGeometry& g, F f) {
 // gradient are indexed by the kept-dims position, which keepdims does not change).
 void reduce_output_grad_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.in(1);
-  Kind kind = kind_of(ctx, ctx.node.attr_string("op", ""));
-  std::vector<int64_t> axes = node_axes(ctx, 3, x.rank());
+  Kind kind = reduce::kind_of(ctx, ctx.node.attr_string("op", ""));
+  std::vector<int64_t> axes = reduce::node_axes(ctx, 3, x.rank());
   ReduceGeometry g = make_geometry(ctx.node, x.shape(), axes);
   OTTER_CHECK(g.outputs == ctx.in(2).numel() && ctx.in(2).numel() == ctx.in(0).numel(), ctx.node.describe(),
               ": the output and its gradient do not match the reduction of x");

@@ -1,6 +1,6 @@
 // CUDA kernels for the data-movement ops of the shape family (runtime/ops/shape.cpp), mirroring
-// kernels/cpu/shape.cpp. They move bytes, so they work on unsigned elements of the dtype's size
-// (1, 2, 4 or 8 bytes) and one kernel serves every dtype: Reshape and its kin are a device copy;
+// kernels/cpu/shape.cpp. They move bytes, so they work on unsigned elements of the dtype's size (1,
+// 2, 4 or 8 bytes) and one kernel serves every dtype: Reshape and its kin are a device copy;
 // Transpose, Expand, Slice and SliceGrad are one strided gather or scatter (per output dim a
 // possibly negative or zero input stride, up to 8 dims); Concat, Split and their gradients copy
 // contiguous blocks; Gather copies rows picked by device indices. Only GatherGrad adds: it
@@ -8,12 +8,14 @@
 // dtype itself (FP32/FP64), in index order so the sums are deterministic. Output shapes come from
 // the plan's inference; slice bounds and split sizes come from plan-time host copies. Shape, Size,
 // Constant, ConstantOfShape and Range usually fold at plan time; when a device plan runs them,
-// their values come from the host (shapes, attributes, plan-time copies of the scalar inputs):
-// Shape, Size and Constant upload them, ConstantOfShape and Range fill the output in a kernel.
+// their values come from the host (shapes, attributes: kernels/common/shape_host.h, as on the CPU;
+// plan-time copies of the scalar inputs): Shape, Size and Constant upload them, ConstantOfShape and
+// Range fill the output in a kernel.
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
 
+#include "kernels/common/shape_host.h"
 #include "kernels/common/slice_layout.h"
 #include "kernels/cuda/cuda_common.cuh"
 
@@ -85,16 +87,8 @@ void copy_kernel(KernelContext& ctx) {
 void transpose_kernel(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
   Tensor& y = ctx.out(0);
-  std::vector<int64_t> perm = ctx.node.attr_ints("perm");
-  if (!ctx.node.has_attr("perm"))
-    for (int64_t k = x.rank() - 1; k >= 0; --k) perm.push_back(k);
-  OTTER_CHECK(static_cast<int64_t>(perm.size()) == x.rank(), ctx.node.describe(), ": perm does not match rank ", x.rank());
-  std::vector<int64_t> in_strides = shape_strides(x.shape()), strides;
-  for (int64_t p : perm) {
-    OTTER_CHECK(p >= 0 && p < x.rank(), ctx.node.describe(), ": perm entry ", p, " is out of range");
-    strides.push_back(in_strides[p]);
-  }
-  strided_copy<false>(ctx, x.raw(), y.raw(), dtype_size(x.dtype()), 0, y.shape(), make_strides(ctx, y.shape(), strides));
+  strided_copy<false>(ctx, x.raw(), y.raw(), dtype_size(x.dtype()), 0, y.shape(),
+                      make_strides(ctx, y.shape(), shape::transpose_strides(ctx)));
 }
 
 void expand_kernel(KernelContext& ctx) {
@@ -475,14 +469,8 @@ void upload_to(Tensor& y, const void* src) {
 }
 
 void shape_kernel(KernelContext& ctx) {
-  const Shape& s = ctx.in(0).shape();
-  int64_t rank = static_cast<int64_t>(s.size());
-  auto clamp = [rank](int64_t v) { return std::clamp<int64_t>(v < 0 ? v + rank : v, 0, rank); };
-  int64_t b = clamp(ctx.node.attr_int("start", 0)), e = std::max(b, clamp(ctx.node.attr_int("end", rank)));
-  Tensor& y = ctx.out(0);
-  OTTER_CHECK(y.numel() == e - b, ctx.node.describe(), ": output has ", y.numel(), " elements for ", e - b, " dims");
-  std::vector<int64_t> dims(s.begin() + b, s.begin() + e);
-  upload_to(y, dims.data());
+  std::vector<int64_t> dims = shape::shape_dims(ctx);
+  upload_to(ctx.out(0), dims.data());
 }
 
 void size_kernel(KernelContext& ctx) {
@@ -491,23 +479,8 @@ void size_kernel(KernelContext& ctx) {
 }
 
 void constant_kernel(KernelContext& ctx) {
-  const Node& n = ctx.node;
-  Tensor& y = ctx.out(0);
-  Tensor value;
-  if (const Tensor* t = n.attr_tensor("value")) value = *t;
-  else if (n.has_attr("value_float")) value = Tensor::scalar<float>(static_cast<float>(n.attr_float("value_float", 0)));
-  else if (n.has_attr("value_int")) value = Tensor::scalar<int64_t>(n.attr_int("value_int", 0));
-  else if (n.has_attr("value_ints")) value = Tensor::from_vector(n.attr_ints("value_ints"), y.shape());
-  else if (n.has_attr("value_floats")) {
-    const std::vector<double>& f = n.attrs.at("value_floats").floats;
-    value = Tensor::from_vector(std::vector<float>(f.begin(), f.end()), y.shape());
-  } else {
-    OTTER_FAIL(n.describe(), ": no value attribute");
-  }
-  OTTER_CHECK(value.dtype() == y.dtype() && value.nbytes() == y.nbytes(), n.describe(), ": the value ",
-              dtype_name(value.dtype()), shape_str(value.shape()), " does not match the output ",
-              dtype_name(y.dtype()), shape_str(y.shape()));
-  upload_to(y, value.raw());
+  Tensor value = shape::constant_value(ctx);
+  upload_to(ctx.out(0), value.raw());
 }
 
 template <class E>
@@ -527,11 +500,8 @@ void fill(const KernelContext& ctx, Tensor& y, const unsigned char* pattern) {
 void constant_of_shape_kernel(KernelContext& ctx) {
   Tensor& y = ctx.out(0);
   size_t size = dtype_size(y.dtype());
-  unsigned char pattern[8] = {0};  // float 0 by default
-  if (const Tensor* v = ctx.node.attr_tensor("value")) {
-    OTTER_CHECK(v->dtype() == y.dtype() && v->numel() == 1, ctx.node.describe(), ": bad value attribute");
-    std::memcpy(pattern, v->raw(), size);
-  }
+  std::array<uint8_t, 8> bytes = shape::constant_of_shape_pattern(ctx);
+  const unsigned char* pattern = bytes.data();
   if (y.numel() == 0) return;
   if (std::all_of(pattern, pattern + size, [](unsigned char b) { return b == 0; })) {
     OTTER_CUDA_CHECK(cudaMemsetAsync(y.raw(), 0, y.nbytes(), stream_of(ctx)));

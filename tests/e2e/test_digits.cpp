@@ -9,41 +9,17 @@
 #include <random>
 #include <sstream>
 
-#include "tests/common/batches.h"
-#include "runtime/train/npz.h"
 #include "runtime/train/session.h"
+#include "tests/common/digits.h"
 
 using namespace otter;
-using otter::testing::rows;
+using namespace otter::testing;  // the digits fixture (tests/common/digits.h)
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string dir() { return std::string(OTTER_TESTDATA) + "/digits"; }
-
-struct Data {
-  std::map<std::string, Tensor> train = read_npz(dir() + "/train.npz");
-  std::map<std::string, Tensor> test = read_npz(dir() + "/test.npz");
-  std::map<std::string, Tensor> batch(int64_t i, int64_t size = 32) const {
-    int64_t n = train.at("x").shape()[0];
-    int64_t b = (i * size) % n;
-    int64_t e = std::min(n, b + size);
-    return {{"x", rows(train.at("x"), b, e)}, {"label", rows(train.at("y"), b, e)}};
-  }
-};
-
-TrainConfig config(const std::string& opt, double lr) {
-  TrainConfig c;
-  c.loss.kind = "cross_entropy";
-  c.loss.output = "logits";
-  c.optimizer.kind = opt;
-  c.optimizer.lr = lr;
-  if (opt == "sgd") c.optimizer.momentum = 0.9;
-  return c;
-}
-
 std::vector<double> reference_losses(const std::string& key) {
-  std::ifstream in(dir() + "/reference.json");
+  std::ifstream in(digits_dir() + "/reference.json");
   std::stringstream s;
   s << in.rdbuf();
   std::string j = s.str();
@@ -57,37 +33,15 @@ std::vector<double> reference_losses(const std::string& key) {
   return r;
 }
 
-double accuracy(Session& s, const Data& d) {
-  auto out = s.eval_step({{"x", d.test.at("x")}});
-  const float* p = out["logits"].data<float>();
-  const int64_t* y = d.test.at("y").data<int64_t>();
-  int64_t m = out["logits"].shape()[0], correct = 0;
-  for (int64_t i = 0; i < m; ++i) {
-    int64_t best = 0;
-    for (int64_t c = 1; c < 10; ++c) if (p[i * 10 + c] > p[i * 10 + best]) best = c;
-    correct += best == y[i];
-  }
-  return static_cast<double>(correct) / m;
-}
-
-std::vector<float> all_params(const Session& s) {
-  std::vector<float> r;
-  for (auto& p : s.parameters()) {
-    Tensor t = s.get_parameter(p.name);
-    r.insert(r.end(), t.data<float>(), t.data<float>() + t.numel());
-  }
-  return r;
-}
-
 }  // namespace
 
 TEST(Digits, MatchesNumPyReferenceSGDAndAdamW) {
-  Data d;
+  DigitsData d;
   // Tolerance 1e-5 relative: float32 forward/backward against a float64 reference over 20 steps.
   for (auto [opt, lr] : {std::pair<std::string, double>{"sgd", 0.1}, {"adamw", 1e-3}}) {
-    TrainConfig c = config(opt, lr);
+    TrainConfig c = digits_config(opt, lr);
     if (opt == "adamw") c.optimizer.weight_decay = 0.01;
-    Session s(load_model_file(dir() + "/mlp.onnx"), c);
+    Session s(load_model_file(digits_dir() + "/mlp.onnx"), c);
     std::vector<double> want = reference_losses(opt);
     ASSERT_EQ(want.size(), 20u);
     for (int i = 0; i < 20; ++i) {
@@ -98,11 +52,11 @@ TEST(Digits, MatchesNumPyReferenceSGDAndAdamW) {
 }
 
 TEST(Digits, ReachesNinetyFivePercent) {
-  Data d;
-  Session s(load_model_file(dir() + "/mlp.onnx"), config("adamw", 3e-3));
+  DigitsData d;
+  Session s(load_model_file(digits_dir() + "/mlp.onnx"), digits_config("adamw", 3e-3));
   int64_t steps_per_epoch = (d.train.at("x").shape()[0] + 31) / 32;
   for (int64_t i = 0; i < 15 * steps_per_epoch; ++i) s.train_step(d.batch(i));
-  double acc = accuracy(s, d);
+  double acc = digits_accuracy(s, d);
   std::printf("digits test accuracy after 15 epochs: %.4f; planned arena %zu bytes vs %zu of intermediates\n", acc,
               s.train_memory().arena_bytes, s.train_memory().intermediate_bytes);
   EXPECT_GE(acc, 0.95);
@@ -110,10 +64,10 @@ TEST(Digits, ReachesNinetyFivePercent) {
 }
 
 TEST(Digits, GradientAccumulationEqualsOneLargeBatch) {
-  Data d;
-  TrainConfig c1 = config("sgd", 0.1), c2 = config("sgd", 0.1);
+  DigitsData d;
+  TrainConfig c1 = digits_config("sgd", 0.1), c2 = digits_config("sgd", 0.1);
   c2.grad_accum = 2;
-  Session big(load_model_file(dir() + "/mlp.onnx"), c1), acc(load_model_file(dir() + "/mlp.onnx"), c2);
+  Session big(load_model_file(digits_dir() + "/mlp.onnx"), c1), acc(load_model_file(digits_dir() + "/mlp.onnx"), c2);
   for (int i = 0; i < 5; ++i) {
     big.train_step(d.batch(i, 32));
     acc.train_step(d.batch(2 * i, 16));
@@ -125,21 +79,21 @@ TEST(Digits, GradientAccumulationEqualsOneLargeBatch) {
 }
 
 TEST(Digits, CheckpointResumeIsBitIdentical) {
-  Data d;
+  DigitsData d;
   for (const std::string opt : {"sgd", "adamw"}) {
-    TrainConfig c = config(opt, opt == "sgd" ? 0.05 : 1e-3);
+    TrainConfig c = digits_config(opt, opt == "sgd" ? 0.05 : 1e-3);
     c.schedule.kind = "cosine";
     c.schedule.warmup_steps = 3;
     c.schedule.total_steps = 12;
     c.clip_norm = 1.0;
-    Session full(load_model_file(dir() + "/mlp.onnx"), c);
+    Session full(load_model_file(digits_dir() + "/mlp.onnx"), c);
     for (int i = 0; i < 12; ++i) full.train_step(d.batch(i));
-    Session first(load_model_file(dir() + "/mlp.onnx"), c);
+    Session first(load_model_file(digits_dir() + "/mlp.onnx"), c);
     for (int i = 0; i < 5; ++i) first.train_step(d.batch(i));
     std::string path = (fs::temp_directory_path() / ("otter_ckpt_" + opt + ".safetensors")).string();
     first.save_checkpoint(path);
     EXPECT_FALSE(fs::exists(path + ".tmp"));
-    Session resumed(load_model_file(dir() + "/mlp.onnx"), c);
+    Session resumed(load_model_file(digits_dir() + "/mlp.onnx"), c);
     resumed.load_checkpoint(path);
     EXPECT_EQ(resumed.stats().step, 5);
     for (int i = 5; i < 12; ++i) resumed.train_step(d.batch(i));
@@ -148,15 +102,15 @@ TEST(Digits, CheckpointResumeIsBitIdentical) {
 }
 
 TEST(Digits, ExportKeepsFrozenInitializersAndEverythingElse) {
-  Data d;
-  TrainConfig c = config("sgd", 0.1);
+  DigitsData d;
+  TrainConfig c = digits_config("sgd", 0.1);
   c.frozen = {"fc1.bias"};
-  Session s(load_model_file(dir() + "/mlp.onnx"), c);
+  Session s(load_model_file(digits_dir() + "/mlp.onnx"), c);
   EXPECT_EQ(s.parameters().size(), 3u);
   for (int i = 0; i < 3; ++i) s.train_step(d.batch(i));
   std::string path = (fs::temp_directory_path() / "otter_export.onnx").string();
   s.export_model(path);
-  LoadedModel orig = load_model_file(dir() + "/mlp.onnx"), out = load_model_file(path);
+  LoadedModel orig = load_model_file(digits_dir() + "/mlp.onnx"), out = load_model_file(path);
   auto init = [](const Graph& g, const std::string& n) { return g.values[g.value_id(n)].data; };
   Tensor a = init(orig.graph, "fc1.bias"), b = init(out.graph, "fc1.bias");
   EXPECT_EQ(0, std::memcmp(a.raw(), b.raw(), a.nbytes()));
@@ -166,8 +120,8 @@ TEST(Digits, ExportKeepsFrozenInitializersAndEverythingElse) {
 }
 
 TEST(Digits, BadInputsGiveClearErrorsAndKeepTheSessionUsable) {
-  Data d;
-  std::string model = dir() + "/mlp.onnx";
+  DigitsData d;
+  std::string model = digits_dir() + "/mlp.onnx";
   auto expect_error = [](auto fn, const std::string& needle) {
     try {
       fn();
@@ -191,7 +145,7 @@ TEST(Digits, BadInputsGiveClearErrorsAndKeepTheSessionUsable) {
   expect_error([&] { load_model_buffer(noise.data(), noise.size()); }, "ONNX");
   expect_error([&] { load_model_file("/nonexistent/model.onnx"); }, "cannot open");
 
-  Session s(load_model_file(model), config("sgd", 0.1));
+  Session s(load_model_file(model), digits_config("sgd", 0.1));
   s.train_step(d.batch(0));
   auto good = d.batch(1);
   auto bad_shape = good;

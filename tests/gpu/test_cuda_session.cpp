@@ -11,12 +11,11 @@
 #include <map>
 
 #include "onnx_import/onnx_import.h"
-#include "runtime/train/npz.h"
 #include "runtime/train/session.h"
-#include "tests/common/batches.h"
+#include "tests/common/digits.h"
 
 using namespace otter;
-using otter::testing::rows;
+using namespace otter::testing;  // the digits fixture (tests/common/digits.h)
 namespace fs = std::filesystem;
 
 namespace {
@@ -24,68 +23,30 @@ namespace {
 #define REQUIRE_GPU()                                                                        \
   if (!device_backend(Device::CUDA)) GTEST_SKIP() << "no usable GPU: " << cuda_unavailable_reason()
 
-std::string dir() { return std::string(OTTER_TESTDATA) + "/digits"; }
-
-struct Data {
-  std::map<std::string, Tensor> train = read_npz(dir() + "/train.npz");
-  std::map<std::string, Tensor> test = read_npz(dir() + "/test.npz");
-  std::map<std::string, Tensor> batch(int64_t i, int64_t size = 32) const {
-    int64_t n = train.at("x").shape()[0];
-    int64_t b = (i * size) % (n - size);  // full batches only: one plan, so every step can be captured
-    return {{"x", rows(train.at("x"), b, b + size)}, {"label", rows(train.at("y"), b, b + size)}};
-  }
-};
-
+// The digits configuration on `device` in `precision`.
 TrainConfig config(Device device, const std::string& opt, double lr, const std::string& precision = "fp32") {
-  TrainConfig c;
-  c.loss.kind = "cross_entropy";
-  c.loss.output = "logits";
-  c.optimizer.kind = opt;
-  c.optimizer.lr = lr;
-  if (opt == "sgd") c.optimizer.momentum = 0.9;
+  TrainConfig c = digits_config(opt, lr);
   c.precision = precision;
   c.device = device;
   return c;
 }
 
-Session make(const TrainConfig& c) { return Session(load_model_file(dir() + "/mlp.onnx"), c); }
-
-double accuracy(Session& s, const Data& d) {
-  auto out = s.eval_step({{"x", d.test.at("x")}});
-  const float* p = out["logits"].data<float>();
-  const int64_t* y = d.test.at("y").data<int64_t>();
-  int64_t m = out["logits"].shape()[0], correct = 0;
-  for (int64_t i = 0; i < m; ++i) {
-    int64_t best = 0;
-    for (int64_t c = 1; c < 10; ++c) if (p[i * 10 + c] > p[i * 10 + best]) best = c;
-    correct += best == y[i];
-  }
-  return static_cast<double>(correct) / m;
-}
-
-std::vector<float> all_params(const Session& s) {
-  std::vector<float> r;
-  for (auto& p : s.parameters()) {
-    Tensor t = s.get_parameter(p.name);
-    r.insert(r.end(), t.data<float>(), t.data<float>() + t.numel());
-  }
-  return r;
-}
+Session make(const TrainConfig& c) { return Session(load_model_file(digits_dir() + "/mlp.onnx"), c); }
 
 }  // namespace
 
 TEST(CudaSession, DigitsTrainsToTheCpuAccuracyInEachPrecision) {
   REQUIRE_GPU();
-  Data d;
+  DigitsData d;
   int64_t steps = 10 * ((d.train.at("x").shape()[0] + 31) / 32);
   for (const std::string precision : {"fp32", "fp16", "bf16"}) {
     Session cpu = make(config(Device::CPU, "adamw", 3e-3, precision));
     Session gpu = make(config(Device::CUDA, "adamw", 3e-3, precision));
     for (int64_t i = 0; i < steps; ++i) {
-      cpu.train_step(d.batch(i), nullptr);
-      gpu.train_step(d.batch(i), nullptr);  // no loss requested: no host synchronisation
+      cpu.train_step(d.full_batch(i), nullptr);
+      gpu.train_step(d.full_batch(i), nullptr);  // no loss requested: no host synchronisation
     }
-    double a_cpu = accuracy(cpu, d), a_gpu = accuracy(gpu, d);
+    double a_cpu = digits_accuracy(cpu, d), a_gpu = digits_accuracy(gpu, d);
     std::printf("digits %s: CPU %.4f, CUDA %.4f (%lld of %lld CUDA steps replayed as a graph)\n", precision.c_str(), a_cpu,
                 a_gpu, static_cast<long long>(gpu.stats().captured_steps), static_cast<long long>(steps));
     EXPECT_GE(a_gpu, 0.95) << precision;
@@ -98,10 +59,10 @@ TEST(CudaSession, DigitsTrainsToTheCpuAccuracyInEachPrecision) {
 
 TEST(CudaSession, FirstLossesMatchTheCpu) {
   REQUIRE_GPU();
-  Data d;
+  DigitsData d;
   Session cpu = make(config(Device::CPU, "sgd", 0.05)), gpu = make(config(Device::CUDA, "sgd", 0.05));
   for (int i = 0; i < 20; ++i) {
-    double a = cpu.train_step(d.batch(i)), b = gpu.train_step(d.batch(i));
+    double a = cpu.train_step(d.full_batch(i)), b = gpu.train_step(d.full_batch(i));
     // FP32 GEMMs with another summation order: ~1e-6 relative per step, compounding over 20 steps.
     EXPECT_NEAR(b, a, 1e-4 * std::fabs(a)) << "step " << i;
   }
@@ -109,7 +70,7 @@ TEST(CudaSession, FirstLossesMatchTheCpu) {
 
 TEST(CudaSession, CapturedStepsEqualUncapturedOnes) {
   REQUIRE_GPU();
-  Data d;
+  DigitsData d;
   struct Case { std::string name; TrainConfig c; };
   std::vector<Case> cases;
   TrainConfig a = config(Device::CUDA, "sgd", 0.05, "fp16");  // dynamic loss scaling
@@ -127,8 +88,8 @@ TEST(CudaSession, CapturedStepsEqualUncapturedOnes) {
     off.cuda_graphs = false;
     Session captured = make(k.c), launched = make(off);
     for (int i = 0; i < 24; ++i) {
-      captured.train_step(d.batch(i), nullptr);
-      launched.train_step(d.batch(i), nullptr);
+      captured.train_step(d.full_batch(i), nullptr);
+      launched.train_step(d.full_batch(i), nullptr);
     }
     EXPECT_GT(captured.stats().captured_steps, 0) << k.name << ": " << captured.graph_capture_note();
     EXPECT_EQ(launched.stats().captured_steps, 0) << k.name;
@@ -141,33 +102,33 @@ TEST(CudaSession, CapturedStepsEqualUncapturedOnes) {
 
 TEST(CudaSession, CheckpointResumeIsBitIdentical) {
   REQUIRE_GPU();
-  Data d;
+  DigitsData d;
   TrainConfig c = config(Device::CUDA, "adamw", 1e-3, "fp16");
   c.clip_norm = 1.0;
   Session full = make(c);
-  for (int i = 0; i < 12; ++i) full.train_step(d.batch(i), nullptr);
+  for (int i = 0; i < 12; ++i) full.train_step(d.full_batch(i), nullptr);
   Session first = make(c);
-  for (int i = 0; i < 5; ++i) first.train_step(d.batch(i), nullptr);
+  for (int i = 0; i < 5; ++i) first.train_step(d.full_batch(i), nullptr);
   std::string path = (fs::temp_directory_path() / "otter_cuda_ckpt.safetensors").string();
   first.save_checkpoint(path);
   Session resumed = make(c);
   resumed.load_checkpoint(path);
   EXPECT_EQ(resumed.stats().step, 5);
-  for (int i = 5; i < 12; ++i) resumed.train_step(d.batch(i), nullptr);
+  for (int i = 5; i < 12; ++i) resumed.train_step(d.full_batch(i), nullptr);
   EXPECT_EQ(all_params(full), all_params(resumed));
   EXPECT_EQ(full.loss_scale(), resumed.loss_scale());
 }
 
 TEST(CudaSession, NonFiniteGradientSkipsTheStepOnTheDevice) {
   REQUIRE_GPU();
-  Data d;
+  DigitsData d;
   for (Device dev : {Device::CPU, Device::CUDA}) {
     TrainConfig c = config(dev, "sgd", 0.05, "fp16");
     c.loss_scale = "static";
     c.loss_scale_config.init_scale = 1e30;  // the FP16 backward pass overflows
     Session s = make(c);
     std::vector<float> before = all_params(s);
-    for (int i = 0; i < 3; ++i) s.train_step(d.batch(i), nullptr);
+    for (int i = 0; i < 3; ++i) s.train_step(d.full_batch(i), nullptr);
     EXPECT_EQ(s.stats().skipped_steps, 3) << device_name(dev);
     EXPECT_EQ(s.stats().step, 0) << device_name(dev);
     EXPECT_TRUE(s.stats().last_step_skipped) << device_name(dev);
@@ -177,9 +138,9 @@ TEST(CudaSession, NonFiniteGradientSkipsTheStepOnTheDevice) {
 
 TEST(CudaSession, ExportedWeightsMatchTheMasters) {
   REQUIRE_GPU();
-  Data d;
+  DigitsData d;
   Session s = make(config(Device::CUDA, "adamw", 1e-3, "bf16"));
-  for (int i = 0; i < 5; ++i) s.train_step(d.batch(i), nullptr);
+  for (int i = 0; i < 5; ++i) s.train_step(d.full_batch(i), nullptr);
   std::string path = (fs::temp_directory_path() / "otter_cuda_export.onnx").string();
   s.export_model(path);
   LoadedModel m = load_model_file(path);

@@ -19,6 +19,7 @@
 #include "runtime/exec/infer.h"
 #include "runtime/exec/plan.h"
 #include "runtime/passes/autodiff.h"
+#include "tests/common/testdata.h"
 
 using namespace otter;
 namespace fs = std::filesystem;
@@ -85,7 +86,7 @@ std::vector<Tensor> run(Graph& g, const std::map<int, Tensor>& feeds, const std:
 
 TEST(CudaVsCpu, NodeTestsForwardAllDtypes) {
   if (!have_gpu()) GTEST_SKIP() << "no usable GPU: " << cuda_unavailable_reason();
-  fs::path root = fs::path(OTTER_TESTDATA) / "node";
+  fs::path root = fs::path(otter::testing::testdata_dir()) / "node";
   ASSERT_TRUE(fs::exists(root));
   int compared = 0;
   std::vector<std::string> failures;
@@ -140,7 +141,7 @@ TEST(CudaVsCpu, NodeTestsForwardAllDtypes) {
 // the gradient graph runs on both backends (FP32 inputs; tolerance as the forward's).
 TEST(CudaVsCpu, NodeTestsGradients) {
   if (!have_gpu()) GTEST_SKIP() << "no usable GPU: " << cuda_unavailable_reason();
-  fs::path root = fs::path(OTTER_TESTDATA) / "node";
+  fs::path root = fs::path(otter::testing::testdata_dir()) / "node";
   int compared = 0;
   std::vector<std::string> failures;
   for (auto& e : fs::directory_iterator(root)) {

@@ -1,0 +1,33 @@
+// Host-side geometry of the conv op family (Conv, ConvTranspose and their otter.*Grad ops), shared
+// by the CPU kernels (kernels/cpu/conv.cpp) and the CUDA ones (kernels/cuda/conv.cu). Every op
+// pairs an "image" (the tensor a window slides over) with a "grid" (one position per window
+// placement): image position = grid position * stride - pad + tap * dilation, with W per group
+// [grid channels, image channels x kernel]. The spatial geometry (grid dims, begin pads) comes
+// from runtime/ops/conv.cpp.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "kernels/registry.h"
+
+namespace otter::conv {
+
+struct ConvGeometry {
+  int64_t batch = 0, group = 1, image_channels = 0, grid_channels = 0;  // channels per group
+  Shape image, grid, kernel;                                            // spatial dims
+  std::vector<int64_t> strides, dilations, pads;  // pads: begin pads of the image (may be negative)
+};
+
+// Conv and its gradients (x [N, C, ...], W [M, C/group, k...]): image = x, grid = the output.
+ConvGeometry conv_geometry(const Node& node, const Shape& x, const Shape& w);
+// ConvTranspose and its gradients (x [N, C, ...], W [C, M/group, k...]): image = the output,
+// grid = x.
+ConvGeometry conv_transpose_geometry_of(const Node& node, const Shape& x, const Shape& w);
+
+// The spatial dims of an [N, C, spatial...] shape.
+Shape spatial(const Shape& s);
+
+// Fails naming the node when `what` has shape `got` instead of `want`.
+void check_shape(const KernelContext& ctx, const Shape& got, const Shape& want, const char* what);
+
+}  // namespace otter::conv
