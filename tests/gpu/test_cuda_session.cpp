@@ -2,8 +2,9 @@
 // fp32, fp16 and bf16 to the CPU's accuracy; the first losses match the CPU's; a step captured as
 // a CUDA graph gives the same bits as one launched kernel by kernel (with gradient accumulation,
 // clipping, dynamic loss scaling, a schedule); a checkpoint taken on CUDA resumes bit for bit; a
-// non-finite gradient skips the step on the device exactly as on the CPU. Without a usable GPU
-// every test is skipped (GTEST_SKIP), never passed.
+// non-finite gradient skips the step on the device exactly as on the CPU; an out-of-memory step is
+// a clean error that changes nothing. Without a usable GPU every test is skipped (GTEST_SKIP),
+// never passed.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -150,4 +151,35 @@ TEST(CudaSession, ExportedWeightsMatchTheMasters) {
     ASSERT_EQ(exported.nbytes(), master.nbytes()) << p.name;
     EXPECT_EQ(0, std::memcmp(exported.raw(), master.raw(), master.nbytes())) << p.name;
   }
+}
+
+TEST(CudaSession, OutOfMemoryIsACleanErrorAndTheSessionKeepsWorking) {
+  REQUIRE_GPU();
+  DigitsData d;
+  Session s = make(config(Device::CUDA, "sgd", 0.05));
+  s.train_step(d.full_batch(0), nullptr);
+  const std::vector<float> before = all_params(s);
+  // Hold (nearly) all free device memory, in shrinking chunks, then ask for a new plan (another
+  // batch size needs its own arena and feed buffers).
+  std::vector<Tensor> hog;
+  for (int64_t chunk = int64_t(1) << 32; chunk >= (int64_t(1) << 16); chunk /= 2) {
+    try {
+      while (true) hog.emplace_back(DType::Uint8, Shape{chunk}, Device::CUDA);
+    } catch (const Error& e) {
+      ASSERT_EQ(e.kind(), ErrorKind::OutOfMemory) << e.what();
+    }
+  }
+  try {
+    s.train_step(d.full_batch(1, 1024), nullptr);
+    ADD_FAILURE() << "a step with no device memory left succeeded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::OutOfMemory) << e.what();
+    EXPECT_NE(std::string(e.what()).find("out of memory"), std::string::npos) << e.what();
+  }
+  hog.clear();
+  EXPECT_EQ(s.stats().step, 1);
+  EXPECT_EQ(all_params(s), before);  // the failed step changed nothing
+  s.train_step(d.full_batch(1, 1024), nullptr);
+  s.train_step(d.full_batch(2), nullptr);
+  EXPECT_EQ(s.stats().step, 3);
 }
