@@ -161,8 +161,8 @@ class CudaBackend : public DeviceBackend {
 
  private:
   // Pinned staging buffers for upload_async: one is reused once the copy that last read it has
-  // completed (its event), so uploads never wait for the device; in a steady training loop the
-  // pool settles at about two buffers per input.
+  // completed (its event), so uploads do not wait for the device; in a steady training loop the
+  // pool settles at about two buffers per input, and it never exceeds kMaxStaging buffers.
   struct Staging {
     void* host = nullptr;
     size_t capacity = 0;
@@ -178,6 +178,21 @@ class CudaBackend : public DeviceBackend {
       if (err == cudaErrorNotReady) cudaGetLastError();
       else OTTER_CUDA_CHECK(err);
     }
+    if (staging_.size() >= kMaxStaging) {
+      // The host is far ahead of the GPU (steps that never read a value back): wait for the copy
+      // that was issued longest ago and reuse its buffer (grown if needed). This bounds pinned
+      // memory and is the only place an asynchronous step can wait.
+      Staging& oldest = staging_[next_reuse_];
+      next_reuse_ = (next_reuse_ + 1) % staging_.size();
+      OTTER_CUDA_CHECK(cudaEventSynchronize(oldest.done));
+      if (oldest.capacity < bytes) {
+        OTTER_CUDA_CHECK(cudaFreeHost(oldest.host));
+        oldest.host = nullptr;
+        OTTER_CUDA_CHECK(cudaMallocHost(&oldest.host, bytes));
+        oldest.capacity = bytes;
+      }
+      return oldest;
+    }
     Staging s;
     s.capacity = bytes < (1u << 20) ? (1u << 20) : bytes;
     OTTER_CUDA_CHECK(cudaMallocHost(&s.host, s.capacity));
@@ -185,6 +200,8 @@ class CudaBackend : public DeviceBackend {
     staging_.push_back(s);
     return staging_.back();
   }
+  static constexpr size_t kMaxStaging = 32;  // pinned staging buffers at most
+  size_t next_reuse_ = 0;
   std::deque<Staging> staging_;
   std::vector<std::shared_ptr<void>> captured_sources_;
   int device_;
