@@ -247,16 +247,22 @@ struct Descs {
 
 // ---- algorithm choice ----
 
+// Workspace above this is taken only when no algorithm needs less (a large workspace per call can
+// exhaust memory that the activations need).
+constexpr size_t kWorkspaceLimit = size_t(1) << 30;
+
 // The first usable entry of cuDNN's ranked list: succeeded, no tensor-core math unless allowed
-// (keeps FP32 exact), deterministic when any such entry qualifies.
+// (keeps FP32 exact); preferring, in this order, deterministic within the workspace limit, any
+// within the limit, then the rest.
 template <class Perf>
 const Perf* pick(const std::vector<Perf>& perfs, int n, bool tensor_ops) {
-  for (int pass = 0; pass < 2; ++pass)
+  for (int pass = 0; pass < 3; ++pass)
     for (int i = 0; i < n; ++i) {
       const Perf& p = perfs[static_cast<size_t>(i)];
       if (p.status != CUDNN_STATUS_SUCCESS) continue;
       if (!tensor_ops && (p.mathType == CUDNN_TENSOR_OP_MATH || p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION))
         continue;
+      if (pass < 2 && p.memory > kWorkspaceLimit) continue;
       if (pass == 0 && p.determinism != CUDNN_DETERMINISTIC) continue;
       return &p;
     }
