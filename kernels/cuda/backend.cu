@@ -167,12 +167,16 @@ class CudaBackend : public DeviceBackend {
     void* host = nullptr;
     size_t capacity = 0;
     cudaEvent_t done = nullptr;
+    uint64_t last_use = 0;  // order in which buffers were last handed out (0 = never)
   };
   Staging& staging_for(size_t bytes) {
     for (Staging& s : staging_) {
       if (s.capacity < bytes) continue;
       cudaError_t err = cudaEventQuery(s.done);
-      if (err == cudaSuccess) return s;
+      if (err == cudaSuccess) {
+        s.last_use = ++uses_;
+        return s;
+      }
       // A busy buffer: cudaErrorNotReady is also recorded as the last error, which the next
       // launch check (cudaGetLastError) would report; clear it here. Anything else is a real error.
       if (err == cudaErrorNotReady) cudaGetLastError();
@@ -182,26 +186,32 @@ class CudaBackend : public DeviceBackend {
       // The host is far ahead of the GPU (steps that never read a value back): wait for the copy
       // that was issued longest ago and reuse its buffer (grown if needed). This bounds pinned
       // memory and is the only place an asynchronous step can wait.
-      Staging& oldest = staging_[next_reuse_];
-      next_reuse_ = (next_reuse_ + 1) % staging_.size();
-      OTTER_CUDA_CHECK(cudaEventSynchronize(oldest.done));
-      if (oldest.capacity < bytes) {
-        OTTER_CUDA_CHECK(cudaFreeHost(oldest.host));
-        oldest.host = nullptr;
-        OTTER_CUDA_CHECK(cudaMallocHost(&oldest.host, bytes));
-        oldest.capacity = bytes;
+      // (The least recently handed out buffer, not a round-robin index: the scan above reuses
+      // buffers out of order, so an index can name the copy just issued and wait for everything.)
+      Staging* oldest = &staging_.front();
+      for (Staging& s : staging_)
+        if (s.last_use < oldest->last_use) oldest = &s;
+      OTTER_CUDA_CHECK(cudaEventSynchronize(oldest->done));
+      if (oldest->capacity < bytes) {
+        OTTER_CUDA_CHECK(cudaFreeHost(oldest->host));
+        oldest->host = nullptr;
+        oldest->capacity = 0;  // a failed allocation below must not leave a usable-looking buffer
+        OTTER_CUDA_CHECK(cudaMallocHost(&oldest->host, bytes));
+        oldest->capacity = bytes;
       }
-      return oldest;
+      oldest->last_use = ++uses_;
+      return *oldest;
     }
     Staging s;
     s.capacity = bytes < (1u << 20) ? (1u << 20) : bytes;
     OTTER_CUDA_CHECK(cudaMallocHost(&s.host, s.capacity));
     OTTER_CUDA_CHECK(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
+    s.last_use = ++uses_;
     staging_.push_back(s);
     return staging_.back();
   }
   static constexpr size_t kMaxStaging = 32;  // pinned staging buffers at most
-  size_t next_reuse_ = 0;
+  uint64_t uses_ = 0;  // buffers handed out so far
   std::deque<Staging> staging_;
   std::vector<std::shared_ptr<void>> captured_sources_;
   int device_;
