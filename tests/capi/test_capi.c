@@ -739,6 +739,8 @@ static void test_train(otter_session* s) {
   CHECK(CHECK_OK(otter_session_get_stat(s, "grad_norm", &v)) && v == 0); /* no clip_norm: not computed */
   CHECK(CHECK_OK(otter_session_get_stat(s, "arena_bytes", &v)) && v > 0 && v < 1e9);
   CHECK(CHECK_OK(otter_session_get_stat(s, "intermediate_bytes", &v)) && v > 0 && v < 1e9);
+  expect_stat(s, "captured_steps", 0, __LINE__);    /* CUDA only */
+  expect_stat(s, "device_peak_bytes", 0, __LINE__); /* a CPU session */
 
   /* a step with out_loss NULL */
   CHECK_OK(otter_session_train_step(s, 2, g_names_xy, in, NULL));
