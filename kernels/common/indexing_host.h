@@ -4,14 +4,37 @@
 // axis layout.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
+#include "kernels/common/elementwise_math.h"
 #include "kernels/registry.h"
 
 namespace otter::indexing {
 
 // ScatterElements / ScatterND's `reduction` attribute.
 enum class Reduction { None, Add, Mul, Max, Min };
+
+// dst = reduce(dst, v) for the scatters, on both backends (max/min as std::max/std::min; bool:
+// add/max = or, mul/min = and).
+template <class T>
+OTTER_HD void reduce_into(T& dst, T v, Reduction r) {
+  if constexpr (std::is_same_v<T, bool>) {
+    switch (r) {
+      case Reduction::Add: case Reduction::Max: dst = dst || v; break;
+      case Reduction::Mul: case Reduction::Min: dst = dst && v; break;
+      default: dst = v;
+    }
+  } else {
+    switch (r) {
+      case Reduction::None: dst = v; break;
+      case Reduction::Add: dst = static_cast<T>(dst + v); break;
+      case Reduction::Mul: dst = static_cast<T>(dst * v); break;
+      case Reduction::Max: dst = dst < v ? v : dst; break;
+      case Reduction::Min: dst = v < dst ? v : dst; break;
+    }
+  }
+}
 Reduction reduction_of(const KernelContext& ctx);
 
 // The walk shared by GatherElements, ScatterElements and GatherElementsGrad (data and indices of

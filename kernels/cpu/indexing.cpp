@@ -64,27 +64,6 @@ void for_each_index(const Shape& shape, const std::vector<int64_t>& sa, const st
   }, min_items);
 }
 
-// ---- reductions for the scatters ----
-
-template <class T>
-inline void reduce_into(T& dst, T v, Reduction r) {
-  if constexpr (std::is_same_v<T, bool>) {
-    switch (r) {
-      case Reduction::Add: case Reduction::Max: dst = dst || v; break;
-      case Reduction::Mul: case Reduction::Min: dst = dst && v; break;
-      default: dst = v;
-    }
-  } else {
-    switch (r) {
-      case Reduction::None: dst = v; break;
-      case Reduction::Add: dst = static_cast<T>(dst + v); break;
-      case Reduction::Mul: dst = static_cast<T>(dst * v); break;
-      case Reduction::Max: dst = std::max(dst, v); break;
-      case Reduction::Min: dst = std::min(dst, v); break;
-    }
-  }
-}
-
 // ---- GatherElements, GatherElementsGrad, ScatterElements ----
 
 template <class T>

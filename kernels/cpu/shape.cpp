@@ -21,12 +21,6 @@ const Bytes* bytes(const Tensor& t) { return static_cast<const Bytes*>(t.raw());
 Bytes* bytes(Tensor& t) { return static_cast<Bytes*>(t.raw()); }
 
 // The product of shape[b, e).
-int64_t dims_product(const Shape& shape, size_t b, size_t e) {
-  int64_t n = 1;
-  for (size_t k = b; k < e; ++k) n *= shape[k];
-  return n;
-}
-
 // ---- strided copy ----
 
 // For every index i of `shape` (row-major): with src_off(i) = base + sum_k i_k * strides[k],
@@ -135,8 +129,8 @@ void slice_grad_kernel(KernelContext& ctx) {
 template <class Fn>
 void for_each_block(const Shape& whole_shape, int64_t axis, size_t elem_size, const std::vector<int64_t>& part_dims,
                     Fn fn) {
-  int64_t outer = dims_product(whole_shape, 0, static_cast<size_t>(axis));
-  int64_t inner = dims_product(whole_shape, static_cast<size_t>(axis) + 1, whole_shape.size());
+  int64_t outer = shape_numel(whole_shape, 0, static_cast<size_t>(axis));
+  int64_t inner = shape_numel(whole_shape, static_cast<size_t>(axis) + 1, whole_shape.size());
   int64_t total = 0;
   for (int64_t d : part_dims) total += d;
   OTTER_CHECK(total == whole_shape[axis], "concat/split: the parts add up to ", total, " along axis ", axis, " of ",
@@ -247,8 +241,8 @@ void gather_kernel(KernelContext& ctx) {
   int64_t axis = ctx.normalize_axis(ctx.node.attr_int("axis", 0), x.rank());
   int64_t dim = x.shape()[axis];
   std::vector<int64_t> idx = gather_indices(ctx, ctx.in(1), dim, axis);
-  int64_t outer = dims_product(x.shape(), 0, static_cast<size_t>(axis));
-  size_t row = static_cast<size_t>(dims_product(x.shape(), static_cast<size_t>(axis) + 1, x.shape().size())) *
+  int64_t outer = shape_numel(x.shape(), 0, static_cast<size_t>(axis));
+  size_t row = static_cast<size_t>(shape_numel(x.shape(), static_cast<size_t>(axis) + 1, x.shape().size())) *
                dtype_size(x.dtype());
   int64_t n = static_cast<int64_t>(idx.size());
   const Bytes* px = bytes(x);
@@ -271,8 +265,8 @@ void gather_grad_typed(KernelContext& ctx) {
   int64_t axis = ctx.normalize_axis(ctx.node.attr_int("axis", 0), dx.rank());
   int64_t dim = dx.shape()[axis];
   std::vector<int64_t> idx = gather_indices(ctx, ctx.in(1), dim, axis);
-  int64_t outer = dims_product(dx.shape(), 0, static_cast<size_t>(axis));
-  int64_t inner = dims_product(dx.shape(), static_cast<size_t>(axis) + 1, dx.shape().size());
+  int64_t outer = shape_numel(dx.shape(), 0, static_cast<size_t>(axis));
+  int64_t inner = shape_numel(dx.shape(), static_cast<size_t>(axis) + 1, dx.shape().size());
   int64_t n = static_cast<int64_t>(idx.size());
   OTTER_CHECK(dy.numel() == outer * n * inner, ctx.node.describe(), ": dy ", shape_str(dy.shape()),
               " does not match the gather of ", shape_str(dx.shape()));

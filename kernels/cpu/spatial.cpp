@@ -22,12 +22,6 @@
 namespace otter::cpu {
 namespace {
 
-int64_t product(const Shape& s, size_t b, size_t e) {
-  int64_t n = 1;
-  for (size_t k = b; k < e; ++k) n *= s[k];
-  return n;
-}
-
 // Runs fn(o, i0, i1) over the outer index o in [0, outer) and inner ranges [i0, i1) of [0, inner),
 // in parallel; each (o, range) pair is independent.
 template <class Fn>
@@ -120,8 +114,8 @@ void pad_grad_typed(KernelContext& ctx) {
       bufs[t % 2].assign(static_cast<size_t>(shape_numel(next_shape)), T(0));
       next = bufs[t % 2].data();
     }
-    int64_t outer = product(cur_shape, 0, static_cast<size_t>(d));
-    int64_t inner = product(cur_shape, static_cast<size_t>(d) + 1, cur_shape.size());
+    int64_t outer = shape_numel(cur_shape, 0, static_cast<size_t>(d));
+    int64_t inner = shape_numel(cur_shape, static_cast<size_t>(d) + 1, cur_shape.size());
     int64_t n_out = cur_shape[d], n_in = next_shape[d];
     const std::vector<int64_t>& src = l.src[static_cast<size_t>(d)];
     if (t + 1 == todo.size()) std::fill(next, next + shape_numel(next_shape), T(0));
@@ -148,8 +142,8 @@ void pad_grad_kernel(KernelContext& ctx) {
 // One forward pass along axis d: src has cur_shape, dst has cur_shape with [d] = t.out.
 void resize_pass(const double* src, double* dst, const Shape& cur_shape, int64_t d, const spatial::AxisTaps& t,
                  double extrapolation) {
-  int64_t outer = product(cur_shape, 0, static_cast<size_t>(d));
-  int64_t inner = product(cur_shape, static_cast<size_t>(d) + 1, cur_shape.size());
+  int64_t outer = shape_numel(cur_shape, 0, static_cast<size_t>(d));
+  int64_t inner = shape_numel(cur_shape, static_cast<size_t>(d) + 1, cur_shape.size());
   int64_t n_in = t.in, n_out = t.out, n = t.n;
   parallel_outer_inner(outer * n_out, inner, n, [&](int64_t oy, int64_t i0, int64_t i1) {
     int64_t o = oy / n_out, y = oy % n_out;
@@ -170,8 +164,8 @@ void resize_pass(const double* src, double* dst, const Shape& cur_shape, int64_t
 
 // The transposed pass: dst (cur_shape with [d] = t.in) = the pass's gradient from src (with t.out).
 void resize_pass_grad(const double* src, double* dst, const Shape& in_shape, int64_t d, const spatial::AxisTaps& t) {
-  int64_t outer = product(in_shape, 0, static_cast<size_t>(d));
-  int64_t inner = product(in_shape, static_cast<size_t>(d) + 1, in_shape.size());
+  int64_t outer = shape_numel(in_shape, 0, static_cast<size_t>(d));
+  int64_t inner = shape_numel(in_shape, static_cast<size_t>(d) + 1, in_shape.size());
   int64_t n_in = t.in, n_out = t.out, n = t.n;
   parallel_outer_inner(outer, inner, n_out * n, [&](int64_t o, int64_t i0, int64_t i1) {
     double* din = dst + o * n_in * inner;

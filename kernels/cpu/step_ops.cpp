@@ -120,9 +120,12 @@ class CpuStepOps : public StepOps {
 
   void commit(float* dst, const void* src, DType src_dtype, int64_t n, const float* scaler) override {
     if (found_inf(scaler)) return;
-    Tensor from = Tensor::view(src_dtype, {n}, nullptr, const_cast<void*>(src));
-    if (src_dtype == DType::Float32) std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
-    else std::memcpy(dst, from.cast(DType::Float32).raw(), static_cast<size_t>(n) * sizeof(float));
+    if (src_dtype == DType::Float32) {
+      std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+      return;
+    }
+    Tensor wide = Tensor::view(src_dtype, {n}, nullptr, const_cast<void*>(src)).cast(DType::Float32);
+    std::memcpy(dst, wide.raw(), static_cast<size_t>(n) * sizeof(float));
   }
 };
 

@@ -117,27 +117,7 @@ __device__ __forceinline__ int64_t wrap_index(I v, int64_t size, int64_t axis, i
   return -1;
 }
 
-// ---- reductions for the scatters ----
-
-// As the CPU's reduce_into (max/min as std::max/std::min; bool: add/max = or, mul/min = and).
-template <class A>
-__device__ __forceinline__ void reduce_into(A& dst, A v, Reduction r) {
-  if constexpr (std::is_same_v<A, bool>) {
-    switch (r) {
-      case Reduction::Add: case Reduction::Max: dst = dst || v; break;
-      case Reduction::Mul: case Reduction::Min: dst = dst && v; break;
-      default: dst = v;
-    }
-  } else {
-    switch (r) {
-      case Reduction::None: dst = v; break;
-      case Reduction::Add: dst = static_cast<A>(dst + v); break;
-      case Reduction::Mul: dst = static_cast<A>(dst * v); break;
-      case Reduction::Max: dst = dst < v ? v : dst; break;
-      case Reduction::Min: dst = v < dst ? v : dst; break;
-    }
-  }
-}
+// ---- FP32 accumulation for FP16/BF16 scatters ----
 
 template <class T>
 __global__ void widen_k(const T* __restrict__ x, float* __restrict__ acc, int64_t n) {

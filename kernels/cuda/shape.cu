@@ -23,12 +23,6 @@ namespace otter::cuda {
 namespace {
 
 
-int64_t dims_product(const Shape& shape, size_t b, size_t e) {
-  int64_t n = 1;
-  for (size_t k = b; k < e; ++k) n *= shape[k];
-  return n;
-}
-
 // ---- strided copy ----
 
 // For every flat index i of s.out (row-major), with off(i) = sum_d i_d * s.in[0][d]:
@@ -170,8 +164,8 @@ struct Blocks {
 Blocks blocks_of(const KernelContext& ctx, const Shape& whole_shape, int64_t axis, size_t elem_size,
                  const std::vector<int64_t>& part_dims) {
   Blocks b;
-  b.outer = dims_product(whole_shape, 0, static_cast<size_t>(axis));
-  int64_t inner = dims_product(whole_shape, static_cast<size_t>(axis) + 1, whole_shape.size());
+  b.outer = shape_numel(whole_shape, 0, static_cast<size_t>(axis));
+  int64_t inner = shape_numel(whole_shape, static_cast<size_t>(axis) + 1, whole_shape.size());
   int64_t total = 0;
   for (int64_t d : part_dims) total += d;
   OTTER_CHECK(total == whole_shape[axis], ctx.node.describe(), ": the parts add up to ", total, " along axis ", axis,
@@ -341,8 +335,8 @@ void gather_kernel(KernelContext& ctx) {
   Tensor& y = ctx.out(0);
   int64_t axis = ctx.normalize_axis(ctx.node.attr_int("axis", 0), x.rank());
   int64_t dim = x.shape()[axis];
-  int64_t outer = dims_product(x.shape(), 0, static_cast<size_t>(axis));
-  int64_t inner = dims_product(x.shape(), static_cast<size_t>(axis) + 1, x.shape().size());
+  int64_t outer = shape_numel(x.shape(), 0, static_cast<size_t>(axis));
+  int64_t inner = shape_numel(x.shape(), static_cast<size_t>(axis) + 1, x.shape().size());
   int64_t n = indices.numel();
   OTTER_CHECK(y.numel() == outer * n * inner, ctx.node.describe(), ": output ", shape_str(y.shape()),
               " does not match the gather of ", shape_str(x.shape()));
@@ -439,8 +433,8 @@ void gather_grad_kernel(KernelContext& ctx) {
   Tensor& dx = ctx.out(0);
   int64_t axis = ctx.normalize_axis(ctx.node.attr_int("axis", 0), dx.rank());
   int64_t dim = dx.shape()[axis];
-  int64_t outer = dims_product(dx.shape(), 0, static_cast<size_t>(axis));
-  int64_t inner = dims_product(dx.shape(), static_cast<size_t>(axis) + 1, dx.shape().size());
+  int64_t outer = shape_numel(dx.shape(), 0, static_cast<size_t>(axis));
+  int64_t inner = shape_numel(dx.shape(), static_cast<size_t>(axis) + 1, dx.shape().size());
   int64_t n = indices.numel();
   OTTER_CHECK(dy.numel() == outer * n * inner, ctx.node.describe(), ": dy ", shape_str(dy.shape()),
               " does not match the gather of ", shape_str(dx.shape()));

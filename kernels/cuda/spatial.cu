@@ -23,12 +23,6 @@
 namespace otter::cuda {
 namespace {
 
-int64_t product(const Shape& s, size_t b, size_t e) {
-  int64_t n = 1;
-  for (size_t k = b; k < e; ++k) n *= s[k];
-  return n;
-}
-
 // A host table on the device (see the file comment).
 template <class V>
 Tensor upload(const std::vector<V>& v) {
@@ -204,8 +198,8 @@ void pad_grad_typed(KernelContext& ctx) {
     using In = std::remove_cv_t<std::remove_pointer_t<decltype(in)>>;
     using Out = std::remove_pointer_t<decltype(out)>;
     int64_t d = todo[k];
-    int64_t outer = product(cur, 0, static_cast<size_t>(d));
-    int64_t inner = product(cur, static_cast<size_t>(d) + 1, cur.size());
+    int64_t outer = shape_numel(cur, 0, static_cast<size_t>(d));
+    int64_t inner = shape_numel(cur, static_cast<size_t>(d) + 1, cur.size());
     int64_t total = outer * shapes[k][d] * inner;
     if (total)
       gather_sum_k<In, Out, A><<<blocks_for(total), kThreads, 0, st>>>(in, out, pl + start_at[k], pl + y_at[k],
@@ -283,8 +277,8 @@ void resize_typed(KernelContext& ctx) {
     using Out = std::remove_pointer_t<decltype(out)>;
     const spatial::AxisTaps& t = taps[k].second;
     int64_t d = taps[k].first;
-    int64_t outer = product(cur, 0, static_cast<size_t>(d));
-    int64_t inner = product(cur, static_cast<size_t>(d) + 1, cur.size());
+    int64_t outer = shape_numel(cur, 0, static_cast<size_t>(d));
+    int64_t inner = shape_numel(cur, static_cast<size_t>(d) + 1, cur.size());
     int64_t total = outer * t.out * inner;
     if (total)
       resize_pass_k<In, Out, A><<<blocks_for(total), kThreads, 0, st>>>(in, out, pi + idx_at[k], pw + w_at,
@@ -364,8 +358,8 @@ void resize_grad_typed(KernelContext& ctx) {
     using In = std::remove_cv_t<std::remove_pointer_t<decltype(in)>>;
     using Out = std::remove_pointer_t<decltype(out)>;
     int64_t d = taps[taps.size() - 1 - k].first;
-    int64_t outer = product(cur, 0, static_cast<size_t>(d));
-    int64_t inner = product(cur, static_cast<size_t>(d) + 1, cur.size());
+    int64_t outer = shape_numel(cur, 0, static_cast<size_t>(d));
+    int64_t inner = shape_numel(cur, static_cast<size_t>(d) + 1, cur.size());
     int64_t total = outer * shapes[k][d] * inner;
     if (total)
       gather_sum_k<In, Out, A><<<blocks_for(total), kThreads, 0, st>>>(in, out, pi + start_at[k], pi + y_at[k],

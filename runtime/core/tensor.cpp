@@ -8,9 +8,11 @@
 
 namespace otter {
 
-int64_t shape_numel(const Shape& shape) {
+int64_t shape_numel(const Shape& shape) { return shape_numel(shape, 0, shape.size()); }
+
+int64_t shape_numel(const Shape& shape, size_t begin, size_t end) {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (size_t k = begin; k < end; ++k) n *= shape[k];
   return n;
 }
 

@@ -17,6 +17,8 @@ namespace otter {
 using Shape = std::vector<int64_t>;
 
 int64_t shape_numel(const Shape& shape);
+// The product of dims [begin, end) (1 for an empty range): outer/inner sizes around an axis.
+int64_t shape_numel(const Shape& shape, size_t begin, size_t end);
 std::string shape_str(const Shape& shape);
 // Row-major strides in elements.
 std::vector<int64_t> shape_strides(const Shape& shape);

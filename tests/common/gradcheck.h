@@ -5,7 +5,8 @@
 // about eps^2 |third derivative| + 1e-16 / eps, far below it. Inputs: P (random), Pm (random
 // sign, magnitude in [0.5, 1.5]: away from kinks and poles), Ci (int64 constant), Cd (double
 // scalar constant), Cb (bool constant), Fixed (a float input not differentiated), None (an
-// omitted optional input). check(op, inputs, attrs, num_outputs, domain, checked_output).
+// omitted optional input). check(op, inputs, attrs, num_outputs, domain, checked_output);
+// check_gradients(graph, params, y, run options) for a whole graph.
 #pragma once
 #include <gtest/gtest.h>
 
@@ -55,25 +56,12 @@ inline In Cb(std::vector<bool> v, Shape s) {
 inline In Fixed(In p) { p.differentiable = false; return p; }
 inline In None() { return {Tensor(), false}; }
 
-inline void check(const std::string& op, std::vector<In> inputs, Attributes attrs = {}, int num_outputs = 1,
-           const std::string& domain = "", int checked_output = 0) {
-  SCOPED_TRACE(op);
-  Graph g;
-  g.opsets[""] = 21;
-  std::vector<int> ins, params;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    if (!inputs[i].data.defined()) { ins.push_back(-1); continue; }
-    int v = g.add_value("in" + std::to_string(i), inputs[i].data.dtype());
-    g.values[v].data = inputs[i].data;
-    g.values[v].shape = inputs[i].data.shape();
-    g.values[v].shape_known = true;
-    g.values[v].is_initializer = true;
-    g.initializers.push_back(v);
-    ins.push_back(v);
-    if (inputs[i].differentiable) params.push_back(v);
-  }
-  int node = g.add_node(op, ins, num_outputs, attrs, domain, "op");
-  int y = g.nodes[node].outputs[checked_output];
+// The shared part of every check: g holds the parameters `params` (float64 initializers) and the
+// checked value y; adds loss = ReduceSum(y * R), differentiates it, and compares each gradient
+// element with central differences. require_finite: also fail on a non-finite loss or gradient
+// with a message saying so (graphs whose masking could produce them).
+inline void check_gradients(Graph& g, const std::vector<int>& params, int y, const RunOptions& ro,
+                            bool require_finite = false) {
   std::set<int> vars(params.begin(), params.end());
   annotate_graph(g, vars);
   // loss = ReduceSum(y * R)
@@ -102,16 +90,16 @@ inline void check(const std::string& op, std::vector<In> inputs, Attributes attr
     options.variables.insert(p);
     options.targets.push_back(grads.of_param[p]);
   }
-  std::map<int, Shape> shapes = {{grads.seed, {}}};
-  Plan plan(g, shapes, options);
+  Plan plan(g, {{grads.seed, {}}}, options);
   std::map<int, Tensor> feeds = {{grads.seed, Tensor::scalar<double>(1.0)}};
-  RunOptions ro;
-  ro.seed = 7;
   auto loss_at = [&]() {
     plan.run(feeds, ro);
     return plan.value(loss).data<double>()[0];
   };
-  plan.run(feeds, ro);
+  double base = loss_at();
+  if (require_finite) {
+    ASSERT_TRUE(std::isfinite(base)) << "the loss is not finite";
+  }
   std::map<int, std::vector<double>> analytic;
   for (int p : params) analytic[p] = plan.value(grads.of_param[p]).to_double_vector();
   const double eps = 1e-6;
@@ -126,10 +114,36 @@ inline void check(const std::string& op, std::vector<In> inputs, Attributes attr
       x[i] = keep_x;
       double numeric = (up - down) / (2 * eps);
       double a = analytic[p][static_cast<size_t>(i)];
+      if (require_finite) {
+        ASSERT_TRUE(std::isfinite(a)) << "d loss / d " << g.values[p].name << "[" << i << "] is " << a;
+      }
       ASSERT_NEAR(a, numeric, 1e-6 + 1e-5 * std::fabs(numeric))
           << "d loss / d " << g.values[p].name << "[" << i << "]";
     }
   }
+}
+
+inline void check(const std::string& op, std::vector<In> inputs, Attributes attrs = {}, int num_outputs = 1,
+           const std::string& domain = "", int checked_output = 0) {
+  SCOPED_TRACE(op);
+  Graph g;
+  g.opsets[""] = 21;
+  std::vector<int> ins, params;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!inputs[i].data.defined()) { ins.push_back(-1); continue; }
+    int v = g.add_value("in" + std::to_string(i), inputs[i].data.dtype());
+    g.values[v].data = inputs[i].data;
+    g.values[v].shape = inputs[i].data.shape();
+    g.values[v].shape_known = true;
+    g.values[v].is_initializer = true;
+    g.initializers.push_back(v);
+    ins.push_back(v);
+    if (inputs[i].differentiable) params.push_back(v);
+  }
+  int node = g.add_node(op, ins, num_outputs, attrs, domain, "op");
+  RunOptions ro;
+  ro.seed = 7;
+  check_gradients(g, params, g.nodes[node].outputs[checked_output], ro);
 }
 
 inline Attributes A(std::initializer_list<std::pair<const std::string, Attribute>> l) { return Attributes(l); }

@@ -51,8 +51,8 @@ onnx::ModelProto attention_model(int64_t opset, const std::vector<ModelInput>& i
 
 // Gradient check of output `checked_output` of a loaded graph: the named graph inputs become
 // initializers holding (a copy of) the given data, the differentiable ones named in `wrt` (all
-// of them when empty) are the parameters, then the loss sum(y * R) is differentiated as in
-// check() of gradcheck.h.
+// of them when empty) are the parameters, then check_gradients (gradcheck.h) differentiates the
+// loss sum(y * R).
 void check_graph(Graph& g, const std::map<std::string, In>& data, int checked_output = 0,
                  const std::set<std::string>& wrt = {}) {
   std::vector<int> params;
@@ -69,61 +69,7 @@ void check_graph(Graph& g, const std::map<std::string, In>& data, int checked_ou
     if (kv.second.differentiable && (wrt.empty() || wrt.count(kv.first))) params.push_back(v);
   }
   ASSERT_TRUE(g.inputs.empty()) << "every graph input needs data";
-  int y = g.outputs.at(static_cast<size_t>(checked_output));
-  std::set<int> vars(params.begin(), params.end());
-  annotate_graph(g, vars);
-  Tensor r(g.values[y].dtype, g.values[y].shape);
-  std::uniform_real_distribution<double> u(-1, 1);
-  for (int64_t i = 0; i < r.numel(); ++i) r.data<double>()[i] = u(rng());
-  int rv = g.add_value("R", DType::Float64);
-  g.values[rv].data = r;
-  g.values[rv].shape = r.shape();
-  g.values[rv].shape_known = true;
-  g.values[rv].is_initializer = true;
-  g.initializers.push_back(rv);
-  int prod = g.nodes[g.add_node("Mul", {y, rv}, 1)].outputs[0];
-  Attributes keep;
-  keep["keepdims"] = Attribute::of_int(0);
-  int loss = g.nodes[g.add_node("ReduceSum", {prod}, 1, keep)].outputs[0];
-  annotate_graph(g, vars);
-  Gradients grads = build_gradients(g, loss, params);
-  annotate_graph(g, vars);
-  ASSERT_TRUE(grads.unreachable.empty());
-
-  PlanOptions options;
-  options.targets.push_back(loss);
-  for (int p : params) {
-    options.bound[p] = g.values[p].data;
-    options.variables.insert(p);
-    options.targets.push_back(grads.of_param[p]);
-  }
-  Plan plan(g, {{grads.seed, {}}}, options);
-  std::map<int, Tensor> feeds = {{grads.seed, Tensor::scalar<double>(1.0)}};
-  RunOptions ro;
-  auto loss_at = [&]() {
-    plan.run(feeds, ro);
-    return plan.value(loss).data<double>()[0];
-  };
-  double base = loss_at();
-  ASSERT_TRUE(std::isfinite(base)) << "the loss is not finite";
-  std::map<int, std::vector<double>> analytic;
-  for (int p : params) analytic[p] = plan.value(grads.of_param[p]).to_double_vector();
-  const double eps = 1e-6;
-  for (int p : params) {
-    double* x = g.values[p].data.data<double>();
-    for (int64_t i = 0; i < g.values[p].data.numel(); ++i) {
-      double keep_x = x[i];
-      x[i] = keep_x + eps;
-      double up = loss_at();
-      x[i] = keep_x - eps;
-      double down = loss_at();
-      x[i] = keep_x;
-      double numeric = (up - down) / (2 * eps);
-      double a = analytic[p][static_cast<size_t>(i)];
-      ASSERT_TRUE(std::isfinite(a)) << "d loss / d " << g.values[p].name << "[" << i << "] is " << a;
-      ASSERT_NEAR(a, numeric, 1e-6 + 1e-5 * std::fabs(numeric)) << "d loss / d " << g.values[p].name << "[" << i << "]";
-    }
-  }
+  check_gradients(g, params, g.outputs.at(static_cast<size_t>(checked_output)), RunOptions{}, true);
 }
 
 bool has_attention(const Graph& g) {
