@@ -2,9 +2,9 @@
 // fp32, fp16 and bf16 to the CPU's accuracy; the first losses match the CPU's; a step captured as
 // a CUDA graph gives the same bits as one launched kernel by kernel (with gradient accumulation,
 // clipping, dynamic loss scaling, a schedule); a checkpoint taken on CUDA resumes bit for bit; a
-// non-finite gradient skips the step on the device exactly as on the CPU; an out-of-memory step is
-// a clean error that changes nothing. Without a usable GPU every test is skipped (GTEST_SKIP),
-// never passed.
+// non-finite gradient skips the step on the device exactly as on the CPU; an out-of-memory step and
+// an out-of-range label are clean errors that change nothing. Without a usable GPU every test is
+// skipped (GTEST_SKIP), never passed.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -182,4 +182,26 @@ TEST(CudaSession, OutOfMemoryIsACleanErrorAndTheSessionKeepsWorking) {
   s.train_step(d.full_batch(1, 1024), nullptr);
   s.train_step(d.full_batch(2), nullptr);
   EXPECT_EQ(s.stats().step, 3);
+}
+
+TEST(CudaSession, BadLabelIsACleanErrorBeforeAnythingChanges) {
+  REQUIRE_GPU();
+  DigitsData d;
+  Session s = make(config(Device::CUDA, "sgd", 0.05));
+  for (int i = 0; i < 3; ++i) s.train_step(d.full_batch(i), nullptr);  // past warm-up: replayed graphs
+  const std::vector<float> before = all_params(s);
+  auto bad = d.full_batch(3);
+  bad.at("label").data<int64_t>()[5] = 10;  // 10 classes: [0, 10)
+  try {
+    s.train_step(bad, nullptr);
+    ADD_FAILURE() << "an out-of-range label was accepted";
+  } catch (const Error& e) {
+    // Checked on the host before the upload (the device kernel's check would need a sync).
+    EXPECT_NE(std::string(e.what()).find("label 10 at position 5 is out of range [0, 10)"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(s.stats().step, 3);
+  EXPECT_EQ(all_params(s), before);
+  s.train_step(d.full_batch(3), nullptr);
+  EXPECT_EQ(s.stats().step, 4);
 }
