@@ -1,8 +1,10 @@
 // The C shim: each exported function validates its pointers, calls the C++ engine inside
 // `guard`, which turns every exception into a status code and a thread-local message, and only
 // then writes its out-parameters. Nothing else is exported (see capi/otter.map).
+#include <atomic>
 #include <cerrno>
 #include <cmath>
+#include <thread>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -13,6 +15,7 @@
 #include <vector>
 
 #include "otter/otter.h"
+#include "runtime/core/file_io.h"
 #include "runtime/train/npz.h"
 #include "runtime/train/session.h"
 
@@ -37,6 +40,9 @@ struct otter_session {
   };
   std::vector<NodeInfo> nodes;
   bool stepped = false;
+  // Set while a call is inside the session: a second thread gets OTTER_ERROR_BUSY instead of
+  // corrupting it (sessions are not thread-safe; otter.h, "Threads").
+  mutable std::atomic<bool> busy{false};
 };
 
 struct otter_tensor_list {
@@ -58,6 +64,8 @@ otter_status status_of(ErrorKind k) {
     case ErrorKind::OutOfMemory: return OTTER_ERROR_OUT_OF_MEMORY;
     case ErrorKind::WrongState: return OTTER_ERROR_WRONG_STATE;
     case ErrorKind::Internal: return OTTER_ERROR_INTERNAL;
+    case ErrorKind::NonFinite: return OTTER_ERROR_NON_FINITE;
+    case ErrorKind::Busy: return OTTER_ERROR_BUSY;
   }
   return OTTER_ERROR_INTERNAL;
 }
@@ -82,6 +90,22 @@ otter_status guard(const char* function, Fn fn) {
     return fail(OTTER_ERROR_INTERNAL, std::string(function) + ": internal error (unknown exception)");
   }
 }
+
+// Marks a session in use for the scope of one call; throws Busy if another thread is inside it.
+class SessionUse {
+ public:
+  explicit SessionUse(const otter_session* s) : s_(s) {
+    if (s_->busy.exchange(true, std::memory_order_acquire))
+      throw Error("the session is busy: another thread is inside a call on it (a session is not thread-safe: use it "
+                  "from one thread at a time, or one session per thread)", ErrorKind::Busy);
+  }
+  ~SessionUse() { s_->busy.store(false, std::memory_order_release); }
+  SessionUse(const SessionUse&) = delete;
+  SessionUse& operator=(const SessionUse&) = delete;
+
+ private:
+  const otter_session* s_;
+};
 
 #define OTTER_REQUIRE(ptr) \
   if (!(ptr)) return fail(OTTER_ERROR_INVALID_ARGUMENT, std::string(__func__) + ": '" #ptr "' is NULL")
@@ -131,6 +155,7 @@ const std::map<std::string, OptSpec>& option_specs() {
       {"device", {OptType::String, {}}},
       {"cuda_graphs", {OptType::String, {"on", "off"}}},
       {"batchnorm", {OptType::String, {"train", "frozen"}}},
+      {"nonfinite", {OptType::String, {"error", "skip"}}},
   };
   return specs;
 }
@@ -260,6 +285,7 @@ otter::TrainConfig config_from(const otter_options* options, std::string* device
   if (auto s = get("freeze")) c.frozen = split_names(*s);
   if (auto s = get("precision")) c.precision = *s;
   if (auto s = get("batchnorm")) c.batchnorm = *s;
+  if (auto s = get("nonfinite")) c.nonfinite = *s;
   if (auto s = get("loss_scale")) {
     double d = 0;
     if (*s == "dynamic" || *s == "none") c.loss_scale = *s;
@@ -326,8 +352,14 @@ otter::Tensor tensor_from_view(const otter_tensor_view& v, const std::string& wh
   OTTER_CHECK_KIND(Unsupported, v.device_type == OTTER_DEVICE_CPU, what, ": only CPU tensors are accepted by this build");
   otter::Shape shape(v.shape, v.shape + v.ndim);
   for (int64_t d : shape) OTTER_CHECK(d >= 0, what, ": negative dimension ", d);
+  size_t bytes = 0;
+  try {  // the byte count of a user's shape is overflow-checked (a wrapped count would pass the NULL check)
+    bytes = static_cast<size_t>(otter::shape_numel(shape)) * otter::dtype_size(static_cast<otter::DType>(v.dtype));
+  } catch (const Error& e) {
+    OTTER_FAIL(what, ": ", e.what());
+  }
   otter::Tensor t = otter::Tensor::view(static_cast<otter::DType>(v.dtype), shape, nullptr, v.data);
-  OTTER_CHECK(v.data || t.nbytes() == 0, what, ": data is NULL");
+  OTTER_CHECK(v.data || bytes == 0, what, ": data is NULL");
   return t;
 }
 
@@ -374,6 +406,8 @@ const char* otter_status_name(otter_status s) {
     case OTTER_ERROR_OUT_OF_MEMORY: return "OTTER_ERROR_OUT_OF_MEMORY";
     case OTTER_ERROR_WRONG_STATE: return "OTTER_ERROR_WRONG_STATE";
     case OTTER_ERROR_INTERNAL: return "OTTER_ERROR_INTERNAL";
+    case OTTER_ERROR_NON_FINITE: return "OTTER_ERROR_NON_FINITE";
+    case OTTER_ERROR_BUSY: return "OTTER_ERROR_BUSY";
   }
   return "OTTER_STATUS_UNKNOWN";
 }
@@ -451,7 +485,11 @@ otter_status otter_session_create_from_buffer(const void* model_data, size_t mod
                         model_data, model_size, base_dir, options, out, __func__);
 }
 
-void otter_session_free(otter_session* session) { delete session; }
+void otter_session_free(otter_session* session) {
+  if (!session) return;
+  while (session->busy.exchange(true, std::memory_order_acquire)) std::this_thread::yield();  // wait for a running call
+  delete session;
+}
 
 otter_status otter_session_device(const otter_session* s, const char** out) {
   OTTER_REQUIRE(s);
@@ -528,6 +566,9 @@ otter_status otter_checkpoint_export(const char* checkpoint_path, const char* mo
   OTTER_REQUIRE(model_path);
   OTTER_REQUIRE(out_path);
   return guard(__func__, [&] {
+    OTTER_CHECK(!otter::same_file(out_path, checkpoint_path), "the output '", out_path, "' is the checkpoint itself");
+    OTTER_CHECK(!otter::same_file(out_path, model_path), "the output '", out_path,
+                "' is the input model itself (write the trained model to another file)");
     auto params = otter::read_checkpoint_parameters(checkpoint_path);
     otter::LoadedModel model = otter::load_model_file(model_path);
     for (auto& kv : otter::read_checkpoint_buffers(checkpoint_path)) {  // running statistics, model dtype
@@ -543,6 +584,7 @@ otter_status otter_session_train_step(otter_session* s, size_t n, const char* co
                                       const otter_tensor_view* inputs, double* out_loss) {
   OTTER_REQUIRE(s);
   return guard(__func__, [&] {
+    SessionUse use(s);
     s->session->train_step(feeds_from(n, names, inputs), out_loss);
     s->stepped = true;
   });
@@ -554,6 +596,7 @@ otter_status otter_session_eval_step(otter_session* s, size_t n, const char* con
   OTTER_REQUIRE(s);
   OTTER_REQUIRE(out_outputs);
   return guard(__func__, [&] {
+    SessionUse use(s);
     double loss = 0;
     auto feeds = feeds_from(n, names, inputs);
     bool want_loss = out_loss != nullptr;
@@ -573,13 +616,18 @@ otter_status otter_session_eval_step(otter_session* s, size_t n, const char* con
 otter_status otter_session_get_learning_rate(const otter_session* s, double* out) {
   OTTER_REQUIRE(s);
   OTTER_REQUIRE(out);
-  *out = s->session->learning_rate();
-  return OTTER_OK;
+  return guard(__func__, [&] {
+    SessionUse use(s);
+    *out = s->session->learning_rate();
+  });
 }
 
 otter_status otter_session_set_learning_rate(otter_session* s, double lr) {
   OTTER_REQUIRE(s);
-  return guard(__func__, [&] { s->session->set_learning_rate(lr); });
+  return guard(__func__, [&] {
+    SessionUse use(s);
+    s->session->set_learning_rate(lr);
+  });
 }
 
 otter_status otter_session_get_parameter(const otter_session* s, const char* name, void* buffer, size_t bytes) {
@@ -587,6 +635,7 @@ otter_status otter_session_get_parameter(const otter_session* s, const char* nam
   OTTER_REQUIRE(name);
   OTTER_REQUIRE(buffer);
   return guard(__func__, [&] {
+    SessionUse use(s);
     otter::Tensor t;
     try {
       t = s->session->get_parameter(name);
@@ -604,6 +653,7 @@ otter_status otter_session_set_parameter(otter_session* s, const char* name, con
   OTTER_REQUIRE(name);
   OTTER_REQUIRE(value);
   return guard(__func__, [&] {
+    SessionUse use(s);
     bool known = false;
     for (auto& p : s->params) known = known || p.name == name;
     if (!known) throw Error(std::string("'") + name + "' is not a trainable parameter of this session", ErrorKind::NotFound);
@@ -615,43 +665,80 @@ otter_status otter_session_get_stat(const otter_session* s, const char* key, dou
   OTTER_REQUIRE(s);
   OTTER_REQUIRE(key);
   OTTER_REQUIRE(out);
-  const otter::StepStats& st = s->session->stats();
   std::string k = key;
-  double v;
-  if (k == "step") v = static_cast<double>(st.step);
-  else if (k == "micro_step") v = static_cast<double>(st.micro_step);
-  else if (k == "last_loss") {
-    if (!s->stepped) return fail(OTTER_ERROR_WRONG_STATE, "otter_session_get_stat: 'last_loss' is not available before the first train_step");
-    v = st.last_loss;
-  } else if (k == "learning_rate") v = st.lr;
-  else if (k == "grad_norm") v = st.last_grad_norm;
-  else if (k == "loss_scale") v = s->session->loss_scale();
-  else if (k == "skipped_steps") v = static_cast<double>(st.skipped_steps);
-  else if (k == "arena_bytes") v = static_cast<double>(s->session->train_memory().arena_bytes);
-  else if (k == "intermediate_bytes") v = static_cast<double>(s->session->train_memory().intermediate_bytes);
-  else if (k == "captured_steps") v = static_cast<double>(st.captured_steps);
-  else if (k == "device_peak_bytes") v = static_cast<double>(s->session->device_peak_bytes());
-  else return fail(OTTER_ERROR_NOT_FOUND, std::string("otter_session_get_stat: unknown statistic '") + key + "'");
-  *out = v;
-  return OTTER_OK;
+  static const std::set<std::string> known = {"step", "micro_step", "last_loss", "learning_rate", "grad_norm", "loss_scale",
+                                              "skipped_steps", "arena_bytes", "intermediate_bytes", "captured_steps",
+                                              "device_peak_bytes"};
+  if (!known.count(k)) return fail(OTTER_ERROR_NOT_FOUND, std::string("otter_session_get_stat: unknown statistic '") + key + "'");
+  if (k == "last_loss" && !s->stepped)
+    return fail(OTTER_ERROR_WRONG_STATE, "otter_session_get_stat: 'last_loss' is not available before the first train_step");
+  return guard(__func__, [&] {
+    SessionUse use(s);
+    const otter::StepStats& st = s->session->stats();
+    double v = 0;
+    if (k == "step") v = static_cast<double>(st.step);
+    else if (k == "micro_step") v = static_cast<double>(st.micro_step);
+    else if (k == "last_loss") v = st.last_loss;
+    else if (k == "learning_rate") v = st.lr;
+    else if (k == "grad_norm") v = st.last_grad_norm;
+    else if (k == "loss_scale") v = s->session->loss_scale();
+    else if (k == "skipped_steps") v = static_cast<double>(st.skipped_steps);
+    else if (k == "arena_bytes") v = static_cast<double>(s->session->train_memory().arena_bytes);
+    else if (k == "intermediate_bytes") v = static_cast<double>(s->session->train_memory().intermediate_bytes);
+    else if (k == "captured_steps") v = static_cast<double>(st.captured_steps);
+    else if (k == "device_peak_bytes") v = static_cast<double>(s->session->device_peak_bytes());
+    *out = v;
+  });
+}
+
+otter_status otter_session_set_metadata(otter_session* s, const char* key, const char* value) {
+  OTTER_REQUIRE(s);
+  OTTER_REQUIRE(key);
+  OTTER_REQUIRE(value);
+  return guard(__func__, [&] {
+    SessionUse use(s);
+    s->session->set_user_metadata(key, value);
+  });
+}
+
+otter_status otter_session_get_metadata(const otter_session* s, const char* key, const char** out_value) {
+  OTTER_REQUIRE(s);
+  OTTER_REQUIRE(key);
+  OTTER_REQUIRE(out_value);
+  return guard(__func__, [&] {
+    SessionUse use(s);
+    const auto& m = s->session->user_metadata();
+    auto it = m.find(key);
+    if (it == m.end()) throw Error(std::string("no metadata '") + key + "' (set it, or load a checkpoint that has it)", ErrorKind::NotFound);
+    *out_value = it->second.c_str();
+  });
 }
 
 otter_status otter_session_save_checkpoint(const otter_session* s, const char* path) {
   OTTER_REQUIRE(s);
   OTTER_REQUIRE(path);
-  return guard(__func__, [&] { s->session->save_checkpoint(path); });
+  return guard(__func__, [&] {
+    SessionUse use(s);
+    s->session->save_checkpoint(path);
+  });
 }
 
 otter_status otter_session_load_checkpoint(otter_session* s, const char* path) {
   OTTER_REQUIRE(s);
   OTTER_REQUIRE(path);
-  return guard(__func__, [&] { s->session->load_checkpoint(path); });
+  return guard(__func__, [&] {
+    SessionUse use(s);
+    s->session->load_checkpoint(path);
+  });
 }
 
 otter_status otter_session_export(const otter_session* s, const char* path) {
   OTTER_REQUIRE(s);
   OTTER_REQUIRE(path);
-  return guard(__func__, [&] { s->session->export_model(path); });
+  return guard(__func__, [&] {
+    SessionUse use(s);
+    s->session->export_model(path);
+  });
 }
 
 otter_status otter_tensor_list_size(const otter_tensor_list* list, size_t* out) {

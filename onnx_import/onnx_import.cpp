@@ -1,6 +1,8 @@
 // ONNX import and export (see onnx_import.h).
 #include "onnx_import/onnx_import.h"
 #include "onnx_import/expand_functions.h"
+#include "runtime/core/checked.h"
+#include "runtime/core/file_io.h"
 
 #include <onnx/onnx_pb.h>
 
@@ -13,14 +15,6 @@
 namespace otter {
 namespace fs = std::filesystem;
 namespace {
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  OTTER_CHECK_KIND(NotFound, in.good(), "cannot open '", path, "': no such file or not readable");
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
 
 // Resolves an external-data location against the model's folder, refusing escapes.
 std::string external_path(const std::string& base_dir, const std::string& location, const std::string& tensor) {
@@ -51,8 +45,8 @@ Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& base_dir
     int64_t offset = 0, length = -1;
     for (const auto& kv : p.external_data()) {
       if (kv.key() == "location") location = kv.value();
-      else if (kv.key() == "offset") offset = std::stoll(kv.value());
-      else if (kv.key() == "length") length = std::stoll(kv.value());
+      else if (kv.key() == "offset") offset = parse_int64(kv.value(), "initializer '" + name + "': external data offset", 0, kMaxCount);
+      else if (kv.key() == "length") length = parse_int64(kv.value(), "initializer '" + name + "': external data length", 0, kMaxCount);
     }
     std::string path = external_path(base_dir, location, name);
     std::ifstream in(path, std::ios::binary);
@@ -135,7 +129,10 @@ void import_value_info(Graph& g, int id, const onnx::ValueInfoProto& info) {
   Shape s;
   for (int k = 0; k < tt.shape().dim_size(); ++k) {
     const auto& d = tt.shape().dim(k);
-    if (d.has_dim_value()) s.push_back(d.dim_value());
+    if (d.has_dim_value()) {
+      OTTER_CHECK(d.dim_value() >= 0, "graph input '", info.name(), "' has a negative dimension ", d.dim_value(), " at axis ", k);
+      s.push_back(d.dim_value());
+    }
     else if (d.has_dim_param() && !d.dim_param().empty()) s.push_back(g.symbol(d.dim_param()));
     else s.push_back(g.symbol(info.name() + ":" + std::to_string(k)));
   }
@@ -180,7 +177,10 @@ LoadedModel load_model_buffer(const void* data, size_t size, const std::string& 
     g.initializers.push_back(id);
   }
   OTTER_CHECK(gp.sparse_initializer_size() == 0, "sparse initializers are not supported");
+  std::set<std::string> input_names;
   for (const auto& in : gp.input()) {
+    OTTER_CHECK(!in.name().empty(), "a graph input has no name");
+    OTTER_CHECK(input_names.insert(in.name()).second, "graph input '", in.name(), "' is listed twice");
     int existing = g.find_value(in.name());
     if (existing >= 0) continue;  // an initializer that is also listed as an input (IR < 4 style)
     int id = g.add_value(in.name());
@@ -244,8 +244,9 @@ LoadedModel load_model_buffer(const void* data, size_t size, const std::string& 
 }
 
 LoadedModel load_model_file(const std::string& path) {
-  std::string bytes = read_file(path);
-  OTTER_CHECK(!bytes.empty(), "'", path, "' is empty");
+  // Protobuf cannot parse 2 GiB or more: larger models keep their weights in external data.
+  std::string bytes = read_file(path, "model", (uint64_t(1) << 31) - 1);
+  OTTER_CHECK_KIND(InvalidModel, !bytes.empty(), "model '", path, "' is empty");
   fs::path p(path);
   try {
     return load_model_buffer(bytes.data(), bytes.size(), p.has_parent_path() ? p.parent_path().string() : ".");
@@ -255,7 +256,7 @@ LoadedModel load_model_file(const std::string& path) {
 }
 
 Tensor load_tensor_file(const std::string& path, std::string* name) {
-  std::string bytes = read_file(path);
+  std::string bytes = read_file(path, "tensor file", (uint64_t(1) << 31) - 1);
   onnx::TensorProto p;
   OTTER_CHECK(p.ParseFromString(bytes), "'", path, "' is not a serialized TensorProto");
   if (name) *name = p.name();
@@ -283,20 +284,7 @@ void export_model(const std::string& original_bytes, const std::map<std::string,
     OTTER_CHECK(done.count(kv.first), "export: the model has no initializer named '", kv.first, "'");
   std::string bytes;
   OTTER_CHECK(model.SerializeToString(&bytes), "export: serialization failed");
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    OTTER_CHECK_KIND(Io, out.good(), "export: cannot write '", tmp, "'");
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    OTTER_CHECK_KIND(Io, out.good(), "export: writing '", tmp, "' failed (disk full?)");
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    OTTER_FAIL_KIND(Io, "export: cannot rename '", tmp, "' to '", path, "': ", ec.message());
-  }
+  write_file_atomic(path, bytes.data(), bytes.size(), "exported model");
 }
 
 }  // namespace otter

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "bindings/cpp/otter.hpp"
+#include "runtime/core/file_io.h"  // atomic output files (compiled into the CLI; no engine code)
 
 using otter::cpp::HostTensor;
 
@@ -55,6 +57,8 @@ const char* kTrainHelp =
     "  --grad-accum N            micro-batches per optimizer step (default 1)\n"
     "  --clip-norm X             clip gradients by global norm (default: off)\n"
     "  --freeze NAME,...         initializers never trained\n"
+    "  --nonfinite error|skip    a NaN/Inf gradient stops training with an error (default) or only\n"
+    "                            skips that step (never applied either way)\n"
     "  --seed N                  shuffling and dropout seed (default 0)\n"
     "precision and device:\n"
     "  --precision fp32|fp16|bf16   mixed precision with FP32 masters (default fp32)\n"
@@ -99,6 +103,10 @@ struct Args {
       if (a.rfind("--", 0) == 0) {
         if (!known.count(a)) throw UsageError("unknown flag '" + a + "' (see --help)");
         if (i + 1 >= argc) throw UsageError("flag '" + a + "' needs a value");
+        std::string v = argv[i + 1];
+        if (v.rfind("--", 0) == 0 && known.count(v))
+          throw UsageError("flag '" + a + "' needs a value (it is followed by the flag '" + v + "')");
+        if (flags.count(a)) throw UsageError("flag '" + a + "' is given twice");
         flags[a] = argv[++i];
       } else {
         positional.push_back(a);
@@ -110,11 +118,15 @@ struct Args {
     auto it = flags.find(k);
     return it == flags.end() ? fallback : it->second;
   }
-  int64_t integer(const std::string& k, int64_t fallback) const {
+  // The integer value of flag k, which must lie in [lo, hi].
+  int64_t integer(const std::string& k, int64_t fallback, int64_t lo = INT64_MIN, int64_t hi = INT64_MAX) const {
     if (!has(k)) return fallback;
     char* end = nullptr;
+    errno = 0;
     long long v = std::strtoll(get(k).c_str(), &end, 10);
     if (*end || get(k).empty()) throw UsageError(k + " expects an integer, got '" + get(k) + "'");
+    if (errno == ERANGE || v < lo || v > hi)
+      throw UsageError(k + " must be between " + std::to_string(lo) + " and " + std::to_string(hi) + ", got " + get(k));
     return v;
   }
 };
@@ -246,14 +258,29 @@ std::string json_number(double v) {
 }
 
 void write_text(const std::string& path, const std::string& text) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out) throw UsageError("cannot write '" + path + "'");
-    out << text;
-    if (!out) throw UsageError("writing '" + path + "' failed");
+  otter::write_file_atomic(path, text.data(), text.size(), "output");
+}
+
+// Refuses outputs that would replace one of the inputs or another output (each pair: flag, path).
+void check_outputs(const std::vector<std::pair<std::string, std::string>>& inputs,
+                   const std::vector<std::pair<std::string, std::string>>& outputs) {
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    for (auto& in : inputs)
+      if (otter::same_file(outputs[i].second, in.second))
+        throw UsageError(outputs[i].first + " '" + outputs[i].second + "' is the same file as the input " + in.first +
+                         ": refusing to overwrite an input");
+    for (size_t j = 0; j < i; ++j)
+      if (otter::same_file(outputs[i].second, outputs[j].second))
+        throw UsageError(outputs[i].first + " and " + outputs[j].first + " name the same file '" + outputs[i].second + "'");
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw UsageError("cannot write '" + path + "'");
+}
+
+// The flags among `names` that are given, as (flag, path) pairs.
+std::vector<std::pair<std::string, std::string>> paths_of(const Args& a, const std::vector<std::string>& names) {
+  std::vector<std::pair<std::string, std::string>> r;
+  for (auto& n : names)
+    if (a.has(n)) r.push_back({n, a.get(n)});
+  return r;
 }
 
 // An SVG line chart of the training loss per step and the validation loss per epoch.
@@ -314,6 +341,7 @@ void set_common(otter::cpp::Options& o, const Args& a, bool training) {
   pass("--loss-scale", "loss_scale");
   pass("--seed", "seed");
   pass("--freeze", "freeze");
+  pass("--nonfinite", "nonfinite");
 }
 
 int cmd_train(int argc, char** argv) {
@@ -321,17 +349,24 @@ int cmd_train(int argc, char** argv) {
                          "--weight-decay", "--schedule", "--warmup", "--epochs", "--steps", "--batch-size",
                          "--grad-accum", "--clip-norm", "--precision", "--loss-scale", "--device", "--cuda-graphs", "--seed",
                          "--freeze", "--val", "--checkpoint", "--checkpoint-every", "--resume", "--out", "--metrics",
-                         "--plot", "--precision-op", "--precision-node"});
+                         "--plot", "--precision-op", "--precision-node", "--nonfinite"});
   if (a.positional.size() != 1) throw UsageError("train needs exactly one MODEL.onnx (see otter train --help)");
   if (!a.has("--data")) throw UsageError("train needs --data TRAIN.npz");
   if (!a.has("--out")) throw UsageError("train needs --out TRAINED.onnx");
   if (a.has("--epochs") && a.has("--steps")) throw UsageError("give --epochs or --steps, not both");
   if (a.has("--checkpoint-every") && !a.has("--checkpoint")) throw UsageError("--checkpoint-every needs --checkpoint PATH");
   const std::string model = a.positional[0], label = a.get("--label", "label"), loss_kind = a.get("--loss", "none");
-  const int64_t batch = a.integer("--batch-size", 32), accum = a.integer("--grad-accum", 1);
-  const int64_t every = a.integer("--checkpoint-every", 0);
-  if (batch < 1) throw UsageError("--batch-size must be >= 1");
-  if (accum < 1) throw UsageError("--grad-accum must be >= 1");
+  const int64_t kMax = int64_t(1) << 40;  // far beyond any real run; keeps the step arithmetic exact
+  int64_t batch = a.integer("--batch-size", 32, 1, INT64_MAX);
+  const int64_t accum = a.integer("--grad-accum", 1, 1, kMax);
+  const int64_t every = a.integer("--checkpoint-every", 0, 1, kMax);
+  const int64_t epochs = a.integer("--epochs", 1, 1, kMax);
+  const int64_t steps = a.integer("--steps", 0, 1, kMax);
+  // Outputs never replace inputs (--checkpoint may equal --resume: a run that continues its own checkpoint).
+  std::vector<std::pair<std::string, std::string>> inputs = paths_of(a, {"--data", "--val"});
+  inputs.insert(inputs.begin(), {"MODEL", model});
+  check_outputs(inputs, paths_of(a, {"--out", "--checkpoint", "--metrics", "--plot"}));
+  check_outputs(paths_of(a, {"--resume"}), paths_of(a, {"--out", "--metrics", "--plot"}));
   Dataset train = load_npz(a.get("--data"));
   Dataset val;
   if (a.has("--val")) val = load_npz(a.get("--val"));
@@ -341,29 +376,58 @@ int cmd_train(int argc, char** argv) {
   set_common(probe_options, a, true);
   int64_t rows = -1;
   for (auto& kv : train.arrays) rows = std::max(rows, kv.second.shape.empty() ? -1 : kv.second.shape[0]);
-  int64_t micro_per_epoch = rows > 0 ? (rows + batch - 1) / batch : 0;
-  int64_t epochs = a.integer("--epochs", 1);
-  int64_t total_micro = a.has("--steps") ? a.integer("--steps", 0) * accum : epochs * micro_per_epoch;
-  int64_t total_steps = total_micro / accum;
+  if (rows <= 0) throw UsageError("'" + a.get("--data") + "' has no rows to train on");
+  batch = std::min(batch, rows);  // a batch larger than the data is the whole data
+  const int64_t micro_per_epoch = rows / batch + (rows % batch != 0);
+  const int64_t total_micro = a.has("--steps") ? steps * accum : epochs * micro_per_epoch;
+  const int64_t total_steps = total_micro / accum;
+  if (total_micro / micro_per_epoch > kMax) throw UsageError("--epochs x batches per epoch is too large");
   if (total_steps < 1) throw UsageError("nothing to train: fewer micro-batches than --grad-accum");
   probe_options.set("total_steps", std::to_string(total_steps));
   otter::cpp::Session s(model, probe_options);
   std::vector<std::string> names = feed_names(s, train, a.get("--data"), label, true);
   std::vector<std::string> val_names;
   if (a.has("--val")) val_names = feed_names(s, val, a.get("--val"), label, false);
-  if (a.has("--resume")) s.load_checkpoint(a.get("--resume"));
+  const uint64_t shuffle_seed = static_cast<uint64_t>(a.integer("--seed", 0));
+  int64_t micro = 0;
+  if (a.has("--resume")) {
+    s.load_checkpoint(a.get("--resume"));
+    micro = static_cast<int64_t>(s.stat("step")) * accum;
+    // The data order is part of the checkpoint: a resumed run reads the batches the uninterrupted
+    // one would have read. A checkpoint of another data layout resumes, with a warning.
+    std::string written = s.metadata("cli.data", "");
+    std::string now = std::to_string(rows) + " rows, batch " + std::to_string(batch) + ", grad_accum " +
+                      std::to_string(accum) + ", seed " + std::to_string(shuffle_seed);
+    if (!written.empty() && written != now)
+      std::fprintf(stderr, "otter: warning: the checkpoint was written for %s; this run uses %s, so the data order differs\n",
+                   written.c_str(), now.c_str());
+    const std::string at = s.metadata("cli.micro_batch", "");
+    if (written == now && !at.empty()) {
+      char* end = nullptr;
+      long long m = std::strtoll(at.c_str(), &end, 10);
+      if (*end || m < 0) throw UsageError("checkpoint '" + a.get("--resume") + "': bad cli.micro_batch '" + at + "'");
+      micro = m;
+    }
+  }
+  s.set_metadata("cli.data", std::to_string(rows) + " rows, batch " + std::to_string(batch) + ", grad_accum " +
+                                 std::to_string(accum) + ", seed " + std::to_string(shuffle_seed));
+  const int64_t start_step = static_cast<int64_t>(s.stat("step")), start_skipped = static_cast<int64_t>(s.stat("skipped_steps"));
   std::fprintf(stderr, "otter: training %s on %s (%zu parameters tensors, %lld steps of %lld x %lld rows)\n",
                model.c_str(), s.device().c_str(), s.parameters().size(), static_cast<long long>(total_steps),
                static_cast<long long>(accum), static_cast<long long>(batch));
 
-  std::mt19937_64 rng(static_cast<uint64_t>(a.integer("--seed", 0)));
+  // Each epoch's order is the previous one shuffled again (seed --seed): replayed up to the epoch
+  // a resumed run starts in.
+  std::mt19937_64 rng(shuffle_seed);
   std::vector<int64_t> order(static_cast<size_t>(train.rows));
   std::iota(order.begin(), order.end(), 0);
+  for (int64_t e = 0; micro < total_micro && e < micro / micro_per_epoch + (micro % micro_per_epoch != 0); ++e)
+    std::shuffle(order.begin(), order.end(), rng);
   std::vector<std::pair<int64_t, double>> train_curve, val_curve;
   std::ostringstream history;
   bool tty = isatty(fileno(stderr));
   auto start = std::chrono::steady_clock::now();
-  int64_t micro = static_cast<int64_t>(s.stat("step")) * accum, rows_done = 0;
+  int64_t rows_done = 0;
   double last_loss = NAN, epoch_loss = 0;
   int64_t epoch_count = 0;
   std::vector<EvalResult> val_results;
@@ -389,7 +453,10 @@ int cmd_train(int argc, char** argv) {
       train_curve.push_back({step, last_loss});
       history << (history.tellp() > 0 ? ",\n    " : "    ") << "{\"step\": " << step << ", \"loss\": " << json_number(last_loss)
               << ", \"lr\": " << json_number(lr) << ", \"loss_scale\": " << json_number(scale) << "}";
-      if (every > 0 && step % every == 0) s.save_checkpoint(a.get("--checkpoint"));
+      if (every > 0 && step % every == 0) {
+        s.set_metadata("cli.micro_batch", std::to_string(micro));
+        s.save_checkpoint(a.get("--checkpoint"));
+      }
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (tty) {
         double frac = static_cast<double>(micro) / static_cast<double>(total_micro);
@@ -423,7 +490,16 @@ int cmd_train(int argc, char** argv) {
     }
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (a.has("--checkpoint")) s.save_checkpoint(a.get("--checkpoint"));
+  const int64_t taken = static_cast<int64_t>(s.stat("step")) - start_step;
+  const int64_t skipped = static_cast<int64_t>(s.stat("skipped_steps")) - start_skipped;
+  if (taken == 0 && skipped > 0)
+    throw otter::cpp::Error(OTTER_ERROR_NON_FINITE, "every one of the " + std::to_string(skipped) +
+                            " optimizer steps was skipped for a non-finite gradient: nothing was trained and nothing "
+                            "was written (check the data for NaN/Inf, lower --lr or --loss-scale)");
+  if (a.has("--checkpoint")) {
+    s.set_metadata("cli.micro_batch", std::to_string(micro));
+    s.save_checkpoint(a.get("--checkpoint"));
+  }
   s.export_model(a.get("--out"));
   std::fprintf(stderr, "otter: wrote %s (%lld steps, final loss %s, %.2f s)\n", a.get("--out").c_str(),
                static_cast<long long>(s.stat("step")), json_number(last_loss).c_str(), secs);
@@ -455,6 +531,10 @@ int cmd_eval(int argc, char** argv) {
                          "--outputs"});
   if (a.positional.size() != 1) throw UsageError("eval needs exactly one MODEL.onnx (see otter eval --help)");
   if (!a.has("--data")) throw UsageError("eval needs --data TEST.npz");
+  const int64_t batch = a.integer("--batch-size", 256, 1, INT64_MAX);
+  std::vector<std::pair<std::string, std::string>> inputs = paths_of(a, {"--data"});
+  inputs.insert(inputs.begin(), {"MODEL", a.positional[0]});
+  check_outputs(inputs, paths_of(a, {"--metrics", "--outputs"}));
   otter::cpp::Options o;
   set_common(o, a, false);
   otter::cpp::Session s(a.positional[0], o);
@@ -462,7 +542,8 @@ int cmd_eval(int argc, char** argv) {
   std::string label = a.get("--label", "label"), loss_kind = a.get("--loss", "none");
   auto names = feed_names(s, d, a.get("--data"), label, false);
   std::map<std::string, HostTensor> outputs;
-  EvalResult r = evaluate(s, d, names, label, loss_kind, a.integer("--batch-size", 256), a.has("--outputs") ? &outputs : nullptr);
+  EvalResult r = evaluate(s, d, names, label, loss_kind, std::min<int64_t>(batch, std::max<int64_t>(d.rows, 1)),
+                          a.has("--outputs") ? &outputs : nullptr);
   if (a.has("--outputs")) {
     std::vector<const char*> out_names;
     std::vector<otter_tensor_view> views;
@@ -488,6 +569,7 @@ int cmd_export(int argc, char** argv) {
   Args a(argc, argv, 2, {"--model", "--out"});
   if (a.positional.size() != 1) throw UsageError("export needs exactly one CHECKPOINT (see otter export --help)");
   if (!a.has("--model") || !a.has("--out")) throw UsageError("export needs --model MODEL.onnx and --out TRAINED.onnx");
+  check_outputs({{"CHECKPOINT", a.positional[0]}, {"--model", a.get("--model")}}, {{"--out", a.get("--out")}});
   otter::cpp::check(otter_checkpoint_export(a.positional[0].c_str(), a.get("--model").c_str(), a.get("--out").c_str()));
   std::fprintf(stderr, "otter: wrote %s\n", a.get("--out").c_str());
   return 0;

@@ -168,6 +168,18 @@ class Session {
   void save_checkpoint(const std::string& path) const { check(otter_session_save_checkpoint(handle_, path.c_str())); }
   void load_checkpoint(const std::string& path) { check(otter_session_load_checkpoint(handle_, path.c_str())); }
   void export_model(const std::string& path) const { check(otter_session_export(handle_, path.c_str())); }
+  // Key/value strings saved in checkpoints and restored by load_checkpoint.
+  void set_metadata(const std::string& key, const std::string& value) {
+    check(otter_session_set_metadata(handle_, key.c_str(), value.c_str()));
+  }
+  // The value of `key`, or `fallback` when it was never set (nor loaded from a checkpoint).
+  std::string metadata(const std::string& key, const std::string& fallback = "") const {
+    const char* v = nullptr;
+    otter_status s = otter_session_get_metadata(handle_, key.c_str(), &v);
+    if (s == OTTER_ERROR_NOT_FOUND) return fallback;
+    check(s);
+    return v;
+  }
   otter_session* handle() const { return handle_; }
 
  private:

@@ -9,7 +9,11 @@
 
 namespace otter {
 
-enum class ErrorKind { InvalidArgument, NotFound, InvalidModel, Unsupported, Io, OutOfMemory, WrongState, Internal };
+enum class ErrorKind {
+  InvalidArgument, NotFound, InvalidModel, Unsupported, Io, OutOfMemory, WrongState, Internal,
+  NonFinite,  // a training step met a NaN/Inf loss or gradient (the step was skipped)
+  Busy        // the object is in use by another thread
+};
 
 class Error : public std::runtime_error {
  public:

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "runtime/core/checked.h"
 #include "runtime/core/half.h"
 
 namespace otter {
@@ -12,7 +13,21 @@ int64_t shape_numel(const Shape& shape) { return shape_numel(shape, 0, shape.siz
 
 int64_t shape_numel(const Shape& shape, size_t begin, size_t end) {
   int64_t n = 1;
-  for (size_t k = begin; k < end; ++k) n *= shape[k];
+  bool symbolic = false, empty = false;
+  for (size_t k = begin; k < end; ++k) {
+    symbolic = symbolic || shape[k] < 0;
+    empty = empty || shape[k] == 0;
+  }
+  if (symbolic) {  // IR-level shapes: the product is only a marker (negative), never a size
+    for (size_t k = begin; k < end; ++k) n *= shape[k] < 0 ? -1 : std::max<int64_t>(shape[k], 1);
+    return n < 0 ? n : -n;
+  }
+  if (empty) return 0;
+  // Shapes come from users (views, .npy headers, ONNX dims): a product that overflows is an error.
+  for (size_t k = begin; k < end; ++k) {
+    if (__builtin_mul_overflow(n, shape[k], &n) || n > kMaxCount)
+      OTTER_FAIL("shape ", shape_str(shape), " has too many elements (the product of its dims overflows 2^60)");
+  }
   return n;
 }
 

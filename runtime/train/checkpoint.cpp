@@ -3,20 +3,36 @@
 // raw little-endian data. Tensors: "param/<name>" (FP32 master), "<state>/<name>" for each
 // optimizer buffer (momentum, exp_avg, exp_avg_sq), "accum/<name>" while a gradient
 // accumulation is in progress. "__metadata__" holds the format, step, micro_step, base learning
-// rate, optimizer and seed. Saving writes PATH.tmp and renames it over PATH, so a crash never
-// leaves a half-written checkpoint; loading validates everything before changing the session.
+// rate, optimizer, seed, loss-scaler state, the caller's own entries ("user.<key>", e.g. the CLI's
+// data order) and a CRC-32 of the whole file. Saving is atomic and durable (runtime/core/file_io.h);
+// loading verifies the checksum and validates everything before changing the session.
+#include <zlib.h>
+
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <sstream>
 
+#include "runtime/core/checked.h"
+#include "runtime/core/file_io.h"
 #include "runtime/train/session.h"
 
 namespace otter {
 namespace {
 
-constexpr const char* kFormat = "otter-checkpoint-1";
+constexpr const char* kFormat = "otter-checkpoint-2";
+constexpr const char* kFormatV1 = "otter-checkpoint-1";  // no checksum; still read
+// The checksum is the last metadata field: its 8 hex digits are zeros while the CRC is computed.
+constexpr const char* kChecksumKey = "\"checksum\":\"";
+
+uint32_t crc_of(const std::string& bytes) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  const size_t chunk = size_t(1) << 30;  // zlib takes 32-bit lengths
+  for (size_t i = 0; i < bytes.size(); i += chunk)
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(bytes.data() + i), static_cast<uInt>(std::min(chunk, bytes.size() - i)));
+  return static_cast<uint32_t>(crc);
+}
 
 struct Entry {
   Shape shape;
@@ -43,7 +59,7 @@ class HeaderParser {
         else if (field == "shape") e.shape = ints();
         else if (field == "data_offsets") {
           auto o = ints();
-          OTTER_CHECK(o.size() == 2, "checkpoint header: bad data_offsets for '", key, "'");
+          OTTER_CHECK(o.size() == 2 && o[0] >= 0 && o[1] >= o[0], "checkpoint header: bad data_offsets for '", key, "'");
           e.begin = static_cast<size_t>(o[0]);
           e.end = static_cast<size_t>(o[1]);
         } else OTTER_FAIL("checkpoint header: unknown field '", field, "'");
@@ -81,7 +97,7 @@ class HeaderParser {
       size_t start = pos_;
       while (pos_ < s_.size() && (std::isdigit(static_cast<unsigned char>(s_[pos_])) || s_[pos_] == '-')) ++pos_;
       OTTER_CHECK(pos_ > start, "checkpoint header: expected a number at byte ", start);
-      r.push_back(std::stoll(s_.substr(start, pos_ - start)));
+      r.push_back(parse_int64(s_.substr(start, pos_ - start), "checkpoint header: number at byte " + std::to_string(start)));
       comma();
     }
     expect(']');
@@ -109,6 +125,7 @@ std::string format_double(double v) {
 }  // namespace
 
 void Session::save_checkpoint(const std::string& path) const {
+  check_non_finite();
   struct Item { std::string name; const float* data; Shape shape; };
   std::vector<Item> items;
   auto& self = const_cast<Session&>(*this);
@@ -135,7 +152,9 @@ void Session::save_checkpoint(const std::string& path) const {
     << optimizer_->config().kind << "\",\"seed\":\"" << config_.seed << "\",\"skipped_steps\":\"" << stats.skipped_steps
     << "\",\"loss_scale\":\"" << format_double(scaler[kScale]) << "\",\"loss_scale_growth_tracker\":\""
     << format_double(scaler[kGrowthTracker]) << "\",\"loss_scale_hysteresis_left\":\""
-    << format_double(scaler[kHysteresisLeft]) << "\"}";
+    << format_double(scaler[kHysteresisLeft]) << "\"";
+  for (auto& kv : user_metadata_) h << ",\"user." << json_escape(kv.first) << "\":\"" << json_escape(kv.second) << "\"";
+  h << "," << kChecksumKey << "00000000\"}";
   size_t offset = 0;
   for (const Item& it : items) {
     size_t bytes = static_cast<size_t>(shape_numel(it.shape)) * sizeof(float);
@@ -147,28 +166,17 @@ void Session::save_checkpoint(const std::string& path) const {
   h << "}";
   std::string header = h.str();
   header.append((8 - header.size() % 8) % 8, ' ');
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out.good()) OTTER_FAIL_KIND(Io, "cannot write checkpoint '", tmp, "' (missing folder or no permission)");
-    uint64_t n = header.size();
-    char len[8];
-    for (int i = 0; i < 8; ++i) len[i] = static_cast<char>((n >> (8 * i)) & 0xff);
-    out.write(len, 8);
-    out.write(header.data(), static_cast<std::streamsize>(header.size()));
-    for (const Item& it : items)
-      out.write(reinterpret_cast<const char*>(it.data), static_cast<std::streamsize>(shape_numel(it.shape) * sizeof(float)));
-    out.flush();
-    if (!out.good()) {
-      out.close();
-      std::remove(tmp.c_str());
-      OTTER_FAIL_KIND(Io, "writing checkpoint '", tmp, "' failed (disk full?)");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    OTTER_FAIL_KIND(Io, "cannot rename '", tmp, "' to '", path, "'");
-  }
+  std::string file;
+  file.reserve(8 + header.size() + offset);
+  uint64_t n = header.size();
+  for (int i = 0; i < 8; ++i) file.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  file += header;
+  for (const Item& it : items)
+    file.append(reinterpret_cast<const char*>(it.data), static_cast<size_t>(shape_numel(it.shape)) * sizeof(float));
+  char crc[9];
+  std::snprintf(crc, sizeof crc, "%08x", crc_of(file));
+  file.replace(file.find(kChecksumKey) + std::strlen(kChecksumKey), 8, crc);
+  write_file_atomic(path, file.data(), file.size(), "checkpoint");
 }
 
 namespace {
@@ -182,11 +190,7 @@ struct CheckpointFile {
 
 CheckpointFile read_checkpoint(const std::string& path) {
   CheckpointFile f;
-  std::ifstream in(path, std::ios::binary);
-  OTTER_CHECK_KIND(NotFound, in.good(), "cannot open checkpoint '", path, "': no such file or not readable");
-  std::stringstream buf;
-  buf << in.rdbuf();
-  f.bytes = buf.str();
+  f.bytes = read_file(path, "checkpoint");
   const std::string& bytes = f.bytes;
   std::string what = "checkpoint '" + path + "'";
   OTTER_CHECK(bytes.size() >= 8, what, " is truncated");
@@ -199,11 +203,30 @@ CheckpointFile read_checkpoint(const std::string& path) {
   } catch (const Error& e) {
     OTTER_FAIL(what, ": ", e.what());
   }
-  OTTER_CHECK(f.meta["format"] == kFormat, what, " has format '", f.meta["format"], "', expected ", kFormat);
+  const std::string format = f.meta["format"];
+  OTTER_CHECK(format == kFormat || format == kFormatV1, what, " has format '", format, "', expected ", kFormat);
+  if (format == kFormat) {
+    size_t at = header.find(kChecksumKey);
+    OTTER_CHECK(f.meta.count("checksum") && at != std::string::npos && f.meta["checksum"].size() == 8, what,
+                " has no checksum");
+    std::string zeroed = bytes;
+    zeroed.replace(8 + at + std::strlen(kChecksumKey), 8, "00000000");
+    char crc[9];
+    std::snprintf(crc, sizeof crc, "%08x", crc_of(zeroed));
+    OTTER_CHECK(f.meta["checksum"] == crc, what, " is corrupt: its checksum is ", f.meta["checksum"], " but its content hashes to ",
+                crc, " (a damaged or edited file)");
+  }
   f.data_begin = 8 + n;
-  for (auto& kv : f.entries)
+  std::vector<std::pair<size_t, size_t>> ranges;
+  for (auto& kv : f.entries) {
     OTTER_CHECK(kv.second.begin <= kv.second.end && kv.second.end <= bytes.size() - f.data_begin, what, ": '", kv.first,
                 "' has bad data offsets");
+    if (kv.second.end > kv.second.begin) ranges.push_back({kv.second.begin, kv.second.end});
+  }
+  std::sort(ranges.begin(), ranges.end());
+  for (size_t i = 1; i < ranges.size(); ++i)
+    OTTER_CHECK(ranges[i].first >= ranges[i - 1].second, what, ": tensors overlap (data offsets ", ranges[i - 1].first, "-",
+                ranges[i - 1].second, " and ", ranges[i].first, "-", ranges[i].second, ")");
   return f;
 }
 
@@ -217,8 +240,9 @@ std::map<std::string, Tensor> read_checkpoint_group(const std::string& path, con
     if (kv.first.rfind(prefix, 0) != 0) continue;
     const Entry& e = kv.second;
     OTTER_CHECK(e.dtype == "F32", "checkpoint '", path, "': '", kv.first, "' is not F32");
+    OTTER_CHECK(static_cast<size_t>(shape_numel(e.shape)) * sizeof(float) == e.end - e.begin, "checkpoint '", path, "': '",
+                kv.first, "' has bad data offsets");
     Tensor t(DType::Float32, e.shape);
-    OTTER_CHECK(t.nbytes() == e.end - e.begin, "checkpoint '", path, "': '", kv.first, "' has bad data offsets");
     std::memcpy(t.raw(), f.bytes.data() + f.data_begin + e.begin, t.nbytes());
     params[kv.first.substr(prefix.size())] = t;
   }
@@ -246,19 +270,31 @@ void Session::load_checkpoint(const std::string& path) {
   double base_lr = 0;
   uint64_t seed = 0;
   float scale = scaler_host()[kScale], tracker = 0, hysteresis = static_cast<float>(config_.loss_scale_config.hysteresis);
-  try {
-    step = std::stoll(meta.at("step"));
-    micro = std::stoll(meta.at("micro_step"));
-    base_lr = std::stod(meta.at("base_lr"));
-    seed = std::stoull(meta.at("seed"));
-    if (meta.count("skipped_steps")) skipped = std::stoll(meta["skipped_steps"]);
-    if (meta.count("loss_scale")) scale = std::stof(meta["loss_scale"]);
-    if (meta.count("loss_scale_growth_tracker")) tracker = std::stof(meta["loss_scale_growth_tracker"]);
-    if (meta.count("loss_scale_hysteresis_left")) hysteresis = std::stof(meta["loss_scale_hysteresis_left"]);
-  } catch (const std::exception&) {
-    OTTER_FAIL(what, ": malformed metadata (step, base_lr, seed or loss scale)");
+  auto field = [&](const char* key) -> const std::string& {
+    auto it = meta.find(key);
+    OTTER_CHECK(it != meta.end(), what, ": its metadata has no '", key, "'");
+    return it->second;
+  };
+  auto number = [&](const char* key, double lo) {
+    double v = parse_finite_double(field(key), what + ": metadata '" + key + "'");
+    OTTER_CHECK(v >= lo, what, ": metadata '", key, "' is ", v, " (must be >= ", lo, ")");
+    return v;
+  };
+  step = parse_int64(field("step"), what + ": metadata 'step'", 0);
+  micro = parse_int64(field("micro_step"), what + ": metadata 'micro_step'", 0);
+  base_lr = number("base_lr", 0);
+  seed = parse_uint64(field("seed"), what + ": metadata 'seed'");
+  if (meta.count("skipped_steps")) skipped = parse_int64(meta["skipped_steps"], what + ": metadata 'skipped_steps'", 0);
+  if (meta.count("loss_scale")) {
+    scale = static_cast<float>(number("loss_scale", 0));
+    OTTER_CHECK(scale > 0 && std::isfinite(scale), what, ": metadata 'loss_scale' must be a positive float32, got ",
+                meta["loss_scale"]);
   }
-  OTTER_CHECK(step >= 0 && std::isfinite(base_lr) && base_lr >= 0, what, ": malformed metadata (step or base_lr)");
+  if (meta.count("loss_scale_growth_tracker")) tracker = static_cast<float>(number("loss_scale_growth_tracker", 0));
+  if (meta.count("loss_scale_hysteresis_left")) hysteresis = static_cast<float>(number("loss_scale_hysteresis_left", 0));
+  std::map<std::string, std::string> user;
+  for (auto& kv : meta)
+    if (kv.first.rfind("user.", 0) == 0) user[kv.first.substr(5)] = kv.second;
   const char* data = f.bytes.data() + f.data_begin;
   size_t data_size = f.bytes.size() - f.data_begin;
   OTTER_CHECK(micro >= 0 && micro < config_.grad_accum, what, " stopped at micro-batch ", micro,
@@ -281,6 +317,11 @@ void Session::load_checkpoint(const std::string& path) {
                 " but the parameter is F32 ", shape_str(p.shape));
     size_t bytes_needed = static_cast<size_t>(shape_numel(p.shape)) * sizeof(float);
     OTTER_CHECK(e.end - e.begin == bytes_needed && e.end <= data_size, what, ": '", name, "' has bad data offsets");
+    for (size_t i = 0; i < bytes_needed / sizeof(float); ++i) {  // a NaN master or moment would poison every later step
+      float v;
+      std::memcpy(&v, data + e.begin + i * sizeof(float), sizeof v);
+      OTTER_CHECK(std::isfinite(v), what, ": '", name, "' holds a non-finite value (", v, ") at element ", i);
+    }
     copies.emplace_back(data + e.begin, dst + p.offset, bytes_needed);
   };
   for (const ParameterInfo& p : params_) {
@@ -296,6 +337,8 @@ void Session::load_checkpoint(const std::string& path) {
   for (auto& c : copies) std::memcpy(std::get<1>(c), std::get<0>(c), std::get<2>(c));
   for (auto& kv : host) kv.first->copy_from(kv.second);
   stats_.micro_step = micro;
+  user_metadata_ = user;
+  reported_skips_ = skipped;
   base_lr_ = base_lr;
   config_.seed = seed;
   Tensor counters = Tensor::from_vector<int64_t>({step, skipped, 0, micro}, {kStepCounters});

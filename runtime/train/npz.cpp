@@ -3,15 +3,16 @@
 
 #include <zlib.h>
 
-#include <cstdio>
-#include <fstream>
 #include <sstream>
+
+#include "runtime/core/checked.h"
+#include "runtime/core/file_io.h"
 
 namespace otter {
 namespace {
 
-uint64_t le(const std::string& s, size_t pos, int bytes) {
-  OTTER_CHECK(pos + bytes <= s.size(), "truncated zip structure");
+uint64_t le(const std::string& s, uint64_t pos, int bytes) {
+  OTTER_CHECK(pos <= s.size() && static_cast<uint64_t>(bytes) <= s.size() - pos, "truncated zip structure");
   uint64_t v = 0;
   for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(s[pos + i]);
   return v;
@@ -67,35 +68,49 @@ std::string inflate_raw(const std::string& in, size_t out_size, const std::strin
 Tensor parse_npy(const std::string& b, const std::string& what) {
   OTTER_CHECK(b.size() >= 10 && b.compare(0, 6, "\x93NUMPY") == 0, what, ": not a .npy array");
   int major = static_cast<unsigned char>(b[6]);
-  size_t header_len = major == 1 ? le(b, 8, 2) : le(b, 8, 4);
-  size_t start = major == 1 ? 10 : 12;
-  OTTER_CHECK(start + header_len <= b.size(), what, ": truncated .npy header");
+  OTTER_CHECK(major >= 1 && major <= 3, what, ": unsupported .npy version ", major);
+  uint64_t header_len = major == 1 ? le(b, 8, 2) : le(b, 8, 4);
+  uint64_t start = major == 1 ? 10 : 12;
+  OTTER_CHECK(start <= b.size() && header_len <= b.size() - start, what, ": truncated .npy header");
   std::string h = b.substr(start, header_len);
   auto field = [&](const std::string& key) {
     size_t k = h.find("'" + key + "'");
-    OTTER_CHECK(k != std::string::npos, what, ": .npy header lacks '", key, "'");
+    OTTER_CHECK(k != std::string::npos && h.find(':', k) != std::string::npos, what, ": .npy header lacks '", key, "'");
     return h.substr(h.find(':', k) + 1);
   };
   std::string descr = field("descr");
+  OTTER_CHECK(descr.find('\'') != std::string::npos, what, ": bad .npy header (descr)");
   descr = descr.substr(descr.find('\'') + 1);
   descr = descr.substr(0, descr.find('\''));
   std::string fortran = field("fortran_order");
   OTTER_CHECK(fortran.find("False") < fortran.find(','), what, ": Fortran-ordered arrays are not supported");
   std::string shape_text = field("shape");
+  OTTER_CHECK(shape_text.find('(') != std::string::npos && shape_text.find(')') != std::string::npos, what,
+              ": bad .npy header (shape)");
   shape_text = shape_text.substr(shape_text.find('(') + 1);
   shape_text = shape_text.substr(0, shape_text.find(')'));
   Shape shape;
   std::stringstream ss(shape_text);
   std::string item;
   while (std::getline(ss, item, ',')) {
-    if (item.find_first_not_of(" ") == std::string::npos) continue;
-    shape.push_back(std::stoll(item));
+    size_t first = item.find_first_not_of(" "), last = item.find_last_not_of(" L");
+    if (first == std::string::npos) continue;
+    shape.push_back(parse_int64(item.substr(first, last - first + 1), what + ": shape", 0));
   }
-  Tensor t(dtype_from_descr(descr, what), shape);
-  size_t data_start = start + header_len;
-  OTTER_CHECK(b.size() - data_start >= t.nbytes(), what, ": truncated array data (", b.size() - data_start,
-              " bytes for shape ", shape_str(shape), " of ", dtype_name(t.dtype()), ")");
-  if (t.nbytes()) std::memcpy(t.raw(), b.data() + data_start, t.nbytes());
+  OTTER_CHECK(shape.size() <= 16, what, ": ", shape.size(), " dims (at most 16 are supported)");
+  DType dtype = dtype_from_descr(descr, what);
+  // Size the array from its header before allocating: the header may claim far more than the file holds.
+  int64_t nbytes = 0;
+  try {
+    nbytes = checked_mul(shape_numel(shape), static_cast<int64_t>(dtype_size(dtype)), "array size");
+  } catch (const Error& e) {
+    OTTER_FAIL(what, ": ", e.what());
+  }
+  uint64_t data_start = start + header_len;
+  OTTER_CHECK(b.size() - data_start == static_cast<uint64_t>(nbytes), what, ": the array data has ", b.size() - data_start,
+              " bytes but shape ", shape_str(shape), " of ", dtype_name(dtype), " needs ", nbytes);
+  Tensor t(dtype, shape);
+  if (nbytes) std::memcpy(t.raw(), b.data() + data_start, static_cast<size_t>(nbytes));
   return t;
 }
 
@@ -119,11 +134,7 @@ std::string serialize_npy(const Tensor& t) {
 }
 
 std::map<std::string, Tensor> read_npz(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  OTTER_CHECK_KIND(NotFound, in.good(), "cannot open '", path, "': no such file or not readable");
-  std::stringstream buf;
-  buf << in.rdbuf();
-  std::string z = buf.str();
+  std::string z = read_file(path, "data file");
   std::string what = "'" + path + "'";
   // End of central directory: scan back for its signature.
   OTTER_CHECK(z.size() >= 22, what, " is not an .npz file (too short)");
@@ -131,46 +142,60 @@ std::map<std::string, Tensor> read_npz(const std::string& path) {
   for (size_t i = z.size() - 22 + 1; i-- > 0 && z.size() - i < 65536 + 22;)
     if (le(z, i, 4) == 0x06054b50) { eocd = i; break; }
   OTTER_CHECK(eocd != std::string::npos, what, " is not an .npz (zip) file");
-  uint64_t entries = le(z, eocd + 10, 2), cd_offset = le(z, eocd + 16, 4);
-  if (cd_offset == 0xffffffffu || entries == 0xffff) {  // ZIP64
-    OTTER_CHECK(eocd >= 20 && le(z, eocd - 20, 4) == 0x07064b50, what, ": bad ZIP64 locator");
-    uint64_t z64 = le(z, eocd - 20 + 8, 8);
-    OTTER_CHECK(le(z, z64, 4) == 0x06064b50, what, ": bad ZIP64 end record");
-    entries = le(z, z64 + 32, 8);
-    cd_offset = le(z, z64 + 48, 8);
-  }
-  std::map<std::string, Tensor> arrays;
-  size_t pos = cd_offset;
-  for (uint64_t e = 0; e < entries; ++e) {
-    OTTER_CHECK(le(z, pos, 4) == 0x02014b50, what, ": corrupt zip central directory");
-    int method = static_cast<int>(le(z, pos + 10, 2));
-    uint64_t csize = le(z, pos + 20, 4), usize = le(z, pos + 24, 4);
-    size_t name_len = le(z, pos + 28, 2), extra_len = le(z, pos + 30, 2), comment_len = le(z, pos + 32, 2);
-    uint64_t local = le(z, pos + 42, 4);
-    std::string name = z.substr(pos + 46, name_len);
-    size_t extra = pos + 46 + name_len, extra_end = extra + extra_len;
-    while (extra + 4 <= extra_end) {  // ZIP64 extended information
-      uint64_t id = le(z, extra, 2), len = le(z, extra + 2, 2);
-      if (id == 1) {
-        size_t q = extra + 4;
-        if (usize == 0xffffffffu) { usize = le(z, q, 8); q += 8; }
-        if (csize == 0xffffffffu) { csize = le(z, q, 8); q += 8; }
-        if (local == 0xffffffffu) { local = le(z, q, 8); }
-      }
-      extra += 4 + len;
+  try {
+    uint64_t entries = le(z, eocd + 10, 2), cd_offset = le(z, eocd + 16, 4);
+    if (cd_offset == 0xffffffffu || entries == 0xffff) {  // ZIP64
+      OTTER_CHECK(eocd >= 20 && le(z, eocd - 20, 4) == 0x07064b50, "bad ZIP64 locator");
+      uint64_t z64 = le(z, eocd - 20 + 8, 8);
+      OTTER_CHECK(le(z, z64, 4) == 0x06064b50, "bad ZIP64 end record");
+      entries = le(z, z64 + 32, 8);
+      cd_offset = le(z, z64 + 48, 8);
     }
-    pos = extra_end + comment_len;
-    OTTER_CHECK(le(z, local, 4) == 0x04034b50, what, ": corrupt zip member '", name, "'");
-    size_t data = local + 30 + le(z, local + 26, 2) + le(z, local + 28, 2);
-    OTTER_CHECK(data + csize <= z.size(), what, ": member '", name, "' is truncated");
-    std::string raw = z.substr(data, csize);
-    std::string member = what + " member '" + name + "'";
-    if (method == 8) raw = inflate_raw(raw, usize, member);
-    else OTTER_CHECK(method == 0, member, ": unsupported compression method ", method);
-    std::string key = name.size() > 4 && name.substr(name.size() - 4) == ".npy" ? name.substr(0, name.size() - 4) : name;
-    arrays[key] = parse_npy(raw, member);
+    // Each central directory entry takes at least 46 bytes: a count beyond that is corrupt.
+    OTTER_CHECK(entries <= z.size() / 46, "the zip directory claims ", entries, " members");
+    std::map<std::string, Tensor> arrays;
+    uint64_t pos = cd_offset;
+    for (uint64_t e = 0; e < entries; ++e) {
+      OTTER_CHECK(le(z, pos, 4) == 0x02014b50, "corrupt zip central directory");
+      int method = static_cast<int>(le(z, pos + 10, 2));
+      uint64_t csize = le(z, pos + 20, 4), usize = le(z, pos + 24, 4);
+      uint64_t name_len = le(z, pos + 28, 2), extra_len = le(z, pos + 30, 2), comment_len = le(z, pos + 32, 2);
+      uint64_t local = le(z, pos + 42, 4);
+      OTTER_CHECK(pos + 46 + name_len <= z.size(), "corrupt zip central directory (name)");
+      std::string name = z.substr(pos + 46, name_len);
+      uint64_t extra = pos + 46 + name_len, extra_end = extra + extra_len;
+      while (extra + 4 <= extra_end) {  // ZIP64 extended information
+        uint64_t id = le(z, extra, 2), len = le(z, extra + 2, 2);
+        if (id == 1) {
+          uint64_t q = extra + 4;
+          if (usize == 0xffffffffu) { usize = le(z, q, 8); q += 8; }
+          if (csize == 0xffffffffu) { csize = le(z, q, 8); q += 8; }
+          if (local == 0xffffffffu) { local = le(z, q, 8); }
+        }
+        extra += 4 + len;
+      }
+      pos = extra_end + comment_len;
+      std::string member = "member '" + name + "'";
+      OTTER_CHECK(le(z, local, 4) == 0x04034b50, "corrupt zip ", member);
+      uint64_t data = local + 30 + le(z, local + 26, 2) + le(z, local + 28, 2);
+      OTTER_CHECK(data <= z.size() && csize <= z.size() - data, member, " is truncated");
+      std::string raw = z.substr(data, csize);
+      if (method == 8) {
+        // Deflate expands at most ~1032:1; a larger claimed size is a corrupt header, not an allocation to attempt.
+        OTTER_CHECK(usize <= csize * 1032 + 1024, member, ": claims ", usize, " bytes from ", csize, " compressed");
+        raw = inflate_raw(raw, usize, member);
+      } else {
+        OTTER_CHECK(method == 0, member, ": unsupported compression method ", method);
+      }
+      std::string key = name.size() > 4 && name.substr(name.size() - 4) == ".npy" ? name.substr(0, name.size() - 4) : name;
+      OTTER_CHECK(!arrays.count(key), member, " appears twice");
+      arrays[key] = parse_npy(raw, member);
+    }
+    return arrays;
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::OutOfMemory) throw;
+    OTTER_FAIL(what, ": ", e.what());
   }
-  return arrays;
 }
 
 void write_npz(const std::string& path, const std::map<std::string, Tensor>& arrays) {
@@ -196,22 +221,7 @@ void write_npz(const std::string& path, const std::map<std::string, Tensor>& arr
   z += cd;
   put(z, 0x06054b50, 4); put(z, 0, 2); put(z, 0, 2); put(z, count, 2); put(z, count, 2);
   put(z, cd.size(), 4); put(z, cd_offset, 4); put(z, 0, 2);
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out.good()) OTTER_FAIL_KIND(Io, "cannot write '", tmp, "' (missing folder or no permission)");
-    out.write(z.data(), static_cast<std::streamsize>(z.size()));
-    out.flush();
-    if (!out.good()) {
-      out.close();
-      std::remove(tmp.c_str());
-      OTTER_FAIL_KIND(Io, "writing '", tmp, "' failed (disk full?)");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    OTTER_FAIL_KIND(Io, "cannot rename '", tmp, "' to '", path, "'");
-  }
+  write_file_atomic(path, z.data(), z.size(), "data file");
 }
 
 }  // namespace otter

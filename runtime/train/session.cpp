@@ -50,6 +50,8 @@ Session::Session(LoadedModel model, TrainConfig config)
     : model_bytes_(std::move(model.model_bytes)), graph_(std::move(model.graph)), config_(std::move(config)) {
   OTTER_CHECK(config_.grad_accum >= 1, "gradient accumulation must be >= 1 micro-batch, got ", config_.grad_accum);
   OTTER_CHECK(config_.clip_norm >= 0, "clip norm must be >= 0, got ", config_.clip_norm);
+  OTTER_CHECK(config_.nonfinite == "error" || config_.nonfinite == "skip", "nonfinite must be error or skip, got '",
+              config_.nonfinite, "'");
   validate_schedule(config_.schedule);
   OTTER_CHECK(config_.precision == "fp32" || config_.precision == "fp16" || config_.precision == "bf16",
               "precision must be fp32, fp16 or bf16, got '", config_.precision, "'");
@@ -210,7 +212,7 @@ const StepStats& Session::stats() const {
   stats_.skipped_steps = c[kStepsSkipped];
   stats_.lr = scheduled_lr(base_lr_, config_.schedule, stats_.step);
   std::vector<float> scaler = scaler_host();
-  stats_.last_step_skipped = config_.loss_scale_config.mode != "none" && scaler[kFoundInf] != 0.0f;
+  stats_.last_step_skipped = scaler[kFoundInf] != 0.0f;
   if (config_.clip_norm > 0) stats_.last_grad_norm = norm_.to(Device::CPU).data<double>()[0];
   if (last_train_plan_) stats_.last_loss = last_train_plan_->value(loss_.loss).to(Device::CPU).to_double_vector().at(0);
   return stats_;
@@ -405,6 +407,33 @@ void Session::train_step(const std::map<std::string, Tensor>& feeds, double* los
     *loss = plan.value(loss_.loss).to(Device::CPU).to_double_vector().at(0);
     stats_.last_loss = *loss;
   }
+  // The CPU reads the flag for free; CUDA only where it synchronises anyway (the loss was read).
+  if (last_micro_step && (!backend || loss)) check_non_finite();
+}
+
+void Session::check_non_finite() const {
+  if (config_.nonfinite != "error" || config_.loss_scale_config.mode == "dynamic") return;
+  const int64_t skipped = counters_host()[kStepsSkipped];
+  if (skipped <= reported_skips_) return;
+  reported_skips_ = skipped;
+  const int64_t step = counters_host()[kStepsTaken];
+  std::string loss;
+  if (last_train_plan_) {
+    double l = last_train_plan_->value(loss_.loss).to(Device::CPU).to_double_vector().at(0);
+    loss = " (loss " + std::to_string(l) + ")";
+  }
+  OTTER_FAIL_KIND(NonFinite, "optimizer step ", step + 1, ": the gradient holds NaN or Inf", loss,
+                  "; the update was skipped and the weights are unchanged. Likely causes: NaN/Inf in the input data, "
+                  "a learning rate so high that training diverged, or a loss undefined for these labels. "
+                  "Set nonfinite=skip (CLI: --nonfinite skip) to skip such steps and go on");
+}
+
+void Session::set_user_metadata(const std::string& key, const std::string& value) {
+  OTTER_CHECK(!key.empty(), "metadata key is empty");
+  for (char c : key + value)
+    OTTER_CHECK(c != '"' && c != '\\' && static_cast<unsigned char>(c) >= 0x20, "metadata '", key,
+                "': keys and values may not hold quotes, backslashes or control characters");
+  user_metadata_[key] = value;
 }
 
 CheckedInputs Session::check_index_feeds(const Plan& plan, const std::map<int, Tensor>& feeds) const {
@@ -475,6 +504,8 @@ void Session::enqueue_step(Plan& plan, const std::map<int, Tensor>& bound, bool 
   if (lsc.mode != "none") {
     ops_->unscale_and_check(g, n, scaler, true);
     ops_->update_loss_scale(loss_scale_params(lsc), scaler);
+  } else {
+    ops_->unscale_and_check(g, n, scaler, false);  // the same finite check in FP32: skip, never apply NaN
   }
   commit_buffers(scaler);
   if (config_.clip_norm > 0) ops_->clip_grad_norm(g, n, config_.clip_norm, scaler, norm_.data<double>());
@@ -537,8 +568,16 @@ void Session::prepare_batchnorm() {
 }
 
 void Session::export_model(const std::string& path) const {
+  check_non_finite();
   std::map<std::string, Tensor> replacements;
-  for (const ParameterInfo& p : params_) replacements[p.name] = get_parameter(p.name);
+  for (const ParameterInfo& p : params_) {
+    Tensor t = get_parameter(p.name);
+    const float* v = t.data<float>();
+    for (int64_t i = 0; i < t.numel(); ++i)
+      OTTER_CHECK_KIND(NonFinite, std::isfinite(v[i]), "export: parameter '", p.name, "' holds a non-finite value (", v[i],
+                       ") at element ", i, "; nothing was written");
+    replacements[p.name] = t;
+  }
   for (auto& kv : buffers_) {  // running statistics, in the model's own dtype
     const Value& v = graph_.values[kv.first];
     replacements[v.name] = kv.second.to(Device::CPU).cast(v.dtype);

@@ -45,6 +45,12 @@ struct TrainConfig {
   std::string loss_scale = "auto";  // auto (dynamic for fp16, none otherwise) | none | static | dynamic
   LossScaleConfig loss_scale_config;  // its mode is set from loss_scale
   double clip_norm = 0;  // 0: no clipping
+  // A non-finite (NaN/Inf) gradient in an effective batch always skips the update (weights, moments,
+  // step count and BatchNorm statistics stay). Without dynamic loss scaling (where skipping is how
+  // the scale is found) "error" also makes the step fail with ErrorKind::NonFinite, reported at the
+  // first host read-back (the CPU: at once; CUDA: the next train_step asking for its loss, a
+  // checkpoint, an export, or check_non_finite); "skip" only counts it in skipped_steps.
+  std::string nonfinite = "error";
   int64_t grad_accum = 1;
   uint64_t seed = 0;
   // BatchNormalization during train_step: "train" uses batch statistics and updates the running
@@ -112,8 +118,16 @@ class Session {
   // layout; see docs/checkpoint.md). Written to a temporary file and renamed.
   void save_checkpoint(const std::string& path) const;
   void load_checkpoint(const std::string& path);
-  // The original model with its trainable initializers replaced by the FP32 masters.
+  // The original model with its trainable initializers replaced by the FP32 masters. Refuses
+  // (nothing written) when a parameter holds a non-finite value.
   void export_model(const std::string& path) const;
+  // The caller's own checkpoint entries (saved as "user.<key>" metadata, restored by
+  // load_checkpoint, which replaces them all): the CLI keeps its data order here.
+  void set_user_metadata(const std::string& key, const std::string& value);
+  const std::map<std::string, std::string>& user_metadata() const { return user_metadata_; }
+  // Throws ErrorKind::NonFinite if, under nonfinite=error, a step was skipped for a non-finite
+  // gradient since the last report (a host read-back of the step counters on CUDA).
+  void check_non_finite() const;
 
   // Names, dtypes and (symbolic) shapes of the inputs a train step needs and the model outputs.
   std::vector<std::pair<std::string, ValueInfo>> train_inputs() const;
@@ -189,6 +203,8 @@ class Session {
   mutable StepStats stats_;
   std::map<std::string, std::unique_ptr<Plan>> plans_;
   MemoryStats last_train_memory_;
+  std::map<std::string, std::string> user_metadata_;
+  mutable int64_t reported_skips_ = 0;  // skipped steps already reported (or expected: loss scaling)
 };
 
 }  // namespace otter

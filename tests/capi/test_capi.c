@@ -1149,6 +1149,74 @@ static void test_npz(otter_session* s) {
   otter_tensor_list_free(list);
 }
 
+
+/* Reliability (docs/reliability.md): overflowing shapes, non-finite gradients, checkpoint metadata
+ * of the caller, outputs that would replace inputs. */
+static void test_reliability(void) {
+  static const int64_t huge_shape[2] = {(int64_t)1 << 61, 64}; /* 2^67 bytes: wraps to 0 unchecked */
+  static float x_nan[BATCH * FEATURES];
+  otter_session* s = new_session();
+  otter_tensor_view in[2];
+  param_set before, after;
+  const char* value = NULL;
+  const char* ckpt = tmp_path("reliability.ckpt");
+  double loss = SENTINEL_D, v = 0;
+  otter_options* o;
+  otter_session* skip = NULL;
+
+  /* A view whose byte count overflows is refused before any kernel reads from NULL. */
+  batch_views(in);
+  in[0] = view(NULL, OTTER_DTYPE_FLOAT32, 2, huge_shape);
+  expect_train_fails(s, 2, g_names_xy, in, OTTER_ERROR_INVALID_ARGUMENT, "overflows", __LINE__);
+
+  /* NaN in the features: the step is skipped (weights unchanged) and reported (nonfinite=error). */
+  memcpy(x_nan, g_x, sizeof x_nan);
+  x_nan[5 * FEATURES + 3] = NAN;
+  params_get(s, s, &before);
+  batch_views(in);
+  in[0] = view(x_nan, OTTER_DTYPE_FLOAT32, 2, g_x_shape);
+  CHECK_ERR(otter_session_train_step(s, 2, g_names_xy, in, &loss), OTTER_ERROR_NON_FINITE, "NaN or Inf");
+  params_get(s, s, &after);
+  CHECK_MSG(params_equal(&before, &after), "a non-finite step changed the weights");
+  params_free(&after);
+  expect_stat(s, "step", 0, __LINE__);
+  expect_stat(s, "skipped_steps", 1, __LINE__);
+  /* The session goes on with good data. */
+  batch_views(in);
+  CHECK_OK(otter_session_train_step(s, 2, g_names_xy, in, &loss));
+  expect_stat(s, "step", 1, __LINE__);
+
+  /* nonfinite=skip: the same step only counts as skipped. */
+  o = make_options("nonfinite", "skip");
+  REQUIRE(CHECK_OK(otter_session_create_from_file(g_model_path, o, &skip)));
+  otter_options_free(o);
+  in[0] = view(x_nan, OTTER_DTYPE_FLOAT32, 2, g_x_shape);
+  CHECK_OK(otter_session_train_step(skip, 2, g_names_xy, in, &loss));
+  expect_stat(skip, "skipped_steps", 1, __LINE__);
+  expect_stat(skip, "step", 0, __LINE__);
+  CHECK(otter_session_get_stat(skip, "step", &v) == OTTER_OK && v == 0);
+
+  /* The caller's metadata travels in checkpoints. */
+  CHECK_ERR(otter_session_get_metadata(s, "epoch", &value), OTTER_ERROR_NOT_FOUND, "epoch");
+  CHECK_ERR(otter_session_set_metadata(s, "", "1"), OTTER_ERROR_INVALID_ARGUMENT, "empty");
+  CHECK_ERR(otter_session_set_metadata(s, "k", "a\"b"), OTTER_ERROR_INVALID_ARGUMENT, "quotes");
+  CHECK_OK(otter_session_set_metadata(s, "epoch", "7"));
+  CHECK_OK(otter_session_save_checkpoint(s, ckpt));
+  CHECK_OK(otter_session_load_checkpoint(skip, ckpt));
+  CHECK(otter_session_get_metadata(skip, "epoch", &value) == OTTER_OK && value && strcmp(value, "7") == 0);
+
+  /* An output never replaces an input. */
+  CHECK_ERR(otter_checkpoint_export(ckpt, g_model_path, ckpt), OTTER_ERROR_INVALID_ARGUMENT, "checkpoint itself");
+  CHECK_ERR(otter_checkpoint_export(ckpt, g_model_path, g_model_path), OTTER_ERROR_INVALID_ARGUMENT, "input model");
+  CHECK_OK(otter_session_load_checkpoint(skip, ckpt)); /* still intact */
+  CHECK(strcmp(otter_status_name(OTTER_ERROR_BUSY), "OTTER_ERROR_BUSY") == 0);
+  CHECK(strcmp(otter_status_name(OTTER_ERROR_NON_FINITE), "OTTER_ERROR_NON_FINITE") == 0);
+
+  params_free(&before);
+  otter_session_free(skip);
+  otter_session_free(s);
+}
+
 int main(int argc, char** argv) {
   static char model_path[4096];
   const char* tmp = getenv("TMPDIR");
@@ -1185,6 +1253,7 @@ int main(int argc, char** argv) {
   test_export(s);
   test_npz(s);
   otter_session_free(s);
+  test_reliability();
 
   finish();
   return 0;

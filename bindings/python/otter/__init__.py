@@ -17,6 +17,8 @@ next to this package, or ``ctypes.util.find_library("otter")``, in that order.
 from __future__ import annotations
 
 import ctypes
+import functools
+import threading
 import os
 from collections import namedtuple
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
@@ -38,6 +40,8 @@ __all__ = [
     "OutOfMemoryError",
     "WrongStateError",
     "InternalError",
+    "NonFiniteError",
+    "BusyError",
     "api_version",
     "version",
     "library_path",
@@ -114,6 +118,16 @@ class InternalError(OtterError):
     """OTTER_ERROR_INTERNAL: a bug in Otter."""
 
 
+class NonFiniteError(OtterError):
+    """OTTER_ERROR_NON_FINITE: a training step met a NaN/Inf gradient (the step was skipped; see the
+    ``nonfinite`` option), or an export met a non-finite weight."""
+
+
+class BusyError(OtterError):
+    """OTTER_ERROR_BUSY: the session is in use by another thread (C API; the Python wrapper
+    serialises its own calls, so this appears only when the handle is shared with C code)."""
+
+
 _ERROR_CLASSES = {
     _capi.OTTER_ERROR_INVALID_ARGUMENT: InvalidArgumentError,
     _capi.OTTER_ERROR_NOT_FOUND: NotFoundError,
@@ -123,6 +137,8 @@ _ERROR_CLASSES = {
     _capi.OTTER_ERROR_OUT_OF_MEMORY: OutOfMemoryError,
     _capi.OTTER_ERROR_WRONG_STATE: WrongStateError,
     _capi.OTTER_ERROR_INTERNAL: InternalError,
+    _capi.OTTER_ERROR_NON_FINITE: NonFiniteError,
+    _capi.OTTER_ERROR_BUSY: BusyError,
 }
 _STATUS_CODES = {
     "OTTER_ERROR_INVALID_ARGUMENT": _capi.OTTER_ERROR_INVALID_ARGUMENT,
@@ -133,6 +149,8 @@ _STATUS_CODES = {
     "OTTER_ERROR_OUT_OF_MEMORY": _capi.OTTER_ERROR_OUT_OF_MEMORY,
     "OTTER_ERROR_WRONG_STATE": _capi.OTTER_ERROR_WRONG_STATE,
     "OTTER_ERROR_INTERNAL": _capi.OTTER_ERROR_INTERNAL,
+    "OTTER_ERROR_NON_FINITE": _capi.OTTER_ERROR_NON_FINITE,
+    "OTTER_ERROR_BUSY": _capi.OTTER_ERROR_BUSY,
 }
 
 
@@ -312,8 +330,23 @@ _INT_STATS = frozenset(("step", "micro_step", "skipped_steps", "arena_bytes", "i
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+def _serialised(method: Any) -> Any:
+    """Runs a TrainingSession method under the session's lock: ctypes releases the GIL during a C
+    call, so without it a second thread could close the session (or step it) while a step runs."""
+
+    @functools.wraps(method)
+    def locked(self: "TrainingSession", *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
 class TrainingSession:
     """A training session over an ONNX model.
+
+    Thread safety: calls on one session from several threads are serialised (each waits for the
+    one running); ``close()`` waits for a running step to finish.
 
     Args:
         model: a path to an .onnx file, or the serialized ModelProto as bytes (or any object with
@@ -354,6 +387,7 @@ class TrainingSession:
         **options: Any,
     ):
         self._handle = ctypes.c_void_p()
+        self._lock = threading.RLock()
         settings = [
             ("loss", loss), ("label", label), ("loss_output", loss_output), ("optimizer", optimizer),
             ("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay), ("schedule", schedule),
@@ -384,10 +418,15 @@ class TrainingSession:
     # -- lifetime --
 
     def close(self) -> None:
-        """Frees the session. Further calls raise WrongStateError. Safe to call twice."""
-        handle, self._handle = getattr(self, "_handle", None), ctypes.c_void_p()
-        if handle and _lib is not None:
-            _lib.otter_session_free(handle)
+        """Frees the session (after a step running in another thread ends). Further calls raise
+        WrongStateError. Safe to call twice."""
+        lock = getattr(self, "_lock", None)
+        if lock is None:
+            return
+        with lock:
+            handle, self._handle = getattr(self, "_handle", None), ctypes.c_void_p()
+            if handle and _lib is not None:
+                _lib.otter_session_free(handle)
 
     def __del__(self) -> None:
         try:
@@ -418,12 +457,14 @@ class TrainingSession:
     # -- description --
 
     @property
+    @_serialised
     def device(self) -> str:
         """The device the session runs on: "cpu" or "cuda:N"."""
         out = ctypes.c_char_p()
         _check(_lib.otter_session_device(self._h(), ctypes.byref(out)))
         return out.value.decode("utf-8")
 
+    @_serialised
     def _raw_infos(self, kind: str) -> List[Tuple[str, int, Tuple[int, ...]]]:
         count_fn = getattr(_lib, "otter_session_%s_count" % kind)
         info_fn = getattr(_lib, "otter_session_%s_info" % kind)
@@ -462,6 +503,7 @@ class TrainingSession:
 
     # -- steps --
 
+    @_serialised
     def train_step(self, feeds: Optional[Mapping[str, Any]] = None, /, *, return_loss: bool = True,
                    **arrays: Any) -> Optional[float]:
         """One training micro-batch (forward, backward and, every grad_accum calls, the optimizer
@@ -476,6 +518,7 @@ class TrainingSession:
         _check(_lib.otter_session_train_step(h, f.count, f.names, f.views, ctypes.byref(loss)))
         return loss.value
 
+    @_serialised
     def _eval(self, feeds: Optional[Mapping[str, Any]], arrays: Mapping[str, Any],
               want_loss: bool) -> Tuple[Dict[str, np.ndarray], Optional[float]]:
         h = self._h()
@@ -512,6 +555,7 @@ class TrainingSession:
     # -- learning rate, stats --
 
     @property
+    @_serialised
     def learning_rate(self) -> float:
         """The base learning rate (a schedule scales it per step; ``stats["learning_rate"]`` is the
         scheduled rate). Settable: the new rate applies from the next step."""
@@ -520,9 +564,11 @@ class TrainingSession:
         return lr.value
 
     @learning_rate.setter
+    @_serialised
     def learning_rate(self, value: float) -> None:
         _check(_lib.otter_session_set_learning_rate(self._h(), float(value)))
 
+    @_serialised
     def stat(self, key: str) -> float:
         """One statistic by key (see otter_session_get_stat); raises NotFoundError/WrongStateError."""
         out = ctypes.c_double()
@@ -549,6 +595,7 @@ class TrainingSession:
                 return info
         raise NotFoundError("OTTER_ERROR_NOT_FOUND", "'%s' is not a trainable parameter of this session" % name)
 
+    @_serialised
     def get_parameter(self, name: str) -> np.ndarray:
         """A copy of trainable parameter `name` (its FP32 master)."""
         _, code, dims = self._param(name)
@@ -557,6 +604,7 @@ class TrainingSession:
                                                 ctypes.c_void_p(out.ctypes.data), out.nbytes))
         return out
 
+    @_serialised
     def set_parameter(self, name: str, value: Any) -> None:
         """Replaces trainable parameter `name`; `value` must have its dtype and shape (a non-array
         value, such as a list, is converted to the parameter's dtype)."""
@@ -575,17 +623,35 @@ class TrainingSession:
 
     # -- files --
 
+    @_serialised
     def export(self, path: PathLike) -> None:
         """Writes the original model with its trained initializers replaced by the FP32 values."""
         _check(_lib.otter_session_export(self._h(), os.fsencode(os.fspath(path))))
 
+    @_serialised
     def save(self, path: PathLike) -> None:
         """Writes a checkpoint (parameters, optimizer state, step, schedule, seed) atomically."""
         _check(_lib.otter_session_save_checkpoint(self._h(), os.fsencode(os.fspath(path))))
 
+    @_serialised
     def load(self, path: PathLike) -> None:
         """Restores a checkpoint written by a session of the same model and options."""
         _check(_lib.otter_session_load_checkpoint(self._h(), os.fsencode(os.fspath(path))))
 
     save_checkpoint = save
     load_checkpoint = load
+
+    @_serialised
+    def set_metadata(self, key: str, value: str) -> None:
+        """Stores a key/value string in the checkpoints this session saves (restored by load)."""
+        _check(_lib.otter_session_set_metadata(self._h(), key.encode("utf-8"), value.encode("utf-8")))
+
+    @_serialised
+    def get_metadata(self, key: str, default: Optional[str] = None) -> Optional[str]:
+        """The value of a metadata key (set, or restored from a checkpoint), else `default`."""
+        out = ctypes.c_char_p()
+        code = _lib.otter_session_get_metadata(self._h(), key.encode("utf-8"), ctypes.byref(out))
+        if code == _capi.OTTER_ERROR_NOT_FOUND:
+            return default
+        _check(code)
+        return out.value.decode("utf-8")

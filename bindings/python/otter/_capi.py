@@ -29,6 +29,8 @@ OTTER_ERROR_IO = 5
 OTTER_ERROR_OUT_OF_MEMORY = 6
 OTTER_ERROR_WRONG_STATE = 7
 OTTER_ERROR_INTERNAL = 8
+OTTER_ERROR_NON_FINITE = 9
+OTTER_ERROR_BUSY = 10
 
 OTTER_DTYPE_UNDEFINED = 0
 OTTER_DTYPE_FLOAT32 = 1
@@ -167,6 +169,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     fn("otter_session_save_checkpoint", c_status, c_session_p, cp)
     fn("otter_session_load_checkpoint", c_status, c_session_p, cp)
     fn("otter_session_export", c_status, c_session_p, cp)
+    fn("otter_session_set_metadata", c_status, c_session_p, cp, cp)
+    fn("otter_session_get_metadata", c_status, c_session_p, cp, cpp)
 
     # tensor lists
     fn("otter_tensor_list_size", c_status, c_list_p, c_size_p)

@@ -12,6 +12,11 @@
  *  - No C++ exception ever crosses this boundary.
  *  - Options are set by key and value string (typed setters are conveniences), so new options
  *    never change the ABI. Option keys are listed at otter_options_set.
+ *  - Threads: a session is not thread-safe. Use each session from one thread at a time (different
+ *    sessions may run in parallel). A call on a session that another thread is inside fails with
+ *    OTTER_ERROR_BUSY and changes nothing; otter_session_free waits for a running call to end (but
+ *    using a handle after it was freed is undefined, as for any C object). Options objects and tensor
+ *    lists are plain data: share them between threads only read-only. otter_last_error is per thread.
  *
  * DLPack interop: an otter_tensor_view maps one-to-one onto a DLTensor (dlpack.h): data -> data,
  * {device_type, device_id} -> device (OTTER_DEVICE_CPU = kDLCPU = 1, OTTER_DEVICE_CUDA = kDLCUDA
@@ -49,7 +54,9 @@ typedef enum otter_status {
   OTTER_ERROR_IO = 5,               /* a file could not be written */
   OTTER_ERROR_OUT_OF_MEMORY = 6,
   OTTER_ERROR_WRONG_STATE = 7,      /* a call that is not valid in the object's current state */
-  OTTER_ERROR_INTERNAL = 8          /* a bug in Otter: please report it with the message */
+  OTTER_ERROR_INTERNAL = 8,         /* a bug in Otter: please report it with the message */
+  OTTER_ERROR_NON_FINITE = 9,       /* a training step met a NaN/Inf loss or gradient (see option nonfinite) */
+  OTTER_ERROR_BUSY = 10             /* the session is in use by another thread */
 } otter_status;
 
 /* Element types: the values are ONNX's TensorProto.DataType numbers. */
@@ -132,6 +139,11 @@ OTTER_API void otter_options_free(otter_options* options);
  *                  one warm-up step and replayed) | off (kernels launched one by one; same results)
  *   batchnorm      train (default: batch statistics in train_step, running statistics updated and
  *                  exported) | frozen (the model's own training_mode and statistics)
+ *   nonfinite      error (default) | skip. A NaN/Inf gradient never updates the weights: the step is
+ *                  skipped (skipped_steps counts it). Without dynamic loss scaling, "error" also makes
+ *                  the step fail with OTTER_ERROR_NON_FINITE (on CUDA at the first call that reads the
+ *                  device: a train_step asking for its loss, a checkpoint, an export); "skip" goes on.
+ *                  Under dynamic loss scaling (fp16's default) skipping is how the scale is found.
  */
 OTTER_API otter_status otter_options_set(otter_options* options, const char* key, const char* value);
 OTTER_API otter_status otter_options_set_double(otter_options* options, const char* key, double value);
@@ -202,15 +214,26 @@ OTTER_API otter_status otter_session_set_parameter(otter_session* session, const
  * keys: OTTER_ERROR_NOT_FOUND. */
 OTTER_API otter_status otter_session_get_stat(const otter_session* session, const char* key, double* out_value);
 
-/* Writes a checkpoint (parameters, optimizer state, step, schedule position, seed) atomically:
- * to PATH.tmp, then renamed. */
+/* Writes a checkpoint (parameters, optimizer state, step, schedule position, seed, the metadata of
+ * otter_session_set_metadata, a CRC-32 of the file) atomically and durably: a new file in PATH's
+ * folder, fsync'ed, renamed over PATH (a symlink is written through; /dev/null-like devices are
+ * written in place). */
 OTTER_API otter_status otter_session_save_checkpoint(const otter_session* session, const char* path);
 /* Restores a checkpoint written by a session of the same model and options. A checkpoint that
- * does not match changes nothing. */
+ * does not match, is damaged (checksum) or holds non-finite values changes nothing. */
 OTTER_API otter_status otter_session_load_checkpoint(otter_session* session, const char* path);
 /* Writes the original model with its trained initializers replaced by the FP32 values; every
- * other part of the file is unchanged. */
+ * other part of the file is unchanged. Atomic and durable like checkpoints; refused
+ * (OTTER_ERROR_NON_FINITE, nothing written) when a parameter holds NaN or Inf. */
 OTTER_API otter_status otter_session_export(const otter_session* session, const char* path);
+
+/* The caller's own key/value strings, stored in checkpoints (otter_session_save_checkpoint) and
+ * restored by otter_session_load_checkpoint (which replaces them all): e.g. a data loader's epoch
+ * and position, so that a resumed run reads the same batches. Keys are non-empty; keys and values
+ * may not hold '"', '\\' or control characters. get: OTTER_ERROR_NOT_FOUND for a key never set;
+ * the string stays valid until the key is set again or a checkpoint is loaded. */
+OTTER_API otter_status otter_session_set_metadata(otter_session* session, const char* key, const char* value);
+OTTER_API otter_status otter_session_get_metadata(const otter_session* session, const char* key, const char** out_value);
 
 /* The forward graph's nodes (the model's and the appended loss), in topological order: name, op
  * type and the dtype its outputs are computed in ("float32", ...). */
@@ -225,7 +248,8 @@ OTTER_API otter_status otter_session_node_precision(const otter_session* session
                                                     const char** out_reason);
 
 /* Writes MODEL with its initializers replaced by the parameters stored in CHECKPOINT (written by
- * otter_session_save_checkpoint), without creating a session. */
+ * otter_session_save_checkpoint), without creating a session. OUT may not name CHECKPOINT or
+ * MODEL (OTTER_ERROR_INVALID_ARGUMENT: an output never replaces an input). */
 OTTER_API otter_status otter_checkpoint_export(const char* checkpoint_path, const char* model_path,
                                                const char* out_path);
 

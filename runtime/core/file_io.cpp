@@ -1,0 +1,147 @@
+// Safe file reading and atomic, durable writing (see file_io.h).
+#include "runtime/core/file_io.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "runtime/core/error.h"
+
+namespace otter {
+namespace fs = std::filesystem;
+namespace {
+
+std::string errno_text(int e) { return std::strerror(e); }
+
+// Closes a descriptor on scope exit.
+struct Fd {
+  int fd = -1;
+  explicit Fd(int f) : fd(f) {}
+  ~Fd() { if (fd >= 0) ::close(fd); }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+};
+
+void write_all(int fd, const void* data, size_t size, const std::string& path) {
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    ssize_t n = ::write(fd, p, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) OTTER_FAIL_KIND(Io, "writing '", path, "' failed: ", errno_text(n < 0 ? errno : EIO));
+    p += n;
+    size -= static_cast<size_t>(n);
+  }
+}
+
+// Follows symlinks to the final path they name (which may not exist yet); relative link targets
+// are resolved against the link's folder.
+std::string resolve_links(const std::string& path) {
+  fs::path p(path);
+  for (int hops = 0; hops < 40; ++hops) {
+    struct stat st;
+    if (::lstat(p.c_str(), &st) != 0 || !S_ISLNK(st.st_mode)) return p.string();
+    fs::path target = fs::read_symlink(p);
+    p = target.is_absolute() ? target : p.parent_path() / target;
+  }
+  OTTER_FAIL_KIND(Io, "cannot write '", path, "': too many levels of symbolic links");
+}
+
+void fsync_folder(const fs::path& folder, const std::string& path) {
+  Fd dir(::open(folder.empty() ? "." : folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  // Some file systems refuse fsync on a folder (EINVAL); the rename itself has happened.
+  if (dir.fd >= 0 && ::fsync(dir.fd) != 0 && errno != EINVAL)
+    OTTER_FAIL_KIND(Io, "writing '", path, "': fsync of its folder failed: ", errno_text(errno));
+}
+
+}  // namespace
+
+std::string read_file(const std::string& path, const std::string& what, uint64_t max_bytes) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0)
+    OTTER_FAIL_KIND(NotFound, "cannot open '", path, "' (", what, "): ", errno_text(errno));
+  OTTER_CHECK(!S_ISDIR(st.st_mode), what, " '", path, "' is a folder, not a file");
+  OTTER_CHECK(S_ISREG(st.st_mode), what, " '", path, "' is not a regular file (a device, FIFO or socket cannot be read as a ",
+              what, ")");
+  OTTER_CHECK(static_cast<uint64_t>(st.st_size) <= max_bytes, what, " '", path, "' is ", st.st_size,
+              " bytes, over the limit of ", max_bytes);
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.fd < 0) OTTER_FAIL_KIND(NotFound, "cannot open '", path, "' (", what, "): ", errno_text(errno));
+  std::string bytes(static_cast<size_t>(st.st_size), '\0');
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::read(fd.fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) OTTER_FAIL_KIND(Io, "reading ", what, " '", path, "' failed: ", errno_text(errno));
+    if (n == 0) break;  // the file shrank while being read
+    done += static_cast<size_t>(n);
+  }
+  bytes.resize(done);
+  return bytes;
+}
+
+void write_file_atomic(const std::string& requested, const void* data, size_t size, const std::string& what) {
+  const std::string path = resolve_links(requested);
+  struct stat st;
+  const bool exists = ::stat(path.c_str(), &st) == 0;
+  if (exists && (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode))) {  // /dev/null, a pipe: write through
+    Fd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    if (fd.fd < 0) OTTER_FAIL_KIND(Io, "cannot write ", what, " '", requested, "': ", errno_text(errno));
+    write_all(fd.fd, data, size, requested);
+    return;
+  }
+  OTTER_CHECK_KIND(Io, !exists || S_ISREG(st.st_mode), "cannot write ", what, " '", requested, "': ",
+                   exists && S_ISDIR(st.st_mode) ? "it is a folder" : "it is not a regular file");
+  const fs::path target(path);
+  const fs::path folder = target.parent_path();
+  const std::string folder_text = folder.empty() ? "." : folder.string();
+
+  // An unnamed temporary file in the target's folder; a named one where O_TMPFILE is unsupported.
+  static std::atomic<uint64_t> counter{0};
+  const std::string temp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+  bool named = false;
+  int raw = ::open(folder_text.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+  if (raw < 0) {
+    if (errno == ENOENT || errno == EACCES || errno == EROFS || errno == ENOTDIR)
+      OTTER_FAIL_KIND(Io, "cannot write ", what, " '", requested, "': ", errno == ENOENT ? "its folder does not exist" : errno_text(errno));
+    raw = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (raw < 0) OTTER_FAIL_KIND(Io, "cannot write ", what, " '", requested, "': ", errno_text(errno));
+    named = true;
+  }
+  Fd fd(raw);
+  bool linked = named;
+  try {
+    if (exists) (void)::fchmod(fd.fd, st.st_mode & 07777);
+    write_all(fd.fd, data, size, requested);
+    if (::fsync(fd.fd) != 0) OTTER_FAIL_KIND(Io, "writing '", requested, "' failed: fsync: ", errno_text(errno));
+    if (!named) {
+      std::string proc = "/proc/self/fd/" + std::to_string(fd.fd);
+      if (::linkat(AT_FDCWD, proc.c_str(), AT_FDCWD, temp.c_str(), AT_SYMLINK_FOLLOW) != 0)
+        OTTER_FAIL_KIND(Io, "cannot write ", what, " '", requested, "': ", errno_text(errno));
+      linked = true;
+    }
+    if (::rename(temp.c_str(), path.c_str()) != 0)
+      OTTER_FAIL_KIND(Io, "cannot write ", what, " '", requested, "': rename failed: ", errno_text(errno));
+    linked = false;
+    fsync_folder(folder, requested);
+  } catch (...) {
+    if (linked) ::unlink(temp.c_str());
+    throw;
+  }
+}
+
+bool same_file(const std::string& a, const std::string& b) {
+  struct stat sa, sb;
+  const bool ea = ::stat(a.c_str(), &sa) == 0, eb = ::stat(b.c_str(), &sb) == 0;
+  if (ea && eb) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+  if (ea != eb) return false;
+  std::error_code e1, e2;
+  fs::path pa = fs::weakly_canonical(fs::absolute(a), e1), pb = fs::weakly_canonical(fs::absolute(b), e2);
+  return !e1 && !e2 && pa == pb;
+}
+
+}  // namespace otter
