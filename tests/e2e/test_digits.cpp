@@ -172,5 +172,5 @@ TEST(Digits, BadInputsGiveClearErrorsAndKeepTheSessionUsable) {
   EXPECT_EQ(s.stats().step, 1);
   s.train_step(good);                // and it still trains
   EXPECT_EQ(s.stats().step, 2);
-  expect_error([&] { s.load_checkpoint("/nonexistent.ckpt"); }, "cannot open checkpoint");
+  expect_error([&] { s.load_checkpoint("/nonexistent.ckpt"); }, "cannot open '/nonexistent.ckpt' (checkpoint)");
 }

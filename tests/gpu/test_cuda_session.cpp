@@ -127,6 +127,7 @@ TEST(CudaSession, NonFiniteGradientSkipsTheStepOnTheDevice) {
     TrainConfig c = config(dev, "sgd", 0.05, "fp16");
     c.loss_scale = "static";
     c.loss_scale_config.init_scale = 1e30;  // the FP16 backward pass overflows
+    c.nonfinite = "skip";
     Session s = make(c);
     std::vector<float> before = all_params(s);
     for (int i = 0; i < 3; ++i) s.train_step(d.full_batch(i), nullptr);
@@ -134,6 +135,19 @@ TEST(CudaSession, NonFiniteGradientSkipsTheStepOnTheDevice) {
     EXPECT_EQ(s.stats().step, 0) << device_name(dev);
     EXPECT_TRUE(s.stats().last_step_skipped) << device_name(dev);
     EXPECT_EQ(all_params(s), before) << device_name(dev);
+    // nonfinite=error: the CPU reports at once; CUDA at the first read-back (no sync per step).
+    c.nonfinite = "error";
+    Session e = make(c);
+    if (dev == Device::CPU) {
+      EXPECT_THROW(e.train_step(d.full_batch(0), nullptr), Error);
+    } else {
+      e.train_step(d.full_batch(0), nullptr);
+      EXPECT_THROW(e.check_non_finite(), Error);
+      e.check_non_finite();  // reported once
+      double loss = 0;
+      EXPECT_THROW(e.train_step(d.full_batch(1), &loss), Error);
+    }
+    EXPECT_EQ(all_params(e), before) << device_name(dev);
   }
 }
 
