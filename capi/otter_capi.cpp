@@ -691,6 +691,44 @@ otter_status otter_session_get_stat(const otter_session* s, const char* key, dou
   });
 }
 
+otter_status otter_session_initializer_count(const otter_session* s, size_t* out) {
+  OTTER_REQUIRE(s);
+  OTTER_REQUIRE(out);
+  *out = s->session->initializer_roles().size();
+  return OTTER_OK;
+}
+
+otter_status otter_session_initializer_info(const otter_session* s, size_t index, const char** name, int* trained,
+                                            const char** reason) {
+  OTTER_REQUIRE(s);
+  const auto& roles = s->session->initializer_roles();
+  if (index >= roles.size())
+    return fail(OTTER_ERROR_INVALID_ARGUMENT, "otter_session_initializer_info: index " + std::to_string(index) +
+                                                  " is out of range (count " + std::to_string(roles.size()) + ")");
+  if (name) *name = roles[index].name.c_str();
+  if (trained) *trained = roles[index].trained ? 1 : 0;
+  if (reason) *reason = roles[index].reason.c_str();
+  return OTTER_OK;
+}
+
+otter_status otter_session_note_count(const otter_session* s, size_t* out) {
+  OTTER_REQUIRE(s);
+  OTTER_REQUIRE(out);
+  *out = s->session->notes().size();
+  return OTTER_OK;
+}
+
+otter_status otter_session_note(const otter_session* s, size_t index, const char** out_text) {
+  OTTER_REQUIRE(s);
+  OTTER_REQUIRE(out_text);
+  const auto& notes = s->session->notes();
+  if (index >= notes.size())
+    return fail(OTTER_ERROR_INVALID_ARGUMENT, "otter_session_note: index " + std::to_string(index) +
+                                                  " is out of range (count " + std::to_string(notes.size()) + ")");
+  *out_text = notes[index].c_str();
+  return OTTER_OK;
+}
+
 otter_status otter_session_set_metadata(otter_session* s, const char* key, const char* value) {
   OTTER_REQUIRE(s);
   OTTER_REQUIRE(key);

@@ -57,6 +57,9 @@ const char* kTrainHelp =
     "  --grad-accum N            micro-batches per optimizer step (default 1)\n"
     "  --clip-norm X             clip gradients by global norm (default: off)\n"
     "  --freeze NAME,...         initializers never trained\n"
+    "  --train-only NAME,...     train exactly these initializers (default: every floating initializer\n"
+    "                            on a differentiable path to the loss, except BatchNorm statistics and\n"
+    "                            initializers holding NaN/Inf such as -inf masks; see otter inspect)\n"
     "  --nonfinite error|skip    a NaN/Inf gradient stops training with an error (default) or only\n"
     "                            skips that step (never applied either way)\n"
     "  --seed N                  shuffling and dropout seed (default 0)\n"
@@ -87,9 +90,11 @@ const char* kExportHelp =
 
 const char* kInspectHelp =
     "usage: otter inspect MODEL.onnx [--precision fp32|fp16|bf16] [--loss KIND] [--loss-output NAME]\n"
-    "                     [--label NAME] [--precision-op OP=CLASS,...] [--precision-node NAME=CLASS,...]\n\n"
-    "Prints the inputs a training step needs, the outputs, the trainable parameters and every node\n"
-    "with the dtype it computes in and the reason (policy rule, override, constant range).\n";
+    "                     [--label NAME] [--precision-op OP=CLASS,...] [--precision-node NAME=CLASS,...]\n"
+    "                     [--freeze NAME,...] [--train-only NAME,...]\n\n"
+    "Prints the inputs a training step needs, the outputs, the trainable parameters, the initializers\n"
+    "that are not trained and why, warnings (e.g. a trained initializer that looks like a mask), and\n"
+    "every node with the dtype it computes in and the reason (policy rule, override, constant range).\n";
 
 // Parses --flag VALUE pairs; positional arguments are collected in order.
 struct Args {
@@ -329,6 +334,8 @@ void set_common(otter::cpp::Options& o, const Args& a, bool training) {
   pass("--precision-node", "precision_node");
   o.set("device", a.get("--device", "auto"));  // CUDA when a usable GPU is present, else the CPU
   pass("--cuda-graphs", "cuda_graphs");
+  pass("--freeze", "freeze");
+  pass("--train-only", "trainable");
   if (!training) return;
   o.set("optimizer", a.get("--optimizer", "adamw"));
   pass("--lr", "lr");
@@ -340,7 +347,6 @@ void set_common(otter::cpp::Options& o, const Args& a, bool training) {
   pass("--clip-norm", "clip_norm");
   pass("--loss-scale", "loss_scale");
   pass("--seed", "seed");
-  pass("--freeze", "freeze");
   pass("--nonfinite", "nonfinite");
 }
 
@@ -349,7 +355,7 @@ int cmd_train(int argc, char** argv) {
                          "--weight-decay", "--schedule", "--warmup", "--epochs", "--steps", "--batch-size",
                          "--grad-accum", "--clip-norm", "--precision", "--loss-scale", "--device", "--cuda-graphs", "--seed",
                          "--freeze", "--val", "--checkpoint", "--checkpoint-every", "--resume", "--out", "--metrics",
-                         "--plot", "--precision-op", "--precision-node", "--nonfinite"});
+                         "--plot", "--precision-op", "--precision-node", "--nonfinite", "--train-only"});
   if (a.positional.size() != 1) throw UsageError("train needs exactly one MODEL.onnx (see otter train --help)");
   if (!a.has("--data")) throw UsageError("train needs --data TRAIN.npz");
   if (!a.has("--out")) throw UsageError("train needs --out TRAINED.onnx");
@@ -412,6 +418,7 @@ int cmd_train(int argc, char** argv) {
   s.set_metadata("cli.data", std::to_string(rows) + " rows, batch " + std::to_string(batch) + ", grad_accum " +
                                  std::to_string(accum) + ", seed " + std::to_string(shuffle_seed));
   const int64_t start_step = static_cast<int64_t>(s.stat("step")), start_skipped = static_cast<int64_t>(s.stat("skipped_steps"));
+  for (const std::string& note : s.notes()) std::fprintf(stderr, "otter: warning: %s\n", note.c_str());
   std::fprintf(stderr, "otter: training %s on %s (%zu parameters tensors, %lld steps of %lld x %lld rows)\n",
                model.c_str(), s.device().c_str(), s.parameters().size(), static_cast<long long>(total_steps),
                static_cast<long long>(accum), static_cast<long long>(batch));
@@ -598,7 +605,7 @@ const char* dtype_text(otter_dtype t) {
 
 int cmd_inspect(int argc, char** argv) {
   Args a(argc, argv, 2, {"--precision", "--loss", "--loss-output", "--label", "--device", "--precision-op",
-                         "--precision-node"});
+                         "--precision-node", "--freeze", "--train-only"});
   if (a.positional.size() != 1) throw UsageError("inspect needs exactly one MODEL.onnx (see otter inspect --help)");
   otter::cpp::Options o;
   set_common(o, a, false);
@@ -615,7 +622,12 @@ int cmd_inspect(int argc, char** argv) {
     total += n;
     std::printf("  %-24s %-8s %s\n", p.name.c_str(), dtype_text(p.dtype), shape_text(p.shape).c_str());
   }
-  std::printf("  total %lld values\nnodes (name, op, compute dtype, reason):\n", static_cast<long long>(total));
+  std::printf("  total %lld values\n", static_cast<long long>(total));
+  std::printf("initializers not trained (and why):\n");
+  for (auto& r : s.initializer_roles())
+    if (!r.trained) std::printf("  %-24s %s\n", r.name.c_str(), r.reason.c_str());
+  for (const std::string& note : s.notes()) std::printf("warning: %s\n", note.c_str());
+  std::printf("nodes (name, op, compute dtype, reason):\n");
   size_t n = 0;
   otter::cpp::check(otter_session_node_count(s.handle(), &n));
   for (size_t i = 0; i < n; ++i) {

@@ -168,6 +168,36 @@ class Session {
   void save_checkpoint(const std::string& path) const { check(otter_session_save_checkpoint(handle_, path.c_str())); }
   void load_checkpoint(const std::string& path) { check(otter_session_load_checkpoint(handle_, path.c_str())); }
   void export_model(const std::string& path) const { check(otter_session_export(handle_, path.c_str())); }
+  struct InitializerRole {
+    std::string name;
+    bool trained;
+    std::string reason;
+  };
+  // Every initializer of the model: trained or not, and why.
+  std::vector<InitializerRole> initializer_roles() const {
+    size_t n = 0;
+    check(otter_session_initializer_count(handle_, &n));
+    std::vector<InitializerRole> r;
+    for (size_t i = 0; i < n; ++i) {
+      const char *name = nullptr, *reason = nullptr;
+      int trained = 0;
+      check(otter_session_initializer_info(handle_, i, &name, &trained, &reason));
+      r.push_back({name, trained != 0, reason});
+    }
+    return r;
+  }
+  // Warnings about the session's set-up.
+  std::vector<std::string> notes() const {
+    size_t n = 0;
+    check(otter_session_note_count(handle_, &n));
+    std::vector<std::string> r;
+    for (size_t i = 0; i < n; ++i) {
+      const char* text = nullptr;
+      check(otter_session_note(handle_, i, &text));
+      r.push_back(text);
+    }
+    return r;
+  }
   // Key/value strings saved in checkpoints and restored by load_checkpoint.
   void set_metadata(const std::string& key, const std::string& value) {
     check(otter_session_set_metadata(handle_, key.c_str(), value.c_str()));

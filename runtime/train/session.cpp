@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#include <sstream>
 
 #include "runtime/core/half.h"
 #include "runtime/exec/infer.h"
@@ -17,6 +18,47 @@ std::set<int> floating_initializers(const Graph& g) {
   for (int v : g.initializers)
     if (is_floating(g.values[v].dtype)) s.insert(v);
   return s;
+}
+
+// Element i of a floating tensor, as a double (no copy of the whole tensor).
+double float_at(const Tensor& t, int64_t i) {
+  switch (t.dtype()) {
+    case DType::Float32: return t.data<float>()[i];
+    case DType::Float64: return t.data<double>()[i];
+    case DType::Float16: return math::half_bits_to_float(static_cast<const uint16_t*>(t.raw())[i]);
+    case DType::BFloat16: return math::bfloat16_bits_to_float(static_cast<const uint16_t*>(t.raw())[i]);
+    default: return 0;
+  }
+}
+
+// Floating initializers holding a NaN or an infinity: constants by nature (a -inf causal mask
+// that PyTorch exports as a registered buffer); training one would turn it into NaN.
+std::set<int> non_finite_initializers(const Graph& g) {
+  std::set<int> s;
+  for (int v : g.initializers) {
+    const Tensor& t = g.values[v].data;
+    if (!is_floating(t.dtype())) continue;
+    for (int64_t i = 0, n = t.numel(); i < n; ++i)
+      if (!std::isfinite(float_at(t, i))) { s.insert(v); break; }
+  }
+  return s;
+}
+
+// "values {0, -10000}" when a floating tensor holds zero and one other value whose use as a
+// weight is implausible (1, or a magnitude >= 1e4): the signature of a mask.
+std::string mask_like_values(const Tensor& t) {
+  if (!is_floating(t.dtype()) || t.numel() < 4) return "";
+  std::set<double> values;
+  for (int64_t i = 0, n = t.numel(); i < n; ++i) {
+    values.insert(float_at(t, i));
+    if (values.size() > 2) return "";
+  }
+  if (values.size() != 2 || !values.count(0.0)) return "";
+  double other = *values.begin() == 0.0 ? *values.rbegin() : *values.begin();
+  if (other != 1.0 && std::fabs(other) < 1e4) return "";
+  std::ostringstream out;
+  out << "values {0, " << other << "}";
+  return out.str();
 }
 
 math::OptimizerParams optimizer_params(const OptimizerConfig& c) {
@@ -61,7 +103,10 @@ Session::Session(LoadedModel model, TrainConfig config)
   validate_loss_scale(config_.loss_scale_config);
   model_inputs_ = graph_.inputs;
   model_outputs_ = graph_.outputs;
+  model_initializers_ = graph_.initializers;
+  const std::set<int> nonfinite = non_finite_initializers(graph_);
   std::set<int> candidates = floating_initializers(graph_);
+  for (int v : nonfinite) candidates.erase(v);  // constants: folded like any other
   annotate_graph(graph_, candidates);
   prepare_batchnorm();
   loss_ = add_loss(graph_, config_.loss);
@@ -80,15 +125,34 @@ Session::Session(LoadedModel model, TrainConfig config)
       OTTER_CHECK(v >= 0 && graph_.values[v].is_initializer, "cannot train '", name, "': the model has no initializer of that name");
       OTTER_CHECK(!frozen.count(name), "'", name, "' is listed as both trainable and frozen");
       OTTER_CHECK(!buffers_.count(v), "'", name, "' is a BatchNormalization running statistic: it is updated, not trained");
+      OTTER_CHECK(!nonfinite.count(v), "cannot train '", name, "': it holds NaN or infinite values (a constant such as a -inf mask)");
       params.push_back(v);
     }
   } else {
     for (int v : graph_.initializers)
-      if (is_floating(graph_.values[v].dtype) && !frozen.count(graph_.values[v].name) && !buffers_.count(v)) params.push_back(v);
+      if (is_floating(graph_.values[v].dtype) && !frozen.count(graph_.values[v].name) && !buffers_.count(v) &&
+          !nonfinite.count(v))
+        params.push_back(v);
   }
   for (int v : params)
     OTTER_CHECK(graph_.values[v].dtype == DType::Float32, "parameter '", graph_.values[v].name, "' is ",
                 dtype_name(graph_.values[v].dtype), "; only float32 parameters can be trained (freeze it)");
+
+  // How each initializer is used by the model (before the policy inserts casts): for the notes.
+  std::map<int, std::string> elementwise_uses;  // initializer -> "Add/Mul" when read only by elementwise ops
+  {
+    const auto consumers = graph_.consumers();
+    for (int v : model_initializers_) {
+      std::string ops;
+      bool only = !consumers[v].empty();
+      for (int n : consumers[v]) {
+        const std::string& op = graph_.nodes[n].op_type;
+        only = only && graph_.nodes[n].domain.empty() && (op == "Add" || op == "Sub" || op == "Mul" || op == "Where");
+        if (ops.find(op) == std::string::npos) ops += (ops.empty() ? "" : "/") + op;
+      }
+      if (only) elementwise_uses[v] = ops;
+    }
+  }
 
   // Mixed precision: rewrite the forward graph before autodiff (design decision: autocast first).
   PrecisionPolicy policy;
@@ -117,6 +181,7 @@ Session::Session(LoadedModel model, TrainConfig config)
     // cuBLASLt's preferred alignment. The padding is zero in every buffer and stays zero.
     total += (static_cast<size_t>(shape_numel(graph_.values[v].shape)) + 63) / 64 * 64;
   }
+  describe_initializers(nonfinite, frozen, elementwise_uses);
   OTTER_CHECK(!params_.empty(), "the model has no trainable parameters on a path to the loss");
   const Device dev = config_.device;
   ops_ = step_ops(dev);
@@ -153,6 +218,38 @@ Session::Session(LoadedModel model, TrainConfig config)
   optimizer_ = std::make_unique<Optimizer>(config_.optimizer, total, dev);
   base_lr_ = *optimizer_->config().lr;
   stats_.lr = scheduled_lr(base_lr_, config_.schedule, 0);
+}
+
+void Session::describe_initializers(const std::set<int>& nonfinite, const std::set<std::string>& frozen,
+                                    const std::map<int, std::string>& elementwise_uses) {
+  std::set<int> trained(param_values_.begin(), param_values_.end());
+  std::set<std::string> listed(config_.trainable.begin(), config_.trainable.end());
+  for (int v : model_initializers_) {
+    const Value& val = graph_.values[v];
+    InitializerRole r{val.name, trained.count(v) != 0, "trained"};
+    if (r.trained) {
+      // A trained initializer read only by elementwise ops and holding mask-like values is
+      // probably a buffer (PyTorch exports registered buffers as initializers).
+      std::string values = mask_like_values(val.data);
+      auto use = elementwise_uses.find(v);
+      if (!values.empty() && use != elementwise_uses.end())
+        notes_.push_back("initializer '" + val.name + "' is trained but looks like a buffer (" + values + ", used only by " +
+                         use->second + "): if it is a mask or constant, freeze it (CLI: --freeze " + val.name + ")");
+    } else if (!is_floating(val.dtype)) {
+      r.reason = std::string("a constant (") + dtype_name(val.dtype) + ")";
+    } else if (buffers_.count(v)) {
+      r.reason = "BatchNormalization running statistic: updated by training, not trained";
+    } else if (nonfinite.count(v)) {
+      r.reason = "holds NaN or infinite values: a constant (e.g. a -inf attention mask)";
+    } else if (frozen.count(val.name)) {
+      r.reason = "frozen (freeze option)";
+    } else if (!config_.trainable.empty() && !listed.count(val.name)) {
+      r.reason = "not in the trainable list";
+    } else {
+      r.reason = "does not reach the loss through differentiable inputs";
+    }
+    roles_.push_back(r);
+  }
 }
 
 const ParameterInfo& Session::param(const std::string& name) const {

@@ -78,6 +78,13 @@ struct StepStats {
   int64_t captured_steps = 0;  // CUDA: micro-steps run as a replayed CUDA graph
 };
 
+// Why an initializer of the model is or is not trained (otter inspect, otter_session_initializer_info).
+struct InitializerRole {
+  std::string name;
+  bool trained = false;
+  std::string reason;  // "trained", "frozen (freeze option)", "holds non-finite values: a constant ...", ...
+};
+
 struct ParameterInfo {
   std::string name;
   Shape shape;
@@ -121,6 +128,10 @@ class Session {
   // The original model with its trainable initializers replaced by the FP32 masters. Refuses
   // (nothing written) when a parameter holds a non-finite value.
   void export_model(const std::string& path) const;
+  // Every initializer of the model, in model order, with whether it is trained and why (not).
+  const std::vector<InitializerRole>& initializer_roles() const { return roles_; }
+  // Warnings about the choice of parameters (e.g. a trained initializer that looks like a mask).
+  const std::vector<std::string>& notes() const { return notes_; }
   // The caller's own checkpoint entries (saved as "user.<key>" metadata, restored by
   // load_checkpoint, which replaces them all): the CLI keeps its data order here.
   void set_user_metadata(const std::string& key, const std::string& value);
@@ -204,6 +215,11 @@ class Session {
   std::map<std::string, std::unique_ptr<Plan>> plans_;
   MemoryStats last_train_memory_;
   std::map<std::string, std::string> user_metadata_;
+  std::vector<InitializerRole> roles_;
+  std::vector<int> model_initializers_;  // the model's own initializers (before the loss was added)
+  std::vector<std::string> notes_;
+  void describe_initializers(const std::set<int>& nonfinite, const std::set<std::string>& frozen,
+                             const std::map<int, std::string>& elementwise_uses);
   mutable int64_t reported_skips_ = 0;  // skipped steps already reported (or expected: loss scaling)
 };
 

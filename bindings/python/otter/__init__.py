@@ -501,6 +501,36 @@ class TrainingSession:
         """Trainable parameters: (name, dtype, shape)."""
         return self._infos("parameter")
 
+    @property
+    @_serialised
+    def initializer_roles(self) -> List[Tuple[str, bool, str]]:
+        """Every initializer of the model: (name, trained, reason), e.g. ("mask", False, "holds NaN
+        or infinite values: a constant (e.g. a -inf attention mask)")."""
+        h = self._h()
+        n = ctypes.c_size_t()
+        _check(_lib.otter_session_initializer_count(h, ctypes.byref(n)))
+        roles = []
+        for i in range(n.value):
+            name, reason, trained = ctypes.c_char_p(), ctypes.c_char_p(), ctypes.c_int()
+            _check(_lib.otter_session_initializer_info(h, i, ctypes.byref(name), ctypes.byref(trained),
+                                                       ctypes.byref(reason)))
+            roles.append((name.value.decode("utf-8"), bool(trained.value), reason.value.decode("utf-8")))
+        return roles
+
+    @property
+    @_serialised
+    def notes(self) -> List[str]:
+        """Warnings about the session's set-up (e.g. a trained initializer that looks like a mask)."""
+        h = self._h()
+        n = ctypes.c_size_t()
+        _check(_lib.otter_session_note_count(h, ctypes.byref(n)))
+        out = []
+        for i in range(n.value):
+            text = ctypes.c_char_p()
+            _check(_lib.otter_session_note(h, i, ctypes.byref(text)))
+            out.append(text.value.decode("utf-8"))
+        return out
+
     # -- steps --
 
     @_serialised

@@ -170,6 +170,10 @@ def _declare(lib: ctypes.CDLL) -> None:
     fn("otter_session_load_checkpoint", c_status, c_session_p, cp)
     fn("otter_session_export", c_status, c_session_p, cp)
     fn("otter_session_set_metadata", c_status, c_session_p, cp, cp)
+    fn("otter_session_initializer_count", c_status, c_session_p, c_size_p)
+    fn("otter_session_initializer_info", c_status, c_session_p, ctypes.c_size_t, cpp, ctypes.POINTER(ctypes.c_int), cpp)
+    fn("otter_session_note_count", c_status, c_session_p, c_size_p)
+    fn("otter_session_note", c_status, c_session_p, ctypes.c_size_t, cpp)
     fn("otter_session_get_metadata", c_status, c_session_p, cp, cpp)
 
     # tensor lists

@@ -227,6 +227,20 @@ OTTER_API otter_status otter_session_load_checkpoint(otter_session* session, con
  * (OTTER_ERROR_NON_FINITE, nothing written) when a parameter holds NaN or Inf. */
 OTTER_API otter_status otter_session_export(const otter_session* session, const char* path);
 
+/* Every initializer of the model, in model order: its name, whether the session trains it
+ * (*out_trained 1 or 0) and why (not): "trained", "frozen (freeze option)", "not in the trainable
+ * list", "a constant (int64)", "BatchNormalization running statistic: ...", "holds NaN or infinite
+ * values: a constant (e.g. a -inf attention mask)", "does not reach the loss through differentiable
+ * inputs". By default every floating initializer that reaches the loss through differentiable
+ * inputs is trained, except BatchNorm statistics and initializers holding NaN/Inf. */
+OTTER_API otter_status otter_session_initializer_count(const otter_session* session, size_t* out_count);
+OTTER_API otter_status otter_session_initializer_info(const otter_session* session, size_t index, const char** out_name,
+                                                      int* out_trained, const char** out_reason);
+/* Warnings about the session's set-up, one sentence each: e.g. a trained initializer that looks
+ * like a buffer (only 0 and one other value such as 1 or -10000, read only by Add/Mul/Where). */
+OTTER_API otter_status otter_session_note_count(const otter_session* session, size_t* out_count);
+OTTER_API otter_status otter_session_note(const otter_session* session, size_t index, const char** out_text);
+
 /* The caller's own key/value strings, stored in checkpoints (otter_session_save_checkpoint) and
  * restored by otter_session_load_checkpoint (which replaces them all): e.g. a data loader's epoch
  * and position, so that a resumed run reads the same batches. Keys are non-empty; keys and values
