@@ -71,7 +71,7 @@ otter_status status_of(ErrorKind k) {
 }
 
 otter_status fail(otter_status s, const std::string& message) {
-  last_error = message;
+  last_error = otter::valid_utf8(message);
   return s;
 }
 
@@ -395,7 +395,10 @@ uint32_t otter_api_version(void) { return OTTER_API_VERSION; }
 const char* otter_version(void) { return OTTER_VERSION_STRING; }
 const char* otter_last_error(void) { return last_error.c_str(); }
 
-const char* otter_status_name(otter_status s) {
+const char* otter_status_name(otter_status status) {
+  // C callers may pass any int: read it as one (a load of an out-of-range enum is undefined).
+  int s = 0;
+  std::memcpy(&s, &status, sizeof s);
   switch (s) {
     case OTTER_OK: return "OTTER_OK";
     case OTTER_ERROR_INVALID_ARGUMENT: return "OTTER_ERROR_INVALID_ARGUMENT";
@@ -413,7 +416,9 @@ const char* otter_status_name(otter_status s) {
 }
 
 size_t otter_dtype_size(otter_dtype dtype) {
-  return otter::is_supported_dtype(static_cast<int32_t>(dtype)) ? otter::dtype_size(static_cast<otter::DType>(dtype)) : 0;
+  int32_t code = 0;
+  std::memcpy(&code, &dtype, sizeof code);  // any int from C (see otter_status_name)
+  return otter::is_supported_dtype(code) ? otter::dtype_size(static_cast<otter::DType>(code)) : 0;
 }
 
 otter_status otter_options_create(otter_options** out) {

@@ -432,10 +432,13 @@ bool is_attention(const Node& n) { return n.domain.empty() && n.op_type == "Atte
 }  // namespace
 
 void expand_functions(Graph& g) {
-  bool any = false;
-  for (const Node& n : g.nodes) any = any || is_attention(n);
+  bool any = false, any_attention = false;
+  for (const Node& n : g.nodes) {
+    any_attention = any_attention || is_attention(n);
+    any = any || is_attention(n) || is_rnn_node(n);
+  }
   if (!any) return;
-  if (g.opset("") < 23)
+  if (any_attention && g.opset("") < 23)
     OTTER_FAIL_KIND(Unsupported, "the model uses Attention with ONNX opset ", g.opset(""),
                     "; Attention is an operator of opset 23 and later");
   std::map<int, ValueInfo> inputs;
@@ -452,11 +455,11 @@ void expand_functions(Graph& g) {
   for (int v : g.initializers)
     if (is_floating(g.values[v].dtype)) options.variables.insert(v);
   for (;;) {
-    // The first Attention node in topological order (so that one fed by another sees it
-    // expanded); node ids change with each expansion.
+    // The first Attention (or LSTM/GRU/RNN) node in topological order (so that one fed by another
+    // sees it expanded); node ids change with each expansion.
     int id = -1;
     for (int n : g.topo_order())
-      if (is_attention(g.nodes[n])) { id = n; break; }
+      if (is_attention(g.nodes[n]) || is_rnn_node(g.nodes[n])) { id = n; break; }
     if (id < 0) break;
     std::vector<ValueInfo> info;
     options.only_nodes_for.clear();
@@ -468,7 +471,8 @@ void expand_functions(Graph& g) {
       throw Error(cat("expanding ", g.nodes[id].describe(), ": inferring the types of its inputs failed: ", e.what()),
                   e.kind());
     }
-    AttentionExpander(g, id, info).run();
+    if (is_attention(g.nodes[id])) AttentionExpander(g, id, info).run();
+    else expand_rnn_node(g, id, info);  // onnx_import/expand_rnn.cpp
   }
 }
 

@@ -6,6 +6,7 @@
 
 #include <onnx/onnx_pb.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -37,9 +38,34 @@ Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& base_dir
   DType dtype = static_cast<DType>(p.data_type());
   Shape shape(p.dims().begin(), p.dims().end());
   for (int64_t d : shape) OTTER_CHECK(d >= 0, "tensor '", name, "' has a negative dim");
+  // The size the dims claim is checked against the data present before anything is allocated: a
+  // few hundred bytes of protobuf may claim 10^17 bytes (found by fuzzing).
+  int64_t n = 0;
+  try {
+    n = shape_numel(shape);
+  } catch (const Error& e) {
+    OTTER_FAIL("tensor '", name, "': ", e.what());
+  }
+  const size_t bytes = static_cast<size_t>(n) * dtype_size(dtype);
+  if (p.data_location() != onnx::TensorProto::EXTERNAL) {
+    if (p.has_raw_data()) {
+      OTTER_CHECK(p.raw_data().size() == bytes, "tensor '", name, "': raw_data has ", p.raw_data().size(),
+                  " bytes but shape ", shape_str(shape), " of ", dtype_name(dtype), " needs ", bytes);
+    } else {
+      int64_t present = std::max({static_cast<int64_t>(p.float_data_size()), static_cast<int64_t>(p.double_data_size()),
+                                  static_cast<int64_t>(p.int64_data_size()), static_cast<int64_t>(p.int32_data_size())});
+      OTTER_CHECK(present >= n, "tensor '", name, "' has ", present, " values but shape ", shape_str(shape), " needs ", n);
+    }
+  } else {
+    for (const auto& kv : p.external_data())
+      if (kv.key() == "location") {
+        std::error_code ec;
+        const auto size = fs::file_size(external_path(base_dir, kv.value(), name), ec);
+        OTTER_CHECK(ec || size >= bytes, "initializer '", name, "': its external data file '", kv.value(), "' has ", size,
+                    " bytes but shape ", shape_str(shape), " needs ", bytes);
+      }
+  }
   Tensor t(dtype, shape);
-  size_t bytes = t.nbytes();
-  int64_t n = t.numel();
   if (p.data_location() == onnx::TensorProto::EXTERNAL) {
     std::string location;
     int64_t offset = 0, length = -1;

@@ -15,4 +15,5 @@ python3 "$src/tests/e2e/numpy_reference.py" "$out/digits/mlp.onnx" "$out/digits/
 rm -rf "$out/node"
 python3 "$src/tests/conformance/generate_node_tests.py" "$out/node"
 python3 "$src/tests/conformance/generate_opset_cases.py" "$out/node"
+python3 "$src/tests/conformance/generate_rnn_cases.py" "$out/node"
 [ "$what" = gpu ] || python3 "$src/tests/unit/make_half_cases.py" "$out/half_cases.npz"

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "bindings/cpp/otter.hpp"
+#include "runtime/core/error.h"    // valid_utf8 for messages (header only)
 #include "runtime/core/file_io.h"  // atomic output files (compiled into the CLI; no engine code)
 
 using otter::cpp::HostTensor;
@@ -126,12 +127,13 @@ struct Args {
   // The integer value of flag k, which must lie in [lo, hi].
   int64_t integer(const std::string& k, int64_t fallback, int64_t lo = INT64_MIN, int64_t hi = INT64_MAX) const {
     if (!has(k)) return fallback;
+    const std::string text = get(k);  // `end` points into it
     char* end = nullptr;
     errno = 0;
-    long long v = std::strtoll(get(k).c_str(), &end, 10);
-    if (*end || get(k).empty()) throw UsageError(k + " expects an integer, got '" + get(k) + "'");
+    long long v = std::strtoll(text.c_str(), &end, 10);
+    if (*end || text.empty()) throw UsageError(k + " expects an integer, got '" + text + "'");
     if (errno == ERANGE || v < lo || v > hi)
-      throw UsageError(k + " must be between " + std::to_string(lo) + " and " + std::to_string(hi) + ", got " + get(k));
+      throw UsageError(k + " must be between " + std::to_string(lo) + " and " + std::to_string(hi) + ", got " + text);
     return v;
   }
 };
@@ -659,16 +661,16 @@ int main(int argc, char** argv) {
     if (cmd == "eval") { if (wants_help()) { std::printf("%s", kEvalHelp); return 0; } return cmd_eval(argc, argv); }
     if (cmd == "export") { if (wants_help()) { std::printf("%s", kExportHelp); return 0; } return cmd_export(argc, argv); }
     if (cmd == "inspect") { if (wants_help()) { std::printf("%s", kInspectHelp); return 0; } return cmd_inspect(argc, argv); }
-    std::fprintf(stderr, "otter: unknown command '%s' (try otter --help)\n", cmd.c_str());
+    std::fprintf(stderr, "otter: unknown command '%s' (try otter --help)\n", otter::valid_utf8(cmd).c_str());
     return 2;
   } catch (const UsageError& e) {
-    std::fprintf(stderr, "otter %s: %s\n", cmd.c_str(), e.what());
+    std::fprintf(stderr, "otter %s: %s\n", otter::valid_utf8(cmd).c_str(), otter::valid_utf8(e.what()).c_str());
     return 2;
   } catch (const otter::cpp::Error& e) {
-    std::fprintf(stderr, "otter %s: %s\n", cmd.c_str(), e.what());
+    std::fprintf(stderr, "otter %s: %s\n", otter::valid_utf8(cmd).c_str(), otter::valid_utf8(e.what()).c_str());
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "otter %s: %s\n", cmd.c_str(), e.what());
+    std::fprintf(stderr, "otter %s: %s\n", otter::valid_utf8(cmd).c_str(), otter::valid_utf8(e.what()).c_str());
     return 1;
   }
 }

@@ -67,12 +67,15 @@ class GradContext {
 
   Graph& graph;
   std::vector<int> input_grads;
+  // A reference into graph.nodes: emit() may reallocate the list, so read what you need from it
+  // before emitting (holding it across an emit was a use-after-free found by fuzzing under ASan).
   const Node& node() const { return graph.nodes[node_id_]; }
   int x(size_t i) const { return node().input(i); }   // forward input value id
   int y(size_t i) const { return node().outputs.at(i); }  // forward output value id
   int dy(size_t i = 0) const { return i < output_grads_.size() ? output_grads_[i] : -1; }
   bool wants(size_t i) const { return i < wanted_.size() && wanted_[i]; }
   void set_dx(size_t i, int grad_value) { if (wants(i)) input_grads[i] = grad_value; }
+  // A reference into graph.values: do not hold it across emit() either.
   const Value& value(int id) const { return graph.values[id]; }
   int64_t rank(int value_id) const { return static_cast<int64_t>(graph.values[value_id].shape.size()); }
 

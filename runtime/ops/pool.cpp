@@ -75,13 +75,15 @@ void infer_global_pool(InferContext& c) {
 
 void max_pool_grad(GradContext& g) {
   // The gradient needs the argmax: the model's Indices output, or otter.MaxPoolArgmax of x.
-  const Node& fwd = g.node();
-  bool has_indices = fwd.outputs.size() >= 2 && fwd.outputs[1] >= 0;
-  int indices = has_indices ? g.y(1) : g.emit("MaxPoolArgmax", {g.x(0)}, fwd.attrs, "otter");
+  // Copies, not references: emit() appends nodes and may reallocate the graph's node list.
+  const Attributes fwd_attrs = g.node().attrs;
+  const bool has_indices = g.node().outputs.size() >= 2 && g.node().outputs[1] >= 0;
+  const int64_t storage_order = g.node().attr_int("storage_order", 0);
+  int indices = has_indices ? g.y(1) : g.emit("MaxPoolArgmax", {g.x(0)}, fwd_attrs, "otter");
   // The forward node's window attributes travel with the gradient op: the CUDA kernel gathers by
   // window (deterministic, no atomics); the CPU reads only storage_order.
-  Attributes a = fwd.attrs;
-  a["storage_order"] = Attribute::of_int(g.node().attr_int("storage_order", 0));
+  Attributes a = fwd_attrs;
+  a["storage_order"] = Attribute::of_int(storage_order);
   g.set_dx(0, g.emit("MaxPoolGrad", {g.dy(), indices, g.x(0)}, a, "otter"));
 }
 

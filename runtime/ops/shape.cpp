@@ -14,6 +14,7 @@
 #include <cmath>
 #include <limits>
 
+#include "runtime/core/checked.h"
 #include "runtime/ops/op.h"
 
 namespace otter {
@@ -178,14 +179,20 @@ void infer_reshape(InferContext& c) {
   // Element counts: known factors multiply, symbols present on both sides cancel.
   int64_t known_in = 1, known_out = 1;
   std::vector<int64_t> sym_in, sym_out;
+  auto times = [&](int64_t a, int64_t b) {  // the target comes from the model: overflow is its error
+    int64_t r = 0;
+    if (__builtin_mul_overflow(a, b, &r) || r > kMaxCount)
+      c.fail(cat("the shape ", c.dims(out), " has too many elements (the product of its dims overflows 2^60)"));
+    return r;
+  };
   for (int64_t d : in) {
     if (d < 0) sym_in.push_back(d);
-    else known_in *= d;
+    else known_in = times(known_in, d);
   }
   for (size_t k = 0; k < out.size(); ++k) {
     if (static_cast<int64_t>(k) == infer_at) continue;
     if (out[k] < 0) sym_out.push_back(out[k]);
-    else known_out *= out[k];
+    else known_out = times(known_out, out[k]);
   }
   for (auto it = sym_out.begin(); it != sym_out.end();) {
     auto m = std::find(sym_in.begin(), sym_in.end(), *it);

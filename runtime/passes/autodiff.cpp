@@ -37,7 +37,7 @@ std::vector<bool> depends_on(const Graph& g, const std::vector<int>& params) {
 
 Gradients build_gradients(Graph& g, int loss, const std::vector<int>& params) {
   Gradients result;
-  const Value& lv = g.values[loss];
+  const Value lv = g.values[loss];  // a copy: add_value below may reallocate g.values
   OTTER_CHECK(is_floating(lv.dtype), "the loss '", lv.name, "' is ", dtype_name(lv.dtype), "; it must be floating");
   result.seed = g.add_value(g.unique_name("otter:loss_grad"), lv.dtype);
   g.values[result.seed].shape = lv.shape;

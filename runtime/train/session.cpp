@@ -31,15 +31,19 @@ double float_at(const Tensor& t, int64_t i) {
   }
 }
 
-// Floating initializers holding a NaN or an infinity: constants by nature (a -inf causal mask
-// that PyTorch exports as a registered buffer); training one would turn it into NaN.
-std::set<int> non_finite_initializers(const Graph& g) {
+// Floating initializers holding an infinity (or a NaN): constants by nature (a -inf causal mask
+// that PyTorch exports as a registered buffer); training one would turn it into NaN. The first NaN
+// of each, by initializer, goes to *nan_at.
+std::set<int> non_finite_initializers(const Graph& g, std::map<int, int64_t>* nan_at) {
   std::set<int> s;
   for (int v : g.initializers) {
     const Tensor& t = g.values[v].data;
     if (!is_floating(t.dtype())) continue;
-    for (int64_t i = 0, n = t.numel(); i < n; ++i)
-      if (!std::isfinite(float_at(t, i))) { s.insert(v); break; }
+    for (int64_t i = 0, n = t.numel(); i < n; ++i) {
+      double x = float_at(t, i);
+      if (std::isnan(x)) { (*nan_at)[v] = i; s.insert(v); break; }
+      if (std::isinf(x)) s.insert(v);
+    }
   }
   return s;
 }
@@ -104,7 +108,8 @@ Session::Session(LoadedModel model, TrainConfig config)
   model_inputs_ = graph_.inputs;
   model_outputs_ = graph_.outputs;
   model_initializers_ = graph_.initializers;
-  const std::set<int> nonfinite = non_finite_initializers(graph_);
+  std::map<int, int64_t> nan_at;
+  const std::set<int> nonfinite = non_finite_initializers(graph_, &nan_at);
   std::set<int> candidates = floating_initializers(graph_);
   for (int v : nonfinite) candidates.erase(v);  // constants: folded like any other
   annotate_graph(graph_, candidates);
@@ -118,6 +123,16 @@ Session::Session(LoadedModel model, TrainConfig config)
   for (const std::string& f : frozen) {
     int v = graph_.find_value(f);
     OTTER_CHECK(v >= 0 && graph_.values[v].is_initializer, "cannot freeze '", f, "': the model has no initializer of that name");
+  }
+  {  // A NaN in a weight is damage, not a mask: refuse it unless the user froze it knowingly.
+    const auto consumers = graph_.consumers();
+    for (auto& kv : nan_at) {
+      const Value& val = graph_.values[kv.first];
+      OTTER_CHECK_KIND(InvalidModel, frozen.count(val.name) || consumers[kv.first].empty(),
+                       "initializer '", val.name, "' holds NaN (element ", kv.second,
+                       "): the model file may be damaged; if the NaN is intended, freeze it (freeze option, CLI --freeze ",
+                       val.name, ")");
+    }
   }
   if (!config_.trainable.empty()) {
     for (const std::string& name : config_.trainable) {
@@ -241,6 +256,9 @@ void Session::describe_initializers(const std::set<int>& nonfinite, const std::s
       r.reason = "BatchNormalization running statistic: updated by training, not trained";
     } else if (nonfinite.count(v)) {
       r.reason = "holds NaN or infinite values: a constant (e.g. a -inf attention mask)";
+      if (!elementwise_uses.count(v) && !frozen.count(val.name))
+        notes_.push_back("initializer '" + val.name + "' holds infinite values but is not read as a mask (only by "
+                         "Add/Sub/Mul/Where): it is kept constant, not trained; if it is a weight, the model file may be damaged");
     } else if (frozen.count(val.name)) {
       r.reason = "frozen (freeze option)";
     } else if (!config_.trainable.empty() && !listed.count(val.name)) {
