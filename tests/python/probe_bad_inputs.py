@@ -8,7 +8,8 @@ model with non-finite weights, a metrics file with a null loss). Categories:
   flags     absurd flag values (negative, huge, NaN, empty, text, repeated, missing)
   views     random C API tensor views (ndim, shapes up to 2^62, dtypes, NULL data) to train_step
 
-Usage: probe_bad_inputs.py [--cases N] [--seed S] [--keep DIR]
+Usage: probe_bad_inputs.py [--cases N] [--seed S] [--keep DIR] [--categories model,npz,ckpt,flags,views]
+(scripts/sanitize runs the CLI categories with the ASan+UBSan build of the CLI.)
 Environment: OTTER_CLI, OTTER_LIBRARY, OTTER_TESTDATA (defaults under <repo>/build).
 Prints a summary per category and exits 1 if any case crashed, hung or silently corrupted.
 """
@@ -63,6 +64,9 @@ class Probe:
             problem = "killed by signal %d" % -code
         elif code == 99:
             problem = err
+        elif any(k in err for k in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                                    "ThreadSanitizer")):
+            problem = "sanitizer report: " + err.strip()[-300:]
         elif code not in (0, 1, 2):
             problem = "exit %d" % code
         elif code == 0 and args[0] == "train":
@@ -243,13 +247,17 @@ def main():
     ap.add_argument("--cases", type=int, default=1000, help="total cases (split over the categories)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", help="copy the inputs of failing cases here")
+    ap.add_argument("--categories", default="model,npz,ckpt,flags,views")
     a = ap.parse_args()
+    wanted = a.categories.split(",")
     rng = random.Random(a.seed)
     work = tempfile.mkdtemp(prefix="otter_probe_")
     p = Probe(work, a.keep)
-    per = max(a.cases // 5, 1)
+    per = max(a.cases // len(wanted), 1)
     for name, fn in (("model", probe_models), ("npz", probe_npz), ("ckpt", probe_checkpoints), ("flags", probe_flags),
                      ("views", probe_views)):
+        if name not in wanted:
+            continue
         fn(p, rng, per)
         c = p.counts.get(name, [0, 0])
         print("probe %-6s %5d cases, %d problems" % (name, c[0], c[1]), flush=True)
