@@ -18,10 +18,7 @@ int64_t shape_numel(const Shape& shape, size_t begin, size_t end) {
     symbolic = symbolic || shape[k] < 0;
     empty = empty || shape[k] == 0;
   }
-  if (symbolic) {  // IR-level shapes: the product is only a marker (negative), never a size
-    for (size_t k = begin; k < end; ++k) n *= shape[k] < 0 ? -1 : std::max<int64_t>(shape[k], 1);
-    return n < 0 ? n : -n;
-  }
+  if (symbolic) return -1;  // IR-level shapes: unknown until run; a negative marker, never a size
   if (empty) return 0;
   // Shapes come from users (views, .npy headers, ONNX dims): a product that overflows is an error.
   for (size_t k = begin; k < end; ++k) {
