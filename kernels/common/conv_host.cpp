@@ -1,15 +1,7 @@
 // Host-side geometry of the conv op family (see conv_host.h).
 #include "kernels/common/conv_host.h"
 
-namespace otter {
-// runtime/ops/conv.cpp
-void window_geometry(const Node& node, const Shape& in_spatial, const Shape& kernel, bool allow_ceil_mode,
-                     std::vector<int64_t>& strides, std::vector<int64_t>& dilations,
-                     std::vector<int64_t>& pads_begin, std::vector<int64_t>& pads_end, std::vector<int64_t>& out);
-void conv_transpose_geometry(const Node& node, const Shape& in_spatial, const Shape& kernel,
-                             std::vector<int64_t>& strides, std::vector<int64_t>& dilations,
-                             std::vector<int64_t>& pads_begin, std::vector<int64_t>& out);
-}  // namespace otter
+#include "kernels/common/attributes.h"
 
 namespace otter::conv {
 

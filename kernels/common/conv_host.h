@@ -3,7 +3,7 @@
 // pairs an "image" (the tensor a window slides over) with a "grid" (one position per window
 // placement): image position = grid position * stride - pad + tap * dilation, with W per group
 // [grid channels, image channels x kernel]. The spatial geometry (grid dims, begin pads) comes
-// from runtime/ops/conv.cpp.
+// from kernels/common/attributes.h.
 #pragma once
 #include <cstdint>
 #include <vector>

@@ -1,12 +1,7 @@
 // Host-side window geometry of the pool ops (see pool_host.h).
 #include "kernels/common/pool_host.h"
 
-namespace otter {
-void window_geometry(const Node& node, const Shape& in_spatial, const Shape& kernel, bool allow_ceil_mode,
-                     std::vector<int64_t>& strides, std::vector<int64_t>& dilations,
-                     std::vector<int64_t>& pads_begin, std::vector<int64_t>& pads_end,
-                     std::vector<int64_t>& out);  // runtime/ops/conv.cpp
-}  // namespace otter
+#include "kernels/common/attributes.h"
 
 namespace otter::pool {
 

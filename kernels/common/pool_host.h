@@ -1,6 +1,6 @@
 // Host-side window geometry of the pool ops, shared by the CPU kernels (kernels/cpu/pool.cpp)
 // and the CUDA ones (kernels/cuda/pool.cu): a MaxPool/AveragePool node's (or its gradient op's)
-// window from runtime/ops/conv.cpp's window_geometry (with ceil_mode), checked against the output
+// window from kernels/common/attributes.h's window_geometry (with ceil_mode), checked against the output
 // shape the plan inferred, and the plane layout of the global pools.
 #pragma once
 #include <cstdint>

@@ -1,13 +1,10 @@
 // Host-side parameter resolution of the reductions (see reduce_host.h).
 #include "kernels/common/reduce_host.h"
 
+#include "kernels/common/attributes.h"
+
 #include <map>
 #include <optional>
-
-namespace otter {
-std::vector<int64_t> reduction_axes(const Node& node, const std::optional<std::vector<int64_t>>& axes_input,
-                                    int64_t rank, bool* noop);  // runtime/ops/reduce.cpp
-}
 
 namespace otter::reduce {
 

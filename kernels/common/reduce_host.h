@@ -1,7 +1,7 @@
 // Host-side parameter resolution of the reductions, shared by the CPU kernels
 // (kernels/cpu/reduce.cpp) and the CUDA ones (kernels/cuda/reduce.cu): the reduction kind named
 // by a gradient op's `op` attribute, and a node's axes (from its axes input, read through
-// KernelContext's host values, or its attributes; runtime/ops/reduce.cpp's reduction_axes).
+// KernelContext's host values, or its attributes; kernels/common/attributes.h's reduction_axes).
 #pragma once
 #include <cstdint>
 #include <string>

@@ -1,12 +1,14 @@
 // Unary functors built from a node, shared by the CPU and CUDA kernels: make_functor reads an op's
 // attributes (alpha, beta, gamma, approximate) with the functor's own defaults, and
-// visit_grad_functor calls `visit` with the functor of the op an otter.UnaryGrad node names, so
+// visit_grad_functor calls `visit` with the functor of the op an otter.UnaryGrad node names (the
+// Formula ops of kernels/common/unary_ops.h), so
 // both backends support exactly the same gradient formulas (kernels/common/elementwise_math.h).
 #pragma once
 #include <string>
 #include <type_traits>
 
 #include "kernels/common/elementwise_math.h"
+#include "kernels/common/unary_ops.h"
 #include "runtime/ir/graph.h"
 
 namespace otter::math {
@@ -33,27 +35,18 @@ F make_functor(const Node& n) {
 template <class Visit>
 void visit_grad_functor(const Node& n, Visit&& visit) {
   std::string op = n.attr_string("op", "");
-  if (op == "Abs") visit(make_functor<Abs>(n));
-  else if (op == "Sqrt") visit(make_functor<Sqrt>(n));
-  else if (op == "Reciprocal") visit(make_functor<Reciprocal>(n));
-  else if (op == "Exp") visit(make_functor<Exp>(n));
-  else if (op == "Log") visit(make_functor<Log>(n));
-  else if (op == "Erf") visit(make_functor<Erf>(n));
-  else if (op == "Relu") visit(make_functor<Relu>(n));
-  else if (op == "LeakyRelu") visit(make_functor<LeakyRelu>(n));
-  else if (op == "Sigmoid") visit(make_functor<Sigmoid>(n));
-  else if (op == "Tanh") visit(make_functor<Tanh>(n));
-  else if (op == "Sin") visit(make_functor<Sin>(n));
-  else if (op == "Cos") visit(make_functor<Cos>(n));
-  else if (op == "Atan") visit(make_functor<Atan>(n));
-  else if (op == "Softplus") visit(make_functor<Softplus>(n));
-  else if (op == "Elu") visit(make_functor<Elu>(n));
-  else if (op == "Selu") visit(make_functor<Selu>(n));
-  else if (op == "HardSigmoid") visit(make_functor<HardSigmoid>(n));
-  else if (op == "HardSwish") visit(make_functor<HardSwish>(n));
-  else if (op == "Mish") visit(make_functor<Mish>(n));
-  else if (op == "Gelu") visit(make_functor<Gelu>(n));
-  else OTTER_FAIL(n.describe(), ": no gradient formula for '", op, "'");
+#define OTTER_GRAD_Formula(name)                 \
+  if (op == #name) {                             \
+    visit(make_functor<name>(n));                \
+    return;                                      \
+  }
+#define OTTER_GRAD_Zero(name)
+#define OTTER_GRAD(name, grad) OTTER_GRAD_##grad(name)
+  OTTER_UNARY_OPS(OTTER_GRAD)
+#undef OTTER_GRAD
+#undef OTTER_GRAD_Zero
+#undef OTTER_GRAD_Formula
+  OTTER_FAIL(n.describe(), ": no gradient formula for '", op, "'");
 }
 
 }  // namespace otter::math

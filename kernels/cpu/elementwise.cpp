@@ -347,30 +347,10 @@ void register_elementwise_kernels(KernelRegistry& r) {
   const std::vector<DType> all = {DType::Float32, DType::Float64, DType::Int64, DType::Int32,
                                   DType::Int8, DType::Uint8, DType::Bool};
   const Device cpu = Device::CPU;
-  r.add("", "Abs", cpu, f, unary_kernel<math::Abs>);
-  r.add("", "Sqrt", cpu, f, unary_kernel<math::Sqrt>);
-  r.add("", "Reciprocal", cpu, f, unary_kernel<math::Reciprocal>);
-  r.add("", "Exp", cpu, f, unary_kernel<math::Exp>);
-  r.add("", "Log", cpu, f, unary_kernel<math::Log>);
-  r.add("", "Erf", cpu, f, unary_kernel<math::Erf>);
-  r.add("", "Relu", cpu, f, unary_kernel<math::Relu>);
-  r.add("", "LeakyRelu", cpu, f, unary_kernel<math::LeakyRelu>);
-  r.add("", "Sigmoid", cpu, f, unary_kernel<math::Sigmoid>);
-  r.add("", "Tanh", cpu, f, unary_kernel<math::Tanh>);
-  r.add("", "Floor", cpu, f, unary_kernel<math::Floor>);
-  r.add("", "Ceil", cpu, f, unary_kernel<math::Ceil>);
-  r.add("", "Round", cpu, f, unary_kernel<math::Round>);
+#define OTTER_UNARY_KERNEL(op, grad) r.add("", #op, cpu, f, unary_kernel<math::op>);
+  OTTER_UNARY_OPS(OTTER_UNARY_KERNEL)  // kernels/common/unary_ops.h
+#undef OTTER_UNARY_KERNEL
   r.add("", "Sign", cpu, num, unary_numeric_kernel<math::Sign>);
-  r.add("", "Sin", cpu, f, unary_kernel<math::Sin>);
-  r.add("", "Cos", cpu, f, unary_kernel<math::Cos>);
-  r.add("", "Atan", cpu, f, unary_kernel<math::Atan>);
-  r.add("", "Softplus", cpu, f, unary_kernel<math::Softplus>);
-  r.add("", "Elu", cpu, f, unary_kernel<math::Elu>);
-  r.add("", "Selu", cpu, f, unary_kernel<math::Selu>);
-  r.add("", "HardSigmoid", cpu, f, unary_kernel<math::HardSigmoid>);
-  r.add("", "HardSwish", cpu, f, unary_kernel<math::HardSwish>);
-  r.add("", "Mish", cpu, f, unary_kernel<math::Mish>);
-  r.add("", "Gelu", cpu, f, unary_kernel<math::Gelu>);
   r.add("", "PRelu", cpu, num, prelu_kernel);
   r.add("", "Max", cpu, num, variadic_kernel<math::Max>);
   r.add("", "Min", cpu, num, variadic_kernel<math::Min>);

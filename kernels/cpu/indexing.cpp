@@ -5,7 +5,6 @@
 // place twice keep a fixed order: ScatterElements and GatherElementsGrad run the indexed axis
 // sequentially inside each "column" (the other dims, which never collide) and parallelise over
 // columns; ScatterND runs the index tuples in order and parallelises over each slice's elements.
-// The Einsum kernel (kernels/cpu/einsum.cpp) is registered from here too.
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -15,7 +14,6 @@
 
 namespace otter::cpu {
 
-void register_einsum_kernels(KernelRegistry& r);  // kernels/cpu/einsum.cpp
 
 namespace {
 
@@ -356,7 +354,6 @@ void register_indexing_kernels(KernelRegistry& r) {
   r.add("otter", "GatherElementsGrad", cpu, f, gather_elements_grad_kernel);
   r.add("otter", "GatherND", cpu, all, gather_nd_kernel);
   r.add("otter", "TileGrad", cpu, f, tile_grad_kernel);
-  register_einsum_kernels(r);
 }
 
 }  // namespace otter::cpu

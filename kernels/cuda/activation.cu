@@ -1,9 +1,8 @@
-// CUDA kernels for the activations and elementwise ops the CPU gained after the first elementwise
-// family (Sin, Cos, Atan, Softplus, Elu, Selu, HardSigmoid, HardSwish, Mish, Gelu, Sign, Round),
-// PRelu and its otter.PReluGrad, the variadic Max/Min/Sum/Mean (up to 4 broadcast inputs) and
-// otter.MinMaxGrad. The formulas are the shared functors of kernels/common/elementwise_math.h,
-// built from the node's attributes as on the CPU (kernels/common/unary_functors.h); the shared
-// unary launchers and otter.UnaryGrad are in kernels/cuda/unary.cuh. FP16/BF16 are widened to FP32 on load and rounded on store.
+// CUDA kernels for Sign (integers too), PRelu and its otter.PReluGrad, the variadic
+// Max/Min/Sum/Mean (up to 4 broadcast inputs) and otter.MinMaxGrad. The unary ops of
+// kernels/common/unary_ops.h are registered in kernels/cuda/elementwise.cu; the shared unary
+// launchers and otter.UnaryGrad are in kernels/cuda/unary.cuh. FP16/BF16 are widened to FP32 on
+// load and rounded on store.
 #include <string>
 #include <type_traits>
 
@@ -184,17 +183,6 @@ void register_activation_kernels(KernelRegistry& r) {
   const std::vector<DType> num = {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16, DType::Int64,
                                   DType::Int32};
   const Device cuda = Device::CUDA;
-  r.add("", "Sin", cuda, f, unary_kernel<math::Sin>);
-  r.add("", "Cos", cuda, f, unary_kernel<math::Cos>);
-  r.add("", "Atan", cuda, f, unary_kernel<math::Atan>);
-  r.add("", "Softplus", cuda, f, unary_kernel<math::Softplus>);
-  r.add("", "Elu", cuda, f, unary_kernel<math::Elu>);
-  r.add("", "Selu", cuda, f, unary_kernel<math::Selu>);
-  r.add("", "HardSigmoid", cuda, f, unary_kernel<math::HardSigmoid>);
-  r.add("", "HardSwish", cuda, f, unary_kernel<math::HardSwish>);
-  r.add("", "Mish", cuda, f, unary_kernel<math::Mish>);
-  r.add("", "Gelu", cuda, f, unary_kernel<math::Gelu>);
-  r.add("", "Round", cuda, f, unary_kernel<math::Round>);
   r.add("", "Sign", cuda, num, sign_kernel);
   r.add("", "PRelu", cuda, num, prelu_kernel);
   r.add("", "Max", cuda, num, variadic_kernel<math::Max>);

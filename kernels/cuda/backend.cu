@@ -222,27 +222,15 @@ class CudaBackend : public DeviceBackend {
 
 }  // namespace
 
-void register_elementwise_kernels(KernelRegistry& r);
-void register_matmul_kernels(KernelRegistry& r);
-void register_shape_kernels(KernelRegistry& r);
-void register_reduce_kernels(KernelRegistry& r);
-void register_softmax_loss_kernels(KernelRegistry& r);
-void register_activation_kernels(KernelRegistry& r);
-void register_norm_kernels(KernelRegistry& r);
-void register_conv_kernels(KernelRegistry& r);
-void register_pool_kernels(KernelRegistry& r);
-void register_indexing_kernels(KernelRegistry& r);
-void register_spatial_kernels(KernelRegistry& r);
-void register_einsum_kernels(KernelRegistry& r);
 void install_step_ops();  // step_ops.cu
 
 }  // namespace otter::cuda
 
 namespace otter {
 
-// Called once, when the kernel registry is built: installs the CUDA device if one is usable and
-// registers the CUDA kernels either way (a plan only picks them for a CUDA device).
-void register_cuda_kernels(KernelRegistry& r) {
+// Called once by register_cuda_kernels (kernels/cuda/register.cu): installs the CUDA device if one
+// is usable, else records why.
+void install_cuda_device() {
   int count = 0;
   cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess || count == 0) {
@@ -258,18 +246,6 @@ void register_cuda_kernels(KernelRegistry& r) {
       set_cuda_unavailable_reason(e.what());
     }
   }
-  cuda::register_elementwise_kernels(r);
-  cuda::register_matmul_kernels(r);
-  cuda::register_shape_kernels(r);
-  cuda::register_reduce_kernels(r);
-  cuda::register_softmax_loss_kernels(r);
-  cuda::register_activation_kernels(r);
-  cuda::register_norm_kernels(r);
-  cuda::register_conv_kernels(r);
-  cuda::register_pool_kernels(r);
-  cuda::register_indexing_kernels(r);
-  cuda::register_spatial_kernels(r);
-  cuda::register_einsum_kernels(r);
 }
 
 }  // namespace otter

@@ -290,64 +290,73 @@ Choice choose(Dnn& dnn, const Node& node, int direction, const Descs& d, bool te
 
 // ---- cuDNN calls ----
 
-template <class T>
-void cudnn_forward(const KernelContext& ctx, const Descs& d, const T* image, const T* w, T* grid) {
-  using DT = DnnType<T>;
-  const Node& node = ctx.node;
-  Dnn& dnn = dnn_for(node);
-  std::lock_guard<std::mutex> lock(dnn.mu);
-  cudnnHandle_t h = dnn.handle;
-  OTTER_CUDNN_CHECK(node, cudnnSetStream(h, stream_of(ctx)));
-  int max_count = 0;
-  OTTER_CUDNN_CHECK(node, cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max_count));
-  Choice c = choose<cudnnConvolutionFwdAlgoPerf_t>(
-      dnn, node, 0, d, DT::tensor_ops, max_count,
-      [&](int count, int* n, cudnnConvolutionFwdAlgoPerf_t* perfs) {
-        OTTER_CUDNN_CHECK(node, cudnnGetConvolutionForwardAlgorithm_v7(h, d.image.d, d.filter.d, d.conv.d, d.grid.d,
-                                                                       count, n, perfs));
-      },
-      "forward convolution");
-  auto algo = static_cast<cudnnConvolutionFwdAlgo_t>(c.algo);
-  if (DT::tensor_ops) OTTER_CUDNN_CHECK(node, cudnnSetConvolutionMathType(d.conv.d, c.math));
-  size_t bytes = 0;
-  OTTER_CUDNN_CHECK(node, cudnnGetConvolutionForwardWorkspaceSize(h, d.image.d, d.filter.d, d.conv.d, d.grid.d, algo,
-                                                                  &bytes));
-  DeviceBuffer ws(bytes, stream_of(ctx));
-  typename DT::scale one = 1, zero = 0;
-  OTTER_CUDNN_CHECK(node, cudnnConvolutionForward(h, &one, d.image.d, image, d.filter.d, w, d.conv.d, algo, ws.get(),
-                                                  bytes, &zero, d.grid.d, grid));
-}
+// One cuDNN call per direction, described by a small traits struct: its perf and algorithm types,
+// the heuristics query, the workspace query and the call itself, over (a, b) -> out:
+//   Fwd        (image, W)    -> grid
+//   BwdData    (W, grid)     -> image
+//   BwdFilter  (image, grid) -> dW
+struct Fwd {
+  using Perf = cudnnConvolutionFwdAlgoPerf_t;
+  using Algo = cudnnConvolutionFwdAlgo_t;
+  static constexpr int kDirection = 0;
+  static constexpr const char* kWhat = "forward convolution";
+  static cudnnStatus_t max_count(cudnnHandle_t h, int* n) { return cudnnGetConvolutionForwardAlgorithmMaxCount(h, n); }
+  static cudnnStatus_t query(cudnnHandle_t h, const Descs& d, int count, int* n, Perf* perfs) {
+    return cudnnGetConvolutionForwardAlgorithm_v7(h, d.image.d, d.filter.d, d.conv.d, d.grid.d, count, n, perfs);
+  }
+  static cudnnStatus_t workspace(cudnnHandle_t h, const Descs& d, Algo algo, size_t* bytes) {
+    return cudnnGetConvolutionForwardWorkspaceSize(h, d.image.d, d.filter.d, d.conv.d, d.grid.d, algo, bytes);
+  }
+  static cudnnStatus_t run(cudnnHandle_t h, const void* one, const Descs& d, const void* image, const void* w, Algo algo,
+                           void* ws, size_t bytes, const void* zero, void* grid) {
+    return cudnnConvolutionForward(h, one, d.image.d, image, d.filter.d, w, d.conv.d, algo, ws, bytes, zero, d.grid.d, grid);
+  }
+};
 
-template <class T>
-void cudnn_backward_data(const KernelContext& ctx, const Descs& d, const T* w, const T* grid, T* image) {
-  using DT = DnnType<T>;
-  const Node& node = ctx.node;
-  Dnn& dnn = dnn_for(node);
-  std::lock_guard<std::mutex> lock(dnn.mu);
-  cudnnHandle_t h = dnn.handle;
-  OTTER_CUDNN_CHECK(node, cudnnSetStream(h, stream_of(ctx)));
-  int max_count = 0;
-  OTTER_CUDNN_CHECK(node, cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &max_count));
-  Choice c = choose<cudnnConvolutionBwdDataAlgoPerf_t>(
-      dnn, node, 1, d, DT::tensor_ops, max_count,
-      [&](int count, int* n, cudnnConvolutionBwdDataAlgoPerf_t* perfs) {
-        OTTER_CUDNN_CHECK(node, cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.filter.d, d.grid.d, d.conv.d,
-                                                                            d.image.d, count, n, perfs));
-      },
-      "backward-data convolution");
-  auto algo = static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algo);
-  if (DT::tensor_ops) OTTER_CUDNN_CHECK(node, cudnnSetConvolutionMathType(d.conv.d, c.math));
-  size_t bytes = 0;
-  OTTER_CUDNN_CHECK(node, cudnnGetConvolutionBackwardDataWorkspaceSize(h, d.filter.d, d.grid.d, d.conv.d, d.image.d,
-                                                                       algo, &bytes));
-  DeviceBuffer ws(bytes, stream_of(ctx));
-  typename DT::scale one = 1, zero = 0;
-  OTTER_CUDNN_CHECK(node, cudnnConvolutionBackwardData(h, &one, d.filter.d, w, d.grid.d, grid, d.conv.d, algo,
-                                                       ws.get(), bytes, &zero, d.image.d, image));
-}
+struct BwdData {
+  using Perf = cudnnConvolutionBwdDataAlgoPerf_t;
+  using Algo = cudnnConvolutionBwdDataAlgo_t;
+  static constexpr int kDirection = 1;
+  static constexpr const char* kWhat = "backward-data convolution";
+  static cudnnStatus_t max_count(cudnnHandle_t h, int* n) { return cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, n); }
+  static cudnnStatus_t query(cudnnHandle_t h, const Descs& d, int count, int* n, Perf* perfs) {
+    return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.filter.d, d.grid.d, d.conv.d, d.image.d, count, n, perfs);
+  }
+  static cudnnStatus_t workspace(cudnnHandle_t h, const Descs& d, Algo algo, size_t* bytes) {
+    return cudnnGetConvolutionBackwardDataWorkspaceSize(h, d.filter.d, d.grid.d, d.conv.d, d.image.d, algo, bytes);
+  }
+  static cudnnStatus_t run(cudnnHandle_t h, const void* one, const Descs& d, const void* w, const void* grid, Algo algo,
+                           void* ws, size_t bytes, const void* zero, void* image) {
+    return cudnnConvolutionBackwardData(h, one, d.filter.d, w, d.grid.d, grid, d.conv.d, algo, ws, bytes, zero, d.image.d,
+                                        image);
+  }
+};
 
-template <class T>
-void cudnn_backward_filter(const KernelContext& ctx, const Descs& d, const T* image, const T* grid, T* dw) {
+struct BwdFilter {
+  using Perf = cudnnConvolutionBwdFilterAlgoPerf_t;
+  using Algo = cudnnConvolutionBwdFilterAlgo_t;
+  static constexpr int kDirection = 2;
+  static constexpr const char* kWhat = "backward-filter convolution";
+  static cudnnStatus_t max_count(cudnnHandle_t h, int* n) {
+    return cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, n);
+  }
+  static cudnnStatus_t query(cudnnHandle_t h, const Descs& d, int count, int* n, Perf* perfs) {
+    return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.image.d, d.grid.d, d.conv.d, d.filter.d, count, n, perfs);
+  }
+  static cudnnStatus_t workspace(cudnnHandle_t h, const Descs& d, Algo algo, size_t* bytes) {
+    return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, d.image.d, d.grid.d, d.conv.d, d.filter.d, algo, bytes);
+  }
+  static cudnnStatus_t run(cudnnHandle_t h, const void* one, const Descs& d, const void* image, const void* grid, Algo algo,
+                           void* ws, size_t bytes, const void* zero, void* dw) {
+    return cudnnConvolutionBackwardFilter(h, one, d.image.d, image, d.grid.d, grid, d.conv.d, algo, ws, bytes, zero,
+                                          d.filter.d, dw);
+  }
+};
+
+// The one cuDNN call wrapper: the handle on the kernel's stream, the cached algorithm choice
+// (choose), its math type, the workspace, then Dir::run.
+template <class Dir, class T>
+void cudnn_conv(const KernelContext& ctx, const Descs& d, const T* a, const T* b, T* out) {
   using DT = DnnType<T>;
   const Node& node = ctx.node;
   Dnn& dnn = dnn_for(node);
@@ -355,23 +364,18 @@ void cudnn_backward_filter(const KernelContext& ctx, const Descs& d, const T* im
   cudnnHandle_t h = dnn.handle;
   OTTER_CUDNN_CHECK(node, cudnnSetStream(h, stream_of(ctx)));
   int max_count = 0;
-  OTTER_CUDNN_CHECK(node, cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &max_count));
-  Choice c = choose<cudnnConvolutionBwdFilterAlgoPerf_t>(
-      dnn, node, 2, d, DT::tensor_ops, max_count,
-      [&](int count, int* n, cudnnConvolutionBwdFilterAlgoPerf_t* perfs) {
-        OTTER_CUDNN_CHECK(node, cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.image.d, d.grid.d, d.conv.d,
-                                                                              d.filter.d, count, n, perfs));
-      },
-      "backward-filter convolution");
-  auto algo = static_cast<cudnnConvolutionBwdFilterAlgo_t>(c.algo);
+  OTTER_CUDNN_CHECK(node, Dir::max_count(h, &max_count));
+  Choice c = choose<typename Dir::Perf>(
+      dnn, node, Dir::kDirection, d, DT::tensor_ops, max_count,
+      [&](int count, int* n, typename Dir::Perf* perfs) { OTTER_CUDNN_CHECK(node, Dir::query(h, d, count, n, perfs)); },
+      Dir::kWhat);
+  auto algo = static_cast<typename Dir::Algo>(c.algo);
   if (DT::tensor_ops) OTTER_CUDNN_CHECK(node, cudnnSetConvolutionMathType(d.conv.d, c.math));
   size_t bytes = 0;
-  OTTER_CUDNN_CHECK(node, cudnnGetConvolutionBackwardFilterWorkspaceSize(h, d.image.d, d.grid.d, d.conv.d, d.filter.d,
-                                                                         algo, &bytes));
+  OTTER_CUDNN_CHECK(node, Dir::workspace(h, d, algo, &bytes));
   DeviceBuffer ws(bytes, stream_of(ctx));
   typename DT::scale one = 1, zero = 0;
-  OTTER_CUDNN_CHECK(node, cudnnConvolutionBackwardFilter(h, &one, d.image.d, image, d.grid.d, grid, d.conv.d, algo,
-                                                         ws.get(), bytes, &zero, d.filter.d, dw));
+  OTTER_CUDNN_CHECK(node, Dir::run(h, &one, d, a, b, algo, ws.get(), bytes, &zero, out));
 }
 
 // ---- own kernels: shifted copy, bias ----
@@ -471,7 +475,7 @@ void correlate(const KernelContext& ctx, const Geometry& g, const T* image, cons
   if (!l.in_place)
     shift_copy<T>(ctx, image, g.image, static_cast<T*>(copy.get()), l.image, negated(l.shift), planes, nullptr, 1);
   Descs d(ctx.node, g, l, DT::data, DT::compute, DT::tensor_ops);
-  cudnn_forward<T>(ctx, d, l.in_place ? image : static_cast<const T*>(copy.get()), w, grid);
+  cudnn_conv<Fwd, T>(ctx, d, l.in_place ? image : static_cast<const T*>(copy.get()), w, grid);
   add_bias(ctx, grid, bias, channels, plane, n);
 }
 
@@ -488,13 +492,13 @@ void scatter(const KernelContext& ctx, const Geometry& g, const T* grid, const T
   Lowered l = lower(g);
   Descs d(ctx.node, g, l, DT::data, DT::compute, DT::tensor_ops);
   if (l.in_place) {
-    cudnn_backward_data<T>(ctx, d, w, grid, image);
+    cudnn_conv<BwdData, T>(ctx, d, w, grid, image);
     add_bias(ctx, image, bias, channels, plane, n);
     return;
   }
   int64_t planes = g.batch * channels;
   DeviceBuffer full(static_cast<size_t>(planes * shape_numel(l.image)) * sizeof(T), stream_of(ctx));
-  cudnn_backward_data<T>(ctx, d, w, grid, static_cast<T*>(full.get()));
+  cudnn_conv<BwdData, T>(ctx, d, w, grid, static_cast<T*>(full.get()));
   shift_copy<T>(ctx, static_cast<const T*>(full.get()), l.image, image, g.image, l.shift, planes, bias, channels);
 }
 
@@ -514,7 +518,7 @@ void weight_grad(const KernelContext& ctx, const Geometry& g, const T* grid, con
   if (!l.in_place)
     shift_copy<T>(ctx, image, g.image, static_cast<T*>(copy.get()), l.image, negated(l.shift), planes, nullptr, 1);
   Descs d(ctx.node, g, l, DT::data, DT::compute, DT::tensor_ops);
-  cudnn_backward_filter<T>(ctx, d, l.in_place ? image : static_cast<const T*>(copy.get()), grid, dw);
+  cudnn_conv<BwdFilter, T>(ctx, d, l.in_place ? image : static_cast<const T*>(copy.get()), grid, dw);
 }
 
 // ---- ops ----

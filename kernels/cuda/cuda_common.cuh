@@ -24,7 +24,15 @@ namespace otter::cuda {
   } while (0)
 
 // Checks the last launch (configuration errors surface here; faults surface at the next sync).
-#define OTTER_CUDA_LAUNCH_CHECK(what) OTTER_CUDA_CHECK(cudaGetLastError())
+// `what` names the launch in the error (the node, e.g. ctx.node.describe(), or a step operation).
+#define OTTER_CUDA_LAUNCH_CHECK(what)                                                                       \
+  do {                                                                                                      \
+    cudaError_t otter_err_ = cudaGetLastError();                                                            \
+    if (otter_err_ != cudaSuccess)                                                                          \
+      throw ::otter::Error(::otter::cat((what), ": kernel launch failed: ", cudaGetErrorString(otter_err_)), \
+                           otter_err_ == cudaErrorMemoryAllocation ? ::otter::ErrorKind::OutOfMemory       \
+                                                                   : ::otter::ErrorKind::Internal);         \
+  } while (0)
 
 // A grid-stride loop over [0, n).
 #define GRID_STRIDE(i, n) \

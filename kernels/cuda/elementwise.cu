@@ -282,18 +282,9 @@ void register_elementwise_kernels(KernelRegistry& r) {
   const std::vector<DType> all = {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16, DType::Int64,
                                   DType::Int32,   DType::Int8,    DType::Uint8,   DType::Bool};
   const Device cuda = Device::CUDA;
-  r.add("", "Abs", cuda, f, unary_kernel<math::Abs>);
-  r.add("", "Sqrt", cuda, f, unary_kernel<math::Sqrt>);
-  r.add("", "Reciprocal", cuda, f, unary_kernel<math::Reciprocal>);
-  r.add("", "Exp", cuda, f, unary_kernel<math::Exp>);
-  r.add("", "Log", cuda, f, unary_kernel<math::Log>);
-  r.add("", "Erf", cuda, f, unary_kernel<math::Erf>);
-  r.add("", "Relu", cuda, f, unary_kernel<math::Relu>);
-  r.add("", "LeakyRelu", cuda, f, unary_kernel<math::LeakyRelu>);
-  r.add("", "Sigmoid", cuda, f, unary_kernel<math::Sigmoid>);
-  r.add("", "Tanh", cuda, f, unary_kernel<math::Tanh>);
-  r.add("", "Floor", cuda, f, unary_kernel<math::Floor>);
-  r.add("", "Ceil", cuda, f, unary_kernel<math::Ceil>);
+#define OTTER_UNARY_KERNEL(op, grad) r.add("", #op, cuda, f, unary_kernel<math::op>);
+  OTTER_UNARY_OPS(OTTER_UNARY_KERNEL)  // kernels/common/unary_ops.h
+#undef OTTER_UNARY_KERNEL
   r.add("", "Neg", cuda, f, unary_kernel<math::Neg>);
   r.add("", "Identity", cuda, all, identity_kernel);
   r.add("", "Cast", cuda, {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16, DType::Int64, DType::Int32, DType::Bool}, cast_kernel);

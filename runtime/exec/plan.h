@@ -4,8 +4,9 @@
 // the plan is built. Values can be bound to external storage (the flat parameter and gradient
 // buffers): the producing kernel then writes there directly and the arena does not hold them.
 // To keep the arena small the plan also reorders steps, makes reshapes views, fuses casts into
-// promoted FP16/BF16 steps and recomputes cheap input-derived values (plan.cpp, "Memory");
-// OTTER_DEBUG_PLAN=1 prints the blocks live at the arena's peak to stderr.
+// promoted FP16/BF16 steps and recomputes cheap input-derived values (plan_passes.h), then
+// places the arena by liveness (plan_arena.h); OTTER_DEBUG_PLAN=1 prints the blocks live at the
+// arena's peak to stderr.
 #pragma once
 #include <map>
 #include <set>
@@ -20,6 +21,16 @@ namespace otter {
 // (node index, input index) pairs whose values the caller checked on the host.
 using CheckedInputs = std::set<std::pair<int, int>>;
 
+// The memory passes (runtime/exec/plan_passes.h), for PlanOptions::memory_passes.
+enum MemoryPass : unsigned {
+  kFuseOutputCasts = 1u << 0,  // a promoted step rounds into the FP32 output of the Cast reading it
+  kViews = 1u << 1,            // Identity/Reshape-like steps (OpDef::views) become views
+  kSinkSchedule = 1u << 2,     // steps move next to their first consumer
+  kFuseInputCasts = 1u << 3,   // promoted readers round the FP32 source of a policy Cast themselves
+  kRecompute = 1u << 4,        // cheap activations are computed again next to late readers
+  kAllMemoryPasses = (1u << 5) - 1,
+};
+
 struct PlanOptions {
   Device device = Device::CPU;
   std::vector<int> targets;               // values the caller wants after a run
@@ -29,6 +40,7 @@ struct PlanOptions {
   // false: the plain schedule (topological order, no views, no fused casts, no recomputation),
   // for tests and debugging; the results are the same bits either way.
   bool optimize_memory = true;
+  unsigned memory_passes = kAllMemoryPasses;  // with optimize_memory: which passes run (tests)
 };
 
 struct RunOptions {
@@ -38,6 +50,22 @@ struct RunOptions {
   const int64_t* step_on_device = nullptr;  // device plans: read the step there instead (see KernelContext)
   const CheckedInputs* checked_inputs = nullptr;  // (node, input) uses checked on the host (KernelContext)
 };
+
+struct PlanStep {
+  int node;
+  KernelFn fn;
+  std::vector<int> inputs;
+  std::vector<int> outputs;
+  bool promote = false;  // FP16/BF16 values through an FP32 kernel: convert in, compute, round out
+  std::vector<bool> shape_only;  // per input: the kernel reads only its shape (OpDef::shape_only)
+  // Per output of a promoted step: Undefined, or the FP16/BF16 type the FP32 output is rounded to
+  // in place (the step writes straight into the FP32 output of a Cast that then does not run).
+  std::vector<DType> round_to;
+  // Per input of a promoted step: Undefined, or the FP16/BF16 type the FP32 input is rounded to
+  // when it is widened (the step reads the FP32 source of a Cast that then does not run).
+  std::vector<DType> round_in;
+};
+struct ArenaBlock;  // runtime/exec/plan_arena.h
 
 struct MemoryStats {
   size_t arena_bytes = 0;          // planned peak of intermediates
@@ -61,24 +89,10 @@ class Plan {
   size_t num_steps() const { return steps_.size(); }
 
  private:
-  struct Step {
-    int node;
-    KernelFn fn;
-    std::vector<int> inputs;
-    std::vector<int> outputs;
-    bool promote = false;  // FP16/BF16 values through an FP32 kernel: convert in, compute, round out
-    std::vector<bool> shape_only;  // per input: the kernel reads only its shape (see reads_only_shape)
-    // Per output of a promoted step: Undefined, or the FP16/BF16 type the FP32 output is rounded to
-    // in place (the step writes straight into the FP32 output of a Cast that then does not run).
-    std::vector<DType> round_to;
-    // Per input of a promoted step: Undefined, or the FP16/BF16 type the FP32 input is rounded to
-    // when it is widened (the step reads the FP32 source of a Cast that then does not run).
-    std::vector<DType> round_in;
-  };
+  using Step = PlanStep;
   void run_promoted(const Step& s, KernelContext& ctx);
-  // Plan construction helper (see plan.cpp): copies of cheap input-derived values for late readers.
-  void recompute_late_values(std::vector<int>& root, std::vector<bool>& wide, std::vector<int>& origin,
-                             const std::set<int>& target_roots);
+  // Allocates the arena and makes every block (and every view of one) a tensor in it.
+  void allocate_arena(const std::vector<ArenaBlock>& blocks, const std::vector<int>& root, const std::vector<bool>& wide);
   Graph& graph_;
   PlanOptions options_;
   std::vector<ValueInfo> info_;

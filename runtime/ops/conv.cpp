@@ -11,10 +11,11 @@
 // inputs' run-time shapes. The bias gradient is ReduceSum over the batch and spatial axes.
 //
 // The sliding-window geometry (output dims and begin pads from strides, dilations, pads and
-// auto_pad, with the pools' ceil_mode) is defined here once and shared with the pool family and
-// the CPU kernels (window_geometry, conv_transpose_geometry).
+// auto_pad, with the pools' ceil_mode) is kernels/common/attributes.h's window_geometry and
+// conv_transpose_geometry, shared with the pool family and the kernels.
 #include <algorithm>
 
+#include "kernels/common/attributes.h"
 #include "runtime/ops/op.h"
 
 namespace otter {
@@ -26,132 +27,6 @@ std::vector<int64_t> ints_or(const Node& node, const char* key, size_t n, int64_
   if (v.empty()) v.assign(n, fallback);
   return v;
 }
-
-void read_strides_dilations(const Node& node, size_t d, std::vector<int64_t>& strides,
-                            std::vector<int64_t>& dilations) {
-  strides = ints_or(node, "strides", d, 1);
-  dilations = ints_or(node, "dilations", d, 1);
-  if (strides.size() != d)
-    OTTER_FAIL(node.describe(), ": strides has ", strides.size(), " values for ", d, " spatial dims");
-  if (dilations.size() != d)
-    OTTER_FAIL(node.describe(), ": dilations has ", dilations.size(), " values for ", d, " spatial dims");
-  for (size_t i = 0; i < d; ++i) {
-    if (strides[i] < 1) OTTER_FAIL(node.describe(), ": strides must be >= 1, got ", strides[i]);
-    if (dilations[i] < 1) OTTER_FAIL(node.describe(), ": dilations must be >= 1, got ", dilations[i]);
-  }
-}
-
-std::string read_auto_pad(const Node& node) {
-  std::string auto_pad = node.attr_string("auto_pad", "NOTSET");
-  if (auto_pad.empty()) auto_pad = "NOTSET";
-  if (auto_pad != "NOTSET" && auto_pad != "SAME_UPPER" && auto_pad != "SAME_LOWER" && auto_pad != "VALID")
-    OTTER_FAIL(node.describe(), ": unsupported auto_pad '", auto_pad,
-               "' (expected NOTSET, SAME_UPPER, SAME_LOWER or VALID)");
-  return auto_pad;
-}
-
-}  // namespace
-
-// Geometry of a sliding-window op (Conv, MaxPool, AveragePool and their gradient ops) along its
-// d spatial dims, from the node's strides, dilations, pads, auto_pad and (when allowed)
-// ceil_mode. in_spatial and kernel may hold symbolic (negative) dims at IR level: the output dim
-// is then -1 (unknown). Fails naming the node on bad attributes or an input too small.
-void window_geometry(const Node& node, const Shape& in_spatial, const Shape& kernel, bool allow_ceil_mode,
-                     std::vector<int64_t>& strides, std::vector<int64_t>& dilations,
-                     std::vector<int64_t>& pads_begin, std::vector<int64_t>& pads_end, std::vector<int64_t>& out) {
-  size_t d = in_spatial.size();
-  if (kernel.size() != d)
-    OTTER_FAIL(node.describe(), ": the kernel has ", kernel.size(), " spatial dims but the input has ", d);
-  read_strides_dilations(node, d, strides, dilations);
-  std::string auto_pad = read_auto_pad(node);
-  bool ceil_mode = allow_ceil_mode && node.attr_int("ceil_mode", 0) != 0;
-  std::vector<int64_t> pads = ints_or(node, "pads", 2 * d, 0);
-  if (pads.size() != 2 * d)
-    OTTER_FAIL(node.describe(), ": pads has ", pads.size(), " values; expected ", 2 * d,
-               " (begin and end per spatial dim)");
-  for (int64_t p : pads)
-    if (p < 0) OTTER_FAIL(node.describe(), ": pads must be >= 0, got ", p);
-  pads_begin.assign(d, 0);
-  pads_end.assign(d, 0);
-  out.assign(d, -1);
-  for (size_t i = 0; i < d; ++i) {
-    if (kernel[i] >= 0 && kernel[i] < 1) OTTER_FAIL(node.describe(), ": kernel dims must be >= 1, got ", kernel[i]);
-    if (in_spatial[i] < 0 || kernel[i] < 0) continue;  // symbolic: unknown output dim
-    int64_t in = in_spatial[i], window = (kernel[i] - 1) * dilations[i] + 1, s = strides[i];
-    if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-      out[i] = (in + s - 1) / s;
-      int64_t total = std::max<int64_t>(0, (out[i] - 1) * s + window - in);
-      pads_begin[i] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
-      pads_end[i] = total - pads_begin[i];
-      continue;
-    }
-    if (auto_pad == "NOTSET") {
-      pads_begin[i] = pads[i];
-      pads_end[i] = pads[i + d];
-    }
-    int64_t span = in + pads_begin[i] + pads_end[i] - window;
-    if (span < 0)
-      OTTER_FAIL(node.describe(), ": spatial dim ", i, " of size ", in, " (padded by ", pads_begin[i], "+", pads_end[i],
-                 ") is smaller than the window ", window);
-    if (ceil_mode && auto_pad == "NOTSET") {
-      out[i] = (span + s - 1) / s + 1;
-      // The last window must start inside the input or its begin padding.
-      if ((out[i] - 1) * s >= in + pads_begin[i]) --out[i];
-    } else {
-      out[i] = span / s + 1;
-    }
-  }
-}
-
-// Geometry of a ConvTranspose node (and of its gradient ops): output dims and begin pads (which
-// may be negative when output_shape asks for more than the natural size; the extra is zero).
-void conv_transpose_geometry(const Node& node, const Shape& in_spatial, const Shape& kernel,
-                             std::vector<int64_t>& strides, std::vector<int64_t>& dilations,
-                             std::vector<int64_t>& pads_begin, std::vector<int64_t>& out) {
-  size_t d = in_spatial.size();
-  if (kernel.size() != d)
-    OTTER_FAIL(node.describe(), ": the kernel has ", kernel.size(), " spatial dims but the input has ", d);
-  read_strides_dilations(node, d, strides, dilations);
-  std::string auto_pad = read_auto_pad(node);
-  std::vector<int64_t> pads = ints_or(node, "pads", 2 * d, 0);
-  if (pads.size() != 2 * d)
-    OTTER_FAIL(node.describe(), ": pads has ", pads.size(), " values; expected ", 2 * d);
-  for (int64_t p : pads)
-    if (p < 0) OTTER_FAIL(node.describe(), ": pads must be >= 0, got ", p);
-  std::vector<int64_t> out_pad = ints_or(node, "output_padding", d, 0);
-  if (out_pad.size() != d)
-    OTTER_FAIL(node.describe(), ": output_padding has ", out_pad.size(), " values for ", d, " spatial dims");
-  for (int64_t p : out_pad)
-    if (p < 0) OTTER_FAIL(node.describe(), ": output_padding must be >= 0, got ", p);
-  std::vector<int64_t> out_shape = node.attr_ints("output_shape");
-  if (out_shape.size() == d + 2) out_shape.erase(out_shape.begin(), out_shape.begin() + 2);  // full [N, C, ...] form
-  if (!out_shape.empty() && out_shape.size() != d)
-    OTTER_FAIL(node.describe(), ": output_shape has ", out_shape.size(), " values for ", d, " spatial dims");
-  pads_begin.assign(d, 0);
-  out.assign(d, -1);
-  for (size_t i = 0; i < d; ++i) {
-    if (kernel[i] >= 0 && kernel[i] < 1) OTTER_FAIL(node.describe(), ": kernel dims must be >= 1, got ", kernel[i]);
-    if (in_spatial[i] < 0 || kernel[i] < 0) continue;
-    int64_t in = in_spatial[i], window = (kernel[i] - 1) * dilations[i] + 1, s = strides[i];
-    int64_t natural = s * (in - 1) + out_pad[i] + window;  // the output size before padding is removed
-    if (!out_shape.empty() || auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-      int64_t target = !out_shape.empty() ? out_shape[i] : in * s;
-      if (target < 1) OTTER_FAIL(node.describe(), ": output_shape values must be >= 1, got ", target);
-      int64_t total = std::max<int64_t>(0, natural - target);
-      pads_begin[i] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
-      out[i] = target;
-      continue;
-    }
-    if (auto_pad == "NOTSET") pads_begin[i] = pads[i];
-    int64_t pe = auto_pad == "NOTSET" ? pads[i + d] : 0;
-    out[i] = natural - pads_begin[i] - pe;
-    if (out[i] < 1)
-      OTTER_FAIL(node.describe(), ": the pads ", pads_begin[i], "+", pe, " remove the whole output along spatial dim ",
-                 i);
-  }
-}
-
-namespace {
 
 const std::initializer_list<DType> kFloat = {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16};
 
@@ -318,6 +193,11 @@ void register_conv_ops(OpRegistry& r) {
   r.add(internal("ConvGradWeight", 2));           // (dy, x, W) -> dW
   r.add(internal("ConvTransposeGradInput", 2));   // (dy, W, x) -> dx
   r.add(internal("ConvTransposeGradWeight", 2));  // (dy, x, W) -> dW
+
+  // Traits (runtime/ops/op.h).
+  for (const char* op : {"ConvGradInput", "ConvGradWeight", "ConvTransposeGradInput", "ConvTransposeGradWeight"})
+    r.at("otter", op).shape_only = shape_only_inputs({2});
+  for (const char* op : {"Conv", "ConvTranspose"}) r.at("", op).precision = PrecisionClass::Lower;
 }
 
 }  // namespace otter

@@ -124,6 +124,9 @@ void register_einsum_ops(OpRegistry& r) {
   d.infer = infer_einsum;
   d.gradient = einsum_grad;
   r.add(d);
+
+  // Traits (runtime/ops/op.h).
+  r.at("", "Einsum").precision = PrecisionClass::Lower;
 }
 
 }  // namespace otter

@@ -5,6 +5,7 @@
 // Piecewise-constant ops (Floor, Ceil, Round, Sign) have a zero gradient: nothing flows back.
 // Variadic Max/Min give the gradient to the input holding the extreme; where several inputs tie,
 // each of them gets dy divided by the number of tied inputs (PyTorch's rule for two inputs).
+#include "kernels/common/unary_ops.h"
 #include "runtime/ops/op.h"
 
 namespace otter {
@@ -111,27 +112,29 @@ OpDef def(const std::string& op, InferFn infer, GradFn grad = {}, std::vector<in
 }  // namespace
 
 void register_elementwise_ops(OpRegistry& r) {
-  for (const char* op : {"Abs", "Sqrt", "Reciprocal", "Exp", "Log", "Erf", "Relu", "LeakyRelu",
-                         "Sigmoid", "Tanh"})
-    r.add(def(op, infer_float_unary, unary_grad(op)));
-  r.add(def("Neg", [](InferContext& c) { c.expect_dtype(0, {DType::Float32, DType::Float64, DType::Float16,
-                                                            DType::BFloat16, DType::Int64, DType::Int32, DType::Int8});
-                                         infer_same_as_input0(c); },
-            [](GradContext& g) { g.set_dx(0, g.emit("Neg", {g.dy()})); }));
-  for (const char* op : {"Sin", "Cos", "Atan", "Softplus", "Elu", "Selu", "HardSigmoid", "HardSwish", "Mish"})
-    r.add(def(op, infer_float_unary, unary_grad(op)));
+  // The unary ops of kernels/common/unary_ops.h. Floor, Ceil and Round are piecewise constant:
+  // their gradient is zero, so nothing flows back.
+#define OTTER_UNARY_GRAD_Formula(op) unary_grad(#op)
+#define OTTER_UNARY_GRAD_Zero(op) [](GradContext&) {}
+#define OTTER_UNARY_DEF(op, grad) r.add(def(#op, infer_float_unary, OTTER_UNARY_GRAD_##grad(op)));
+  OTTER_UNARY_OPS(OTTER_UNARY_DEF)
+#undef OTTER_UNARY_DEF
+#undef OTTER_UNARY_GRAD_Zero
+#undef OTTER_UNARY_GRAD_Formula
   {
-    OpDef d = def("Gelu", [](InferContext& c) {
+    OpDef& gelu = r.at("", "Gelu");
+    gelu.infer = [](InferContext& c) {
       std::string approximate = c.node.attr_string("approximate", "none");
       if (approximate != "none" && approximate != "tanh")
         c.fail(cat("approximate must be \"none\" or \"tanh\", not \"", approximate, "\""));
       infer_float_unary(c);
-    }, unary_grad("Gelu"));
-    d.since_version = 20;
-    r.add(d);
+    };
+    gelu.since_version = 20;
   }
-  // Floor, Ceil, Round and Sign are piecewise constant: their gradient is zero, so nothing flows back.
-  for (const char* op : {"Floor", "Ceil", "Round"}) r.add(def(op, infer_float_unary, [](GradContext&) {}));
+  r.add(def("Neg", [](InferContext& c) { c.expect_dtype(0, {DType::Float32, DType::Float64, DType::Float16,
+                                                            DType::BFloat16, DType::Int64, DType::Int32, DType::Int8});
+                                         infer_same_as_input0(c); },
+            [](GradContext& g) { g.set_dx(0, g.emit("Neg", {g.dy()})); }));
   r.add(def("Sign", [](InferContext& c) { c.expect_dtype(0, kNumeric); infer_same_as_input0(c); },
             [](GradContext&) {}));
   r.add(def("Identity", infer_same_as_input0, [](GradContext& g) { g.set_dx(0, g.dy()); }));
@@ -310,6 +313,14 @@ void register_elementwise_ops(OpRegistry& r) {
     d.domain = "otter";
     r.add(d);
   }
+
+  // Traits (runtime/ops/op.h).
+  r.at("", "Identity").views = {ViewTrait{0, 0, {}}};
+  r.at("", "Dropout").views = {ViewTrait{0, 0, view_when_input_zero(1)}};          // ratio 0: the identity
+  r.at("otter", "DropoutGrad").views = {ViewTrait{0, 0, view_when_input_zero(2)}};  // (dy, mask, ratio)
+  r.at("otter", "SumToShapeOf").views = {ViewTrait{0, 0, {}}};  // nothing summed: the same bytes
+  r.at("otter", "SumToShapeOf").shape_only = shape_only_inputs({1});
+  for (const char* op : {"Exp", "Log", "Pow", "Reciprocal", "Softplus"}) r.at("", op).precision = PrecisionClass::Fp32;
 }
 
 }  // namespace otter

@@ -4,14 +4,12 @@
 // gradient; otter.TileGrad: the sum over the tiles). Scatter gradients exist for reduction none
 // (d data = dy with the scattered places zeroed, d updates = dy gathered at the indices) and add
 // (d data = dy); mul/max/min fail clearly. Trilu's gradient is Trilu of dy, CumSum's is CumSum of
-// dy with `reverse` flipped. Einsum (runtime/ops/einsum.cpp) is registered from here too.
+// dy with `reverse` flipped.
 #include <algorithm>
 
 #include "runtime/ops/op.h"
 
 namespace otter {
-
-void register_einsum_ops(OpRegistry& r);  // runtime/ops/einsum.cpp
 
 namespace {
 
@@ -267,7 +265,11 @@ void register_indexing_ops(OpRegistry& r) {
     infer_grad_like(c, 1);
   }));
 
-  register_einsum_ops(r);
+  // Traits (runtime/ops/op.h).
+  r.at("", "GatherElements").index_inputs = {IndexInput{1, 0, "axis", 0, false}};
+  r.at("otter", "GatherElementsGrad").shape_only = shape_only_inputs({2});
+  r.at("otter", "TileGrad").shape_only = shape_only_inputs({1});
+  r.at("", "CumSum").precision = PrecisionClass::Fp32;
 }
 
 }  // namespace otter

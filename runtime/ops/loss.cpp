@@ -79,6 +79,13 @@ void register_loss_ops(OpRegistry& r) {
   nll_g.infer = [](InferContext& c) { c.set_output(0, c.dtype(2), c.shape(2)); };
   nll_g.kernel_type_input = 2;
   r.add(nll_g);
+
+  // Traits (runtime/ops/op.h): the labels index the class dim (1) of the scores.
+  for (const char* op : {"SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss"}) {
+    r.at("", op).index_inputs = {IndexInput{1, 0, "", 1, true}};
+    r.at("", op).precision = PrecisionClass::Fp32;
+  }
+  r.at("otter", "NegativeLogLikelihoodLossGrad").shape_only = shape_only_inputs({2});
 }
 
 }  // namespace otter

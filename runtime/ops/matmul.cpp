@@ -130,6 +130,9 @@ void register_matmul_ops(OpRegistry& r) {
   gemm.infer = infer_gemm;
   gemm.gradient = gemm_grad;
   r.add(gemm);
+
+  // Traits (runtime/ops/op.h).
+  for (const char* op : {"MatMul", "Gemm"}) r.at("", op).precision = PrecisionClass::Lower;
 }
 
 }  // namespace otter

@@ -267,6 +267,10 @@ void register_norm_ops(OpRegistry& r) {
     infer_channel_norm_grad(c);
     if (c.node.attr_int("num_groups", 0) <= 0) c.fail("num_groups must be positive");
   }));
+
+  // Traits (runtime/ops/op.h).
+  for (const char* op : {"LayerNormalization", "GroupNormalization", "InstanceNormalization"})
+    r.at("", op).precision = PrecisionClass::Fp32;
 }
 
 }  // namespace otter

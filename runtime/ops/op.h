@@ -99,6 +99,49 @@ class GradContext {
 using InferFn = std::function<void(InferContext&)>;
 using GradFn = std::function<void(GradContext&)>;
 
+// ---- Op traits: facts about an op that other layers (plan, session, autocast) ask for ----
+
+// The precision policy's class of an op (runtime/passes/autocast.cpp, design decision 8):
+// Lower runs in FP16/BF16, Fp32 in FP32, Follow takes the widest activation input's type.
+enum class PrecisionClass { Lower, Fp32, Follow };
+
+// Which inputs a kernel reads only for their shape, never their data (the internal gradient ops
+// that take a forward value to know the shape of what they write). The plan does not keep such a
+// value alive for the read and hands the kernel a data-less view (a kernel that did read the data
+// would crash on a null pointer rather than read memory given to another value).
+using ShapeOnlyFn = std::function<bool(const Node& node, size_t input)>;
+ShapeOnlyFn shape_only_inputs(std::vector<size_t> inputs);  // exactly these inputs
+ShapeOnlyFn shape_only_from(size_t first);                  // inputs first, first + 1, ...
+
+// Output `output` may be a view of input `input` (the same bytes under another shape) when both
+// have one dtype and one element count and `when` holds (empty: always). `when` sees the node and
+// the input's value when it is known at plan time (else nullptr), e.g. Dropout at ratio 0. Other
+// outputs of the op (Dropout's mask) are dropped by the plan only when nothing needs them.
+using KnownInputFn = std::function<const Tensor*(size_t input)>;
+struct ViewTrait {
+  int input = 0;
+  int output = 0;
+  std::function<bool(const Node& node, const KnownInputFn& known)> when;
+};
+// A predicate for ViewTrait::when: input i is a known scalar equal to 0.
+std::function<bool(const Node&, const KnownInputFn&)> view_when_input_zero(size_t input);
+
+// An input holding indices (or class labels) into input `data`'s dim `axis`. Feeds for it are
+// range-checked on the host (runtime/train/session.cpp), so the device kernel may skip its own
+// synchronising check (KernelContext::checked_inputs). Indices are valid in [-size, size); labels
+// in [0, size) or equal to the node's ignore_index attribute when it has one.
+struct IndexInput {
+  int input = 1;
+  int data = 0;
+  std::string axis_attr;      // empty: the axis is fixed at default_axis
+  int64_t default_axis = 0;
+  bool labels = false;
+};
+// Throws (naming the node) when `values` (int32/int64 on the host) holds an index out of range
+// for data of shape `data`; returns false, checking nothing, when the axis is itself out of range
+// (the kernel reports that).
+bool check_index_values(const Node& node, const IndexInput& index, const Shape& data, const Tensor& values);
+
 struct OpDef {
   std::string domain;
   std::string op_type;
@@ -108,13 +151,23 @@ struct OpDef {
   std::vector<int> differentiable_inputs;  // empty: all floating inputs
   bool deterministic = true;  // false for random ops (never constant-folded)
   int kernel_type_input = 0;  // which input's dtype picks the kernel (-1: output 0)
+  // Traits (see above): asked by exec/plan, train/session and passes/autocast; checked against
+  // the kernels by tests/unit/test_op_traits.cpp.
+  ShapeOnlyFn shape_only;                // empty: every input's data is read
+  std::vector<ViewTrait> views;          // outputs the plan may make views instead of running the op
+  std::vector<IndexInput> index_inputs;  // inputs range-checked on the host
+  PrecisionClass precision = PrecisionClass::Follow;
+
+  bool reads_only_shape(const Node& node, size_t input) const { return shape_only && shape_only(node, input); }
 };
 
 class OpRegistry {
  public:
   static const OpRegistry& instance();
   const OpDef* find(const std::string& domain, const std::string& op_type) const;
-  void add(OpDef def);
+  OpDef& add(OpDef def);
+  // A registered definition, to set traits after a family's loop of adds (fails if absent).
+  OpDef& at(const std::string& domain, const std::string& op_type);
   std::vector<const OpDef*> all() const;
 
  private:
@@ -132,6 +185,7 @@ void register_conv_ops(OpRegistry& registry);      // Conv, ConvTranspose
 void register_pool_ops(OpRegistry& registry);      // MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool
 void register_norm_ops(OpRegistry& registry);      // BatchNormalization, Instance/Group/LayerNormalization
 void register_indexing_ops(OpRegistry& registry);  // GatherElements, ScatterElements, ScatterND, Trilu, Tile, CumSum
+void register_einsum_ops(OpRegistry& registry);    // Einsum
 void register_spatial_ops(OpRegistry& registry);   // Pad, Resize
 
 // Helpers shared by the op families.

@@ -1,6 +1,8 @@
 // The op registry and the contexts that inference and gradient builders work through.
 #include "runtime/ops/op.h"
 
+#include <algorithm>
+
 namespace otter {
 
 const ValueInfo& InferContext::input(size_t i) const {
@@ -112,9 +114,49 @@ Shape broadcast_shapes(const InferContext& ctx, const std::vector<Shape>& shapes
 
 void infer_same_as_input0(InferContext& ctx) { ctx.set_output(0, ctx.dtype(0), ctx.shape(0)); }
 
-void OpRegistry::add(OpDef def) {
+OpDef& OpRegistry::add(OpDef def) {
   std::string key = def.domain + "::" + def.op_type;
-  defs_[key] = std::move(def);
+  return defs_[key] = std::move(def);
+}
+
+OpDef& OpRegistry::at(const std::string& domain, const std::string& op_type) {
+  auto it = defs_.find(domain + "::" + op_type);
+  OTTER_CHECK(it != defs_.end(), "op registry: ", domain, "::", op_type, " is not registered");
+  return it->second;
+}
+
+ShapeOnlyFn shape_only_inputs(std::vector<size_t> inputs) {
+  return [inputs](const Node&, size_t i) { return std::find(inputs.begin(), inputs.end(), i) != inputs.end(); };
+}
+
+ShapeOnlyFn shape_only_from(size_t first) {
+  return [first](const Node&, size_t i) { return i >= first; };
+}
+
+std::function<bool(const Node&, const KnownInputFn&)> view_when_input_zero(size_t input) {
+  return [input](const Node&, const KnownInputFn& known) {
+    const Tensor* t = known(input);
+    return t && t->defined() && t->numel() == 1 && t->to_double_vector()[0] == 0.0;
+  };
+}
+
+bool check_index_values(const Node& n, const IndexInput& index, const Shape& data, const Tensor& values) {
+  int64_t axis = index.axis_attr.empty() ? index.default_axis : n.attr_int(index.axis_attr, index.default_axis);
+  if (axis < 0) axis += static_cast<int64_t>(data.size());
+  if (axis < 0 || axis >= static_cast<int64_t>(data.size())) return false;  // the kernel reports it
+  const int64_t size = data[static_cast<size_t>(axis)];
+  const bool has_ignore = index.labels && n.has_attr("ignore_index");
+  const int64_t ignore = n.attr_int("ignore_index", 0);
+  std::vector<int64_t> v = values.to_int64_vector();
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (index.labels)
+      OTTER_CHECK((has_ignore && v[i] == ignore) || (v[i] >= 0 && v[i] < size), n.describe(), ": label ", v[i],
+                  " at position ", i, " is out of range [0, ", size, ")");
+    else
+      OTTER_CHECK(v[i] >= -size && v[i] < size, n.describe(), ": index ", v[i], " is out of range for axis ", axis,
+                  " of size ", size);
+  }
+  return true;
 }
 
 const OpDef* OpRegistry::find(const std::string& domain, const std::string& op_type) const {
@@ -142,6 +184,7 @@ const OpRegistry& OpRegistry::instance() {
     register_pool_ops(r);
     register_norm_ops(r);
     register_indexing_ops(r);
+    register_einsum_ops(r);
     register_spatial_ops(r);
     return r;
   }();

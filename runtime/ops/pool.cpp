@@ -11,14 +11,11 @@
 //   otter.GlobalAveragePoolGrad(dy, x)      dy / (spatial size), broadcast
 //   otter.GlobalMaxPoolGrad(dy, x)          dy at the first maximum of each channel
 // x is read for its shape (and, for GlobalMaxPoolGrad, its values). The window geometry is the
-// conv family's window_geometry (runtime/ops/conv.cpp).
+// window_geometry of kernels/common/attributes.h.
+#include "kernels/common/attributes.h"
 #include "runtime/ops/op.h"
 
 namespace otter {
-
-void window_geometry(const Node& node, const Shape& in_spatial, const Shape& kernel, bool allow_ceil_mode,
-                     std::vector<int64_t>& strides, std::vector<int64_t>& dilations,
-                     std::vector<int64_t>& pads_begin, std::vector<int64_t>& pads_end, std::vector<int64_t>& out);
 
 namespace {
 
@@ -144,6 +141,10 @@ void register_pool_ops(OpRegistry& r) {
   r.add(internal("AveragePoolGrad", 1));        // (dy, x) -> dx
   r.add(internal("GlobalAveragePoolGrad", 1));  // (dy, x) -> dx
   r.add(internal("GlobalMaxPoolGrad", 1));      // (dy, x) -> dx
+
+  // Traits (runtime/ops/op.h).
+  r.at("otter", "MaxPoolGrad").shape_only = shape_only_inputs({2});
+  for (const char* op : {"AveragePoolGrad", "GlobalAveragePoolGrad"}) r.at("otter", op).shape_only = shape_only_inputs({1});
 }
 
 }  // namespace otter

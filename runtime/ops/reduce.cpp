@@ -8,28 +8,10 @@
 // so assumes the input has no zeros, ReduceL2 gives 0 where the norm is 0.
 #include <algorithm>
 
+#include "kernels/common/attributes.h"
 #include "runtime/ops/op.h"
 
 namespace otter {
-
-// The sorted, normalised axes a reduction node reduces over (all when none are given, unless
-// noop_with_empty_axes). Shared with the kernels through the node and its axes input.
-std::vector<int64_t> reduction_axes(const Node& node, const std::optional<std::vector<int64_t>>& axes_input,
-                                    int64_t rank, bool* noop) {
-  std::vector<int64_t> axes = axes_input ? *axes_input : node.attr_ints("axes");
-  *noop = false;
-  if (axes.empty()) {
-    if (node.attr_int("noop_with_empty_axes", 0)) { *noop = true; return {}; }
-    for (int64_t i = 0; i < rank; ++i) axes.push_back(i);
-  }
-  for (int64_t& a : axes) {
-    OTTER_CHECK(a >= -rank && a < rank, node.describe(), ": axis ", a, " is out of range for rank ", rank);
-    if (a < 0) a += rank;
-  }
-  std::sort(axes.begin(), axes.end());
-  axes.erase(std::unique(axes.begin(), axes.end()), axes.end());
-  return axes;
-}
 
 namespace {
 
@@ -124,6 +106,12 @@ void register_reduce_ops(OpRegistry& r) {
   o.op_type = "ReduceOutputGrad";  // (dy, x, y, axes?) -> dx shaped like x
   o.infer = [](InferContext& c) { c.set_output(0, c.dtype(0), c.shape(1)); };
   r.add(o);
+
+  // Traits (runtime/ops/op.h).
+  r.at("otter", "ReduceGrad").shape_only = shape_only_inputs({1});
+  for (const char* op : {"ReduceSum", "ReduceMean", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum",
+                         "ReduceLogSumExp", "ReduceSumSquare"})
+    r.at("", op).precision = PrecisionClass::Fp32;
 }
 
 }  // namespace otter

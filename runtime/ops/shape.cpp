@@ -807,6 +807,14 @@ void register_shape_ops(OpRegistry& r) {
     c.expect_dtype(1, {DType::Int64, DType::Int32});
     infer_float_grad_like(c, 2);
   }));
+
+  // Traits (runtime/ops/op.h).
+  for (const char* op : {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Expand"}) r.at("", op).views = {ViewTrait{0, 0, {}}};
+  r.at("", "Gather").index_inputs = {IndexInput{1, 0, "axis", 0, false}};
+  r.at("otter", "SliceGrad").shape_only = shape_only_inputs({1});
+  r.at("otter", "GatherGrad").shape_only = shape_only_inputs({2});
+  r.at("otter", "ConcatGrad").shape_only = shape_only_from(1);  // (dy, x0, x1, ...)
+  r.at("otter", "SplitGrad").shape_only = [](const Node& n, size_t i) { return i >= n.inputs.size() / 2; };  // (dy0.., y0..)
 }
 
 }  // namespace otter

@@ -66,6 +66,9 @@ void register_softmax_ops(OpRegistry& r) {
     gd.infer = infer_same_as_input0;
     r.add(gd);
   }
+
+  // Traits (runtime/ops/op.h).
+  for (const char* op : {"Softmax", "LogSoftmax"}) r.at("", op).precision = PrecisionClass::Fp32;
 }
 
 }  // namespace otter

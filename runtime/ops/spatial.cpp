@@ -231,6 +231,10 @@ void register_spatial_ops(OpRegistry& r) {
   }, {}, {});
   rg.domain = "otter";
   r.add(rg);
+
+  // Traits (runtime/ops/op.h).
+  for (const char* op : {"PadGrad", "ResizeGrad"}) r.at("otter", op).shape_only = shape_only_inputs({1});
+  r.at("", "Resize").precision = PrecisionClass::Fp32;
 }
 
 }  // namespace otter

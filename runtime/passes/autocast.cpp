@@ -25,15 +25,8 @@ bool constant_out_of_fp16_range(const Tensor& t) {
 }  // namespace
 
 PrecisionClass default_precision_class(const std::string& op) {
-  static const std::set<std::string> lower = {"MatMul", "Gemm", "Conv", "ConvTranspose", "Einsum"};
-  static const std::set<std::string> fp32 = {
-      "Exp", "Log", "Pow", "Reciprocal", "Softplus", "Softmax", "LogSoftmax", "CumSum", "ReduceSum", "ReduceMean",
-      "ReduceProd", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare",
-      "LayerNormalization", "GroupNormalization", "InstanceNormalization", "SoftmaxCrossEntropyLoss",
-      "NegativeLogLikelihoodLoss", "Resize"};
-  if (lower.count(op)) return PrecisionClass::Lower;
-  if (fp32.count(op)) return PrecisionClass::Fp32;
-  return PrecisionClass::Follow;
+  const OpDef* def = OpRegistry::instance().find("", op);
+  return def ? def->precision : PrecisionClass::Follow;
 }
 
 const char* precision_class_name(PrecisionClass c) {

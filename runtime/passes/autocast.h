@@ -16,10 +16,9 @@
 #include <string>
 
 #include "runtime/ir/graph.h"
+#include "runtime/ops/op.h"  // PrecisionClass (a trait of each OpDef)
 
 namespace otter {
-
-enum class PrecisionClass { Lower, Fp32, Follow };
 
 struct PrecisionPolicy {
   DType low = DType::Float32;  // Float16 or BFloat16 enables autocast; Float32 leaves the graph alone
@@ -38,6 +37,7 @@ struct AutocastResult {
   int casts_added = 0;
 };
 
+// The registry's class for an ai.onnx op type (OpDef::precision); Follow for unknown ops.
 PrecisionClass default_precision_class(const std::string& op_type);
 const char* precision_class_name(PrecisionClass c);
 // Parses "lower" | "fp32" | "follow"; throws naming the text otherwise.

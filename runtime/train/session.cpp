@@ -552,32 +552,21 @@ void Session::set_user_metadata(const std::string& key, const std::string& value
 }
 
 CheckedInputs Session::check_index_feeds(const Plan& plan, const std::map<int, Tensor>& feeds) const {
+  // Inputs the registry marks as indices or labels (OpDef::index_inputs): Gather, GatherElements,
+  // the losses, and any op that declares them.
   CheckedInputs checked;
+  const OpRegistry& ops = OpRegistry::instance();
   for (size_t node = 0; node < graph_.nodes.size(); ++node) {
     const Node& n = graph_.nodes[node];
-    if (!n.domain.empty()) continue;
-    const bool loss = n.op_type == "SoftmaxCrossEntropyLoss" || n.op_type == "NegativeLogLikelihoodLoss";
-    if (!loss && n.op_type != "Gather" && n.op_type != "GatherElements") continue;
-    auto it = feeds.find(n.input(1));
-    if (it == feeds.end() || it->second.device() != Device::CPU ||
-        (it->second.dtype() != DType::Int64 && it->second.dtype() != DType::Int32)) continue;
-    const Shape& data = plan.info(n.input(0)).shape;
-    int64_t axis = loss ? 1 : n.attr_int("axis", 0);
-    if (axis < 0) axis += static_cast<int64_t>(data.size());
-    if (axis < 0 || axis >= static_cast<int64_t>(data.size())) continue;  // the kernel reports it
-    const int64_t size = data[static_cast<size_t>(axis)];
-    const bool has_ignore = loss && n.has_attr("ignore_index");
-    const int64_t ignore = n.attr_int("ignore_index", 0);
-    std::vector<int64_t> v = it->second.to_int64_vector();
-    for (size_t i = 0; i < v.size(); ++i) {
-      if (loss)
-        OTTER_CHECK((has_ignore && v[i] == ignore) || (v[i] >= 0 && v[i] < size), n.describe(), ": label ", v[i],
-                    " at position ", i, " is out of range [0, ", size, ")");
-      else
-        OTTER_CHECK(v[i] >= -size && v[i] < size, n.describe(), ": index ", v[i], " is out of range for axis ", axis,
-                    " of size ", size);
+    const OpDef* def = ops.find(n.domain, n.op_type);
+    if (!def) continue;
+    for (const IndexInput& index : def->index_inputs) {
+      auto it = feeds.find(n.input(static_cast<size_t>(index.input)));
+      if (it == feeds.end() || it->second.device() != Device::CPU ||
+          (it->second.dtype() != DType::Int64 && it->second.dtype() != DType::Int32)) continue;
+      if (check_index_values(n, index, plan.info(n.input(static_cast<size_t>(index.data))).shape, it->second))
+        checked.insert({static_cast<int>(node), index.input});
     }
-    checked.insert({static_cast<int>(node), 1});
   }
   return checked;
 }

@@ -1,0 +1,40 @@
+// The CUDA backend's one registration function (as kernels/cpu/register.cpp for the CPU): installs
+// the device when one is usable (kernels/cuda/backend.cu) and registers every CUDA kernel family
+// either way (a plan only picks them for a CUDA device).
+#include "kernels/registry.h"
+
+namespace otter {
+namespace cuda {
+void register_elementwise_kernels(KernelRegistry& r);  // elementwise.cu (the unary ops of unary_ops.h, ...)
+void register_activation_kernels(KernelRegistry& r);   // activation.cu: Sign, PRelu, Max/Min/Sum/Mean
+void register_matmul_kernels(KernelRegistry& r);
+void register_shape_kernels(KernelRegistry& r);
+void register_reduce_kernels(KernelRegistry& r);
+void register_softmax_loss_kernels(KernelRegistry& r);  // softmax_loss.cu: the softmax and loss families
+void register_conv_kernels(KernelRegistry& r);
+void register_pool_kernels(KernelRegistry& r);
+void register_norm_kernels(KernelRegistry& r);
+void register_indexing_kernels(KernelRegistry& r);
+void register_spatial_kernels(KernelRegistry& r);
+void register_einsum_kernels(KernelRegistry& r);
+}  // namespace cuda
+
+void install_cuda_device();  // backend.cu
+
+void register_cuda_kernels(KernelRegistry& r) {
+  install_cuda_device();
+  cuda::register_elementwise_kernels(r);
+  cuda::register_activation_kernels(r);
+  cuda::register_matmul_kernels(r);
+  cuda::register_shape_kernels(r);
+  cuda::register_reduce_kernels(r);
+  cuda::register_softmax_loss_kernels(r);
+  cuda::register_conv_kernels(r);
+  cuda::register_pool_kernels(r);
+  cuda::register_norm_kernels(r);
+  cuda::register_indexing_kernels(r);
+  cuda::register_spatial_kernels(r);
+  cuda::register_einsum_kernels(r);
+}
+
+}  // namespace otter
