@@ -374,6 +374,12 @@ std::map<std::string, otter::Tensor> feeds_from(size_t n, const char* const* nam
   return feeds;
 }
 
+// INVALID_ARGUMENT for an index past the end of a list of `count` entries.
+otter_status out_of_range(const char* function, size_t index, size_t count) {
+  return fail(OTTER_ERROR_INVALID_ARGUMENT, std::string(function) + ": index " + std::to_string(index) +
+                                                " is out of range (count " + std::to_string(count) + ")");
+}
+
 otter_status info_at(const std::vector<otter_session::Info>& list, size_t index, const char** name, otter_dtype* dtype,
                      int32_t* ndim, const int64_t** shape) {
   if (index >= list.size())
@@ -548,8 +554,7 @@ otter_status otter_session_node_info(const otter_session* s, size_t index, const
                                      const char** dtype) {
   OTTER_REQUIRE(s);
   if (index >= s->nodes.size())
-    return fail(OTTER_ERROR_INVALID_ARGUMENT, "otter_session_node_info: index " + std::to_string(index) +
-                                                  " is out of range (count " + std::to_string(s->nodes.size()) + ")");
+    return out_of_range("otter_session_node_info", index, s->nodes.size());
   if (name) *name = s->nodes[index].name.c_str();
   if (op_type) *op_type = s->nodes[index].op_type.c_str();
   if (dtype) *dtype = s->nodes[index].dtype.c_str();
@@ -560,8 +565,7 @@ otter_status otter_session_node_precision(const otter_session* s, size_t index, 
   OTTER_REQUIRE(s);
   OTTER_REQUIRE(out_reason);
   if (index >= s->nodes.size())
-    return fail(OTTER_ERROR_INVALID_ARGUMENT, "otter_session_node_precision: index " + std::to_string(index) +
-                                                  " is out of range (count " + std::to_string(s->nodes.size()) + ")");
+    return out_of_range("otter_session_node_precision", index, s->nodes.size());
   *out_reason = s->nodes[index].reason.c_str();
   return OTTER_OK;
 }
@@ -708,8 +712,7 @@ otter_status otter_session_initializer_info(const otter_session* s, size_t index
   OTTER_REQUIRE(s);
   const auto& roles = s->session->initializer_roles();
   if (index >= roles.size())
-    return fail(OTTER_ERROR_INVALID_ARGUMENT, "otter_session_initializer_info: index " + std::to_string(index) +
-                                                  " is out of range (count " + std::to_string(roles.size()) + ")");
+    return out_of_range("otter_session_initializer_info", index, roles.size());
   if (name) *name = roles[index].name.c_str();
   if (trained) *trained = roles[index].trained ? 1 : 0;
   if (reason) *reason = roles[index].reason.c_str();
@@ -728,8 +731,7 @@ otter_status otter_session_note(const otter_session* s, size_t index, const char
   OTTER_REQUIRE(out_text);
   const auto& notes = s->session->notes();
   if (index >= notes.size())
-    return fail(OTTER_ERROR_INVALID_ARGUMENT, "otter_session_note: index " + std::to_string(index) +
-                                                  " is out of range (count " + std::to_string(notes.size()) + ")");
+    return out_of_range("otter_session_note", index, notes.size());
   *out_text = notes[index].c_str();
   return OTTER_OK;
 }
@@ -796,8 +798,7 @@ otter_status otter_tensor_list_get(const otter_tensor_list* list, size_t index, 
   OTTER_REQUIRE(list);
   OTTER_REQUIRE(out_view);
   if (index >= list->tensors.size())
-    return fail(OTTER_ERROR_INVALID_ARGUMENT, "otter_tensor_list_get: index " + std::to_string(index) +
-                                                  " is out of range (size " + std::to_string(list->tensors.size()) + ")");
+    return out_of_range("otter_tensor_list_get", index, list->tensors.size());
   const otter::Tensor& t = list->tensors[index];
   if (out_name) *out_name = list->names[index].c_str();
   out_view->data = const_cast<void*>(t.raw());

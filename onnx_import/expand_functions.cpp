@@ -30,6 +30,7 @@
 #include <limits>
 #include <set>
 
+#include "onnx_import/node_expander.h"
 #include "runtime/exec/infer.h"
 
 namespace otter {
@@ -39,45 +40,16 @@ namespace {
 constexpr int64_t kUnknown = std::numeric_limits<int64_t>::min();
 bool known(int64_t d) { return d >= 0; }
 
-class AttentionExpander {
+class AttentionExpander : NodeExpander {
  public:
-  AttentionExpander(Graph& g, int node_id, const std::vector<ValueInfo>& info)
-      : g_(g), id_(node_id), n_(g.nodes[node_id]), info_(info) {}
+  AttentionExpander(Graph& g, int node_id, const std::vector<ValueInfo>& info) : NodeExpander(g, node_id, info) {}
 
   void run();
 
  private:
-  Graph& g_;
-  int id_;
-  const Node n_;  // a copy: emitting nodes reallocates g_.nodes
-  const std::vector<ValueInfo>& info_;
   DType t1_ = DType::Undefined;
   size_t first_new_ = 0;
 
-  [[noreturn]] void unsupported(const std::string& what) const {
-    OTTER_FAIL_KIND(Unsupported, n_.describe(), " (opset ", g_.opset(""), "): ", what);
-  }
-  [[noreturn]] void invalid(const std::string& what) const {
-    OTTER_FAIL(n_.describe(), " (opset ", g_.opset(""), "): ", what);
-  }
-  const ValueInfo& vi(int v) const { return info_.at(static_cast<size_t>(v)); }
-  std::string dims(const Shape& s) const { return g_.shape_str(s); }
-
-  // Emits a one-output node; its output is `out` when given (an output of the Attention node).
-  int emit(const std::string& op, const std::vector<int>& inputs, Attributes attrs = {}, int out = -1) {
-    std::string name = g_.unique_name(n_.name + "/" + op);
-    int id = g_.add_node(op, inputs, out >= 0 ? 0 : 1, std::move(attrs), "", name);
-    if (out < 0) return g_.nodes[id].outputs[0];
-    g_.nodes[id].outputs = {out};
-    g_.values[out].producer = id;
-    return out;
-  }
-  int constant(Tensor t) {
-    Attributes a;
-    a["value"] = Attribute::of_tensor(std::move(t));
-    return emit("Constant", {}, std::move(a));
-  }
-  int ints(const std::vector<int64_t>& v) { return constant(Tensor::from_vector(v, {static_cast<int64_t>(v.size())})); }
   int int_scalar(int64_t v) { return constant(Tensor::scalar<int64_t>(v)); }
   int scalar(double v, DType t) { return constant(Tensor::scalar<double>(v).cast(t)); }
   // Dim `axis` of value v as a 1-D [1] int64 tensor: a constant when `static_dim` is known.

@@ -39,6 +39,7 @@
 #include <set>
 
 #include "onnx_import/expand_functions.h"
+#include "onnx_import/node_expander.h"
 #include "runtime/exec/infer.h"
 
 namespace otter {
@@ -71,53 +72,20 @@ const ActivationSpec kActivations[] = {
     {"scaledtanh", true, true, 1.0, 1.0}, {"thresholdedrelu", true, false, 1.0, 0},
 };
 
-class RnnExpander {
+class RnnExpander : NodeExpander {
  public:
-  RnnExpander(Graph& g, int node_id, const std::vector<ValueInfo>& info)
-      : g_(g), id_(node_id), n_(g.nodes[node_id]), info_(info) {}
+  RnnExpander(Graph& g, int node_id, const std::vector<ValueInfo>& info) : NodeExpander(g, node_id, info) {}
 
   void run();
 
  private:
-  Graph& g_;
-  int id_;
-  const Node n_;  // a copy: emitting nodes reallocates g_.nodes
-  const std::vector<ValueInfo>& info_;
   Cell cell_ = Cell::Rnn;
   DType t_ = DType::Undefined;
   int64_t hidden_ = 0;
   bool has_clip_ = false;
   double clip_ = 0;
 
-  [[noreturn]] void unsupported(const std::string& what) const {
-    OTTER_FAIL_KIND(Unsupported, n_.describe(), " (opset ", g_.opset(""), "): ", what);
-  }
-  [[noreturn]] void invalid(const std::string& what) const {
-    OTTER_FAIL(n_.describe(), " (opset ", g_.opset(""), "): ", what);
-  }
-  const ValueInfo& vi(int v) const { return info_.at(static_cast<size_t>(v)); }
-  std::string dims(const Shape& s) const { return g_.shape_str(s); }
 
-  std::vector<int> emit_n(const std::string& op, const std::vector<int>& inputs, int n, Attributes attrs = {}) {
-    std::string name = g_.unique_name(n_.name + "/" + op);
-    int id = g_.add_node(op, inputs, n, std::move(attrs), "", name);
-    return g_.nodes[id].outputs;
-  }
-  // A one-output node; its output is `out` when given (an output of the RNN node).
-  int emit(const std::string& op, const std::vector<int>& inputs, Attributes attrs = {}, int out = -1) {
-    std::string name = g_.unique_name(n_.name + "/" + op);
-    int id = g_.add_node(op, inputs, out >= 0 ? 0 : 1, std::move(attrs), "", name);
-    if (out < 0) return g_.nodes[id].outputs[0];
-    g_.nodes[id].outputs = {out};
-    g_.values[out].producer = id;
-    return out;
-  }
-  int constant(Tensor t) {
-    Attributes a;
-    a["value"] = Attribute::of_tensor(std::move(t));
-    return emit("Constant", {}, std::move(a));
-  }
-  int ints(const std::vector<int64_t>& v) { return constant(Tensor::from_vector(v, {static_cast<int64_t>(v.size())})); }
   int scalar(double v) { return constant(Tensor::scalar<double>(v).cast(t_)); }
   int transpose(int v, std::vector<int64_t> perm, int out = -1) {
     Attributes a;
