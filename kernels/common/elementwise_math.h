@@ -5,6 +5,7 @@
 // PRelu's two partial gradients and the elementwise parts of the reduction gradients.
 #pragma once
 #include <cmath>
+#include <type_traits>
 
 #ifndef OTTER_HD
 #if defined(__CUDACC__)
@@ -117,6 +118,31 @@ struct Mul { template <class T> OTTER_HD T operator()(T a, T b) const { return a
 struct Div { template <class T> OTTER_HD T operator()(T a, T b) const { return a / b; } };
 struct Pow { template <class T> OTTER_HD T operator()(T a, T b) const {
                return static_cast<T>(std::pow(static_cast<double>(a), static_cast<double>(b))); } };
+// ONNX Mod. fmod=0: the remainder takes the divisor's sign (Python's %, numpy.mod; floats too, as
+// the onnx reference does); fmod=1: C's fmod, the dividend's sign. A zero divisor (undefined in ONNX) gives 0 for
+// integers instead of a SIGFPE, and so does INT_MIN % -1.
+struct ModFloor {
+  template <class T> OTTER_HD T operator()(T a, T b) const {
+    if constexpr (std::is_integral_v<T>) {
+      if (b == 0 || (std::is_signed_v<T> && b == static_cast<T>(-1))) return 0;
+      T r = a % b;
+      return (r != 0 && ((r < 0) != (b < 0))) ? static_cast<T>(r + b) : r;
+    } else {
+      double x = static_cast<double>(a), y = static_cast<double>(b), r = fmod(x, y);
+      return static_cast<T>((r != 0 && ((r < 0) != (y < 0))) ? r + y : r);
+    }
+  }
+};
+struct ModTrunc {
+  template <class T> OTTER_HD T operator()(T a, T b) const {
+    if constexpr (std::is_integral_v<T>) {
+      if (b == 0 || (std::is_signed_v<T> && b == static_cast<T>(-1))) return 0;
+      return static_cast<T>(a % b);
+    } else {
+      return static_cast<T>(fmod(static_cast<double>(a), static_cast<double>(b)));
+    }
+  }
+};
 // Comparisons produce bool.
 struct Equal { template <class T> OTTER_HD bool operator()(T a, T b) const { return a == b; } };
 struct Less { template <class T> OTTER_HD bool operator()(T a, T b) const { return a < b; } };

@@ -97,6 +97,12 @@ void arith_kernel(KernelContext& ctx) {
                          binary_loop<scalar_t, scalar_t>(ctx.in(0), ctx.in(1), ctx.out(0), F{}));
 }
 
+// Mod: the functor follows the fmod attribute.
+void mod_kernel(KernelContext& ctx) {
+  if (ctx.node.attr_int("fmod", 0) != 0) arith_kernel<math::ModTrunc>(ctx);
+  else arith_kernel<math::ModFloor>(ctx);
+}
+
 // Variadic Max / Min / Sum / Mean: out[i] = f(x0[i0], x1[i1], ...) with numpy broadcasting over
 // any number of inputs (Mean divides the sum by the input count).
 template <class T, class F>
@@ -367,6 +373,7 @@ void register_elementwise_kernels(KernelRegistry& r) {
   r.add("", "Mul", cpu, num, arith_kernel<math::Mul>);
   r.add("", "Div", cpu, num, arith_kernel<math::Div>);
   r.add("", "Pow", cpu, num, pow_kernel);
+  r.add("", "Mod", cpu, num, mod_kernel);
   r.add("", "Equal", cpu, all, compare_kernel<math::Equal>);
   r.add("", "Less", cpu, all, compare_kernel<math::Less>);
   r.add("", "Greater", cpu, all, compare_kernel<math::Greater>);

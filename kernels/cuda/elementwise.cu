@@ -272,6 +272,12 @@ void sum_to_shape_kernel(KernelContext& ctx) {
   OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
 }
 
+// Mod: the functor follows the fmod attribute.
+void mod_kernel(KernelContext& ctx) {
+  if (ctx.node.attr_int("fmod", 0) != 0) binary_kernel<math::ModTrunc, false>(ctx);
+  else binary_kernel<math::ModFloor, false>(ctx);
+}
+
 }  // namespace
 
 void register_elementwise_kernels(KernelRegistry& r) {
@@ -295,6 +301,7 @@ void register_elementwise_kernels(KernelRegistry& r) {
   r.add("", "Mul", cuda, num, binary_kernel<math::Mul, false>);
   r.add("", "Div", cuda, num, binary_kernel<math::Div, false>);
   r.add("", "Pow", cuda, f, binary_kernel<math::Pow, false>);
+  r.add("", "Mod", cuda, num, mod_kernel);
   r.add("", "Equal", cuda, num, binary_kernel<math::Equal, true>);
   r.add("", "Less", cuda, num, binary_kernel<math::Less, true>);
   r.add("", "Greater", cuda, num, binary_kernel<math::Greater, true>);

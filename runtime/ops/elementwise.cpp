@@ -193,6 +193,9 @@ void register_elementwise_ops(OpRegistry& r) {
       g.set_dx(1, g.sum_to_shape_of(g.emit("Neg", {t}), g.x(1)));
     }
   }));
+  // Mod: a - b * floor(a / b) (or trunc, fmod=1) is piecewise a + constant in a: da = dy. b's
+  // gradient (-dy * floor(a / b)) is not built: Mod appears in index arithmetic, not in weights' paths.
+  r.add(def("Mod", infer_arith, [](GradContext& g) { g.set_dx(0, g.sum_to_shape_of(g.dy(), g.x(0))); }, {0}));
   r.add(def("Pow", [](InferContext& c) {
     // Pow allows a different exponent type; the base's type is the output's.
     infer_broadcast(c, c.dtype(0));

@@ -2,7 +2,7 @@
 // Atan, Softplus, Elu, Selu, HardSigmoid, HardSwish, Mish, Gelu), PRelu, the variadic
 // Max/Min/Sum/Mean and the reductions ReduceMax/Min/L1/L2/SumSquare/Prod/LogSum/LogSumExp
 // (harness and tolerance: tests/common/gradcheck.h); and a check that the piecewise-constant
-// ops (Sign, Round, Floor, Ceil) pass no gradient back.
+// ops (Sign, Round, Floor, Ceil) pass no gradient back; Mod's dividend gradient.
 #include "tests/common/gradcheck.h"
 
 using namespace otter;
@@ -219,4 +219,14 @@ TEST(GradCheckElementwise, InferRejectsBadInputs) {
   infer_fails("PRelu", {{3}, {2, 3}}, {}, "higher rank");
   infer_fails("Max", {{2, 3}, {4}}, {}, "do not broadcast");
   infer_fails("ReduceMax", {{2, 3}}, A({{"axes", Is({2})}}), "out of range");
+}
+
+// Mod (fmod 0 and 1): the dividend's gradient is dy away from the jumps at multiples of the
+// divisor (random values fall within eps of one with negligible probability); the divisor is a
+// constant (no gradient is built for it).
+TEST(GradCheckElementwise, Mod) {
+  for (int64_t fmod : {0, 1}) {
+    check("Mod", {P({2, 5}, -7, 7), Fixed(Signed({2, 5}, {1, -1}))}, A({{"fmod", I(fmod)}}));
+    check("Mod", {P({3, 4}, -7, 7), Fixed(Signed({4}, {1, 1, -1, 1}))}, A({{"fmod", I(fmod)}}));  // broadcast
+  }
 }
