@@ -155,6 +155,7 @@ Session::Session(LoadedModel model, TrainConfig config)
 
   // How each initializer is used by the model (before the policy inserts casts): for the notes.
   std::map<int, std::string> elementwise_uses;  // initializer -> "Add/Mul" when read only by elementwise ops
+  std::map<int, std::string> weight_uses;       // initializer -> an op that reads it as a weight
   {
     const auto consumers = graph_.consumers();
     for (int v : model_initializers_) {
@@ -166,6 +167,13 @@ Session::Session(LoadedModel model, TrainConfig config)
         if (ops.find(op) == std::string::npos) ops += (ops.empty() ? "" : "/") + op;
       }
       if (only) elementwise_uses[v] = ops;
+      for (int n : consumers[v]) {  // read as a weight: an infinity there is damage, not a mask
+        const std::string& op = graph_.nodes[n].op_type;
+        if (graph_.nodes[n].domain.empty() && (op == "MatMul" || op == "Gemm" || op == "Conv" || op == "ConvTranspose" ||
+                                               op == "Einsum" || op == "BatchNormalization" ||
+                                               op == "LayerNormalization" || op == "Gather"))
+          weight_uses[v] = op;
+      }
     }
   }
 
@@ -196,7 +204,7 @@ Session::Session(LoadedModel model, TrainConfig config)
     // cuBLASLt's preferred alignment. The padding is zero in every buffer and stays zero.
     total += (static_cast<size_t>(shape_numel(graph_.values[v].shape)) + 63) / 64 * 64;
   }
-  describe_initializers(nonfinite, frozen, elementwise_uses);
+  describe_initializers(nonfinite, frozen, elementwise_uses, weight_uses);
   OTTER_CHECK(!params_.empty(), "the model has no trainable parameters on a path to the loss");
   const Device dev = config_.device;
   ops_ = step_ops(dev);
@@ -236,7 +244,8 @@ Session::Session(LoadedModel model, TrainConfig config)
 }
 
 void Session::describe_initializers(const std::set<int>& nonfinite, const std::set<std::string>& frozen,
-                                    const std::map<int, std::string>& elementwise_uses) {
+                                    const std::map<int, std::string>& elementwise_uses,
+                                    const std::map<int, std::string>& weight_uses) {
   std::set<int> trained(param_values_.begin(), param_values_.end());
   std::set<std::string> listed(config_.trainable.begin(), config_.trainable.end());
   for (int v : model_initializers_) {
@@ -256,9 +265,9 @@ void Session::describe_initializers(const std::set<int>& nonfinite, const std::s
       r.reason = "BatchNormalization running statistic: updated by training, not trained";
     } else if (nonfinite.count(v)) {
       r.reason = "holds NaN or infinite values: a constant (e.g. a -inf attention mask)";
-      if (!elementwise_uses.count(v) && !frozen.count(val.name))
-        notes_.push_back("initializer '" + val.name + "' holds infinite values but is not read as a mask (only by "
-                         "Add/Sub/Mul/Where): it is kept constant, not trained; if it is a weight, the model file may be damaged");
+      if (weight_uses.count(v) && !frozen.count(val.name))
+        notes_.push_back("initializer '" + val.name + "' holds infinite values and is read as a weight (by " +
+                         weight_uses.at(v) + "): it is kept constant, not trained; the model file may be damaged");
     } else if (frozen.count(val.name)) {
       r.reason = "frozen (freeze option)";
     } else if (!config_.trainable.empty() && !listed.count(val.name)) {

@@ -219,7 +219,8 @@ class Session {
   std::vector<int> model_initializers_;  // the model's own initializers (before the loss was added)
   std::vector<std::string> notes_;
   void describe_initializers(const std::set<int>& nonfinite, const std::set<std::string>& frozen,
-                             const std::map<int, std::string>& elementwise_uses);
+                             const std::map<int, std::string>& elementwise_uses,
+                             const std::map<int, std::string>& weight_uses);
   mutable int64_t reported_skips_ = 0;  // skipped steps already reported (or expected: loss scaling)
 };
 

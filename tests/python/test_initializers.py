@@ -137,3 +137,26 @@ def test_ordinary_weights_raise_no_warning(tmp_path, data):
     onnx.save(m, str(model))
     s = otter.TrainingSession(str(model), loss="cross_entropy", device="cpu")
     assert s.notes == []
+
+
+def test_infinite_weight_is_constant_with_a_warning_and_nan_is_refused(tmp_path, data):
+    model = causal_model(tmp_path / "m.onnx", -np.inf)
+    m = onnx.load(str(model))
+    for init in m.graph.initializer:  # a damaged weight: one infinity in a MatMul weight
+        if init.name == "head.weight":
+            w = numpy_helper.to_array(init).copy()
+            w[0, 0] = np.inf
+            init.CopyFrom(numpy_helper.from_array(w, "head.weight"))
+    onnx.save(m, str(model))
+    s = otter.TrainingSession(str(model), loss="cross_entropy", device="cpu")
+    assert not roles(s)["head.weight"][0]
+    assert len(s.notes) == 1 and "'head.weight' holds infinite values and is read as a weight (by MatMul)" in s.notes[0]
+    w[0, 0] = np.nan
+    for init in m.graph.initializer:
+        if init.name == "head.weight":
+            init.CopyFrom(numpy_helper.from_array(w, "head.weight"))
+    onnx.save(m, str(model))
+    with pytest.raises(otter.InvalidModelError, match="'head.weight' holds NaN"):
+        otter.TrainingSession(str(model), loss="cross_entropy", device="cpu")
+    s = otter.TrainingSession(str(model), loss="cross_entropy", freeze="head.weight", device="cpu")
+    assert roles(s)["head.weight"] == (False, "holds NaN or infinite values: a constant (e.g. a -inf attention mask)")
