@@ -5,12 +5,12 @@
 
 namespace otter {
 namespace cuda {
-void register_elementwise_kernels(KernelRegistry& r);  // elementwise.cu (the unary ops of unary_ops.h, ...)
-void register_activation_kernels(KernelRegistry& r);   // activation.cu: Sign, PRelu, Max/Min/Sum/Mean
+void register_elementwise_kernels(KernelRegistry& r);  // elementwise.cu (unary_ops.h, arithmetic, Sign, PRelu, Max/Min/Sum/Mean, ...)
 void register_matmul_kernels(KernelRegistry& r);
 void register_shape_kernels(KernelRegistry& r);
 void register_reduce_kernels(KernelRegistry& r);
-void register_softmax_loss_kernels(KernelRegistry& r);  // softmax_loss.cu: the softmax and loss families
+void register_softmax_kernels(KernelRegistry& r);
+void register_loss_kernels(KernelRegistry& r);
 void register_conv_kernels(KernelRegistry& r);
 void register_pool_kernels(KernelRegistry& r);
 void register_norm_kernels(KernelRegistry& r);
@@ -24,11 +24,11 @@ void install_cuda_device();  // backend.cu
 void register_cuda_kernels(KernelRegistry& r) {
   install_cuda_device();
   cuda::register_elementwise_kernels(r);
-  cuda::register_activation_kernels(r);
   cuda::register_matmul_kernels(r);
   cuda::register_shape_kernels(r);
   cuda::register_reduce_kernels(r);
-  cuda::register_softmax_loss_kernels(r);
+  cuda::register_softmax_kernels(r);
+  cuda::register_loss_kernels(r);
   cuda::register_conv_kernels(r);
   cuda::register_pool_kernels(r);
   cuda::register_norm_kernels(r);
