@@ -233,6 +233,8 @@ void AttentionExpander::run() {
   if (!same_or_unknown(ks[1], vs[1]) || !same_or_unknown(ks[2], vs[2]))
     invalid(cat("K and V must have the same heads and sequence length (", dims(vi(k).shape), " and ",
                 dims(vi(v).shape), ")"));
+  if ((known(hq) && hq == 0) || (known(hkv) && hkv == 0))
+    invalid(cat("the query and key/value head counts must be positive (", hq, " and ", hkv, ")"));
   if (known(hq) && known(hkv) && hq % hkv != 0)
     invalid(cat("the query heads (", hq, ") must be a multiple of the key/value heads (", hkv, ")"));
 

@@ -57,11 +57,17 @@ Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& base_dir
       OTTER_CHECK(present >= n, "tensor '", name, "' has ", present, " values but shape ", shape_str(shape), " needs ", n);
     }
   } else {
+    bool located = false;
+    for (const auto& kv : p.external_data()) located = located || kv.key() == "location";
+    OTTER_CHECK(located, "initializer '", name, "': external data has no location");
     for (const auto& kv : p.external_data())
       if (kv.key() == "location") {
         std::error_code ec;
-        const auto size = fs::file_size(external_path(base_dir, kv.value(), name), ec);
-        OTTER_CHECK(ec || size >= bytes, "initializer '", name, "': its external data file '", kv.value(), "' has ", size,
+        const std::string path = external_path(base_dir, kv.value(), name);
+        const auto size = fs::file_size(path, ec);
+        OTTER_CHECK_KIND(NotFound, !ec, "initializer '", name, "': cannot open external data file '", path, "' (",
+                         ec.message(), ")");
+        OTTER_CHECK(size >= bytes, "initializer '", name, "': its external data file '", kv.value(), "' has ", size,
                     " bytes but shape ", shape_str(shape), " needs ", bytes);
       }
   }
