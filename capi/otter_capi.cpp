@@ -674,29 +674,29 @@ otter_status otter_session_get_stat(const otter_session* s, const char* key, dou
   OTTER_REQUIRE(s);
   OTTER_REQUIRE(key);
   OTTER_REQUIRE(out);
-  std::string k = key;
-  static const std::set<std::string> known = {"step", "micro_step", "last_loss", "learning_rate", "grad_norm", "loss_scale",
-                                              "skipped_steps", "arena_bytes", "intermediate_bytes", "captured_steps",
-                                              "device_peak_bytes"};
-  if (!known.count(k)) return fail(OTTER_ERROR_NOT_FOUND, std::string("otter_session_get_stat: unknown statistic '") + key + "'");
-  if (k == "last_loss" && !s->stepped)
+  // Each statistic: how to read it from the session and its stats (read back from the device).
+  using Reader = double (*)(const otter::Session&, const otter::StepStats&);
+  static const std::map<std::string, Reader> readers = {
+      {"step", [](const otter::Session&, const otter::StepStats& st) { return double(st.step); }},
+      {"micro_step", [](const otter::Session&, const otter::StepStats& st) { return double(st.micro_step); }},
+      {"last_loss", [](const otter::Session&, const otter::StepStats& st) { return st.last_loss; }},
+      {"learning_rate", [](const otter::Session&, const otter::StepStats& st) { return st.lr; }},
+      {"grad_norm", [](const otter::Session&, const otter::StepStats& st) { return st.last_grad_norm; }},
+      {"loss_scale", [](const otter::Session& ss, const otter::StepStats&) { return ss.loss_scale(); }},
+      {"skipped_steps", [](const otter::Session&, const otter::StepStats& st) { return double(st.skipped_steps); }},
+      {"arena_bytes", [](const otter::Session& ss, const otter::StepStats&) { return double(ss.train_memory().arena_bytes); }},
+      {"intermediate_bytes",
+       [](const otter::Session& ss, const otter::StepStats&) { return double(ss.train_memory().intermediate_bytes); }},
+      {"captured_steps", [](const otter::Session&, const otter::StepStats& st) { return double(st.captured_steps); }},
+      {"device_peak_bytes", [](const otter::Session& ss, const otter::StepStats&) { return double(ss.device_peak_bytes()); }},
+  };
+  auto it = readers.find(key);
+  if (it == readers.end()) return fail(OTTER_ERROR_NOT_FOUND, std::string("otter_session_get_stat: unknown statistic '") + key + "'");
+  if (it->first == "last_loss" && !s->stepped)
     return fail(OTTER_ERROR_WRONG_STATE, "otter_session_get_stat: 'last_loss' is not available before the first train_step");
   return guard(__func__, [&] {
     SessionUse use(s);
-    const otter::StepStats& st = s->session->stats();
-    double v = 0;
-    if (k == "step") v = static_cast<double>(st.step);
-    else if (k == "micro_step") v = static_cast<double>(st.micro_step);
-    else if (k == "last_loss") v = st.last_loss;
-    else if (k == "learning_rate") v = st.lr;
-    else if (k == "grad_norm") v = st.last_grad_norm;
-    else if (k == "loss_scale") v = s->session->loss_scale();
-    else if (k == "skipped_steps") v = static_cast<double>(st.skipped_steps);
-    else if (k == "arena_bytes") v = static_cast<double>(s->session->train_memory().arena_bytes);
-    else if (k == "intermediate_bytes") v = static_cast<double>(s->session->train_memory().intermediate_bytes);
-    else if (k == "captured_steps") v = static_cast<double>(st.captured_steps);
-    else if (k == "device_peak_bytes") v = static_cast<double>(s->session->device_peak_bytes());
-    *out = v;
+    *out = it->second(*s->session, s->session->stats());
   });
 }
 

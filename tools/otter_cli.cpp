@@ -397,6 +397,9 @@ int cmd_train(int argc, char** argv) {
   std::vector<std::string> val_names;
   if (a.has("--val")) val_names = feed_names(s, val, a.get("--val"), label, false);
   const uint64_t shuffle_seed = static_cast<uint64_t>(a.integer("--seed", 0));
+  // The data layout a checkpoint's position refers to (kept in its metadata).
+  const std::string layout = std::to_string(rows) + " rows, batch " + std::to_string(batch) + ", grad_accum " +
+                             std::to_string(accum) + ", seed " + std::to_string(shuffle_seed);
   int64_t micro = 0;
   if (a.has("--resume")) {
     s.load_checkpoint(a.get("--resume"));
@@ -404,8 +407,7 @@ int cmd_train(int argc, char** argv) {
     // The data order is part of the checkpoint: a resumed run reads the batches the uninterrupted
     // one would have read. A checkpoint of another data layout resumes, with a warning.
     std::string written = s.metadata("cli.data", "");
-    std::string now = std::to_string(rows) + " rows, batch " + std::to_string(batch) + ", grad_accum " +
-                      std::to_string(accum) + ", seed " + std::to_string(shuffle_seed);
+    const std::string& now = layout;
     if (!written.empty() && written != now)
       std::fprintf(stderr, "otter: warning: the checkpoint was written for %s; this run uses %s, so the data order differs\n",
                    written.c_str(), now.c_str());
@@ -417,8 +419,11 @@ int cmd_train(int argc, char** argv) {
       micro = m;
     }
   }
-  s.set_metadata("cli.data", std::to_string(rows) + " rows, batch " + std::to_string(batch) + ", grad_accum " +
-                                 std::to_string(accum) + ", seed " + std::to_string(shuffle_seed));
+  s.set_metadata("cli.data", layout);
+  auto save_checkpoint = [&] {  // with the data position, so that a resume reads the same batches
+    s.set_metadata("cli.micro_batch", std::to_string(micro));
+    s.save_checkpoint(a.get("--checkpoint"));
+  };
   const int64_t start_step = static_cast<int64_t>(s.stat("step")), start_skipped = static_cast<int64_t>(s.stat("skipped_steps"));
   for (const std::string& note : s.notes()) std::fprintf(stderr, "otter: warning: %s\n", note.c_str());
   std::fprintf(stderr, "otter: training %s on %s (%zu parameters tensors, %lld steps of %lld x %lld rows)\n",
@@ -462,10 +467,7 @@ int cmd_train(int argc, char** argv) {
       train_curve.push_back({step, last_loss});
       history << (history.tellp() > 0 ? ",\n    " : "    ") << "{\"step\": " << step << ", \"loss\": " << json_number(last_loss)
               << ", \"lr\": " << json_number(lr) << ", \"loss_scale\": " << json_number(scale) << "}";
-      if (every > 0 && step % every == 0) {
-        s.set_metadata("cli.micro_batch", std::to_string(micro));
-        s.save_checkpoint(a.get("--checkpoint"));
-      }
+      if (every > 0 && step % every == 0) save_checkpoint();
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (tty) {
         double frac = static_cast<double>(micro) / static_cast<double>(total_micro);
@@ -505,10 +507,7 @@ int cmd_train(int argc, char** argv) {
     throw otter::cpp::Error(OTTER_ERROR_NON_FINITE, "every one of the " + std::to_string(skipped) +
                             " optimizer steps was skipped for a non-finite gradient: nothing was trained and nothing "
                             "was written (check the data for NaN/Inf, lower --lr or --loss-scale)");
-  if (a.has("--checkpoint")) {
-    s.set_metadata("cli.micro_batch", std::to_string(micro));
-    s.save_checkpoint(a.get("--checkpoint"));
-  }
+  if (a.has("--checkpoint")) save_checkpoint();
   s.export_model(a.get("--out"));
   std::fprintf(stderr, "otter: wrote %s (%lld steps, final loss %s, %.2f s)\n", a.get("--out").c_str(),
                static_cast<long long>(s.stat("step")), json_number(last_loss).c_str(), secs);

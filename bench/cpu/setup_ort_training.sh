@@ -4,13 +4,13 @@
 #
 # onnxruntime-training-cpu ships its own `onnxruntime` module, which would clash with a plain
 # onnxruntime install, so it lives in its own venv:
-#   ${OTTER_BENCH_VENV:-/work/main/build/ort-training-venv}
+#   ${OTTER_BENCH_VENV:-<repo>/build/ort-training-venv}
 # Idempotent: an existing venv that already imports the right versions is left as it is.
 # Exits non-zero (with a message) when PyPI cannot be reached.
 set -euo pipefail
 
-VENV="${OTTER_BENCH_VENV:-/work/main/build/ort-training-venv}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="${OTTER_BENCH_VENV:-$HERE/../../build/ort-training-venv}"
 PY="${PYTHON:-python3}"
 ORT_PKG="onnxruntime-training-cpu==1.19.2"
 PKGS=("$ORT_PKG" "numpy<2" "onnx==1.16.*")

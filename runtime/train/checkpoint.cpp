@@ -26,12 +26,22 @@ constexpr const char* kFormatV1 = "otter-checkpoint-1";  // no checksum; still r
 // The checksum is the last metadata field: its 8 hex digits are zeros while the CRC is computed.
 constexpr const char* kChecksumKey = "\"checksum\":\"";
 
-uint32_t crc_of(const std::string& bytes) {
+// The file's CRC-32 as 8 hex digits, with the 8 characters at `digits_at` (where the checksum
+// itself is written) read as '0'; computed in place, without a copy of the file.
+std::string checksum_hex(const std::string& bytes, size_t digits_at) {
+  auto update = [](uLong crc, const char* p, size_t n) {
+    const size_t chunk = size_t(1) << 30;  // zlib takes 32-bit lengths
+    for (size_t i = 0; i < n; i += chunk)
+      crc = crc32(crc, reinterpret_cast<const Bytef*>(p + i), static_cast<uInt>(std::min(chunk, n - i)));
+    return crc;
+  };
   uLong crc = crc32(0L, Z_NULL, 0);
-  const size_t chunk = size_t(1) << 30;  // zlib takes 32-bit lengths
-  for (size_t i = 0; i < bytes.size(); i += chunk)
-    crc = crc32(crc, reinterpret_cast<const Bytef*>(bytes.data() + i), static_cast<uInt>(std::min(chunk, bytes.size() - i)));
-  return static_cast<uint32_t>(crc);
+  crc = update(crc, bytes.data(), digits_at);
+  crc = update(crc, "00000000", 8);
+  crc = update(crc, bytes.data() + digits_at + 8, bytes.size() - digits_at - 8);
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08x", static_cast<unsigned>(crc));
+  return hex;
 }
 
 struct Entry {
@@ -173,9 +183,8 @@ void Session::save_checkpoint(const std::string& path) const {
   file += header;
   for (const Item& it : items)
     file.append(reinterpret_cast<const char*>(it.data), static_cast<size_t>(shape_numel(it.shape)) * sizeof(float));
-  char crc[9];
-  std::snprintf(crc, sizeof crc, "%08x", crc_of(file));
-  file.replace(file.find(kChecksumKey) + std::strlen(kChecksumKey), 8, crc);
+  const size_t digits_at = file.find(kChecksumKey) + std::strlen(kChecksumKey);
+  file.replace(digits_at, 8, checksum_hex(file, digits_at));
   write_file_atomic(path, file.data(), file.size(), "checkpoint");
 }
 
@@ -209,10 +218,7 @@ CheckpointFile read_checkpoint(const std::string& path) {
     size_t at = header.find(kChecksumKey);
     OTTER_CHECK(f.meta.count("checksum") && at != std::string::npos && f.meta["checksum"].size() == 8, what,
                 " has no checksum");
-    std::string zeroed = bytes;
-    zeroed.replace(8 + at + std::strlen(kChecksumKey), 8, "00000000");
-    char crc[9];
-    std::snprintf(crc, sizeof crc, "%08x", crc_of(zeroed));
+    const std::string crc = checksum_hex(bytes, 8 + at + std::strlen(kChecksumKey));
     OTTER_CHECK(f.meta["checksum"] == crc, what, " is corrupt: its checksum is ", f.meta["checksum"], " but its content hashes to ",
                 crc, " (a damaged or edited file)");
   }

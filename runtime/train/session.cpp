@@ -124,8 +124,8 @@ Session::Session(LoadedModel model, TrainConfig config)
     int v = graph_.find_value(f);
     OTTER_CHECK(v >= 0 && graph_.values[v].is_initializer, "cannot freeze '", f, "': the model has no initializer of that name");
   }
+  const std::vector<std::vector<int>> consumers = graph_.consumers();  // of the model and loss nodes
   {  // A NaN in a weight is damage, not a mask: refuse it unless the user froze it knowingly.
-    const auto consumers = graph_.consumers();
     for (auto& kv : nan_at) {
       const Value& val = graph_.values[kv.first];
       OTTER_CHECK_KIND(InvalidModel, frozen.count(val.name) || consumers[kv.first].empty(),
@@ -156,25 +156,22 @@ Session::Session(LoadedModel model, TrainConfig config)
   // How each initializer is used by the model (before the policy inserts casts): for the notes.
   std::map<int, std::string> elementwise_uses;  // initializer -> "Add/Mul" when read only by elementwise ops
   std::map<int, std::string> weight_uses;       // initializer -> an op that reads it as a weight
-  {
-    const auto consumers = graph_.consumers();
-    for (int v : model_initializers_) {
-      std::string ops;
-      bool only = !consumers[v].empty();
-      for (int n : consumers[v]) {
-        const std::string& op = graph_.nodes[n].op_type;
-        only = only && graph_.nodes[n].domain.empty() && (op == "Add" || op == "Sub" || op == "Mul" || op == "Where");
-        if (ops.find(op) == std::string::npos) ops += (ops.empty() ? "" : "/") + op;
-      }
-      if (only) elementwise_uses[v] = ops;
-      for (int n : consumers[v]) {  // read as a weight: an infinity there is damage, not a mask
-        const std::string& op = graph_.nodes[n].op_type;
-        if (graph_.nodes[n].domain.empty() && (op == "MatMul" || op == "Gemm" || op == "Conv" || op == "ConvTranspose" ||
-                                               op == "Einsum" || op == "BatchNormalization" ||
-                                               op == "LayerNormalization" || op == "Gather"))
-          weight_uses[v] = op;
-      }
+  for (int v : model_initializers_) {
+    std::string ops;
+    bool only = !consumers[v].empty();
+    for (int n : consumers[v]) {
+      const Node& node = graph_.nodes[n];
+      const std::string& op = node.op_type;
+      const bool mask_use = op == "Add" || op == "Sub" || op == "Mul" || op == "Where";
+      only = only && node.domain.empty() && mask_use;
+      if (ops.find(op) == std::string::npos) ops += (ops.empty() ? "" : "/") + op;
+      // Read as a weight: an infinity there is damage, not a mask.
+      if (node.domain.empty() && (op == "MatMul" || op == "Gemm" || op == "Conv" || op == "ConvTranspose" ||
+                                  op == "Einsum" || op == "BatchNormalization" || op == "LayerNormalization" ||
+                                  op == "Gather"))
+        weight_uses[v] = op;
     }
+    if (only) elementwise_uses[v] = ops;
   }
 
   // Mixed precision: rewrite the forward graph before autodiff (design decision: autocast first).
@@ -537,10 +534,11 @@ void Session::train_step(const std::map<std::string, Tensor>& feeds, double* los
 
 void Session::check_non_finite() const {
   if (config_.nonfinite != "error" || config_.loss_scale_config.mode == "dynamic") return;
-  const int64_t skipped = counters_host()[kStepsSkipped];
+  const std::vector<int64_t> counters = counters_host();  // one read-back (a sync on CUDA)
+  const int64_t skipped = counters[kStepsSkipped];
   if (skipped <= reported_skips_) return;
   reported_skips_ = skipped;
-  const int64_t step = counters_host()[kStepsTaken];
+  const int64_t step = counters[kStepsTaken];
   std::string loss;
   if (last_train_plan_) {
     double l = last_train_plan_->value(loss_.loss).to(Device::CPU).to_double_vector().at(0);
