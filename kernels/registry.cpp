@@ -44,6 +44,11 @@ void KernelRegistry::add(const std::string& domain, const std::string& op_type, 
     kernels_[{domain, op_type, static_cast<int>(device), static_cast<int>(t)}] = fn;
 }
 
+void KernelRegistry::add(const std::string& domain, const std::string& op_type, Device device,
+                         std::initializer_list<TypedKernel> kernels) {
+  for (const TypedKernel& k : kernels) add(domain, op_type, device, {k.dtype}, k.fn);
+}
+
 KernelFn KernelRegistry::find(const std::string& domain, const std::string& op_type, Device device,
                               DType dtype) const {
   std::string d = domain == "ai.onnx" ? "" : domain;

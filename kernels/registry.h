@@ -54,11 +54,21 @@ struct KernelContext {
 
 using KernelFn = void (*)(KernelContext&);
 
+// One kernel of an op for one dtype; a typed kernel family registers one per dtype it runs
+// (OTTER_CPU_FLOAT_KERNELS in kernels/cpu/cpu_common.h, OTTER_CUDA_FLOAT_KERNELS in
+// kernels/cuda/cuda_common.cuh), so that registration is the dtype dispatch.
+struct TypedKernel {
+  DType dtype;
+  KernelFn fn;
+};
+
 class KernelRegistry {
  public:
   static const KernelRegistry& instance();
   void add(const std::string& domain, const std::string& op_type, Device device,
            std::vector<DType> dtypes, KernelFn fn);
+  void add(const std::string& domain, const std::string& op_type, Device device,
+           std::initializer_list<TypedKernel> kernels);
   KernelFn find(const std::string& domain, const std::string& op_type, Device device, DType dtype) const;
   // The dtypes with a kernel for (domain, op, device); empty if none.
   std::vector<DType> dtypes(const std::string& domain, const std::string& op_type, Device device) const;

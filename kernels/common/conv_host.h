@@ -30,4 +30,27 @@ Shape spatial(const Shape& s);
 // Fails naming the node when `what` has shape `got` instead of `want`.
 void check_shape(const KernelContext& ctx, const Shape& got, const Shape& want, const char* what);
 
+// The three moves every op of the family reduces to: correlate (Conv, ConvTransposeGradInput),
+// scatter (ConvTranspose, ConvGradInput: the adjoint of correlate) and the weight gradient
+// (ConvGradWeight, ConvTransposeGradWeight: sum over the batch of grid x im2col(image)^T).
+enum class Move { Correlate, Scatter, WeightGrad };
+
+// A node of the family, fully resolved: its geometry (output shape checked), its move, and which
+// tensor plays which part. Correlate reads `source` as the image and writes the grid; Scatter
+// reads it as the grid and writes the image; both use `weight` and the optional `bias`.
+// WeightGrad reads `grid` and `image` and writes `out` (dW).
+struct Call {
+  ConvGeometry geometry;
+  Move move = Move::Correlate;
+  const Tensor* source = nullptr;  // Correlate / Scatter
+  const Tensor* weight = nullptr;  // Correlate / Scatter
+  const Tensor* bias = nullptr;    // optional
+  const Tensor* grid = nullptr;    // WeightGrad
+  const Tensor* image = nullptr;   // WeightGrad
+  Tensor* out = nullptr;
+};
+
+// Resolves any op of the family (Conv, ConvTranspose, otter.Conv{,Transpose}Grad{Input,Weight}).
+Call resolve(const KernelContext& ctx);
+
 }  // namespace otter::conv

@@ -258,85 +258,30 @@ void weight_grad(const T* grid, const T* image, T* dw, const Geometry& g) {
   }
 }
 
-// Conv: (X, W, B?) -> Y.
+// Any op of the family, resolved by kernels/common/conv_host.h.
 template <class T>
-void conv_typed(KernelContext& ctx) {
-  const Tensor &x = ctx.in(0), &w = ctx.in(1);
-  Tensor& y = ctx.out(0);
-  Geometry g(conv::conv_geometry(ctx.node, x.shape(), w.shape()));
-  conv::check_shape(ctx, conv::spatial(y.shape()), g.grid, "Y's spatial part");
-  const T* bias = ctx.has_input(2) ? ctx.in(2).data<T>() : nullptr;
-  correlate<T>(x.data<T>(), w.data<T>(), bias, y.data<T>(), g);
+void conv_family_typed(const conv::Call& c) {
+  Geometry g(c.geometry);
+  const T* bias = c.bias ? c.bias->data<T>() : nullptr;
+  switch (c.move) {
+    case conv::Move::Correlate: correlate<T>(c.source->data<T>(), c.weight->data<T>(), bias, c.out->data<T>(), g); break;
+    case conv::Move::Scatter: scatter<T>(c.source->data<T>(), c.weight->data<T>(), bias, c.out->data<T>(), g); break;
+    case conv::Move::WeightGrad: weight_grad<T>(c.grid->data<T>(), c.image->data<T>(), c.out->data<T>(), g); break;
+  }
 }
 
-// otter.ConvGradInput: (dy, W, x) -> dx.
-template <class T>
-void conv_grad_input_typed(KernelContext& ctx) {
-  const Tensor &dy = ctx.in(0), &w = ctx.in(1), &x = ctx.in(2);
-  Geometry g(conv::conv_geometry(ctx.node, x.shape(), w.shape()));
-  conv::check_shape(ctx, conv::spatial(dy.shape()), g.grid, "dy's spatial part");
-  scatter<T>(dy.data<T>(), w.data<T>(), nullptr, ctx.out(0).data<T>(), g);
+void conv_family_kernel(KernelContext& ctx) {
+  conv::Call c = conv::resolve(ctx);
+  OTTER_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), conv_family_typed<scalar_t>(c));
 }
-
-// otter.ConvGradWeight: (dy, x, W) -> dW.
-template <class T>
-void conv_grad_weight_typed(KernelContext& ctx) {
-  const Tensor &dy = ctx.in(0), &x = ctx.in(1), &w = ctx.in(2);
-  Geometry g(conv::conv_geometry(ctx.node, x.shape(), w.shape()));
-  conv::check_shape(ctx, conv::spatial(dy.shape()), g.grid, "dy's spatial part");
-  weight_grad<T>(dy.data<T>(), x.data<T>(), ctx.out(0).data<T>(), g);
-}
-
-// ConvTranspose: (X, W, B?) -> Y. W is [C, M/group, k...]: per group [grid channels, image
-// channels x K], the layout scatter expects.
-template <class T>
-void conv_transpose_typed(KernelContext& ctx) {
-  const Tensor &x = ctx.in(0), &w = ctx.in(1);
-  Tensor& y = ctx.out(0);
-  Geometry g(conv::conv_transpose_geometry_of(ctx.node, x.shape(), w.shape()));
-  conv::check_shape(ctx, conv::spatial(y.shape()), g.image, "Y's spatial part");
-  const T* bias = ctx.has_input(2) ? ctx.in(2).data<T>() : nullptr;
-  scatter<T>(x.data<T>(), w.data<T>(), bias, y.data<T>(), g);
-}
-
-// otter.ConvTransposeGradInput: (dy, W, x) -> dx = correlate(dy).
-template <class T>
-void conv_transpose_grad_input_typed(KernelContext& ctx) {
-  const Tensor &dy = ctx.in(0), &w = ctx.in(1), &x = ctx.in(2);
-  Geometry g(conv::conv_transpose_geometry_of(ctx.node, x.shape(), w.shape()));
-  conv::check_shape(ctx, conv::spatial(dy.shape()), g.image, "dy's spatial part");
-  correlate<T>(dy.data<T>(), w.data<T>(), nullptr, ctx.out(0).data<T>(), g);
-}
-
-// otter.ConvTransposeGradWeight: (dy, x, W) -> dW = sum_n x @ im2col(dy)^T.
-template <class T>
-void conv_transpose_grad_weight_typed(KernelContext& ctx) {
-  const Tensor &dy = ctx.in(0), &x = ctx.in(1), &w = ctx.in(2);
-  Geometry g(conv::conv_transpose_geometry_of(ctx.node, x.shape(), w.shape()));
-  conv::check_shape(ctx, conv::spatial(dy.shape()), g.image, "dy's spatial part");
-  weight_grad<T>(x.data<T>(), dy.data<T>(), ctx.out(0).data<T>(), g);
-}
-
-#define OTTER_CONV_KERNEL(NAME, FN) \
-  void NAME(KernelContext& ctx) { OTTER_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), FN<scalar_t>(ctx)); }
-OTTER_CONV_KERNEL(conv_kernel, conv_typed)
-OTTER_CONV_KERNEL(conv_grad_input_kernel, conv_grad_input_typed)
-OTTER_CONV_KERNEL(conv_grad_weight_kernel, conv_grad_weight_typed)
-OTTER_CONV_KERNEL(conv_transpose_kernel, conv_transpose_typed)
-OTTER_CONV_KERNEL(conv_transpose_grad_input_kernel, conv_transpose_grad_input_typed)
-OTTER_CONV_KERNEL(conv_transpose_grad_weight_kernel, conv_transpose_grad_weight_typed)
-#undef OTTER_CONV_KERNEL
 
 }  // namespace
 
 void register_conv_kernels(KernelRegistry& r) {
   const std::vector<DType> f = {DType::Float32, DType::Float64};
-  r.add("", "Conv", Device::CPU, f, conv_kernel);
-  r.add("", "ConvTranspose", Device::CPU, f, conv_transpose_kernel);
-  r.add("otter", "ConvGradInput", Device::CPU, f, conv_grad_input_kernel);
-  r.add("otter", "ConvGradWeight", Device::CPU, f, conv_grad_weight_kernel);
-  r.add("otter", "ConvTransposeGradInput", Device::CPU, f, conv_transpose_grad_input_kernel);
-  r.add("otter", "ConvTransposeGradWeight", Device::CPU, f, conv_transpose_grad_weight_kernel);
+  for (const char* op : {"Conv", "ConvTranspose"}) r.add("", op, Device::CPU, f, conv_family_kernel);
+  for (const char* op : {"ConvGradInput", "ConvGradWeight", "ConvTransposeGradInput", "ConvTransposeGradWeight"})
+    r.add("otter", op, Device::CPU, f, conv_family_kernel);
 }
 
 }  // namespace otter::cpu

@@ -77,6 +77,12 @@ class BroadcastIndexer {
 
 }  // namespace otter::cpu
 
+// Registration and dispatch in one statement: FN<float> and FN<double> as the Float32 and Float64
+// kernels of an op, e.g. r.add("", "AveragePool", Device::CPU, OTTER_CPU_FLOAT_KERNELS(average_pool_typed)).
+#define OTTER_CPU_FLOAT_KERNELS(FN)                                                    \
+  {{::otter::DType::Float32, [](::otter::KernelContext& c) { FN<float>(c); }},         \
+   {::otter::DType::Float64, [](::otter::KernelContext& c) { FN<double>(c); }}}
+
 // Calls BODY with `scalar_t` bound to the C++ type of DTYPE, for the float types.
 #define OTTER_DISPATCH_FLOAT(DTYPE, WHAT, ...)                                          \
   switch (DTYPE) {                                                                      \

@@ -316,18 +316,6 @@ void global_max_pool_grad_typed(KernelContext& ctx) {
   }, global_grain(size));
 }
 
-#define OTTER_POOL_KERNEL(NAME, FN) \
-  void NAME(KernelContext& ctx) { OTTER_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), FN<scalar_t>(ctx)); }
-OTTER_POOL_KERNEL(average_pool_kernel, average_pool_typed)
-OTTER_POOL_KERNEL(max_pool_grad_kernel, max_pool_grad_typed)
-OTTER_POOL_KERNEL(max_pool_argmax_kernel, max_pool_argmax_typed)
-OTTER_POOL_KERNEL(average_pool_grad_kernel, average_pool_grad_typed)
-OTTER_POOL_KERNEL(global_average_pool_kernel, global_average_pool_typed)
-OTTER_POOL_KERNEL(global_max_pool_kernel, global_max_pool_typed)
-OTTER_POOL_KERNEL(global_average_pool_grad_kernel, global_average_pool_grad_typed)
-OTTER_POOL_KERNEL(global_max_pool_grad_kernel, global_max_pool_grad_typed)
-#undef OTTER_POOL_KERNEL
-
 void max_pool_kernel(KernelContext& ctx) {
   switch (ctx.in(0).dtype()) {
     case DType::Float32: max_pool_typed<float>(ctx); break;
@@ -341,16 +329,15 @@ void max_pool_kernel(KernelContext& ctx) {
 }  // namespace
 
 void register_pool_kernels(KernelRegistry& r) {
-  const std::vector<DType> f = {DType::Float32, DType::Float64};
   r.add("", "MaxPool", Device::CPU, {DType::Float32, DType::Float64, DType::Int8, DType::Uint8}, max_pool_kernel);
-  r.add("", "AveragePool", Device::CPU, f, average_pool_kernel);
-  r.add("", "GlobalAveragePool", Device::CPU, f, global_average_pool_kernel);
-  r.add("", "GlobalMaxPool", Device::CPU, f, global_max_pool_kernel);
-  r.add("otter", "MaxPoolGrad", Device::CPU, f, max_pool_grad_kernel);
-  r.add("otter", "MaxPoolArgmax", Device::CPU, f, max_pool_argmax_kernel);
-  r.add("otter", "AveragePoolGrad", Device::CPU, f, average_pool_grad_kernel);
-  r.add("otter", "GlobalAveragePoolGrad", Device::CPU, f, global_average_pool_grad_kernel);
-  r.add("otter", "GlobalMaxPoolGrad", Device::CPU, f, global_max_pool_grad_kernel);
+  r.add("", "AveragePool", Device::CPU, OTTER_CPU_FLOAT_KERNELS(average_pool_typed));
+  r.add("", "GlobalAveragePool", Device::CPU, OTTER_CPU_FLOAT_KERNELS(global_average_pool_typed));
+  r.add("", "GlobalMaxPool", Device::CPU, OTTER_CPU_FLOAT_KERNELS(global_max_pool_typed));
+  r.add("otter", "MaxPoolGrad", Device::CPU, OTTER_CPU_FLOAT_KERNELS(max_pool_grad_typed));
+  r.add("otter", "MaxPoolArgmax", Device::CPU, OTTER_CPU_FLOAT_KERNELS(max_pool_argmax_typed));
+  r.add("otter", "AveragePoolGrad", Device::CPU, OTTER_CPU_FLOAT_KERNELS(average_pool_grad_typed));
+  r.add("otter", "GlobalAveragePoolGrad", Device::CPU, OTTER_CPU_FLOAT_KERNELS(global_average_pool_grad_typed));
+  r.add("otter", "GlobalMaxPoolGrad", Device::CPU, OTTER_CPU_FLOAT_KERNELS(global_max_pool_grad_typed));
 }
 
 }  // namespace otter::cpu

@@ -526,87 +526,31 @@ void weight_grad(const KernelContext& ctx, const Geometry& g, const T* grid, con
 template <class T> const T* cptr(const Tensor& t) { return static_cast<const T*>(t.raw()); }
 template <class T> T* mptr(Tensor& t) { return static_cast<T*>(t.raw()); }
 
-// Conv: (X, W, B?) -> Y.
+// Any op of the family, resolved by kernels/common/conv_host.h.
 template <class T>
-void conv_typed(KernelContext& ctx) {
-  const Tensor &x = ctx.in(0), &w = ctx.in(1);
-  Tensor& y = ctx.out(0);
-  Geometry g(conv::conv_geometry(ctx.node, x.shape(), w.shape()), ctx.node);
-  conv::check_shape(ctx, conv::spatial(y.shape()), g.grid, "Y's spatial part");
-  const T* bias = ctx.has_input(2) ? cptr<T>(ctx.in(2)) : nullptr;
-  correlate<T>(ctx, g, cptr<T>(x), cptr<T>(w), bias, mptr<T>(y));
-}
-
-// otter.ConvGradInput: (dy, W, x) -> dx.
-template <class T>
-void conv_grad_input_typed(KernelContext& ctx) {
-  const Tensor &dy = ctx.in(0), &w = ctx.in(1), &x = ctx.in(2);
-  Geometry g(conv::conv_geometry(ctx.node, x.shape(), w.shape()), ctx.node);
-  conv::check_shape(ctx, conv::spatial(dy.shape()), g.grid, "dy's spatial part");
-  scatter<T>(ctx, g, cptr<T>(dy), cptr<T>(w), nullptr, mptr<T>(ctx.out(0)));
-}
-
-// otter.ConvGradWeight: (dy, x, W) -> dW.
-template <class T>
-void conv_grad_weight_typed(KernelContext& ctx) {
-  const Tensor &dy = ctx.in(0), &x = ctx.in(1), &w = ctx.in(2);
-  Geometry g(conv::conv_geometry(ctx.node, x.shape(), w.shape()), ctx.node);
-  conv::check_shape(ctx, conv::spatial(dy.shape()), g.grid, "dy's spatial part");
-  weight_grad<T>(ctx, g, cptr<T>(dy), cptr<T>(x), mptr<T>(ctx.out(0)));
-}
-
-// ConvTranspose: (X, W, B?) -> Y = scatter(X).
-template <class T>
-void conv_transpose_typed(KernelContext& ctx) {
-  const Tensor &x = ctx.in(0), &w = ctx.in(1);
-  Tensor& y = ctx.out(0);
-  Geometry g(conv::conv_transpose_geometry_of(ctx.node, x.shape(), w.shape()), ctx.node);
-  conv::check_shape(ctx, conv::spatial(y.shape()), g.image, "Y's spatial part");
-  const T* bias = ctx.has_input(2) ? cptr<T>(ctx.in(2)) : nullptr;
-  scatter<T>(ctx, g, cptr<T>(x), cptr<T>(w), bias, mptr<T>(y));
-}
-
-// otter.ConvTransposeGradInput: (dy, W, x) -> dx = correlate(dy).
-template <class T>
-void conv_transpose_grad_input_typed(KernelContext& ctx) {
-  const Tensor &dy = ctx.in(0), &w = ctx.in(1), &x = ctx.in(2);
-  Geometry g(conv::conv_transpose_geometry_of(ctx.node, x.shape(), w.shape()), ctx.node);
-  conv::check_shape(ctx, conv::spatial(dy.shape()), g.image, "dy's spatial part");
-  correlate<T>(ctx, g, cptr<T>(dy), cptr<T>(w), nullptr, mptr<T>(ctx.out(0)));
-}
-
-// otter.ConvTransposeGradWeight: (dy, x, W) -> dW, with x as the grid and dy as the image.
-template <class T>
-void conv_transpose_grad_weight_typed(KernelContext& ctx) {
-  const Tensor &dy = ctx.in(0), &x = ctx.in(1), &w = ctx.in(2);
-  Geometry g(conv::conv_transpose_geometry_of(ctx.node, x.shape(), w.shape()), ctx.node);
-  conv::check_shape(ctx, conv::spatial(dy.shape()), g.image, "dy's spatial part");
-  weight_grad<T>(ctx, g, cptr<T>(x), cptr<T>(dy), mptr<T>(ctx.out(0)));
-}
-
-#define OTTER_CONV_KERNEL(NAME, FN)                                                           \
-  void NAME(KernelContext& ctx) {                                                             \
-    OTTER_CUDA_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), FN<scalar_t>(ctx)); \
+void conv_family_typed(KernelContext& ctx, const conv::Call& c) {
+  Geometry g(c.geometry, ctx.node);
+  const T* bias = c.bias ? cptr<T>(*c.bias) : nullptr;
+  switch (c.move) {
+    case conv::Move::Correlate: correlate<T>(ctx, g, cptr<T>(*c.source), cptr<T>(*c.weight), bias, mptr<T>(*c.out)); break;
+    case conv::Move::Scatter: scatter<T>(ctx, g, cptr<T>(*c.source), cptr<T>(*c.weight), bias, mptr<T>(*c.out)); break;
+    case conv::Move::WeightGrad: weight_grad<T>(ctx, g, cptr<T>(*c.grid), cptr<T>(*c.image), mptr<T>(*c.out)); break;
   }
-OTTER_CONV_KERNEL(conv_kernel, conv_typed)
-OTTER_CONV_KERNEL(conv_grad_input_kernel, conv_grad_input_typed)
-OTTER_CONV_KERNEL(conv_grad_weight_kernel, conv_grad_weight_typed)
-OTTER_CONV_KERNEL(conv_transpose_kernel, conv_transpose_typed)
-OTTER_CONV_KERNEL(conv_transpose_grad_input_kernel, conv_transpose_grad_input_typed)
-OTTER_CONV_KERNEL(conv_transpose_grad_weight_kernel, conv_transpose_grad_weight_typed)
-#undef OTTER_CONV_KERNEL
+}
+
+void conv_family_kernel(KernelContext& ctx) {
+  conv::Call c = conv::resolve(ctx);
+  OTTER_CUDA_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), conv_family_typed<scalar_t>(ctx, c));
+}
 
 }  // namespace
 
 void register_conv_kernels(KernelRegistry& r) {
   const std::vector<DType> f = {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16};
   const Device cuda = Device::CUDA;
-  r.add("", "Conv", cuda, f, conv_kernel);
-  r.add("", "ConvTranspose", cuda, f, conv_transpose_kernel);
-  r.add("otter", "ConvGradInput", cuda, f, conv_grad_input_kernel);
-  r.add("otter", "ConvGradWeight", cuda, f, conv_grad_weight_kernel);
-  r.add("otter", "ConvTransposeGradInput", cuda, f, conv_transpose_grad_input_kernel);
-  r.add("otter", "ConvTransposeGradWeight", cuda, f, conv_transpose_grad_weight_kernel);
+  for (const char* op : {"Conv", "ConvTranspose"}) r.add("", op, cuda, f, conv_family_kernel);
+  for (const char* op : {"ConvGradInput", "ConvGradWeight", "ConvTransposeGradInput", "ConvTransposeGradWeight"})
+    r.add("otter", op, cuda, f, conv_family_kernel);
 }
 
 }  // namespace otter::cuda

@@ -104,6 +104,14 @@ __device__ __forceinline__ void offsets_of(const Strides& s, int64_t flat, int n
 
 }  // namespace otter::cuda
 
+// Registration and dispatch in one statement: FN<T> for the storage types of the four float dtypes,
+// e.g. r.add("", "AveragePool", Device::CUDA, OTTER_CUDA_FLOAT_KERNELS(average_pool_typed)).
+#define OTTER_CUDA_FLOAT_KERNELS(FN)                                                   \
+  {{::otter::DType::Float32, [](::otter::KernelContext& c) { FN<float>(c); }},         \
+   {::otter::DType::Float64, [](::otter::KernelContext& c) { FN<double>(c); }},        \
+   {::otter::DType::Float16, [](::otter::KernelContext& c) { FN<__half>(c); }},        \
+   {::otter::DType::BFloat16, [](::otter::KernelContext& c) { FN<__nv_bfloat16>(c); }}}
+
 // Binds scalar_t to the storage type (float, double, __half, __nv_bfloat16) of DTYPE.
 #define OTTER_CUDA_DISPATCH_FLOAT(DTYPE, WHAT, ...)                                              \
   switch (DTYPE) {                                                                               \

@@ -484,20 +484,6 @@ void global_max_pool_grad_typed(KernelContext& ctx) {
   OTTER_CUDA_LAUNCH_CHECK(ctx.node.describe());
 }
 
-#define OTTER_POOL_KERNEL(NAME, FN)                                                           \
-  void NAME(KernelContext& ctx) {                                                             \
-    OTTER_CUDA_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), FN<scalar_t>(ctx)); \
-  }
-OTTER_POOL_KERNEL(average_pool_kernel, average_pool_typed)
-OTTER_POOL_KERNEL(max_pool_grad_kernel, max_pool_grad_typed)
-OTTER_POOL_KERNEL(max_pool_argmax_kernel, max_pool_argmax_typed)
-OTTER_POOL_KERNEL(average_pool_grad_kernel, average_pool_grad_typed)
-OTTER_POOL_KERNEL(global_average_pool_kernel, global_average_pool_typed)
-OTTER_POOL_KERNEL(global_max_pool_kernel, global_max_pool_typed)
-OTTER_POOL_KERNEL(global_average_pool_grad_kernel, global_average_pool_grad_typed)
-OTTER_POOL_KERNEL(global_max_pool_grad_kernel, global_max_pool_grad_typed)
-#undef OTTER_POOL_KERNEL
-
 void max_pool_kernel(KernelContext& ctx) {
   switch (ctx.in(0).dtype()) {
     case DType::Float32: max_pool_typed<float>(ctx); break;
@@ -513,18 +499,17 @@ void max_pool_kernel(KernelContext& ctx) {
 }  // namespace
 
 void register_pool_kernels(KernelRegistry& r) {
-  const std::vector<DType> f = {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16};
   const Device cuda = Device::CUDA;
   r.add("", "MaxPool", cuda,
         {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16, DType::Int8, DType::Uint8}, max_pool_kernel);
-  r.add("", "AveragePool", cuda, f, average_pool_kernel);
-  r.add("", "GlobalAveragePool", cuda, f, global_average_pool_kernel);
-  r.add("", "GlobalMaxPool", cuda, f, global_max_pool_kernel);
-  r.add("otter", "MaxPoolGrad", cuda, f, max_pool_grad_kernel);
-  r.add("otter", "MaxPoolArgmax", cuda, f, max_pool_argmax_kernel);
-  r.add("otter", "AveragePoolGrad", cuda, f, average_pool_grad_kernel);
-  r.add("otter", "GlobalAveragePoolGrad", cuda, f, global_average_pool_grad_kernel);
-  r.add("otter", "GlobalMaxPoolGrad", cuda, f, global_max_pool_grad_kernel);
+  r.add("", "AveragePool", cuda, OTTER_CUDA_FLOAT_KERNELS(average_pool_typed));
+  r.add("", "GlobalAveragePool", cuda, OTTER_CUDA_FLOAT_KERNELS(global_average_pool_typed));
+  r.add("", "GlobalMaxPool", cuda, OTTER_CUDA_FLOAT_KERNELS(global_max_pool_typed));
+  r.add("otter", "MaxPoolGrad", cuda, OTTER_CUDA_FLOAT_KERNELS(max_pool_grad_typed));
+  r.add("otter", "MaxPoolArgmax", cuda, OTTER_CUDA_FLOAT_KERNELS(max_pool_argmax_typed));
+  r.add("otter", "AveragePoolGrad", cuda, OTTER_CUDA_FLOAT_KERNELS(average_pool_grad_typed));
+  r.add("otter", "GlobalAveragePoolGrad", cuda, OTTER_CUDA_FLOAT_KERNELS(global_average_pool_grad_typed));
+  r.add("otter", "GlobalMaxPoolGrad", cuda, OTTER_CUDA_FLOAT_KERNELS(global_max_pool_grad_typed));
 }
 
 }  // namespace otter::cuda

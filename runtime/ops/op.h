@@ -174,19 +174,9 @@ class OpRegistry {
   std::map<std::string, OpDef> defs_;
 };
 
-// One registration function per op family.
-void register_elementwise_ops(OpRegistry& registry);
-void register_matmul_ops(OpRegistry& registry);
-void register_shape_ops(OpRegistry& registry);
-void register_reduce_ops(OpRegistry& registry);
-void register_softmax_ops(OpRegistry& registry);
-void register_loss_ops(OpRegistry& registry);
-void register_conv_ops(OpRegistry& registry);      // Conv, ConvTranspose
-void register_pool_ops(OpRegistry& registry);      // MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool
-void register_norm_ops(OpRegistry& registry);      // BatchNormalization, Instance/Group/LayerNormalization
-void register_indexing_ops(OpRegistry& registry);  // GatherElements, ScatterElements, ScatterND, Trilu, Tile, CumSum
-void register_einsum_ops(OpRegistry& registry);    // Einsum
-void register_spatial_ops(OpRegistry& registry);   // Pad, Resize
+// One registration function per op family (runtime/ops/families.h lists them).
+#define OTTER_FAMILY(NAME) void register_##NAME##_ops(OpRegistry& registry);
+#include "runtime/ops/families.h"
 
 // Helpers shared by the op families.
 // Numpy-style broadcast of shapes (symbolic dims allowed); fails with a message naming the node.

@@ -174,18 +174,8 @@ std::vector<const OpDef*> OpRegistry::all() const {
 const OpRegistry& OpRegistry::instance() {
   static const OpRegistry registry = [] {
     OpRegistry r;
-    register_elementwise_ops(r);
-    register_matmul_ops(r);
-    register_shape_ops(r);
-    register_reduce_ops(r);
-    register_softmax_ops(r);
-    register_loss_ops(r);
-    register_conv_ops(r);
-    register_pool_ops(r);
-    register_norm_ops(r);
-    register_indexing_ops(r);
-    register_einsum_ops(r);
-    register_spatial_ops(r);
+#define OTTER_FAMILY(NAME) register_##NAME##_ops(r);
+#include "runtime/ops/families.h"
     return r;
   }();
   return registry;
