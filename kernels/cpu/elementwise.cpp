@@ -239,10 +239,7 @@ void where_kernel(KernelContext& ctx) {
   });
 }
 
-void cast_kernel(KernelContext& ctx) {
-  Tensor converted = ctx.in(0).cast(ctx.out(0).dtype());
-  std::memcpy(ctx.out(0).raw(), converted.raw(), converted.nbytes());
-}
+void cast_kernel(KernelContext& ctx) { ctx.in(0).cast_into(ctx.out(0)); }
 
 void clip_kernel(KernelContext& ctx) {
   OTTER_DISPATCH_NUMERIC(ctx.in(0).dtype(), ctx.node.describe(), {

@@ -8,6 +8,7 @@
 
 #include "kernels/registry.h"
 #include "kernels/step_ops.h"
+#include "runtime/core/convert.h"
 #include "runtime/core/error.h"
 #include "runtime/core/half.h"
 
@@ -114,8 +115,8 @@ class CpuStepOps : public StepOps {
     uint16_t* dst = static_cast<uint16_t*>(low);
     const bool half = low_dtype == DType::Float16;
     OTTER_CHECK(half || low_dtype == DType::BFloat16, "the low-precision weight copy must be float16 or bfloat16");
-#pragma omp parallel for if (n > kParallel)
-    for (int64_t i = 0; i < n; ++i) dst[i] = half ? math::float_to_half_bits(src[i]) : math::float_to_bfloat16_bits(src[i]);
+    if (half) float_to_half_n(src, dst, n);
+    else float_to_bfloat16_n(src, dst, n);
   }
 
   void commit(float* dst, const void* src, DType src_dtype, int64_t n, const float* scaler) override {

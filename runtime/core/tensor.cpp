@@ -1,6 +1,8 @@
 // Tensor storage and conversions.
 #include "runtime/core/tensor.h"
 
+#include "runtime/core/convert.h"
+
 #include <cstdlib>
 #include <sstream>
 
@@ -146,8 +148,38 @@ std::vector<double> Tensor::to_double_vector() const {
   return v;
 }
 
+namespace {
+// The mixed-precision conversions, vectorised and threaded (convert.h; the same bits as the
+// element loops of Tensor::cast). False when (from, to) is not one of them.
+bool fast_convert(const Tensor& from, Tensor& to) {
+  if (from.device() != Device::CPU || to.device() != Device::CPU) return false;
+  const void* s = from.raw();
+  void* d = to.raw();
+  int64_t n = from.numel();
+  DType a = from.dtype(), b = to.dtype();
+  if (b == DType::Float32 && a == DType::Float16) half_to_float_n(static_cast<const uint16_t*>(s), static_cast<float*>(d), n);
+  else if (b == DType::Float32 && a == DType::BFloat16) bfloat16_to_float_n(static_cast<const uint16_t*>(s), static_cast<float*>(d), n);
+  else if (b == DType::Float16 && a == DType::Float32) float_to_half_n(static_cast<const float*>(s), static_cast<uint16_t*>(d), n);
+  else if (b == DType::BFloat16 && a == DType::Float32) float_to_bfloat16_n(static_cast<const float*>(s), static_cast<uint16_t*>(d), n);
+  else return false;
+  return true;
+}
+}  // namespace
+
+void Tensor::cast_into(Tensor& out) const {
+  OTTER_CHECK(out.numel() == numel(), "cast_into: ", numel(), " elements into a tensor of ", out.numel());
+  if (out.dtype() == dtype_ && device_ == Device::CPU && out.device() == Device::CPU) {
+    if (out.raw() != data_) std::memcpy(out.raw(), data_, nbytes());
+    return;
+  }
+  if (fast_convert(*this, out)) return;
+  Tensor t = cast(out.dtype());
+  out.copy_from(t);
+}
+
 Tensor Tensor::cast(DType to) const {
   Tensor t(to, shape_);
+  if (fast_convert(*this, t)) return t;
   switch (to) {
     case DType::Float32: convert_to(*this, t.data<float>()); break;
     case DType::Float64: convert_to(*this, t.data<double>()); break;

@@ -74,6 +74,9 @@ class Tensor {
   std::vector<double> to_double_vector() const;
   // A copy converted to another dtype (numeric types only).
   Tensor cast(DType to) const;
+  // Writes this tensor converted to out's dtype into out's memory (same element count; host
+  // tensors): cast without the allocation, vectorised between FP32 and FP16/BF16.
+  void cast_into(Tensor& out) const;
 
  private:
   DType dtype_ = DType::Undefined;

@@ -204,36 +204,58 @@ void Plan::run(const std::map<int, Tensor>& feeds, const RunOptions& run_options
   }
 }
 
+Tensor Plan::promoted_scratch(size_t slot, const Shape& shape) {
+  if (slot >= scratch_.size()) scratch_.resize(slot + 1);
+  Scratch& s = scratch_[slot];
+  size_t bytes = arena_aligned(std::max<size_t>(1, static_cast<size_t>(shape_numel(shape)) * sizeof(float)));
+  if (s.bytes < bytes) {
+    void* p = std::aligned_alloc(kArenaAlign, bytes);
+    OTTER_CHECK_KIND(OutOfMemory, p, "out of host memory: ", bytes, " bytes for a widened copy");
+    s.owner = std::shared_ptr<void>(p, std::free);
+    s.bytes = bytes;
+  }
+  return Tensor::view(DType::Float32, shape, s.owner, s.owner.get());
+}
+
+// A CPU step whose kernel computes in FP32 on FP16/BF16 data (design decision 7): its 16-bit
+// inputs are widened into scratch buffers, its 16-bit outputs computed there and rounded back;
+// round_in/round_to emulate an FP16/BF16 round trip (the policy's boundaries) on FP32 values.
 void Plan::run_promoted(const Step& s, KernelContext& ctx) {
   auto is_half = [](DType t) { return t == DType::Float16 || t == DType::BFloat16; };
   std::vector<Tensor> wide_in(ctx.inputs.size()), wide_out(ctx.outputs.size());
+  size_t slot = 0;
   for (size_t i = 0; i < ctx.inputs.size(); ++i)
     if (ctx.inputs[i] && s.round_in[i] != DType::Undefined) {
-      wide_in[i] = ctx.inputs[i]->cast(s.round_in[i]).cast(DType::Float32);
+      Tensor low(s.round_in[i], ctx.inputs[i]->shape());
+      ctx.inputs[i]->cast_into(low);
+      wide_in[i] = promoted_scratch(slot++, low.shape());
+      low.cast_into(wide_in[i]);
       ctx.inputs[i] = &wide_in[i];
     } else if (ctx.inputs[i] && is_half(ctx.inputs[i]->dtype())) {
-      wide_in[i] = s.shape_only[i] ? Tensor::view(DType::Float32, ctx.inputs[i]->shape(), nullptr, nullptr)
-                                   : ctx.inputs[i]->cast(DType::Float32);
+      if (s.shape_only[i]) {
+        wide_in[i] = Tensor::view(DType::Float32, ctx.inputs[i]->shape(), nullptr, nullptr);
+      } else {
+        wide_in[i] = promoted_scratch(slot++, ctx.inputs[i]->shape());
+        ctx.inputs[i]->cast_into(wide_in[i]);
+      }
       ctx.inputs[i] = &wide_in[i];
     }
   std::vector<Tensor*> narrow(ctx.outputs.size(), nullptr);
   for (size_t i = 0; i < ctx.outputs.size(); ++i)
     if (ctx.outputs[i] && is_half(ctx.outputs[i]->dtype())) {
       narrow[i] = ctx.outputs[i];
-      wide_out[i] = Tensor(DType::Float32, narrow[i]->shape());
+      wide_out[i] = promoted_scratch(slot++, narrow[i]->shape());
       ctx.outputs[i] = &wide_out[i];
     }
   s.fn(ctx);
   for (size_t i = 0; i < s.round_to.size(); ++i)
     if (s.round_to[i] != DType::Undefined) {
-      Tensor rounded = ctx.outputs[i]->cast(s.round_to[i]).cast(DType::Float32);
-      std::memcpy(ctx.outputs[i]->raw(), rounded.raw(), rounded.nbytes());
+      Tensor low(s.round_to[i], ctx.outputs[i]->shape());
+      ctx.outputs[i]->cast_into(low);
+      low.cast_into(*ctx.outputs[i]);
     }
   for (size_t i = 0; i < narrow.size(); ++i)
-    if (narrow[i]) {
-      Tensor rounded = wide_out[i].cast(narrow[i]->dtype());
-      std::memcpy(narrow[i]->raw(), rounded.raw(), rounded.nbytes());
-    }
+    if (narrow[i]) wide_out[i].cast_into(*narrow[i]);
 }
 
 void Plan::poison() {

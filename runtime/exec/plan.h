@@ -91,6 +91,9 @@ class Plan {
  private:
   using Step = PlanStep;
   void run_promoted(const Step& s, KernelContext& ctx);
+  // An FP32 tensor of `shape` in scratch buffer `slot`: the widened copies of a promoted step,
+  // reused by every step and every run (grown to the largest use; never freed between runs).
+  Tensor promoted_scratch(size_t slot, const Shape& shape);
   // Allocates the arena and makes every block (and every view of one) a tensor in it.
   void allocate_arena(const std::vector<ArenaBlock>& blocks, const std::vector<int>& root, const std::vector<bool>& wide);
   Graph& graph_;
@@ -100,6 +103,11 @@ class Plan {
   std::vector<Tensor> host_constants_;  // device plans: host copies of values known at build time
   std::vector<Step> steps_;
   std::shared_ptr<void> arena_;
+  struct Scratch {
+    std::shared_ptr<void> owner;
+    size_t bytes = 0;
+  };
+  std::vector<Scratch> scratch_;  // promoted_scratch's buffers
   MemoryStats memory_;
 };
 

@@ -1,0 +1,21 @@
+// Bulk FP16/BF16 <-> FP32 conversions on the host: the CPU's widen/round copies of mixed
+// precision, Cast, Tensor::cast and the refresh of the 16-bit weight copies all go through these.
+// Every function gives exactly the bits of the scalar conversions in half.h (round to nearest
+// even, subnormals kept, NaN kept a NaN), so results do not depend on which path ran; they pick an
+// AVX-512 path at run time where the CPU has it (one binary), and split large arrays over the
+// OpenMP threads.
+#pragma once
+#include <cstdint>
+
+namespace otter {
+
+void float_to_half_n(const float* src, uint16_t* dst, int64_t n);
+void half_to_float_n(const uint16_t* src, float* dst, int64_t n);
+void float_to_bfloat16_n(const float* src, uint16_t* dst, int64_t n);
+void bfloat16_to_float_n(const uint16_t* src, float* dst, int64_t n);
+
+// Which path the conversions take on this CPU: "avx512f" or "scalar" (for `otter inspect` and
+// the metrics). OTTER_CPU_ISA=scalar forces the scalar path (tests compare the two).
+const char* conversion_path();
+
+}  // namespace otter
