@@ -31,6 +31,8 @@ endif()
 if(SKBUILD)
   # pip install . (pyproject.toml): the library goes inside the Python package, which loads the
   # copy beside its own files first (bindings/python/otter/_capi.py).
+  # A wheel cannot hold symlinks: one file, named by the SONAME (no VERSION -> libotter.so.1).
+  set_property(TARGET otter PROPERTY VERSION)
   install(TARGETS otter LIBRARY DESTINATION otter NAMELINK_SKIP COMPONENT python)
   return()
 endif()
