@@ -490,12 +490,14 @@ static otter_status create_session(otter::LoadedModel (*load)(const void*, size_
   return guard(function, [&] {
     std::string device;
     otter::TrainConfig config = config_from(options, &device);
+    OTTER_CHECK(!options || options->values.count("tensorboard") || !options->values.count("tensorboard_interval"),
+                "option 'tensorboard_interval' needs the option 'tensorboard' (a folder)");
     auto s = std::make_unique<otter_session>();
     s->session = std::make_unique<otter::Session>(load(data, size, base), config);
     s->device = device;
     describe(s.get());
     if (options) {
-      auto tb = options->values.find("tensorboard");
+      auto tb = options->values.find("tensorboard");  // created once the model is known to load
       if (tb != options->values.end()) {
         s->tb.writer = std::make_unique<otter::EventWriter>(tb->second);
         auto every = options->values.find("tensorboard_interval");

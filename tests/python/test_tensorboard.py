@@ -218,6 +218,8 @@ def test_errors(tmp_path):
         otter.TrainingSession(MODEL, loss="cross_entropy", tensorboard=tmp_path, tensorboard_interval=0)
     with pytest.raises(otter.InvalidArgumentError, match="empty"):
         otter.TrainingSession(MODEL, loss="cross_entropy", tensorboard="")
+    with pytest.raises(otter.InvalidArgumentError, match="needs the option 'tensorboard'"):
+        otter.TrainingSession(MODEL, loss="cross_entropy", tensorboard_interval=5)
     with otter.TrainingSession(MODEL, loss="cross_entropy") as s:
         with pytest.raises(otter.WrongStateError, match="tensorboard"):
             s.log_scalar("val/loss", 1.0)
