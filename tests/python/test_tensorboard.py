@@ -239,6 +239,25 @@ def test_reader_rejects_a_damaged_record(tmp_path):
         read_records(path)
 
 
+def assert_rounded_ticks(svg: str, log: bool):
+    """Tick labels: x labels (text-anchor middle under the axis) are integers evenly spaced; y labels
+    (text-anchor end) have at most 3 decimals and are evenly spaced (linear) or 1/2/5 x 10^k (log)."""
+    import re
+    xs = [float(v) for v in re.findall(r'text-anchor="middle">(-?[0-9.]+)</text>', svg)]
+    ys = [float(v) for v in re.findall(r'text-anchor="end">(-?[0-9.e+-]+)</text>', svg)]
+    labels = re.findall(r'text-anchor="end">(-?[0-9.e+-]+)</text>', svg)
+    assert len(xs) >= 3 and all(x == int(x) for x in xs), xs
+    assert len(set(np.diff(xs).round(9))) == 1, xs
+    assert len(ys) >= 3, ys
+    assert all(len(v.split(".")[1]) <= 3 for v in labels if "." in v and "e" not in v), labels
+    if log:
+        for v in ys:
+            mantissa = v / 10 ** np.floor(np.log10(v))
+            assert round(mantissa, 6) in (1, 2, 5), ys
+    else:
+        assert len(set(np.diff(ys).round(9))) == 1, ys
+
+
 @pytest.mark.skipif(not os.path.exists(CLI), reason="the otter CLI is not built")
 def test_cli_tensorboard_csv_plot(tmp_path):
     tb, csv_path, svg = tmp_path / "tb", tmp_path / "m.csv", tmp_path / "loss.svg"
@@ -262,6 +281,13 @@ def test_cli_tensorboard_csv_plot(tmp_path):
     assert scalars["val/accuracy"][-1][1] > 0.8
     text = svg.read_text()
     assert "loss (log scale)" in text and "validation loss" in text and "<polyline" in text
+    assert_rounded_ticks(text, log=True)
+
+    # The linear chart of the same run: rounded, evenly spaced ticks on both axes.
+    linear = tmp_path / "linear.svg"
+    subprocess.run(cmd[:cmd.index("--out")] + ["--out", str(tmp_path / "t2.onnx"), "--plot", str(linear)],
+                   check=True, capture_output=True)
+    assert_rounded_ticks(linear.read_text(), log=False)
 
     tensorboard = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
     acc = tensorboard.EventAccumulator(str(tb))
