@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The installed library as its users see it: `cmake --install` of BUILD_DIR into a temporary prefix,
 # then the README's C example built two ways against that prefix only and run:
-#   1. a separate CMake project (tests/install/CMakeLists.txt): find_package(Otter 1) + Otter::otter;
+#   1. a separate CMake project (tests/install/CMakeLists.txt): find_package(Otter 1) + Otter::otter
+#      (also a C++ program on <otter/otter.hpp>);
 #   2. cc $(pkg-config --cflags --libs otter).
 # Also checks the installed layout (SONAME links, headers, CLI, no build-folder RPATH).
 # Usage: run.sh SOURCE_DIR BUILD_DIR
@@ -48,6 +49,7 @@ cmake -S "$src/tests/install" -B "$work/consumer" -G Ninja -DCMAKE_BUILD_TYPE=Re
   { cat "$work/consumer.log"; fail "consumer configure"; }
 cmake --build "$work/consumer" >>"$work/consumer.log" || { cat "$work/consumer.log"; fail "consumer build"; }
 run_example "$work/consumer/readme_example" cmake
+env -u LD_LIBRARY_PATH "$work/consumer/hpp_check" || fail "the otter.hpp program"
 echo "install test: find_package(Otter) consumer ok"
 
 # 2. pkg-config.
