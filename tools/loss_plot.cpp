@@ -1,6 +1,6 @@
 // The loss chart of `otter train --plot` (see loss_plot.h): axis ranges rounded outwards to nice
 // tick spacings, labels printed with just the decimals the spacing needs, log axes ticked at
-// 1-2-5 x 10^k (or powers of ten over a wide range).
+// 1-2-5 x 10^k (or powers of ten over a wide range; a range under one decade gets linear 1-2-5 ticks).
 #include "tools/loss_plot.h"
 
 #include <algorithm>
@@ -63,7 +63,7 @@ std::vector<double> log_ticks(double lo, double hi) {
 std::string log_label(double v) {
   char buf[32];
   double a = std::abs(v);
-  if (a >= 1e5 || a < 1e-3) std::snprintf(buf, sizeof buf, "%.0e", v);
+  if (a >= 1e5 || a < 1e-4) std::snprintf(buf, sizeof buf, "%.0e", v);
   else std::snprintf(buf, sizeof buf, "%g", v);
   return buf;
 }
@@ -98,8 +98,18 @@ std::string render_loss_svg(const LossPlot& plot) {
   std::vector<double> yticks;
   double ys = 1;
   std::vector<std::string> ylabels;
-  if (plot.log_y) {
-    if (ymax / ymin < 1.0001) { ymin /= 2; ymax *= 2; }
+  if (plot.log_y && ymax / ymin < 10) {
+    // Less than a decade: decade ticks would leave one or two labels, so the linear 1-2-5 ticks
+    // are drawn on the log axis (the positive ones).
+    if (ymax / ymin < 1.0001) { ymin /= 1.5; ymax *= 1.5; }
+    for (double t : nice_ticks(ymin, ymax, 5, &ys))
+      if (t > 0) yticks.push_back(t);
+    ymin = std::min(ymin, yticks.front());
+    ymax = std::max(ymax, yticks.back());
+    if (yticks.back() < ymax) yticks.push_back(yticks.back() + ys);
+    ymax = yticks.back();
+    for (double t : yticks) ylabels.push_back(tick_label(t, ys));
+  } else if (plot.log_y) {
     double lo = std::pow(10.0, std::floor(std::log10(ymin))), hi = std::pow(10.0, std::ceil(std::log10(ymax)));
     // Tighten to 1-2-5 steps when the data spans a small part of the decade range.
     for (double m : {5.0, 2.0}) if (lo * m <= ymin) { lo *= m; break; }
@@ -107,6 +117,9 @@ std::string render_loss_svg(const LossPlot& plot) {
     ymin = lo;
     ymax = hi;
     yticks = log_ticks(ymin, ymax);
+    // The axis ends (1, 2 or 5 x 10^k) are labelled too.
+    if (yticks.empty() || yticks.front() > ymin * (1 + 1e-9)) yticks.insert(yticks.begin(), ymin);
+    if (yticks.back() < ymax * (1 - 1e-9)) yticks.push_back(ymax);
     for (double t : yticks) ylabels.push_back(log_label(t));
   } else {
     if (ymax - ymin < 1e-12 * std::max(1.0, std::abs(ymax))) {
