@@ -505,7 +505,12 @@ pub struct EvalOutput {
 }
 
 /// A training session (see otter.h, "sessions"), freed on `Drop`. `Send`, not `Sync`: one thread
-/// at a time, as the C API requires.
+/// at a time, as the C API requires. Sharing one between threads does not compile:
+///
+/// ```compile_fail
+/// fn shared<T: Sync>() {}
+/// shared::<otter::Session>();
+/// ```
 pub struct Session {
     handle: *mut ffi::otter_session,
 }
