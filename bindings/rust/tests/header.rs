@@ -106,7 +106,7 @@ fn header_constants() -> BTreeMap<String, i64> {
             out.insert("OTTER_API_VERSION".to_string(), rest.trim().parse().unwrap());
         }
         // Enumerators, possibly several on one line: "{ OTTER_DEVICE_CPU = 1, OTTER_DEVICE_CUDA = 2 }".
-        for part in l.split([',', '{', '}']) {
+        for part in l.split(&[',', '{', '}'][..]) {
             let p = part.trim();
             if let Some((name, value)) = p.split_once('=') {
                 let (name, value) = (name.trim(), value.trim());
