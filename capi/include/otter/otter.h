@@ -216,7 +216,8 @@ OTTER_API otter_status otter_session_set_parameter(otter_session* session, const
 
 /* Statistics by key: step (optimizer steps taken), micro_step, last_loss (OTTER_ERROR_WRONG_STATE
  * before the first step), learning_rate (for the next step), grad_norm (the global gradient
- * norm before clipping at the last step; computed only when clip_norm or tensorboard is set, else 0), loss_scale (1 without loss scaling), skipped_steps (steps skipped for non-finite
+ * norm before clipping at the last step; computed only when clip_norm or tensorboard is set, else
+ * 0), loss_scale (1 without loss scaling), skipped_steps (steps skipped for non-finite
  * gradients), arena_bytes and intermediate_bytes (planned activation memory of the last training
  * plan and the sum of its intermediates), captured_steps (CUDA: micro-steps replayed as a CUDA
  * graph), device_peak_bytes (CUDA: peak bytes in use in the device memory pool since the session
