@@ -18,15 +18,22 @@ set_target_properties(otter PROPERTIES
   INTERFACE_INCLUDE_DIRECTORIES "$<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/capi/include>")
 
 # RPATHs of the installed files. libotter keeps only the folder of the OpenMP OpenBLAS (a system
-# folder outside the default search path; see docs/architecture.md, "CPU math library"), never a
-# build folder; other system libraries are found by the loader as usual. The CLI finds libotter
+# folder outside the default search path; see docs/architecture.md, "CPU math library") and, in a
+# CUDA build, those of cuBLAS and cuDNN; never a build folder; other system libraries are found by
+# the loader as usual. The CLI finds libotter
 # relative to itself.
+set(_otter_rpath "")
 get_filename_component(_otter_blas_dir "${OTTER_OPENBLAS}" DIRECTORY)
 if(_otter_blas_dir MATCHES "openblas-openmp")
-  set_target_properties(otter PROPERTIES INSTALL_RPATH "${_otter_blas_dir}")
-else()
-  set_target_properties(otter PROPERTIES INSTALL_RPATH "")
+  list(APPEND _otter_rpath "${_otter_blas_dir}")
 endif()
+if(OTTER_HAVE_CUDA)
+  # cuBLAS and cuDNN where this build found them (the CUDA runtime itself is linked statically).
+  get_filename_component(_otter_cudnn_dir "${OTTER_CUDNN_LIBRARY}" DIRECTORY)
+  list(APPEND _otter_rpath "${CUDAToolkit_LIBRARY_DIR}" "${_otter_cudnn_dir}")
+  list(REMOVE_DUPLICATES _otter_rpath)
+endif()
+set_target_properties(otter PROPERTIES INSTALL_RPATH "${_otter_rpath}")
 
 if(SKBUILD)
   # pip install . (pyproject.toml): the library goes inside the Python package, which loads the
