@@ -3,6 +3,7 @@
 // then writes its out-parameters. Nothing else is exported (see capi/otter.map).
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <thread>
 #include <cstring>
@@ -18,6 +19,7 @@
 #include "runtime/core/file_io.h"
 #include "runtime/train/npz.h"
 #include "runtime/train/session.h"
+#include "runtime/train/tensorboard.h"
 
 using otter::Error;
 using otter::ErrorKind;
@@ -40,6 +42,16 @@ struct otter_session {
   };
   std::vector<NodeInfo> nodes;
   bool stepped = false;
+  // Option tensorboard: scalars of every `interval`-th effective batch go to an event file.
+  struct TensorBoard {
+    std::unique_ptr<otter::EventWriter> writer;
+    int64_t interval = 1;
+    int64_t grad_accum = 1;
+    int64_t micro_steps = 0;  // train_step calls since the session was created
+    double seconds = 0;       // time inside train_step since the last record
+    double samples = 0;       // rows (first dimension of the first input) since the last record
+    int64_t batches = 0;      // effective batches since the last record
+  } tb;
   // Set while a call is inside the session: a second thread gets OTTER_ERROR_BUSY instead of
   // corrupting it (sessions are not thread-safe; otter.h, "Threads").
   mutable std::atomic<bool> busy{false};
@@ -156,6 +168,8 @@ const std::map<std::string, OptSpec>& option_specs() {
       {"cuda_graphs", {OptType::String, {"on", "off"}}},
       {"batchnorm", {OptType::String, {"train", "frozen"}}},
       {"nonfinite", {OptType::String, {"error", "skip"}}},
+      {"tensorboard", {OptType::String, {}}},
+      {"tensorboard_interval", {OptType::Integer, {}}},
   };
   return specs;
 }
@@ -208,6 +222,7 @@ void validate_option(const std::string& key, const std::string& value) {
       if (key == "loss_scale")
         OTTER_CHECK(value == "dynamic" || value == "none" || (parse_double(value, &d) && d > 0), "option 'loss_scale': '",
                     value, "' is not dynamic, none or a positive number");
+      if (key == "tensorboard") OTTER_CHECK(!value.empty(), "option 'tensorboard': the folder is an empty string");
       if (key == "device")
         OTTER_CHECK(value == "auto" || value == "cpu" || value == "cuda" || value.rfind("cuda:", 0) == 0,
                     "option 'device': '", value, "' is not auto, cpu, cuda or cuda:N");
@@ -217,7 +232,8 @@ void validate_option(const std::string& key, const std::string& value) {
       break;
     case OptType::Integer:
       OTTER_CHECK(parse_int(value, &i), "option '", key, "': '", value, "' is not an integer (or is out of range)");
-      if (key == "grad_accum") OTTER_CHECK(i >= 1, "option 'grad_accum': must be >= 1, got ", i);
+      if (key == "grad_accum" || key == "tensorboard_interval")
+        OTTER_CHECK(i >= 1, "option '", key, "': must be >= 1, got ", i);
       if (key == "warmup_steps" || key == "total_steps") OTTER_CHECK(i >= 0, "option '", key, "': must be >= 0, got ", i);
       break;
     case OptType::Bool:
@@ -313,6 +329,7 @@ otter::TrainConfig config_from(const otter_options* options, std::string* device
   if (auto s = get("device")) c.device = otter::resolve_device(*s);
   *device = c.device == otter::Device::CPU ? "cpu" : "cuda:0";
   if (auto s = get("cuda_graphs")) c.cuda_graphs = *s == "on";
+  c.track_grad_norm = get("tensorboard") != nullptr;  // logged as train/grad_norm
   return c;
 }
 
@@ -473,10 +490,21 @@ static otter_status create_session(otter::LoadedModel (*load)(const void*, size_
   return guard(function, [&] {
     std::string device;
     otter::TrainConfig config = config_from(options, &device);
+    OTTER_CHECK(!options || options->values.count("tensorboard") || !options->values.count("tensorboard_interval"),
+                "option 'tensorboard_interval' needs the option 'tensorboard' (a folder)");
     auto s = std::make_unique<otter_session>();
     s->session = std::make_unique<otter::Session>(load(data, size, base), config);
     s->device = device;
     describe(s.get());
+    if (options) {
+      auto tb = options->values.find("tensorboard");  // created once the model is known to load
+      if (tb != options->values.end()) {
+        s->tb.writer = std::make_unique<otter::EventWriter>(tb->second);
+        auto every = options->values.find("tensorboard_interval");
+        if (every != options->values.end()) parse_int(every->second, &s->tb.interval);
+        s->tb.grad_accum = config.grad_accum;
+      }
+    }
     *out = s.release();
   });
 }
@@ -594,8 +622,61 @@ otter_status otter_session_train_step(otter_session* s, size_t n, const char* co
   OTTER_REQUIRE(s);
   return guard(__func__, [&] {
     SessionUse use(s);
-    s->session->train_step(feeds_from(n, names, inputs), out_loss);
+    auto feeds = feeds_from(n, names, inputs);
+    if (!s->tb.writer) {
+      s->session->train_step(feeds, out_loss);
+      s->stepped = true;
+      return;
+    }
+    // With a TensorBoard log: time the step, and after every interval-th effective batch read the
+    // statistics back (a synchronisation on CUDA) and append them.
+    auto& tb = s->tb;
+    bool ends_batch = (tb.micro_steps + 1) % tb.grad_accum == 0;
+    bool record = ends_batch && (tb.batches + 1) % tb.interval == 0;
+    double lr = record ? s->session->stats().lr : 0;  // the rate this step uses
+    auto t0 = std::chrono::steady_clock::now();
+    s->session->train_step(feeds, out_loss);
     s->stepped = true;
+    tb.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    tb.micro_steps += 1;
+    for (size_t i = 0; i < n; ++i)  // the batch: the first dimension of the caller's first input
+      if (inputs[i].ndim >= 1) {
+        tb.samples += static_cast<double>(inputs[i].shape[0]);
+        break;
+      }
+    if (!ends_batch) return;
+    tb.batches += 1;
+    if (!record) return;
+    const otter::StepStats& st = s->session->stats();
+    std::vector<std::pair<std::string, double>> scalars = {
+        {"train/loss", st.last_loss},
+        {"train/learning_rate", lr},
+        {"train/loss_scale", s->session->loss_scale()},
+        {"train/skipped_steps", double(st.skipped_steps)},
+        {"train/step_time_ms", tb.seconds / double(tb.batches) * 1e3},
+        {"train/samples_per_second", tb.seconds > 0 ? tb.samples / tb.seconds : 0.0}};
+    if (!st.last_step_skipped) scalars.push_back({"train/grad_norm", st.last_grad_norm});
+    tb.seconds = tb.samples = 0;
+    tb.batches = 0;
+    try {
+      tb.writer->add_scalars(st.step + st.skipped_steps, scalars);
+    } catch (const Error& e) {
+      tb.writer.reset();
+      throw Error(std::string("the step was applied, but the TensorBoard log failed (logging stops): ") + e.what(),
+                  ErrorKind::Io);
+    }
+  });
+}
+
+otter_status otter_session_log_scalar(otter_session* s, const char* tag, double value) {
+  OTTER_REQUIRE(s);
+  OTTER_REQUIRE(tag);
+  return guard(__func__, [&] {
+    SessionUse use(s);
+    OTTER_CHECK_KIND(WrongState, s->tb.writer, "the session writes no TensorBoard log (set the option 'tensorboard')");
+    OTTER_CHECK(tag[0] != '\0', "the tag is empty");
+    const otter::StepStats& st = s->session->stats();
+    s->tb.writer->add_scalar(st.step + st.skipped_steps, otter::valid_utf8(tag), value);
   });
 }
 

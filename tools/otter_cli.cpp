@@ -22,6 +22,7 @@
 #include "bindings/cpp/otter.hpp"
 #include "runtime/core/error.h"    // valid_utf8 for messages (header only)
 #include "runtime/core/file_io.h"  // atomic output files (compiled into the CLI; no engine code)
+#include "tools/loss_plot.h"
 
 using otter::cpp::HostTensor;
 
@@ -76,7 +77,13 @@ const char* kTrainHelp =
     "  --resume PATH             continue from a checkpoint\n"
     "  --out TRAINED.onnx        the trained model (required)\n"
     "  --metrics METRICS.json    steps, skipped_steps, final_loss, loss_scale, history, val\n"
-    "  --plot LOSS.svg           SVG loss curve (train and validation)\n";
+    "  --plot LOSS.svg           SVG loss curve (train and validation, skipped steps marked)\n"
+    "  --plot-scale linear|log   the loss axis of --plot (default linear)\n"
+    "  --metrics-csv FILE.csv    one row per optimizer step: batch, step, loss, lr, loss_scale,\n"
+    "                            skipped_steps, grad_norm, step_time_ms, rows_per_second, val_loss,\n"
+    "                            val_accuracy (validation columns filled where --val ran)\n"
+    "  --tensorboard DIR         write TensorBoard event files to DIR (created if missing): train/*\n"
+    "                            scalars every optimizer step, val/loss and val/accuracy per epoch\n";
 
 const char* kEvalHelp =
     "usage: otter eval MODEL.onnx --data TEST.npz [--label NAME] [--loss KIND] [--loss-output NAME]\n"
@@ -290,40 +297,6 @@ std::vector<std::pair<std::string, std::string>> paths_of(const Args& a, const s
   return r;
 }
 
-// An SVG line chart of the training loss per step and the validation loss per epoch.
-std::string loss_svg(const std::vector<std::pair<int64_t, double>>& train, const std::vector<std::pair<int64_t, double>>& val) {
-  const double W = 640, H = 360, L = 60, R = 20, T = 20, B = 40;
-  double xmax = 1, ymin = INFINITY, ymax = -INFINITY;
-  for (auto* series : {&train, &val})
-    for (auto& p : *series) {
-      xmax = std::max(xmax, static_cast<double>(p.first));
-      if (std::isfinite(p.second)) { ymin = std::min(ymin, p.second); ymax = std::max(ymax, p.second); }
-    }
-  if (!std::isfinite(ymin)) { ymin = 0; ymax = 1; }
-  if (ymax - ymin < 1e-12) ymax = ymin + 1;
-  auto X = [&](double x) { return L + (W - L - R) * x / xmax; };
-  auto Y = [&](double y) { return T + (H - T - B) * (1 - (y - ymin) / (ymax - ymin)); };
-  std::ostringstream s;
-  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H << "\" font-family=\"sans-serif\" font-size=\"12\">\n"
-    << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-    << "<line x1=\"" << L << "\" y1=\"" << H - B << "\" x2=\"" << W - R << "\" y2=\"" << H - B << "\" stroke=\"black\"/>\n"
-    << "<line x1=\"" << L << "\" y1=\"" << T << "\" x2=\"" << L << "\" y2=\"" << H - B << "\" stroke=\"black\"/>\n"
-    << "<text x=\"" << (W / 2) << "\" y=\"" << H - 8 << "\" text-anchor=\"middle\">step</text>\n"
-    << "<text x=\"8\" y=\"" << T + 4 << "\">" << json_number(ymax) << "</text>\n"
-    << "<text x=\"8\" y=\"" << H - B << "\">" << json_number(ymin) << "</text>\n";
-  auto poly = [&](const std::vector<std::pair<int64_t, double>>& pts, const char* color, const char* label, double ly) {
-    if (pts.empty()) return;
-    s << "<polyline fill=\"none\" stroke=\"" << color << "\" stroke-width=\"1.5\" points=\"";
-    for (auto& p : pts)
-      if (std::isfinite(p.second)) s << X(static_cast<double>(p.first)) << "," << Y(p.second) << " ";
-    s << "\"/>\n<text x=\"" << W - R - 120 << "\" y=\"" << ly << "\" fill=\"" << color << "\">" << label << "</text>\n";
-  };
-  poly(train, "#1f77b4", "train loss", T + 14);
-  poly(val, "#d62728", "validation loss", T + 30);
-  s << "</svg>\n";
-  return s.str();
-}
-
 void set_common(otter::cpp::Options& o, const Args& a, bool training) {
   auto pass = [&](const char* flag, const char* key) {
     if (a.has(flag)) o.set(key, a.get(flag));
@@ -357,7 +330,8 @@ int cmd_train(int argc, char** argv) {
                          "--weight-decay", "--schedule", "--warmup", "--epochs", "--steps", "--batch-size",
                          "--grad-accum", "--clip-norm", "--precision", "--loss-scale", "--device", "--cuda-graphs", "--seed",
                          "--freeze", "--val", "--checkpoint", "--checkpoint-every", "--resume", "--out", "--metrics",
-                         "--plot", "--precision-op", "--precision-node", "--nonfinite", "--train-only"});
+                         "--plot", "--precision-op", "--precision-node", "--nonfinite", "--train-only",
+                         "--tensorboard", "--metrics-csv", "--plot-scale"});
   if (a.positional.size() != 1) throw UsageError("train needs exactly one MODEL.onnx (see otter train --help)");
   if (!a.has("--data")) throw UsageError("train needs --data TRAIN.npz");
   if (!a.has("--out")) throw UsageError("train needs --out TRAINED.onnx");
@@ -373,8 +347,13 @@ int cmd_train(int argc, char** argv) {
   // Outputs never replace inputs (--checkpoint may equal --resume: a run that continues its own checkpoint).
   std::vector<std::pair<std::string, std::string>> inputs = paths_of(a, {"--data", "--val"});
   inputs.insert(inputs.begin(), {"MODEL", model});
-  check_outputs(inputs, paths_of(a, {"--out", "--checkpoint", "--metrics", "--plot"}));
-  check_outputs(paths_of(a, {"--resume"}), paths_of(a, {"--out", "--metrics", "--plot"}));
+  check_outputs(inputs, paths_of(a, {"--out", "--checkpoint", "--metrics", "--plot", "--metrics-csv"}));
+  check_outputs(paths_of(a, {"--resume"}), paths_of(a, {"--out", "--metrics", "--plot", "--metrics-csv"}));
+  const std::string plot_scale = a.get("--plot-scale", "linear");
+  if (plot_scale != "linear" && plot_scale != "log")
+    throw UsageError("--plot-scale expects linear or log, got '" + plot_scale + "'");
+  if (a.has("--plot-scale") && !a.has("--plot")) throw UsageError("--plot-scale needs --plot LOSS.svg");
+  if (a.has("--tensorboard") && a.get("--tensorboard").empty()) throw UsageError("--tensorboard needs a folder");
   Dataset train = load_npz(a.get("--data"));
   Dataset val;
   if (a.has("--val")) val = load_npz(a.get("--val"));
@@ -392,6 +371,7 @@ int cmd_train(int argc, char** argv) {
   if (total_micro / micro_per_epoch > kMax) throw UsageError("--epochs x batches per epoch is too large");
   if (total_steps < 1) throw UsageError("nothing to train: fewer micro-batches than --grad-accum");
   probe_options.set("total_steps", std::to_string(total_steps));
+  if (a.has("--tensorboard")) probe_options.set("tensorboard", a.get("--tensorboard"));
   otter::cpp::Session s(model, probe_options);
   std::vector<std::string> names = feed_names(s, train, a.get("--data"), label, true);
   std::vector<std::string> val_names;
@@ -437,7 +417,19 @@ int cmd_train(int argc, char** argv) {
   std::iota(order.begin(), order.end(), 0);
   for (int64_t e = 0; micro < total_micro && e < micro / micro_per_epoch + (micro % micro_per_epoch != 0); ++e)
     std::shuffle(order.begin(), order.end(), rng);
-  std::vector<std::pair<int64_t, double>> train_curve, val_curve;
+  std::vector<std::pair<int64_t, double>> val_curve;
+  otter::cli::LossPlot plot;
+  plot.log_y = plot_scale == "log";
+  plot.x_label = "step (optimizer steps taken + skipped)";
+  // --metrics-csv: one row per effective batch; the validation columns are added where --val ran.
+  struct CsvRow {
+    int64_t batch, step, skipped;
+    double loss, lr, scale, grad_norm, ms, rows_per_s, val_loss = NAN, val_accuracy = NAN;
+  };
+  std::vector<CsvRow> csv;
+  const bool have_norm = a.has("--clip-norm") || a.has("--tensorboard");
+  double batch_seconds = 0;
+  int64_t batch_rows = 0;
   std::ostringstream history;
   bool tty = isatty(fileno(stderr));
   auto start = std::chrono::steady_clock::now();
@@ -456,15 +448,25 @@ int cmd_train(int argc, char** argv) {
       feeds[n] = &rows_now[n];
     }
     double lr = s.stat("learning_rate");
+    auto step_start = std::chrono::steady_clock::now();
     last_loss = s.train_step(feeds);
+    batch_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
+    batch_rows += static_cast<int64_t>(end) - pos;
     rows_done += static_cast<int64_t>(end) - pos;
     epoch_loss += last_loss;
     ++epoch_count;
     ++micro;
     if (micro % accum == 0) {
       int64_t step = static_cast<int64_t>(s.stat("step"));
+      int64_t skipped_now = static_cast<int64_t>(s.stat("skipped_steps"));
       double scale = s.stat("loss_scale");
-      train_curve.push_back({step, last_loss});
+      const int64_t x = step + skipped_now;  // effective batches: the x of the plot, TensorBoard and the CSV
+      if (!csv.empty() ? skipped_now > csv.back().skipped : skipped_now > start_skipped) plot.skipped.push_back(double(x));
+      else plot.train.push_back({double(x), last_loss});
+      csv.push_back({x, step, skipped_now, last_loss, lr, scale, have_norm ? s.stat("grad_norm") : NAN,
+                     batch_seconds * 1e3, batch_rows / std::max(batch_seconds, 1e-9)});
+      batch_seconds = 0;
+      batch_rows = 0;
       history << (history.tellp() > 0 ? ",\n    " : "    ") << "{\"step\": " << step << ", \"loss\": " << json_number(last_loss)
               << ", \"lr\": " << json_number(lr) << ", \"loss_scale\": " << json_number(scale) << "}";
       if (every > 0 && step % every == 0) save_checkpoint();
@@ -487,6 +489,16 @@ int cmd_train(int argc, char** argv) {
         EvalResult v = evaluate(s, val, val_names, label, loss_kind, batch);
         val_results.push_back(v);
         val_curve.push_back({static_cast<int64_t>(s.stat("step")), v.loss});
+        const int64_t x = static_cast<int64_t>(s.stat("step") + s.stat("skipped_steps"));
+        plot.val.push_back({double(x), v.loss});
+        if (!csv.empty()) {
+          csv.back().val_loss = v.loss;
+          csv.back().val_accuracy = v.accuracy;
+        }
+        if (a.has("--tensorboard")) {
+          if (std::isfinite(v.loss)) s.log_scalar("val/loss", v.loss);
+          if (std::isfinite(v.accuracy)) s.log_scalar("val/accuracy", v.accuracy);
+        }
         line += "  val_loss " + json_number(v.loss);
         if (std::isfinite(v.accuracy)) line += "  val_accuracy " + json_number(v.accuracy);
       }
@@ -530,7 +542,17 @@ int cmd_train(int argc, char** argv) {
     m << "\n}\n";
     write_text(a.get("--metrics"), m.str());
   }
-  if (a.has("--plot")) write_text(a.get("--plot"), loss_svg(train_curve, val_curve));
+  if (a.has("--metrics-csv")) {
+    auto cell = [](double v) { return std::isfinite(v) ? json_number(v) : std::string(); };
+    std::ostringstream c;
+    c << "batch,step,loss,lr,loss_scale,skipped_steps,grad_norm,step_time_ms,rows_per_second,val_loss,val_accuracy\n";
+    for (const CsvRow& r : csv)
+      c << r.batch << "," << r.step << "," << cell(r.loss) << "," << cell(r.lr) << "," << cell(r.scale) << "," << r.skipped
+        << "," << cell(r.grad_norm) << "," << cell(r.ms) << "," << cell(r.rows_per_s) << "," << cell(r.val_loss) << ","
+        << cell(r.val_accuracy) << "\n";
+    write_text(a.get("--metrics-csv"), c.str());
+  }
+  if (a.has("--plot")) write_text(a.get("--plot"), otter::cli::render_loss_svg(plot));
   return 0;
 }
 

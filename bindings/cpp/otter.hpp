@@ -99,6 +99,8 @@ class Session {
   std::vector<TensorInfo> outputs() const { return infos(otter_session_output_count, otter_session_output_info); }
   std::vector<TensorInfo> parameters() const { return infos(otter_session_parameter_count, otter_session_parameter_info); }
 
+  // Appends a scalar to the session's TensorBoard log (option "tensorboard").
+  void log_scalar(const std::string& tag, double value) { check(otter_session_log_scalar(handle_, tag.c_str(), value)); }
   // Feeds are borrowed for the call (no copy).
   double train_step(const std::map<std::string, const HostTensor*>& feeds) {
     std::vector<const char*> names;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -334,7 +335,7 @@ const StepStats& Session::stats() const {
   stats_.lr = scheduled_lr(base_lr_, config_.schedule, stats_.step);
   std::vector<float> scaler = scaler_host();
   stats_.last_step_skipped = scaler[kFoundInf] != 0.0f;
-  if (config_.clip_norm > 0) stats_.last_grad_norm = norm_.to(Device::CPU).data<double>()[0];
+  if (config_.clip_norm > 0 || config_.track_grad_norm) stats_.last_grad_norm = norm_.to(Device::CPU).data<double>()[0];
   if (last_train_plan_) stats_.last_loss = last_train_plan_->value(loss_.loss).to(Device::CPU).to_double_vector().at(0);
   return stats_;
 }
@@ -620,6 +621,8 @@ void Session::enqueue_step(Plan& plan, const std::map<int, Tensor>& bound, bool 
   }
   commit_buffers(scaler);
   if (config_.clip_norm > 0) ops_->clip_grad_norm(g, n, config_.clip_norm, scaler, norm_.data<double>());
+  else if (config_.track_grad_norm)  // the norm only: an infinite bound never scales
+    ops_->clip_grad_norm(g, n, std::numeric_limits<double>::infinity(), scaler, norm_.data<double>());
   Optimizer::Moments m = optimizer_->moments();
   ops_->optimizer_step(optimizer_params(optimizer_->config()), schedule_params(config_.schedule), base_lr_,
                        masters_.data<float>(), g, m.first, m.second, n, scaler, counters);

@@ -45,6 +45,9 @@ struct TrainConfig {
   std::string loss_scale = "auto";  // auto (dynamic for fp16, none otherwise) | none | static | dynamic
   LossScaleConfig loss_scale_config;  // its mode is set from loss_scale
   double clip_norm = 0;  // 0: no clipping
+  // Compute the global gradient norm at each step even without clipping (StepStats::last_grad_norm;
+  // the C shim sets it when a TensorBoard log is written).
+  bool track_grad_norm = false;
   // A non-finite (NaN/Inf) gradient in an effective batch always skips the update (weights, moments,
   // step count and BatchNorm statistics stay). Without dynamic loss scaling (where skipping is how
   // the scale is found) "error" also makes the step fail with ErrorKind::NonFinite, reported at the

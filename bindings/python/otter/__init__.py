@@ -10,8 +10,9 @@ A pure-Python (ctypes) binding over Otter's plain-C ABI (``otter.h``)::
         logits = s.eval_step(x=x_test)["logits"]
         s.export("mlp_trained.onnx")
 
-The C library is found through the ``OTTER_LIBRARY`` environment variable, a ``libotter.so*``
-next to this package, or ``ctypes.util.find_library("otter")``, in that order.
+The C library is found as a ``libotter.so*`` inside this package (what ``pip install .`` at the
+repository root bundles), else through the ``OTTER_LIBRARY`` environment variable, the build tree
+of a source checkout (``<repo>/build``), or ``ctypes.util.find_library("otter")``, in that order.
 """
 
 from __future__ import annotations
@@ -357,6 +358,10 @@ class TrainingSession:
         total_steps, clip_norm, grad_accum, seed, trainable, freeze, precision, device, **options:
             Otter option keys (see otter_options_set in otter.h). ``None`` leaves a key at its
             default; lists are joined with commas; bools become "true"/"false".
+        tensorboard: a folder for TensorBoard event files (created if missing): train/loss,
+            learning_rate, loss_scale, skipped_steps, grad_norm, step_time_ms and
+            samples_per_second after every optimizer step (``tensorboard_interval=N``: every
+            N-th); add your own scalars with ``log_scalar``.
 
     Raises:
         OtterError (or a subclass such as NotFoundError) when the model or an option is rejected.
@@ -383,6 +388,7 @@ class TrainingSession:
         freeze: Optional[Union[str, List[str]]] = None,
         precision: Optional[str] = "fp32",
         device: Optional[str] = "auto",
+        tensorboard: Optional[PathLike] = None,
         base_dir: Optional[PathLike] = None,
         **options: Any,
     ):
@@ -394,6 +400,7 @@ class TrainingSession:
             ("warmup_steps", warmup_steps), ("total_steps", total_steps), ("clip_norm", clip_norm),
             ("grad_accum", grad_accum), ("seed", seed), ("trainable", trainable), ("freeze", freeze),
             ("precision", precision), ("device", device),
+            ("tensorboard", os.fspath(tensorboard) if tensorboard is not None else None),
         ]
         settings.extend(options.items())
         opts = _Options(settings)
@@ -597,6 +604,12 @@ class TrainingSession:
     @_serialised
     def learning_rate(self, value: float) -> None:
         _check(_lib.otter_session_set_learning_rate(self._h(), float(value)))
+
+    @_serialised
+    def log_scalar(self, tag: str, value: float) -> None:
+        """Appends a scalar (e.g. "val/accuracy") to this session's TensorBoard log at the current
+        step; WrongStateError when the session was created without ``tensorboard=DIR``."""
+        _check(_lib.otter_session_log_scalar(self._h(), tag.encode("utf-8"), float(value)))
 
     @_serialised
     def stat(self, key: str) -> float:

@@ -3,9 +3,12 @@
 Only this module touches ctypes function signatures; everything else goes through ``lib``.
 The shared library is located, in order, by:
 
-1. the ``OTTER_LIBRARY`` environment variable (a path to ``libotter.so``);
-2. a ``libotter.so*`` file next to this package;
-3. ``ctypes.util.find_library("otter")``.
+1. a ``libotter.so*`` file inside this package (a wheel built by ``pip install .`` at the
+   repository root bundles it there);
+2. the ``OTTER_LIBRARY`` environment variable (a path to ``libotter.so``);
+3. the build tree of a source checkout: ``<repo>/build/libotter.so`` when this package is
+   ``<repo>/bindings/python/otter``;
+4. ``ctypes.util.find_library("otter")`` (an installed libotter1 package or ``cmake --install``).
 """
 
 from __future__ import annotations
@@ -84,6 +87,17 @@ def _candidates_next_to_package() -> List[str]:
 
 def _load_library() -> ctypes.CDLL:
     tried = []
+    # 1. bundled in the package (a wheel): always the library the bindings were built with.
+    local = _candidates_next_to_package()
+    for path in local:
+        try:
+            return ctypes.CDLL(path)
+        except OSError as e:
+            tried.append("%s (%s)" % (path, e))
+    if not local:
+        tried.append("%s (no libotter.so* there)" % os.path.join(_HERE, "libotter.so*"))
+
+    # 2. OTTER_LIBRARY: an explicit path is an error when it does not load.
     env = os.environ.get("OTTER_LIBRARY")
     if env:
         try:
@@ -94,15 +108,17 @@ def _load_library() -> ctypes.CDLL:
             ) from e
     tried.append("OTTER_LIBRARY (not set)")
 
-    local = _candidates_next_to_package()
-    for path in local:
+    # 3. the build tree of a source checkout (bindings/python/otter -> <repo>/build).
+    build = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(_HERE))), "build", "libotter.so")
+    if os.path.basename(os.path.dirname(_HERE)) == "python" and os.path.exists(build):
         try:
-            return ctypes.CDLL(path)
+            return ctypes.CDLL(build)
         except OSError as e:
-            tried.append("%s (%s)" % (path, e))
-    if not local:
-        tried.append("%s (no libotter.so* there)" % os.path.join(_HERE, "libotter.so*"))
+            tried.append("%s (%s)" % (build, e))
+    else:
+        tried.append("%s (not a source checkout or not built)" % build)
 
+    # 4. the system (an installed libotter1 / cmake --install prefix on the loader's path).
     name = ctypes.util.find_library("otter")
     if name:
         try:
@@ -113,8 +129,9 @@ def _load_library() -> ctypes.CDLL:
         tried.append("ctypes.util.find_library('otter') (not found)")
 
     raise ImportError(
-        "otter: could not find the Otter C library (libotter.so). Set OTTER_LIBRARY to its path, "
-        "e.g. OTTER_LIBRARY=/path/to/build/libotter.so. Tried: " + "; ".join(tried)
+        "otter: could not find the Otter C library (libotter.so). Install the package with "
+        "`pip install .` at the repository root (it bundles the library), or set OTTER_LIBRARY to "
+        "its path, e.g. OTTER_LIBRARY=/path/to/build/libotter.so. Tried: " + "; ".join(tried)
     )
 
 
@@ -175,6 +192,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     fn("otter_session_note_count", c_status, c_session_p, c_size_p)
     fn("otter_session_note", c_status, c_session_p, ctypes.c_size_t, cpp)
     fn("otter_session_get_metadata", c_status, c_session_p, cp, cpp)
+    fn("otter_session_log_scalar", c_status, c_session_p, cp, ctypes.c_double)
 
     # tensor lists
     fn("otter_tensor_list_size", c_status, c_list_p, c_size_p)

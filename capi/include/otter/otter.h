@@ -144,6 +144,16 @@ OTTER_API void otter_options_free(otter_options* options);
  *                  the step fail with OTTER_ERROR_NON_FINITE (on CUDA at the first call that reads the
  *                  device: a train_step asking for its loss, a checkpoint, an export); "skip" goes on.
  *                  Under dynamic loss scaling (fp16's default) skipping is how the scale is found.
+ *   tensorboard    a folder (created with its parents if missing): the session writes a TensorBoard
+ *                  event file there (events.out.tfevents.*; no TensorFlow needed to write it) with,
+ *                  after each effective batch, train/loss, train/learning_rate (the rate the step
+ *                  used), train/loss_scale, train/skipped_steps, train/grad_norm (computed at each step
+ *                  when this option is set; absent for a skipped step), train/step_time_ms and
+ *                  train/samples_per_second (rows of the first input per second inside train_step).
+ *                  The x axis is the number of effective batches (steps taken + skipped). A folder
+ *                  that cannot be created or written fails session creation with OTTER_ERROR_IO.
+ *                  Reading the statistics back is a synchronisation on CUDA (see tensorboard_interval).
+ *   tensorboard_interval  integer >= 1: record every N-th effective batch   (default 1)
  */
 OTTER_API otter_status otter_options_set(otter_options* options, const char* key, const char* value);
 OTTER_API otter_status otter_options_set_double(otter_options* options, const char* key, double value);
@@ -206,13 +216,22 @@ OTTER_API otter_status otter_session_set_parameter(otter_session* session, const
 
 /* Statistics by key: step (optimizer steps taken), micro_step, last_loss (OTTER_ERROR_WRONG_STATE
  * before the first step), learning_rate (for the next step), grad_norm (the global gradient
- * norm before clipping at the last step; computed only when clip_norm is set, else 0), loss_scale (1 without loss scaling), skipped_steps (steps skipped for non-finite
+ * norm before clipping at the last step; computed only when clip_norm or tensorboard is set, else
+ * 0), loss_scale (1 without loss scaling), skipped_steps (steps skipped for non-finite
  * gradients), arena_bytes and intermediate_bytes (planned activation memory of the last training
  * plan and the sum of its intermediates), captured_steps (CUDA: micro-steps replayed as a CUDA
  * graph), device_peak_bytes (CUDA: peak bytes in use in the device memory pool since the session
  * was created; 0 on the CPU). Reading a statistic of a CUDA session waits for the GPU. Unknown
  * keys: OTTER_ERROR_NOT_FOUND. */
 OTTER_API otter_status otter_session_get_stat(const otter_session* session, const char* key, double* out_value);
+
+/* Appends the scalar `value` under `tag` (e.g. "val/accuracy") to the session's TensorBoard event
+ * file (option tensorboard) at the current x position (effective batches so far).
+ * OTTER_ERROR_WRONG_STATE when the session writes no TensorBoard log; OTTER_ERROR_IO when the file
+ * cannot be written. A train_step whose TensorBoard record cannot be written fails with
+ * OTTER_ERROR_IO although the step itself was applied (the only exception to "on error nothing
+ * changes"); logging then stops. */
+OTTER_API otter_status otter_session_log_scalar(otter_session* session, const char* tag, double value);
 
 /* Writes a checkpoint (parameters, optimizer state, step, schedule position, seed, the metadata of
  * otter_session_set_metadata, a CRC-32 of the file) atomically and durably: a new file in PATH's
