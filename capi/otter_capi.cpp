@@ -18,6 +18,7 @@
 #include "otter/otter.h"
 #include "runtime/core/file_io.h"
 #include "runtime/train/npz.h"
+#include "kernels/registry.h"
 #include "runtime/train/session.h"
 #include "runtime/train/tensorboard.h"
 
@@ -31,6 +32,7 @@ struct otter_options {
 struct otter_session {
   std::unique_ptr<otter::Session> session;
   std::string device = "cpu";
+  std::string compute;  // otter_session_compute
   struct Info {
     std::string name;
     otter_dtype dtype;
@@ -495,6 +497,7 @@ static otter_status create_session(otter::LoadedModel (*load)(const void*, size_
     auto s = std::make_unique<otter_session>();
     s->session = std::make_unique<otter::Session>(load(data, size, base), config);
     s->device = device;
+    s->compute = otter::describe_compute(s->session->device());
     describe(s.get());
     if (options) {
       auto tb = options->values.find("tensorboard");  // created once the model is known to load
@@ -534,6 +537,13 @@ otter_status otter_session_device(const otter_session* s, const char** out) {
   OTTER_REQUIRE(s);
   OTTER_REQUIRE(out);
   *out = s->device.c_str();
+  return OTTER_OK;
+}
+
+otter_status otter_session_compute(const otter_session* s, const char** out) {
+  OTTER_REQUIRE(s);
+  OTTER_REQUIRE(out);
+  *out = s->compute.c_str();
   return OTTER_OK;
 }
 

@@ -6,6 +6,11 @@
 namespace otter {
 
 
+std::string describe_compute(Device device) {
+  if (device == Device::CPU) return describe_cpu_compute();
+  return std::string(device_name(device)) + ": cuBLAS/cuBLASLt GEMMs, cuDNN convolutions, Otter's CUDA kernels";
+}
+
 const Tensor& KernelContext::in(size_t i) const {
   OTTER_CHECK(has_input(i), node.describe(), ": input ", i, " is required");
   return *inputs[i];

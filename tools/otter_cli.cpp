@@ -528,7 +528,7 @@ int cmd_train(int argc, char** argv) {
     m << "{\n  \"steps\": " << static_cast<int64_t>(s.stat("step")) << ",\n  \"skipped_steps\": "
       << static_cast<int64_t>(s.stat("skipped_steps")) << ",\n  \"final_loss\": " << json_number(last_loss)
       << ",\n  \"loss_scale\": " << json_number(s.stat("loss_scale")) << ",\n  \"device\": \"" << s.device()
-      << "\",\n  \"seconds\": " << json_number(secs) << ",\n  \"rows_per_second\": " << json_number(rows_done / std::max(secs, 1e-9))
+      << "\",\n  \"compute\": \"" << s.compute() << "\",\n  \"seconds\": " << json_number(secs) << ",\n  \"rows_per_second\": " << json_number(rows_done / std::max(secs, 1e-9))
       << ",\n  \"activation_arena_bytes\": " << json_number(s.stat("arena_bytes"))
       << ",\n  \"activation_sum_bytes\": " << json_number(s.stat("intermediate_bytes"))
       << ",\n  \"history\": [\n" << history.str() << "\n  ]";
@@ -633,7 +633,8 @@ int cmd_inspect(int argc, char** argv) {
   otter::cpp::Options o;
   set_common(o, a, false);
   otter::cpp::Session s(a.positional[0], o);
-  std::printf("model %s (device %s)\ninputs (a training step feeds all of them):\n", a.positional[0].c_str(), s.device().c_str());
+  std::printf("model %s (device %s)\ncompute: %s\ninputs (a training step feeds all of them):\n", a.positional[0].c_str(),
+              s.device().c_str(), s.compute().c_str());
   for (auto& i : s.inputs()) std::printf("  %-24s %-8s %s\n", i.name.c_str(), dtype_text(i.dtype), shape_text(i.shape).c_str());
   std::printf("outputs:\n");
   for (auto& i : s.outputs()) std::printf("  %-24s %-8s %s\n", i.name.c_str(), dtype_text(i.dtype), shape_text(i.shape).c_str());

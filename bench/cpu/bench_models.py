@@ -42,8 +42,9 @@ Otter's planned activation memory (stats arena_bytes / intermediate_bytes) and e
 RSS are recorded. A run whose loss does not fall (first warm-up step vs last timed step) is
 flagged (!) and makes the script exit 1; so does a failed session, whose error is kept in the row.
 
-The Otter library is copied to WORKDIR/lib before the first measurement so that a rebuild of
-build/libotter.so during the run does not mix two builds (a load that fails is retried once).
+The Otter library and its Python bindings are copied to WORKDIR/lib before the first measurement,
+so that a rebuild of build/libotter.so (or a change of bindings/python) during the run does not mix
+two builds (a load that fails is retried once, after 20 s).
 
 Prints the machine (lscpu model, cores, avx512_bf16 / amx_bf16 / avx512_fp16 flags), date,
 versions and markdown tables; writes JSON (default build/bench-cpu/models.json).
@@ -174,6 +175,7 @@ def otter_worker(args):
         res["device"] = sess.device
         res["notes"] = [n[:300] for n in sess.notes][:10]
         res["n_parameters"] = len(sess.parameter_info)
+        emit(dict(res, partial=True))  # what the driver keeps if the steps then time out
         k = [0]
 
         def step():
@@ -252,13 +254,14 @@ def torch_worker(args):
 # ---- driver --------------------------------------------------------------------------------------
 
 def worker_env(threads, extra=None):
+    extra = dict(extra or {})
     env = bt.thread_env(threads)
     env.pop("MKL_NUM_THREADS", None)
     if threads == "1":
         env["MKL_NUM_THREADS"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.join(REPO, "bindings", "python"), HERE,
-                                                      os.environ.get("PYTHONPATH")]))
-    env.update(extra or {})
+    bindings = extra.pop("OTTER_BENCH_BINDINGS", os.path.join(REPO, "bindings", "python"))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [bindings, HERE, os.environ.get("PYTHONPATH")]))
+    env.update(extra)
     return env
 
 
@@ -272,8 +275,13 @@ def run_worker(cmd, env, what, tries, max_other=0.10, timeout=None):
         try:
             proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return {"error": "worker timed out after %s s" % timeout}
+        except subprocess.TimeoutExpired as e:
+            out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+            part = [l for l in out.splitlines() if l.startswith("{")]
+            res = json.loads(part[-1]) if part else {}
+            res["error"] = "worker timed out after %s s (killed)%s" % (
+                timeout, "; session creation had finished" if "create_s" in res else "")
+            return res
         b1, c1, wall = bt._busy_seconds(), bt._children_cpu(), time.perf_counter() - t0
         lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
         if proc.returncode != 0 or not lines:
@@ -309,8 +317,12 @@ def cpu_flags():
 
 
 def snapshot_library(src, workdir, py):
-    """Copies the Otter library (symlinks resolved) to WORKDIR/lib and checks it loads; retried once."""
+    """Copies the Otter library (symlinks resolved) to WORKDIR/lib and the Python bindings to
+    WORKDIR/lib/python (the two must match: a rebuild or a bindings change during the run must not
+    mix versions), and checks that they load; retried once. Returns (library, bindings dir, version,
+    info)."""
     libdir = os.path.join(workdir, "lib")
+    pydir = os.path.join(libdir, "python")
     os.makedirs(libdir, exist_ok=True)
     dst = os.path.join(libdir, "libotter.so")
     for attempt in range(2):
@@ -318,12 +330,14 @@ def snapshot_library(src, workdir, py):
             real = os.path.realpath(src)
             shutil.copy2(real, dst + ".tmp")
             os.replace(dst + ".tmp", dst)
-            env = dict(os.environ, OTTER_LIBRARY=dst,
-                       PYTHONPATH=os.path.join(REPO, "bindings", "python"))
+            shutil.rmtree(pydir, ignore_errors=True)
+            shutil.copytree(os.path.join(REPO, "bindings", "python", "otter"), os.path.join(pydir, "otter"),
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            env = dict(os.environ, OTTER_LIBRARY=dst, PYTHONPATH=pydir)
             out = subprocess.run([py, "-c", "import otter; print(otter.version())"], env=env,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120)
             if out.returncode == 0:
-                return dst, out.stdout.strip(), {"source": real, "mtime": time.strftime(
+                return dst, pydir, out.stdout.strip(), {"source": real, "mtime": time.strftime(
                     "%Y-%m-%d %H:%M:%S UTC", time.gmtime(os.path.getmtime(real))), "bytes": os.path.getsize(real)}
             err = out.stderr.strip()[-500:]
         except (OSError, subprocess.SubprocessError) as e:
@@ -411,7 +425,8 @@ def main():
     if models or creation:
         subprocess.run([torch_py, os.path.join(HERE, "make_torch_models.py"), "--outdir", args.workdir,
                         "--models", ",".join(models + [c for c in creation if c not in models])], check=True)
-    lib, otter_version, lib_info = snapshot_library(args.otter_library, args.workdir, sys.executable)
+    lib, bindings, otter_version, lib_info = snapshot_library(args.otter_library, args.workdir, sys.executable)
+    otter_env = {"OTTER_LIBRARY": lib, "OTTER_BENCH_BINDINGS": bindings}
 
     info = bt.machine_info()
     flags = cpu_flags()
@@ -457,7 +472,7 @@ def main():
                         continue
                     key = "%s-%s" % (rt, p)
                     what = "%s threads=%s %s %s" % (name, th, rt, p)
-                    env = worker_env(th, {"OTTER_LIBRARY": lib} if rt == "otter" else None)
+                    env = worker_env(th, otter_env if rt == "otter" else None)
                     py = sys.executable if rt == "otter" else torch_py
                     r = run_worker([py, me, "--worker", rt, "--name", name, "--precision", p,
                                     "--threads", th] + common, env, what, args.tries, timeout=args.timeout)
@@ -480,7 +495,7 @@ def main():
     for name in creation:
         for p in precisions:
             what = "%s creation %s" % (name, p)
-            env = worker_env("all", {"OTTER_LIBRARY": lib})
+            env = worker_env("all", otter_env)
             r = run_worker([sys.executable, me, "--worker", "otter", "--name", name, "--precision", p,
                             "--threads", "all", "--creation-only", name,
                             "--first-step", "0" if args.no_first_step else "1"] + common,
@@ -539,7 +554,8 @@ def main():
         for row in rows:
             for key, r in row["runs"].items():
                 if "error" in r:
-                    print("| %s | %s | %s | FAIL | | | | | |" % (row["model"], row["threads"], key))
+                    print("| %s | %s | %s | FAIL%s | | | | | |" % (row["model"], row["threads"], key,
+                                                                 fmt(r.get("create_s"), " (created in %.2f s)", "")))
                     continue
                 st = r.get("stats", {})
                 print("| %s | %s | %s | %.2f | %.2f | %.4f -> %.4f%s | %s | %s | %.0f |" % (
@@ -557,7 +573,8 @@ def main():
             if "error" in r:
                 failed = True
                 errors.append(r)
-                print("| %s | %s | FAIL[%d] | | | | | |" % (c["model"], c["precision"], len(errors)))
+                print("| %s | %s | FAIL[%d]%s | | | | | |" % (c["model"], c["precision"], len(errors),
+                                                           fmt(r.get("create_s"), " (created in %.2f s)", "")))
                 continue
             f1, f2 = r.get("first_step_s"), r.get("second_step_s")
             print("| %s | %s | %.2f | %s | %s | %s | %s | %.0f |" % (

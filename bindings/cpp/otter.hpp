@@ -95,6 +95,12 @@ class Session {
     check(otter_session_device(handle_, &d));
     return d;
   }
+  // What computes on the device (otter_session_compute), for logs.
+  std::string compute() const {
+    const char* d = nullptr;
+    check(otter_session_compute(handle_, &d));
+    return d;
+  }
   std::vector<TensorInfo> inputs() const { return infos(otter_session_input_count, otter_session_input_info); }
   std::vector<TensorInfo> outputs() const { return infos(otter_session_output_count, otter_session_output_info); }
   std::vector<TensorInfo> parameters() const { return infos(otter_session_parameter_count, otter_session_parameter_info); }

@@ -1,4 +1,7 @@
-// CPU kernels for the conv op family: Conv, ConvTranspose and their internal gradient ops, by
+// CPU kernels for the conv op family: Conv, ConvTranspose and their internal gradient ops. FP32
+// (and BF16 where the CPU has BF16 dot products) goes to oneDNN's convolution primitives
+// (kernels/cpu/onednn.h) when the geometry allows; FP64 (the gradient checker's reference) and
+// the geometries oneDNN cannot take (negative pads, > 3 spatial dims, empty tensors) use
 // im2col/col2im and OpenBLAS GEMM (cblas_sgemm/dgemm) per batch item and group.
 //
 // Every op here pairs an "image" (the tensor a window slides over) with a "grid" (one position
@@ -19,6 +22,8 @@
 
 #include "kernels/common/conv_host.h"
 #include "kernels/cpu/cpu_common.h"
+#include "kernels/cpu/onednn.h"
+#include "runtime/core/half.h"
 
 namespace otter::cpu {
 namespace {
@@ -270,9 +275,108 @@ void conv_family_typed(const conv::Call& c) {
   }
 }
 
+// The oneDNN form of a resolved call (kernels/cpu/onednn.h), or false when oneDNN cannot take it:
+// no oneDNN, an empty tensor, more than 3 spatial dims, a negative begin pad, or an end pad below
+// -(stride - 1). (An end pad in [-(stride - 1), 0) only drops trailing positions no window
+// reaches, so it becomes 0 with the same grid.)
+bool onednn_form(const conv::ConvGeometry& g, DType dtype, onednn::Conv& d) {
+  size_t dims = g.image.size();
+  if (!onednn::available() || dims < 1 || dims > 3) return false;
+  if (g.batch == 0 || g.image_channels == 0 || g.grid_channels == 0 || shape_numel(g.image) == 0 ||
+      shape_numel(g.grid) == 0)
+    return false;
+  d.data = dtype;
+  d.batch = g.batch;
+  d.group = g.group;
+  d.in_channels = g.image_channels * g.group;
+  d.out_channels = g.grid_channels * g.group;
+  d.in = g.image;
+  d.out = g.grid;
+  d.kernel = g.kernel;
+  d.strides = g.strides;
+  d.dilations = g.dilations;
+  d.pads_begin = g.pads;
+  d.pads_end.resize(dims);
+  for (size_t i = 0; i < dims; ++i) {
+    int64_t reach = g.strides[i] * (g.grid[i] - 1) + g.dilations[i] * (g.kernel[i] - 1) + 1;
+    int64_t end = reach - g.image[i] - g.pads[i];
+    if (g.pads[i] < 0 || end < -(g.strides[i] - 1)) return false;
+    d.pads_end[i] = std::max<int64_t>(0, end);
+  }
+  return true;
+}
+
+// Adds bias[c] to every element of channel c of an [N, C, spatial...] tensor (ConvTranspose's bias,
+// which oneDNN's backward-data primitive does not take).
+template <class T>
+void add_channel_bias(T* y, const T* bias, int64_t batch, int64_t channels, int64_t plane) {
+  parallel_for(batch * channels, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      float v = static_cast<float>(bias[i % channels]);
+      T* p = y + i * plane;
+      for (int64_t j = 0; j < plane; ++j) p[j] = static_cast<T>(static_cast<float>(p[j]) + v);
+    }
+  }, std::max<int64_t>(1, 32768 / std::max<int64_t>(plane, 1)));
+}
+
+void add_channel_bias_bf16(uint16_t* y, const uint16_t* bias, int64_t batch, int64_t channels, int64_t plane) {
+  parallel_for(batch * channels, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      float v = math::bfloat16_bits_to_float(bias[i % channels]);
+      uint16_t* p = y + i * plane;
+      for (int64_t j = 0; j < plane; ++j) p[j] = math::float_to_bfloat16_bits(math::bfloat16_bits_to_float(p[j]) + v);
+    }
+  }, std::max<int64_t>(1, 32768 / std::max<int64_t>(plane, 1)));
+}
+
+// Runs a resolved call through oneDNN (FP32 or BF16 storage, per d.data).
+void onednn_run(const conv::Call& c, const onednn::Conv& d) {
+  switch (c.move) {
+    case conv::Move::Correlate:
+      onednn::conv_forward(d, c.source->raw(), c.weight->raw(), c.bias ? c.bias->raw() : nullptr, c.out->raw());
+      break;
+    case conv::Move::Scatter: {
+      onednn::conv_backward_data(d, c.source->raw(), c.weight->raw(), c.out->raw());
+      if (!c.bias) break;
+      int64_t plane = shape_numel(d.in);
+      if (d.data == DType::BFloat16)
+        add_channel_bias_bf16(static_cast<uint16_t*>(c.out->raw()), static_cast<const uint16_t*>(c.bias->raw()),
+                              d.batch, d.in_channels, plane);
+      else
+        add_channel_bias(c.out->data<float>(), c.bias->data<float>(), d.batch, d.in_channels, plane);
+      break;
+    }
+    case conv::Move::WeightGrad: onednn::conv_backward_weights(d, c.image->raw(), c.grid->raw(), c.out->raw()); break;
+  }
+}
+
 void conv_family_kernel(KernelContext& ctx) {
   conv::Call c = conv::resolve(ctx);
+  onednn::Conv d;
+  if (ctx.in(0).dtype() == DType::Float32 && onednn_form(c.geometry, DType::Float32, d)) return onednn_run(c, d);
   OTTER_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), conv_family_typed<scalar_t>(c));
+}
+
+// BF16 storage, BF16 dot products with FP32 accumulation (registered only with native BF16). A
+// geometry oneDNN cannot take is computed in FP32 on widened copies and rounded once, as the
+// plan's widening would.
+void conv_family_bf16_kernel(KernelContext& ctx) {
+  conv::Call c = conv::resolve(ctx);
+  onednn::Conv d;
+  if (onednn_form(c.geometry, DType::BFloat16, d)) return onednn_run(c, d);
+  std::vector<Tensor> wide;
+  wide.reserve(6);
+  auto widen = [&](const Tensor*& t) {
+    if (!t) return;
+    wide.push_back(t->cast(DType::Float32));
+    t = &wide.back();
+  };
+  for (const Tensor** t : {&c.source, &c.weight, &c.bias, &c.grid, &c.image}) widen(*t);
+  Tensor out(DType::Float32, c.out->shape());
+  Tensor* narrow = c.out;
+  c.out = &out;
+  conv_family_typed<float>(c);
+  out.cast_into(*narrow);
 }
 
 }  // namespace
@@ -282,6 +386,11 @@ void register_conv_kernels(KernelRegistry& r) {
   for (const char* op : {"Conv", "ConvTranspose"}) r.add("", op, Device::CPU, f, conv_family_kernel);
   for (const char* op : {"ConvGradInput", "ConvGradWeight", "ConvTransposeGradInput", "ConvTransposeGradWeight"})
     r.add("otter", op, Device::CPU, f, conv_family_kernel);
+  if (onednn::native_bf16()) {
+    for (const char* op : {"Conv", "ConvTranspose"}) r.add("", op, Device::CPU, {DType::BFloat16}, conv_family_bf16_kernel);
+    for (const char* op : {"ConvGradInput", "ConvGradWeight", "ConvTransposeGradInput", "ConvTransposeGradWeight"})
+      r.add("otter", op, Device::CPU, {DType::BFloat16}, conv_family_bf16_kernel);
+  }
 }
 
 }  // namespace otter::cpu

@@ -1,10 +1,13 @@
-// CPU GEMM kernels through OpenBLAS (cblas_sgemm / cblas_dgemm, multi-threaded by OpenBLAS).
-// MatMul folds the batch into M when B is a plain matrix (the common linear-layer case) and
-// otherwise loops over the broadcast batch; Gemm maps directly onto one BLAS call after
-// broadcasting C into the output.
+// CPU GEMM kernels: FP32/FP64 through OpenBLAS (cblas_sgemm / cblas_dgemm, on the OpenMP pool),
+// BF16 through oneDNN (BF16 operands, FP32 accumulation, BF16 result; registered only where the
+// CPU has BF16 dot products, kernels/cpu/onednn.h; elsewhere BF16 data is widened to FP32 by the
+// plan). MatMul folds the batch into M when B is a plain matrix (the common linear-layer case) and
+// otherwise runs one GEMM per broadcast batch item; Gemm maps onto one GEMM after broadcasting C
+// into the output.
 #include <cblas.h>
 
 #include "kernels/cpu/cpu_common.h"
+#include "kernels/cpu/onednn.h"
 
 namespace otter::cpu {
 namespace {
@@ -43,19 +46,15 @@ void gemm_any(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, c
   else naive_gemm<T>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-template <class T>
-void matmul_typed(const Tensor& A, const Tensor& B, Tensor& Y) {
-  Shape a = A.shape(), b = B.shape();
+// The GEMMs of one MatMul (numpy semantics): gemm(rows, n, k, a_offset, b_offset, y_offset) per
+// GEMM, offsets in elements; A's batch folds into the rows when B is a matrix.
+template <class Fn>
+void matmul_gemms(Shape a, Shape b, Fn gemm) {
   if (a.size() == 1) a.insert(a.begin(), 1);
   if (b.size() == 1) b.push_back(1);
   int64_t m = a[a.size() - 2], k = a[a.size() - 1], n = b[b.size() - 1];
-  const T* pa = A.data<T>();
-  const T* pb = B.data<T>();
-  T* py = Y.data<T>();
   if (b.size() == 2) {  // fold the batch of A into M
-    int64_t rows = shape_numel(a) / (k ? k : 1);
-    if (k == 0) rows = shape_numel(Shape(a.begin(), a.end() - 1));
-    gemm_any<T>(false, false, rows, n, k, 1.0, pa, k, pb, n, 0.0, py, n);
+    gemm(shape_numel(Shape(a.begin(), a.end() - 1)), n, k, 0, 0, 0);
     return;
   }
   Shape batch_a(a.begin(), a.end() - 2), batch_b(b.begin(), b.end() - 2);
@@ -69,9 +68,50 @@ void matmul_typed(const Tensor& A, const Tensor& B, Tensor& Y) {
   BroadcastIndexer it(batch, {&batch_a, &batch_b});
   it.seek(0);
   int64_t nb = shape_numel(batch);
-  for (int64_t i = 0; i < nb; ++i, it.next())
-    gemm_any<T>(false, false, m, n, k, 1.0, pa + it.offset(0) * m * k, k, pb + it.offset(1) * k * n, n, 0.0,
-                py + i * m * n, n);
+  for (int64_t i = 0; i < nb; ++i, it.next()) gemm(m, n, k, it.offset(0) * m * k, it.offset(1) * k * n, i * m * n);
+}
+
+template <class T>
+void matmul_typed(const Tensor& A, const Tensor& B, Tensor& Y) {
+  const T* pa = A.data<T>();
+  const T* pb = B.data<T>();
+  T* py = Y.data<T>();
+  matmul_gemms(A.shape(), B.shape(), [&](int64_t m, int64_t n, int64_t k, int64_t oa, int64_t ob, int64_t oy) {
+    gemm_any<T>(false, false, m, n, k, 1.0, pa + oa, k, pb + ob, n, 0.0, py + oy, n);
+  });
+}
+
+// BF16 storage through oneDNN. k = 0 gives zeros (+0.0 is the all-zero bit pattern).
+void bf16_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const uint16_t* a, int64_t lda,
+               const uint16_t* b, int64_t ldb, float beta, uint16_t* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    OTTER_CHECK(beta == 0.0f, "bf16 gemm: k = 0 with beta != 0 is not supported");
+    for (int64_t i = 0; i < m; ++i) std::memset(c + i * ldc, 0, static_cast<size_t>(n) * sizeof(uint16_t));
+    return;
+  }
+  onednn::Gemm g;
+  g.ab = g.c = DType::BFloat16;
+  g.trans_a = ta;
+  g.trans_b = tb;
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  g.lda = lda;
+  g.ldb = ldb;
+  g.ldc = ldc;
+  g.alpha = alpha;
+  g.beta = beta;
+  onednn::gemm(g, a, b, c);
+}
+
+void matmul_bf16_kernel(KernelContext& ctx) {
+  const uint16_t* pa = static_cast<const uint16_t*>(ctx.in(0).raw());
+  const uint16_t* pb = static_cast<const uint16_t*>(ctx.in(1).raw());
+  uint16_t* py = static_cast<uint16_t*>(ctx.out(0).raw());
+  matmul_gemms(ctx.in(0).shape(), ctx.in(1).shape(), [&](int64_t m, int64_t n, int64_t k, int64_t oa, int64_t ob, int64_t oy) {
+    bf16_gemm(false, false, m, n, k, 1.0f, pa + oa, k, pb + ob, n, 0.0f, py + oy, n);
+  });
 }
 
 void matmul_kernel(KernelContext& ctx) {
@@ -79,39 +119,69 @@ void matmul_kernel(KernelContext& ctx) {
                          matmul_typed<scalar_t>(ctx.in(0), ctx.in(1), ctx.out(0)));
 }
 
-template <class T>
-void gemm_typed(KernelContext& ctx) {
-  const Tensor &A = ctx.in(0), &B = ctx.in(1);
+// Broadcasts Gemm's C into Y ([m, n]) as raw elements of `bytes` each; false when there is no C
+// to add (absent, or beta = 0).
+bool broadcast_c(KernelContext& ctx, double beta, size_t bytes) {
+  if (!ctx.has_input(2) || beta == 0.0) return false;
+  const Tensor& C = ctx.in(2);
   Tensor& Y = ctx.out(0);
-  bool ta = ctx.node.attr_int("transA", 0) != 0, tb = ctx.node.attr_int("transB", 0) != 0;
-  double alpha = ctx.node.attr_float("alpha", 1.0), beta = ctx.node.attr_float("beta", 1.0);
-  int64_t m = Y.shape()[0], n = Y.shape()[1], k = A.shape()[ta ? 0 : 1];
-  T* py = Y.data<T>();
-  if (ctx.has_input(2) && beta != 0.0) {
-    const Tensor& C = ctx.in(2);
-    const T* pc = C.data<T>();
-    if (C.numel() == n && (C.rank() == 1 || (C.rank() == 2 && C.shape()[0] == 1))) {  // a bias row
-      for (int64_t i = 0; i < m; ++i) std::memcpy(py + i * n, pc, static_cast<size_t>(n) * sizeof(T));
-    } else {
-      BroadcastIndexer it(Y.shape(), {&C.shape()});
-      it.seek(0);
-      for (int64_t i = 0; i < m * n; ++i, it.next()) py[i] = pc[it.offset(0)];
-    }
+  int64_t m = Y.shape()[0], n = Y.shape()[1];
+  const char* pc = static_cast<const char*>(C.raw());
+  char* py = static_cast<char*>(Y.raw());
+  if (C.numel() == n && (C.rank() == 1 || (C.rank() == 2 && C.shape()[0] == 1))) {  // a bias row
+    for (int64_t i = 0; i < m; ++i) std::memcpy(py + i * n * bytes, pc, static_cast<size_t>(n) * bytes);
   } else {
-    beta = 0.0;
+    BroadcastIndexer it(Y.shape(), {&C.shape()});
+    it.seek(0);
+    for (int64_t i = 0; i < m * n; ++i, it.next()) std::memcpy(py + i * bytes, pc + it.offset(0) * bytes, bytes);
   }
-  gemm_any<T>(ta, tb, m, n, k, alpha, A.data<T>(), A.shape()[1], B.data<T>(), B.shape()[1], beta, py, n);
+  return true;
 }
 
-void gemm_kernel(KernelContext& ctx) {
-  OTTER_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), gemm_typed<scalar_t>(ctx));
+struct GemmArgs {
+  bool ta, tb;
+  double alpha, beta;
+  int64_t m, n, k;
+};
+
+GemmArgs gemm_args(KernelContext& ctx, size_t bytes) {
+  GemmArgs g;
+  g.ta = ctx.node.attr_int("transA", 0) != 0;
+  g.tb = ctx.node.attr_int("transB", 0) != 0;
+  g.alpha = ctx.node.attr_float("alpha", 1.0);
+  g.beta = ctx.node.attr_float("beta", 1.0);
+  g.m = ctx.out(0).shape()[0];
+  g.n = ctx.out(0).shape()[1];
+  g.k = ctx.in(0).shape()[g.ta ? 0 : 1];
+  if (!broadcast_c(ctx, g.beta, bytes)) g.beta = 0.0;
+  return g;
+}
+
+template <class T>
+void gemm_typed(KernelContext& ctx) {
+  GemmArgs g = gemm_args(ctx, sizeof(T));
+  const Tensor &A = ctx.in(0), &B = ctx.in(1);
+  gemm_any<T>(g.ta, g.tb, g.m, g.n, g.k, g.alpha, A.data<T>(), A.shape()[1], B.data<T>(), B.shape()[1], g.beta,
+              ctx.out(0).data<T>(), g.n);
+}
+
+void gemm_bf16_kernel(KernelContext& ctx) {
+  GemmArgs g = gemm_args(ctx, sizeof(uint16_t));
+  const Tensor &A = ctx.in(0), &B = ctx.in(1);
+  bf16_gemm(g.ta, g.tb, g.m, g.n, g.k, static_cast<float>(g.alpha), static_cast<const uint16_t*>(A.raw()),
+            A.shape()[1], static_cast<const uint16_t*>(B.raw()), B.shape()[1], static_cast<float>(g.beta),
+            static_cast<uint16_t*>(ctx.out(0).raw()), g.n);
 }
 
 }  // namespace
 
 void register_matmul_kernels(KernelRegistry& r) {
   r.add("", "MatMul", Device::CPU, {DType::Float32, DType::Float64, DType::Int64, DType::Int32}, matmul_kernel);
-  r.add("", "Gemm", Device::CPU, {DType::Float32, DType::Float64}, gemm_kernel);
+  r.add("", "Gemm", Device::CPU, OTTER_CPU_FLOAT_KERNELS(gemm_typed));
+  if (onednn::native_bf16()) {
+    r.add("", "MatMul", Device::CPU, {DType::BFloat16}, matmul_bf16_kernel);
+    r.add("", "Gemm", Device::CPU, {DType::BFloat16}, gemm_bf16_kernel);
+  }
 }
 
 }  // namespace otter::cpu

@@ -1,6 +1,9 @@
 // The CPU backend's one registration function: every CPU kernel family of runtime/ops/families.h.
 #include "kernels/registry.h"
 
+#include "kernels/cpu/onednn.h"
+#include "runtime/core/convert.h"
+
 namespace otter {
 namespace cpu {
 #define OTTER_FAMILY(NAME) void register_##NAME##_kernels(KernelRegistry& r);
@@ -10,6 +13,17 @@ namespace cpu {
 void register_cpu_kernels(KernelRegistry& r) {
 #define OTTER_FAMILY(NAME) cpu::register_##NAME##_kernels(r);
 #include "runtime/ops/families.h"
+}
+
+std::string describe_cpu_compute() {
+  std::string s = "cpu (" + cpu::onednn::isa() + "): fp32 gemm OpenBLAS";
+  if (cpu::onednn::available()) s += "; fp32 conv oneDNN";
+  else s += "; conv im2col + OpenBLAS";
+  if (cpu::onednn::native_bf16()) s += "; bf16 gemm and conv oneDNN (native bf16 dot products, fp32 accumulation)";
+  else s += "; bf16: fp32 compute on widened copies";
+  s += "; fp16: storage only (fp32 compute), conversions ";
+  s += conversion_path();
+  return s;
 }
 
 }  // namespace otter

@@ -471,6 +471,14 @@ class TrainingSession:
         _check(_lib.otter_session_device(self._h(), ctypes.byref(out)))
         return out.value.decode("utf-8")
 
+    @property
+    @_serialised
+    def compute(self) -> str:
+        """One line saying what computes on the device (libraries, native BF16, conversions)."""
+        out = ctypes.c_char_p()
+        _check(_lib.otter_session_compute(self._h(), ctypes.byref(out)))
+        return out.value.decode("utf-8")
+
     @_serialised
     def _raw_infos(self, kind: str) -> List[Tuple[str, int, Tuple[int, ...]]]:
         count_fn = getattr(_lib, "otter_session_%s_count" % kind)

@@ -166,6 +166,7 @@ def _declare(lib: ctypes.CDLL) -> None:
        ctypes.POINTER(c_session_p))
     fn("otter_session_free", None, c_session_p)
     fn("otter_session_device", c_status, c_session_p, cpp)
+    fn("otter_session_compute", c_status, c_session_p, cpp)
 
     info_args = (c_session_p, ctypes.c_size_t, cpp, ctypes.POINTER(c_dtype), ctypes.POINTER(ctypes.c_int32),
                  ctypes.POINTER(c_int64_p))

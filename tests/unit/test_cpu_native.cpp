@@ -1,0 +1,160 @@
+// The CPU's native paths (kernels/cpu/onednn.h) against FP32/FP64 references computed from the
+// same (already BF16-representable) inputs: BF16 MatMul and Gemm (transposes, alpha, beta, a
+// broadcast bias, batched and broadcast MatMul, k = 0) must equal the FP64 result rounded to BF16
+// within one BF16 rounding of FP32 accumulation; the oneDNN convolutions (FP32 and BF16, groups,
+// strides, dilations, asymmetric pads; forward, backward data, backward weights) must match the
+// im2col kernels' FP64 results. Skipped (not passed) where the CPU or the build lacks the path.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "kernels/cpu/onednn.h"
+#include "kernels/registry.h"
+#include "runtime/core/half.h"
+
+namespace otter {
+namespace {
+
+// A [shape] tensor of `dtype` whose values are BF16-representable (so every dtype sees the same
+// numbers), uniform in [-1, 1].
+Tensor bf16_values(Shape shape, DType dtype, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1, 1);
+  Tensor f(DType::Float32, shape);
+  for (int64_t i = 0; i < f.numel(); ++i) f.data<float>()[i] = math::bfloat16_bits_to_float(math::float_to_bfloat16_bits(u(rng)));
+  return f.cast(dtype);
+}
+
+void run(const std::string& op, DType dtype, Attributes attrs, std::vector<const Tensor*> in, Tensor& out,
+         const std::string& domain = "") {
+  Node node;
+  node.op_type = op;
+  node.domain = domain;
+  node.attrs = std::move(attrs);
+  KernelFn fn = KernelRegistry::instance().find(domain, op, Device::CPU, dtype);
+  ASSERT_NE(fn, nullptr) << op << " has no CPU " << dtype_name(dtype) << " kernel";
+  KernelContext ctx(node);
+  ctx.inputs = std::move(in);
+  ctx.outputs = {&out};
+  fn(ctx);
+}
+
+// |got - want| within `rel` of the reference's scale (max |want|, at least 1) per element.
+void expect_close(const Tensor& got, const Tensor& want, double rel, const std::string& what) {
+  std::vector<double> g = got.to_double_vector(), w = want.to_double_vector();
+  ASSERT_EQ(g.size(), w.size());
+  double scale = 1;
+  for (double v : w) scale = std::max(scale, std::abs(v));
+  for (size_t i = 0; i < g.size(); ++i)
+    ASSERT_NEAR(g[i], w[i], rel * scale) << what << " element " << i;
+}
+
+#define REQUIRE_NATIVE_BF16()                                                            \
+  if (!cpu::onednn::native_bf16()) GTEST_SKIP() << "no native BF16 on this CPU or build"
+
+TEST(CpuNative, Bf16MatMulMatchesFp64) {
+  REQUIRE_NATIVE_BF16();
+  struct Case { Shape a, b; };
+  for (const Case& c : {Case{{37, 64}, {64, 19}}, Case{{3, 5, 33, 16}, {16, 40}}, Case{{4, 9, 24}, {4, 24, 7}},
+                        Case{{2, 1, 6, 8}, {3, 8, 5}}, Case{{8, 0}, {0, 6}}, Case{{17}, {17, 3}}}) {
+    Tensor a = bf16_values(c.a, DType::Float64, 1), b = bf16_values(c.b, DType::Float64, 2);
+    Tensor want_shape_probe = a;  // reference: the FP64 kernel
+    Shape ys;
+    {
+      Shape aa = c.a, bb = c.b;
+      if (aa.size() == 1) aa.insert(aa.begin(), 1);
+      if (bb.size() == 1) bb.push_back(1);
+      size_t r = std::max(aa.size(), bb.size());
+      for (size_t i = 0; i + 2 < r; ++i) {
+        int64_t da = i + aa.size() >= r ? aa[i + aa.size() - r] : 1, db = i + bb.size() >= r ? bb[i + bb.size() - r] : 1;
+        ys.push_back(std::max(da, db));
+      }
+      if (c.a.size() > 1) ys.push_back(aa[aa.size() - 2]);
+      ys.push_back(bb.back());
+    }
+    Tensor want(DType::Float64, ys), got(DType::BFloat16, ys);
+    run("MatMul", DType::Float64, {}, {&a, &b}, want);
+    Tensor ab = a.cast(DType::BFloat16), bb = b.cast(DType::BFloat16);
+    run("MatMul", DType::BFloat16, {}, {&ab, &bb}, got);
+    expect_close(got, want, 1.0 / 128, "MatMul " + shape_str(c.a) + " x " + shape_str(c.b));
+  }
+}
+
+TEST(CpuNative, Bf16GemmMatchesFp64) {
+  REQUIRE_NATIVE_BF16();
+  for (int ta : {0, 1})
+    for (int tb : {0, 1})
+      for (int bias : {0, 1, 2}) {  // none, a [n] row, a full [m, n] C
+        int64_t m = 29, n = 45, k = 70;
+        Tensor a = bf16_values(ta ? Shape{k, m} : Shape{m, k}, DType::Float64, 3);
+        Tensor b = bf16_values(tb ? Shape{n, k} : Shape{k, n}, DType::Float64, 4);
+        Tensor c = bf16_values(bias == 2 ? Shape{m, n} : Shape{n}, DType::Float64, 5);
+        Attributes at = {{"transA", Attribute::of_int(ta)}, {"transB", Attribute::of_int(tb)},
+                         {"alpha", Attribute::of_float(0.5)}, {"beta", Attribute::of_float(bias ? 2.0 : 1.0)}};
+        Tensor want(DType::Float64, {m, n}), got(DType::BFloat16, {m, n});
+        std::vector<const Tensor*> in64 = {&a, &b};
+        if (bias) in64.push_back(&c);
+        run("Gemm", DType::Float64, at, in64, want);
+        Tensor a16 = a.cast(DType::BFloat16), b16 = b.cast(DType::BFloat16), c16 = c.cast(DType::BFloat16);
+        std::vector<const Tensor*> in16 = {&a16, &b16};
+        if (bias) in16.push_back(&c16);
+        run("Gemm", DType::BFloat16, at, in16, got);
+        expect_close(got, want, 1.0 / 128, "Gemm transA " + std::to_string(ta) + " transB " + std::to_string(tb) +
+                                               " bias " + std::to_string(bias));
+      }
+}
+
+// The conv family on one geometry, in `dtype` against the FP64 im2col kernels: the forward op
+// (with bias), its input gradient and its weight gradient.
+struct ConvCase {
+  std::string name;
+  bool transpose;
+  Shape x, w, y;
+  Attributes attrs;
+};
+
+void check_conv_family(const ConvCase& c, DType dtype, double rel) {
+  const std::string fwd = c.transpose ? "ConvTranspose" : "Conv";
+  int64_t out_channels = c.y[1];
+  Tensor x = bf16_values(c.x, DType::Float64, 11), w = bf16_values(c.w, DType::Float64, 12);
+  Tensor b = bf16_values({out_channels}, DType::Float64, 13), dy = bf16_values(c.y, DType::Float64, 14);
+  Tensor xl = x.cast(dtype), wl = w.cast(dtype), bl = b.cast(dtype), dyl = dy.cast(dtype);
+  struct Op { std::string domain, type; std::vector<const Tensor*> in64, in; Shape out; };
+  std::vector<Op> ops = {
+      {"", fwd, {&x, &w, &b}, {&xl, &wl, &bl}, c.y},
+      {"otter", fwd + "GradInput", {&dy, &w, &x}, {&dyl, &wl, &xl}, c.x},
+      {"otter", fwd + "GradWeight", {&dy, &x, &w}, {&dyl, &xl, &wl}, c.w},
+  };
+  for (const Op& op : ops) {
+    Tensor want(DType::Float64, op.out), got(dtype, op.out);
+    run(op.type, DType::Float64, c.attrs, op.in64, want, op.domain);
+    run(op.type, dtype, c.attrs, op.in, got, op.domain);
+    expect_close(got, want, rel, c.name + " " + op.type + " " + dtype_name(dtype));
+  }
+}
+
+std::vector<ConvCase> conv_cases() {
+  auto ints = [](std::vector<int64_t> v) { return Attribute::of_ints(std::move(v)); };
+  return {
+      {"2-D groups, strides, dilations, asymmetric pads", false, {2, 4, 9, 11}, {6, 2, 3, 3}, {2, 6, 5, 8},
+       {{"group", Attribute::of_int(2)}, {"strides", ints({2, 1})}, {"dilations", ints({1, 2})}, {"pads", ints({1, 0, 2, 1})}}},
+      {"1-D stride 3", false, {3, 5, 20}, {7, 5, 4}, {3, 7, 7}, {{"strides", ints({3})}, {"pads", ints({2, 0})}}},
+      {"3-D", false, {1, 2, 5, 6, 4}, {3, 2, 2, 3, 2}, {1, 3, 4, 6, 4}, {{"pads", ints({0, 1, 0, 0, 1, 1})}}},
+      {"negative end pad", false, {2, 3, 6, 6}, {4, 3, 3, 3}, {2, 4, 2, 2}, {{"strides", ints({2, 2})}}},
+      {"transpose: groups, strides, pads, output_padding", true, {2, 4, 5, 6}, {4, 3, 3, 3}, {2, 6, 10, 12},
+       {{"group", Attribute::of_int(2)}, {"strides", ints({2, 2})}, {"pads", ints({1, 0, 1, 1})}, {"output_padding", ints({1, 0})}}},
+  };
+}
+
+TEST(CpuNative, Fp32ConvolutionsMatchFp64) {
+  for (const ConvCase& c : conv_cases()) check_conv_family(c, DType::Float32, 1e-5);
+}
+
+TEST(CpuNative, Bf16ConvolutionsMatchFp64) {
+  REQUIRE_NATIVE_BF16();
+  for (const ConvCase& c : conv_cases()) check_conv_family(c, DType::BFloat16, 1.0 / 64);
+}
+
+}  // namespace
+}  // namespace otter
