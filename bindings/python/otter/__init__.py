@@ -42,6 +42,7 @@ __all__ = [
     "InternalError",
     "NonFiniteError",
     "BusyError",
+    "DistributedError",
     "api_version",
     "version",
     "library_path",
@@ -128,6 +129,12 @@ class BusyError(OtterError):
     serialises its own calls, so this appears only when the handle is shared with C code)."""
 
 
+class DistributedError(OtterError):
+    """OTTER_ERROR_DISTRIBUTED: data-parallel training (option ``distributed``) failed: a peer rank
+    died or timed out (``dist_timeout``), or the ranks run different models or options. The run
+    cannot continue: end the process (every rank) and restart from the last checkpoint."""
+
+
 _ERROR_CLASSES = {
     _capi.OTTER_ERROR_INVALID_ARGUMENT: InvalidArgumentError,
     _capi.OTTER_ERROR_NOT_FOUND: NotFoundError,
@@ -139,6 +146,7 @@ _ERROR_CLASSES = {
     _capi.OTTER_ERROR_INTERNAL: InternalError,
     _capi.OTTER_ERROR_NON_FINITE: NonFiniteError,
     _capi.OTTER_ERROR_BUSY: BusyError,
+    _capi.OTTER_ERROR_DISTRIBUTED: DistributedError,
 }
 _STATUS_CODES = {
     "OTTER_ERROR_INVALID_ARGUMENT": _capi.OTTER_ERROR_INVALID_ARGUMENT,
@@ -151,6 +159,7 @@ _STATUS_CODES = {
     "OTTER_ERROR_INTERNAL": _capi.OTTER_ERROR_INTERNAL,
     "OTTER_ERROR_NON_FINITE": _capi.OTTER_ERROR_NON_FINITE,
     "OTTER_ERROR_BUSY": _capi.OTTER_ERROR_BUSY,
+    "OTTER_ERROR_DISTRIBUTED": _capi.OTTER_ERROR_DISTRIBUTED,
 }
 
 
@@ -324,8 +333,8 @@ TensorInfo = namedtuple("TensorInfo", ["name", "dtype", "shape"])
 TensorInfo.__doc__ = """(name, dtype, shape) of a session input, output or parameter; shape is a tuple
 with None for symbolic dimensions, dtype a numpy dtype."""
 
-_STAT_KEYS = ("step", "micro_step", "learning_rate", "grad_norm", "loss_scale", "skipped_steps")
-_INT_STATS = frozenset(("step", "micro_step", "skipped_steps", "arena_bytes", "intermediate_bytes"))
+_STAT_KEYS = ("step", "micro_step", "learning_rate", "grad_norm", "loss_scale", "skipped_steps", "rank", "world_size")
+_INT_STATS = frozenset(("step", "micro_step", "skipped_steps", "arena_bytes", "intermediate_bytes", "rank", "world_size"))
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -607,7 +616,7 @@ class TrainingSession:
 
     @property
     def stats(self) -> Dict[str, Union[int, float]]:
-        """step, micro_step, learning_rate, grad_norm, loss_scale, skipped_steps, and last_loss,
+        """step, micro_step, learning_rate, grad_norm, loss_scale, skipped_steps, rank, world_size, and last_loss,
         arena_bytes, intermediate_bytes when available."""
         result: Dict[str, Union[int, float]] = {key: self.stat(key) for key in _STAT_KEYS}
         for key in ("last_loss", "arena_bytes", "intermediate_bytes"):

@@ -1,0 +1,196 @@
+// The MPI engine of the communicator seam (runtime/dist/communicator.h): collectives on host
+// buffers for CPU sessions, and the host-side control traffic of every distributed session.
+//
+// Each collective is started non-blocking (MPI_Iallreduce, MPI_Ibcast, MPI_Ibarrier) and polled
+// with MPI_Test against the deadline of DistConfig::timeout_s: a peer that died or stopped makes
+// this rank fail with ErrorKind::Distributed within the timeout, never hang. MPI errors come back
+// as return codes (MPI_ERRORS_RETURN on our duplicate of MPI_COMM_WORLD). The process finalizes
+// MPI at exit, or calls MPI_Abort when a communicator was marked broken: MPI_Finalize would wait
+// for the peers, and MPI_Abort makes mpirun end every rank at once.
+// The C API only: no MPI C++ bindings (deprecated, and a separate library in Open MPI).
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+
+#include "runtime/core/error.h"
+#include "runtime/dist/engines.h"
+
+namespace otter::dist {
+namespace {
+
+// Process-wide MPI state: whether we initialized MPI and whether any communicator broke.
+struct World {
+  std::mutex mutex;
+  bool initialized_here = false;
+  bool broken = false;
+};
+
+World& world() {
+  static World* w = new World;  // never destroyed: read by the atexit handler
+  return *w;
+}
+
+void at_exit() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (finalized) return;
+  if (world().broken) {
+    std::fflush(stdout);
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  MPI_Finalize();
+}
+
+std::string mpi_error_text(int code) {
+  char text[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  if (MPI_Error_string(code, text, &len) != MPI_SUCCESS) return "MPI error " + std::to_string(code);
+  return std::string(text, static_cast<size_t>(len));
+}
+
+void init_mpi() {
+  World& w = world();
+  std::lock_guard<std::mutex> lock(w.mutex);
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  OTTER_CHECK_KIND(Distributed, !finalized, "cannot join the MPI world: MPI was already finalized in this process");
+  if (initialized) return;  // the application (or an earlier session) did it
+  int provided = 0;
+  int rc = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided);
+  OTTER_CHECK_KIND(Distributed, rc == MPI_SUCCESS, "MPI_Init_thread failed: ", mpi_error_text(rc));
+  w.initialized_here = true;
+  std::atexit(at_exit);
+}
+
+class MpiCommunicator final : public Communicator {
+ public:
+  explicit MpiCommunicator(double timeout_s) : timeout_s_(timeout_s) {
+    init_mpi();
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+    MPI_Comm_size(MPI_COMM_WORLD, &size_);
+    MPI_Request req;
+    check(MPI_Comm_idup(MPI_COMM_WORLD, &comm_, &req), "MPI_Comm_idup");
+    wait(&req, "joining the MPI world (MPI_Comm_idup)");
+    MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+  }
+  ~MpiCommunicator() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized && !broken() && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+  }
+
+  int rank() const override { return rank_; }
+  int world_size() const override { return size_; }
+  const char* backend() const override { return "mpi"; }
+  Device device() const override { return Device::CPU; }
+
+  void allreduce_sum(float* data, int64_t n) override { allreduce(data, n, MPI_FLOAT, MPI_SUM, "allreduce_sum"); }
+  void allreduce_max(float* data, int64_t n) override { allreduce(data, n, MPI_FLOAT, MPI_MAX, "allreduce_max"); }
+  void allreduce_mean(float* data, int64_t n) override {
+    allreduce(data, n, MPI_FLOAT, MPI_SUM, "allreduce_mean");
+    const float inv = 1.0f / static_cast<float>(size_);  // exact for powers of two
+    if ((size_ & (size_ - 1)) == 0) {
+      for (int64_t i = 0; i < n; ++i) data[i] *= inv;
+    } else {
+      const float w = static_cast<float>(size_);
+      for (int64_t i = 0; i < n; ++i) data[i] /= w;
+    }
+  }
+  void broadcast(void* data, size_t bytes, int root) override { bcast(data, bytes, root, "broadcast"); }
+  void host_allreduce_max(double* data, int64_t n) override {
+    allreduce(data, n, MPI_DOUBLE, MPI_MAX, "allreduce_max (host)");
+  }
+  void host_broadcast(void* data, size_t bytes, int root) override { bcast(data, bytes, root, "broadcast (host)"); }
+  void barrier() override {
+    usable("barrier");
+    MPI_Request req;
+    check(MPI_Ibarrier(comm_, &req), "MPI_Ibarrier");
+    wait(&req, "barrier");
+  }
+  void mark_broken(const std::string& why) override {
+    if (why_.empty()) why_ = why;
+    std::lock_guard<std::mutex> lock(world().mutex);
+    world().broken = true;
+  }
+  bool broken() const override { return !why_.empty(); }
+
+ private:
+  void usable(const char* op) {
+    OTTER_CHECK_KIND(Distributed, why_.empty(), "rank ", rank_, ": ", op, ": the distributed run is broken (", why_,
+                     "); end this process and restart the job (from the last checkpoint)");
+  }
+  void check(int rc, const char* call) {
+    if (rc == MPI_SUCCESS) return;
+    std::string why = std::string(call) + " failed: " + mpi_error_text(rc);
+    mark_broken(why);
+    OTTER_FAIL_KIND(Distributed, "rank ", rank_, " of ", size_, ": ", why,
+                    " (another rank probably died or lost its connection; see docs/distributed.md)");
+  }
+  // Polls a request until it completes, an MPI error is returned, or the deadline passes.
+  void wait(MPI_Request* req, const std::string& what) {
+    using clock = std::chrono::steady_clock;
+    const auto start = clock::now();
+    const auto deadline = start + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(timeout_s_));
+    int done = 0;
+    for (int spin = 0;; ++spin) {
+      int rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
+      if (rc != MPI_SUCCESS) check(rc, ("MPI_Test (" + what + ")").c_str());
+      if (done) return;
+      if (clock::now() > deadline) {
+        std::string why = what + " did not complete within " + std::to_string(static_cast<long long>(timeout_s_)) +
+                          " s (dist_timeout)";
+        mark_broken(why);
+        OTTER_FAIL_KIND(Distributed, "rank ", rank_, " of ", size_, ": ", why,
+                        ": another rank died, stopped, or is not running the same steps (e.g. fewer batches); "
+                        "see docs/distributed.md");
+      }
+      // Spin briefly (collectives of a step are usually quick), then back off to a short sleep.
+      if (spin > 2000) std::this_thread::sleep_for(std::chrono::microseconds(spin > 20000 ? 1000 : 50));
+    }
+  }
+  template <typename T>
+  void allreduce(T* data, int64_t n, MPI_Datatype type, MPI_Op op, const char* what) {
+    usable(what);
+    const int64_t chunk = INT_MAX / 2;
+    for (int64_t at = 0; at < n; at += chunk) {
+      MPI_Request req;
+      check(MPI_Iallreduce(MPI_IN_PLACE, data + at, static_cast<int>(std::min(chunk, n - at)), type, op, comm_, &req),
+            "MPI_Iallreduce");
+      wait(&req, what);
+    }
+  }
+  void bcast(void* data, size_t bytes, int root, const char* what) {
+    usable(what);
+    OTTER_CHECK(root >= 0 && root < size_, "broadcast root ", root, " is not a rank of a world of ", size_);
+    const size_t chunk = size_t(1) << 30;
+    char* p = static_cast<char*>(data);
+    for (size_t at = 0; at < bytes; at += chunk) {
+      MPI_Request req;
+      check(MPI_Ibcast(p + at, static_cast<int>(std::min(chunk, bytes - at)), MPI_BYTE, root, comm_, &req), "MPI_Ibcast");
+      wait(&req, what);
+    }
+  }
+
+  double timeout_s_;
+  int rank_ = 0, size_ = 1;
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  std::string why_;  // non-empty once broken
+};
+
+}  // namespace
+
+std::shared_ptr<Communicator> make_mpi_communicator(double timeout_s) {
+  return std::make_shared<MpiCommunicator>(timeout_s);
+}
+
+}  // namespace otter::dist
