@@ -126,6 +126,7 @@ void check_same_on_every_rank(Communicator& comm, const std::string& description
       }
     }
   }
+  if (mine.empty()) mine = " (the error on rank(s) " + ranks + " names the first difference)";
   OTTER_FAIL_KIND(Distributed, "the ranks do not train the same model with the same options: rank(s) ", ranks,
                   " differ from rank 0", mine,
                   ". Every rank must load the same model with the same training options (docs/distributed.md)");

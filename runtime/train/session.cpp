@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <set>
 #include <sstream>
 
@@ -243,20 +245,29 @@ Session::Session(LoadedModel model, TrainConfig config)
 
 std::string Session::rank_description() const {
   std::ostringstream d;
-  d.precision(17);
+  // Numbers in their shortest form that reads back exactly (0.1, not 0.10000000000000001).
+  auto num = [](double v) {
+    char buf[32];
+    for (int digits = 6; digits <= 17; ++digits) {
+      std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+      if (std::strtod(buf, nullptr) == v) break;
+    }
+    return std::string(buf);
+  };
   const OptimizerConfig& o = optimizer_->config();
   const LossScaleConfig& l = config_.loss_scale_config;
   d << "device " << device_name(config_.device) << "\n"
     << "precision " << config_.precision << "\n"
-    << "loss_scale " << l.mode << " init " << l.init_scale << " growth " << l.growth_factor << " backoff "
-    << l.backoff_factor << " interval " << l.growth_interval << " hysteresis " << l.hysteresis << " min " << l.min_scale
-    << " max " << l.max_scale << "\n"
-    << "optimizer " << o.kind << " lr " << *o.lr << " momentum " << o.momentum << " nesterov " << o.nesterov
-    << " weight_decay " << *o.weight_decay << " beta1 " << o.beta1 << " beta2 " << o.beta2 << " eps " << o.eps << "\n"
+    << "loss_scale " << l.mode << " init " << num(l.init_scale) << " growth " << num(l.growth_factor) << " backoff "
+    << num(l.backoff_factor) << " interval " << l.growth_interval << " hysteresis " << l.hysteresis << " min "
+    << num(l.min_scale) << " max " << num(l.max_scale) << "\n"
+    << "optimizer " << o.kind << " lr " << num(*o.lr) << " momentum " << num(o.momentum) << " nesterov " << o.nesterov
+    << " weight_decay " << num(*o.weight_decay) << " beta1 " << num(o.beta1) << " beta2 " << num(o.beta2) << " eps "
+    << num(o.eps) << "\n"
     << "schedule " << config_.schedule.kind << " warmup " << config_.schedule.warmup_steps << " total "
     << config_.schedule.total_steps << "\n"
     << "grad_accum " << config_.grad_accum << "\n"
-    << "clip_norm " << config_.clip_norm << "\n"
+    << "clip_norm " << num(config_.clip_norm) << "\n"
     << "nonfinite " << config_.nonfinite << "\n"
     << "batchnorm " << config_.batchnorm << "\n"
     << "loss " << config_.loss.kind << " reduction " << config_.loss.reduction << "\n";
