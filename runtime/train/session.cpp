@@ -697,6 +697,10 @@ void Session::enqueue_step(Plan& plan, const std::map<int, Tensor>& bound, bool 
   if (comm_) comm_->allreduce_max(scaler + kFoundInf, 1);
   if (lsc.mode != "none") ops_->update_loss_scale(loss_scale_params(lsc), scaler);
   commit_buffers(scaler);
+  // BatchNorm normalises with each rank's local batch statistics; the running statistics are
+  // rank 0's on every rank after each effective batch (as DDP's broadcast_buffers).
+  if (comm_)
+    for (auto& kv : buffers_) comm_->broadcast(kv.second.raw(), kv.second.nbytes(), 0);
   if (config_.clip_norm > 0) ops_->clip_grad_norm(g, n, config_.clip_norm, scaler, norm_.data<double>());
   Optimizer::Moments m = optimizer_->moments();
   ops_->optimizer_step(optimizer_params(optimizer_->config()), schedule_params(config_.schedule), base_lr_,
