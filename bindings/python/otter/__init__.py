@@ -365,7 +365,10 @@ class TrainingSession:
         loss, label, loss_output, optimizer, lr, momentum, weight_decay, schedule, warmup_steps,
         total_steps, clip_norm, grad_accum, seed, trainable, freeze, precision, device, **options:
             Otter option keys (see otter_options_set in otter.h). ``None`` leaves a key at its
-            default; lists are joined with commas; bools become "true"/"false".
+            default; lists are joined with commas; bools become "true"/"false". Data parallelism:
+            ``distributed="auto"`` (default: join the MPI world under ``mpirun -np N python ...``),
+            ``"mpi"`` or ``"off"``; ``dist_timeout`` seconds (docs/distributed.md). Under mpirun,
+            save/export write on rank 0 only; see ``rank`` and ``world_size``.
 
     Raises:
         OtterError (or a subclass such as NotFoundError) when the model or an option is rejected.
@@ -654,6 +657,16 @@ class TrainingSession:
         view = _capi.TensorView(arr.ctypes.data, code, arr.ndim, ctypes.cast(shape, _capi.c_int64_p),
                                 _capi.OTTER_DEVICE_CPU, 0)
         _check(_lib.otter_session_set_parameter(self._h(), name.encode("utf-8"), ctypes.byref(view)))
+
+    @property
+    def rank(self) -> int:
+        """This process's data-parallel rank (0 when training alone; option ``distributed``)."""
+        return int(self.stat("rank"))
+
+    @property
+    def world_size(self) -> int:
+        """The number of data-parallel processes (1 when training alone)."""
+        return int(self.stat("world_size"))
 
     @property
     def parameters(self) -> Dict[str, np.ndarray]:
