@@ -439,8 +439,9 @@ int cmd_train(int argc, char** argv) {
   const int64_t rank = static_cast<int64_t>(s.stat("rank"));
   if (static_cast<int64_t>(s.stat("world_size")) != world)
     throw otter::cpp::Error(OTTER_ERROR_DISTRIBUTED, "the session joined a world of " +
-                            std::to_string(static_cast<int64_t>(s.stat("world_size"))) + " ranks but the launcher said " +
-                            std::to_string(world));
+                            std::to_string(static_cast<int64_t>(s.stat("world_size"))) + " ranks but the launcher's environment "
+                            "(OMPI_COMM_WORLD_SIZE, PMI_SIZE or MV2_COMM_WORLD_SIZE) says " + std::to_string(world) +
+                            ": launch with mpirun (docs/distributed.md)");
   g_distributed = world > 1;
   g_rank = rank;
   const bool lead = rank == 0;  // rank 0 logs and writes the metrics and the plot

@@ -75,7 +75,9 @@ class MpiCommunicator final : public Communicator {
  public:
   explicit MpiCommunicator(double timeout_s) : timeout_s_(timeout_s) {
     init_mpi();
-    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    // Errors come back as codes on our communicator (and on the world when MPI is ours: the
+    // duplicate is made from it); an application that initialized MPI keeps its own handler.
+    if (world().initialized_here) MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
     MPI_Request req;
