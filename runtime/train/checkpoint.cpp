@@ -136,6 +136,12 @@ std::string format_double(double v) {
 
 void Session::save_checkpoint(const std::string& path) const {
   check_non_finite();
+  // A partial gradient accumulation is each rank's own (not replicated): refused alike on every
+  // rank (the micro-step count is the same everywhere).
+  OTTER_CHECK_KIND(WrongState, !comm_ || comm_->world_size() == 1 || stats_.micro_step == 0,
+                   "a distributed session saves checkpoints between optimizer steps only: ", stats_.micro_step, " of ",
+                   config_.grad_accum, " micro-batches of this step are accumulated, and each rank holds its own partial "
+                   "sum; save after the step's last micro-batch");
   if (comm_ && comm_->rank() != 0) return;  // the state is replicated: rank 0 writes
   struct Item { std::string name; const float* data; Shape shape; };
   std::vector<Item> items;

@@ -239,6 +239,18 @@ void case_resume(Communicator& comm, const std::string& dir) {
     EXPECT(same_on_every_rank(comm, params_of(second)), "the ranks' weights differ after resume");
     comm.barrier();
   }
+  {  // Mid-accumulation the partial sums are each rank's own: refused on every rank.
+    Session acc(mlp(), config("adamw", "fp32", "mpi", 2));
+    acc.train_step(batch(0, g_rank * half, g_rank * half + 4));
+    try {
+      acc.save_checkpoint(path);
+      EXPECT(false, "a checkpoint was saved mid-accumulation");
+    } catch (const Error& e) {
+      EXPECT(std::strstr(e.what(), "between optimizer steps only"), "message: %s", e.what());
+    }
+    acc.train_step(batch(0, g_rank * half + 4, g_rank * half + 8));
+    acc.save_checkpoint(path);  // at the step boundary: fine
+  }
   // A checkpoint missing on rank 0: the same error on every rank.
   Session s(mlp(), config("adamw", "fp32", "mpi"));
   try {
