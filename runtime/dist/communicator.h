@@ -6,11 +6,12 @@
 // unique id broadcast through MPI, as llm.c does). Host-side control traffic (agreement on errors,
 // the model fingerprint, checkpoint bytes) always goes through MPI.
 //
-// Every blocking MPI call is a non-blocking one polled against a deadline (DistConfig::timeout_s),
-// so a rank whose peer died or stopped ends with ErrorKind::Distributed instead of hanging; MPI
-// errors are returned (MPI_ERRORS_RETURN), never fatal. After a failure the communicator is
-// broken: every later call fails at once, and at exit the process calls MPI_Abort (the job ends)
-// instead of MPI_Finalize (which would wait for the peers).
+// Every MPI collective runs under a deadline (DistConfig::timeout_s) kept by a watchdog thread: a
+// rank whose peer died or stopped prints what it waited for and ends its process (mpirun then
+// ends the job) instead of hanging. MPI errors are returned (MPI_ERRORS_RETURN) and thrown as
+// ErrorKind::Distributed. After a failure the communicator is broken: every later call fails at
+// once, and at exit the process calls MPI_Abort (the job ends) instead of MPI_Finalize (which
+// would wait for the peers).
 //
 // Builds without MPI (OTTER_MPI=OFF or not found) keep working: distributed=off/auto give world
 // size 1, and distributed=mpi (or auto under mpirun with more than one process) is a clear error.
@@ -28,7 +29,7 @@ struct DistConfig {
   // auto: join the MPI world when launched by mpirun (or another MPI launcher) with more than one
   // process, else train alone; mpi: always join (a single process is a world of one); off: never.
   std::string mode = "auto";
-  double timeout_s = 300;  // longest wait for one collective before the run is declared broken
+  double timeout_s = 300;  // longest wait for one collective before the process ends (watchdog)
 };
 
 class Communicator {

@@ -10,7 +10,7 @@
 //   resume       checkpoint at step 5 + resume to step 12 under 2 ranks == 12 uninterrupted steps
 //   mismatch     a different model or different options on one rank: an error on every rank
 //   batchnorm    local batch statistics; the running statistics are rank 0's on every rank
-//   timeout      a rank that stops calling collectives: the other fails within dist_timeout
+//   timeout      a rank that stops calling collectives: the other ends within dist_timeout
 //   killed       rank 1 is killed (SIGKILL) mid-run: the run ends (checked by run_mpi.sh)
 // Prints "PASS <case>" on each rank that passed; exits 1 on a failure.
 #include <signal.h>
@@ -335,23 +335,10 @@ void case_timeout(Communicator&) {
     std::this_thread::sleep_for(std::chrono::seconds(60));
     return;
   }
-  const auto start = std::chrono::steady_clock::now();
-  try {
-    s.train_step(batch(0, 0, 8));
-    EXPECT(false, "the step completed without rank 1");
-  } catch (const Error& e) {
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    EXPECT(e.kind() == ErrorKind::Distributed, "kind %d: %s", static_cast<int>(e.kind()), e.what());
-    EXPECT(std::strstr(e.what(), "did not complete within 3 s"), "message: %s", e.what());
-    EXPECT(secs < 10, "took %.1f s", secs);
-    std::printf("  rank 0 failed after %.1f s: %s\n", secs, e.what());
-  }
-  try {  // broken: later calls fail at once
-    s.train_step(batch(1, 0, 8));
-    EXPECT(false, "a step after the failure ran");
-  } catch (const Error& e) {
-    EXPECT(std::strstr(e.what(), "out of step") || std::strstr(e.what(), "broken"), "message: %s", e.what());
-  }
+  // Rank 0's watchdog ends this process after 3 s (checked by run_mpi.sh: the message, the time).
+  std::fprintf(stderr, "rank 0: stepping without rank 1\n");
+  s.train_step(batch(0, 0, 8));
+  EXPECT(false, "the step completed without rank 1");
 }
 
 void case_killed(Communicator&) {

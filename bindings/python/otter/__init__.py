@@ -130,9 +130,10 @@ class BusyError(OtterError):
 
 
 class DistributedError(OtterError):
-    """OTTER_ERROR_DISTRIBUTED: data-parallel training (option ``distributed``) failed: a peer rank
-    died or timed out (``dist_timeout``), or the ranks run different models or options. The run
-    cannot continue: end the process (every rank) and restart from the last checkpoint."""
+    """OTTER_ERROR_DISTRIBUTED: data-parallel training (option ``distributed``) failed: MPI or NCCL
+    reported an error (a lost peer), a step failed on this rank, or the ranks run different models
+    or options. The run cannot continue: end the process (every rank) and restart from the last
+    checkpoint. (A peer that stops answering ends the process after ``dist_timeout``.)"""
 
 
 _ERROR_CLASSES = {

@@ -57,8 +57,8 @@ typedef enum otter_status {
   OTTER_ERROR_INTERNAL = 8,         /* a bug in Otter: please report it with the message */
   OTTER_ERROR_NON_FINITE = 9,       /* a training step met a NaN/Inf loss or gradient (see option nonfinite) */
   OTTER_ERROR_BUSY = 10,            /* the session is in use by another thread */
-  OTTER_ERROR_DISTRIBUTED = 11      /* data-parallel training: a peer rank failed or timed out, or the ranks
-                                       disagree (model, options); see option distributed */
+  OTTER_ERROR_DISTRIBUTED = 11      /* data-parallel training: MPI/NCCL failed (a lost peer), a step failed on
+                                       this rank, or the ranks disagree (model, options); see option distributed */
 } otter_status;
 
 /* Element types: the values are ONNX's TensorProto.DataType numbers. */
@@ -157,9 +157,10 @@ OTTER_API void otter_options_free(otter_options* options);
  *                  (else OTTER_ERROR_DISTRIBUTED on every rank), and call train_step and
  *                  load_checkpoint the same number of times. CPU sessions use MPI, CUDA ones NCCL.
  *                  A build without MPI fails with OTTER_ERROR_UNSUPPORTED when asked to join.
- *   dist_timeout   seconds a collective may wait for the other ranks (default 300) before the run
- *                  is declared broken (OTTER_ERROR_DISTRIBUTED; the process then aborts the MPI job
- *                  at exit, so every rank ends instead of hanging)
+ *   dist_timeout   seconds one collective may wait for the other ranks (default 300); then the
+ *                  process prints what it waited for and exits with status 1 (mpirun then ends the
+ *                  job), so no rank hangs. After an OTTER_ERROR_DISTRIBUTED the process aborts the
+ *                  MPI job when it exits.
  */
 OTTER_API otter_status otter_options_set(otter_options* options, const char* key, const char* value);
 OTTER_API otter_status otter_options_set_double(otter_options* options, const char* key, double value);
