@@ -554,7 +554,9 @@ int cmd_train(int argc, char** argv) {
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       std::string line = "epoch " + std::to_string((micro - 1) / micro_per_epoch + 1) + "  step " +
                          std::to_string(static_cast<int64_t>(s.stat("step"))) + "  loss " + json_number(epoch_loss / epoch_count);
-      if (a.has("--val") && lead) {  // rank 0 evaluates (the weights are the same on every rank)
+      // Every rank evaluates (the same weights, the same result; rank 0 prints it): a rank-0-only
+      // evaluation would keep the other ranks waiting in the next step, against --dist-timeout.
+      if (a.has("--val")) {
         EvalResult v = evaluate(s, val, val_names, label, loss_kind, batch);
         val_results.push_back(v);
         val_curve.push_back({static_cast<int64_t>(s.stat("step")), v.loss});

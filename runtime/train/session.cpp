@@ -534,6 +534,10 @@ void Session::train_step(const std::map<std::string, Tensor>& feeds, double* los
                     std::to_string(comm_->world_size()) +
                     ": the other ranks cannot go on without this step; this distributed run ends)",
                 e.kind());
+  } catch (...) {  // out of memory, ...: this rank's alone too
+    dist_failure_ = "an exception other than otter::Error";
+    comm_->mark_broken(dist_failure_);
+    throw;
   }
 }
 

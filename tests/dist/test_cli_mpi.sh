@@ -21,12 +21,14 @@ common=(--data "$ex/train.npz" --label y --loss cross_entropy --optimizer sgd --
 "$otter" train "$ex/mlp.onnx" "${common[@]}" --batch-size 32 --steps 20 --out "$work/one.onnx" --distributed off \
   2>"$work/one.log" || { cat "$work/one.log"; fail "1-process run"; }
 mpirun "${flags[@]}" -np 2 "$otter" train "$ex/mlp.onnx" "${common[@]}" --batch-size 16 --steps 20 --out "$work/two.onnx" \
-  --checkpoint "$work/two.ckpt" --checkpoint-every 5 --metrics "$work/two.json" >"$work/two.log" 2>&1 ||
+  --checkpoint "$work/two.ckpt" --checkpoint-every 5 --metrics "$work/two.json" --val "$ex/test.npz" >"$work/two.log" 2>&1 ||
   { cat "$work/two.log"; fail "2-rank run"; }
 cat "$work/two.log"
 [[ $(grep -c "otter: wrote" "$work/two.log") == 1 ]] || fail "expected one 'otter: wrote' line (rank 0 only)"
 grep -q "data parallel: 2 ranks, global batch 2 x 1 x 16 rows, strided shards of 750 rows" "$work/two.log" || fail "no data-parallel summary"
 grep -q "2 ranks x" "$work/two.log" || fail "no per-rank throughput in the log"
+[[ $(grep -c "val_loss" "$work/two.log") == 1 ]] || fail "expected one epoch line with val_loss (rank 0 prints)"
+grep -q '"val": \[{"step": 20' "$work/two.json" || fail "metrics lack the validation result"
 grep -q '"world_size": 2' "$work/two.json" || fail "metrics lack world_size 2"
 grep -q '"rows_per_second_per_rank"' "$work/two.json" || fail "metrics lack rows_per_second_per_rank"
 [[ -f $work/two.ckpt && -f $work/two.onnx ]] || fail "checkpoint or model missing"
