@@ -183,6 +183,7 @@ void case_equivalence(Communicator& comm) {
   equivalence_case(comm, "adamw", "fp16", 1, 2, 1e-6);
   // Against the full batch, FP16 differs by the rounding of each half's FP16 weight gradient.
   equivalence_case(comm, "sgd", "fp16", 1, 1, 5e-4);
+  equivalence_case(comm, "adamw", "fp16", 1, 1, 5e-4);
 }
 
 void case_overflow(Communicator& comm) {
