@@ -8,11 +8,25 @@
 // libnccl.so.2 is opened at run time (dlopen), so libotter loads and trains on machines without
 // NCCL; only a distributed CUDA session needs it. Compiled only with the CUDA backend and nccl.h.
 //
+// A watchdog thread records a CUDA event after each collective and checks that it completes
+// within dist_timeout; one that does not (a peer that stopped: NCCL kernels wait for it forever)
+// makes it print what waited and end the process (mpirun then ends the job), as the MPI engine.
+//
 // Not done (docs/distributed.md): allreduce in buckets overlapping the backward pass on a second
 // stream, and capture of NCCL calls in the step's CUDA graph (distributed CUDA steps are launched
-// kernel by kernel); a watchdog on NCCL calls (ncclCommAbort after dist_timeout).
+// kernel by kernel).
+#include <cuda_runtime_api.h>
 #include <dlfcn.h>
 #include <nccl.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 #include "runtime/core/error.h"
 #include "runtime/dist/engines.h"
@@ -60,9 +74,85 @@ const NcclApi& nccl() {
   return api;
 }
 
+// Ends the process when a collective enqueued on the stream has not completed by its deadline.
+class NcclWatchdog {
+ public:
+  NcclWatchdog(double timeout_s, std::string who) : timeout_s_(timeout_s), who_(std::move(who)) {
+    thread_ = std::thread([this] { run(); });
+  }
+  ~NcclWatchdog() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+    for (auto& p : pending_) cudaEventDestroy(p.event);
+    for (cudaEvent_t e : pool_) cudaEventDestroy(e);
+  }
+  // After a collective was enqueued on `stream` (nothing is waited for here).
+  void enqueued(cudaStream_t stream, const char* what) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    cudaEvent_t e = nullptr;
+    if (!pool_.empty()) {
+      e = pool_.back();
+      pool_.pop_back();
+    } else if (cudaEventCreateWithFlags(&e, cudaEventDisableTiming) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return;  // unwatched rather than failed
+    }
+    if (cudaEventRecord(e, stream) != cudaSuccess) {
+      (void)cudaGetLastError();
+      pool_.push_back(e);
+      return;
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                                 std::chrono::duration<double>(timeout_s_));
+    pending_.push_back({e, deadline, what});
+  }
+
+ private:
+  struct Pending {
+    cudaEvent_t event;
+    std::chrono::steady_clock::time_point deadline;
+    const char* what;
+  };
+  void run() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!stop_) {
+      cv_.wait_for(lock, std::chrono::milliseconds(200));
+      while (!pending_.empty()) {
+        Pending& p = pending_.front();
+        const cudaError_t r = cudaEventQuery(p.event);
+        if (r == cudaErrorNotReady) {
+          if (std::chrono::steady_clock::now() < p.deadline) break;
+          std::fprintf(stderr,
+                       "otter: %s: %s did not complete within %lld s (dist_timeout): another rank died, stopped, or is "
+                       "not running the same steps; ending this process so that the job ends (docs/distributed.md)\n",
+                       who_.c_str(), p.what, static_cast<long long>(timeout_s_));
+          std::fflush(stdout);
+          std::fflush(stderr);
+          std::_Exit(1);
+        }
+        if (r != cudaSuccess) (void)cudaGetLastError();  // reported by the session's own next sync
+        pool_.push_back(p.event);
+        pending_.pop_front();
+      }
+    }
+  }
+  double timeout_s_;
+  std::string who_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::deque<Pending> pending_;
+  std::vector<cudaEvent_t> pool_;
+  std::thread thread_;
+};
+
 class NcclCommunicator final : public Communicator {
  public:
-  NcclCommunicator(std::shared_ptr<Communicator> host) : host_(std::move(host)) {
+  NcclCommunicator(std::shared_ptr<Communicator> host, double timeout_s) : host_(std::move(host)) {
     const NcclApi& api = nccl();
     // Every rank learns whether every rank has NCCL before any NCCL call (no rank left waiting).
     const bool missing = host_->any(!api.error.empty());
@@ -88,8 +178,11 @@ class NcclCommunicator final : public Communicator {
       OTTER_FAIL_KIND(Distributed, "ncclCommInitRank failed on ",
                       r == ncclSuccess ? "another rank (see its error)" : "this rank: " + std::string(api.get_error_string(r)));
     }
+    watchdog_ = std::make_unique<NcclWatchdog>(
+        timeout_s, "rank " + std::to_string(host_->rank()) + " of " + std::to_string(host_->world_size()));
   }
   ~NcclCommunicator() override {
+    watchdog_.reset();
     if (!comm_) return;
     if (broken()) nccl().comm_abort(comm_);
     else nccl().comm_destroy(comm_);
@@ -106,6 +199,7 @@ class NcclCommunicator final : public Communicator {
   void broadcast(void* data, size_t bytes, int root) override {
     usable("ncclBroadcast");
     check(nccl().broadcast(data, data, bytes, ncclUint8, root, comm_, stream_), "ncclBroadcast");
+    watchdog_->enqueued(stream_, "ncclBroadcast");
   }
   void host_allreduce_max(double* data, int64_t n) override { host_->host_allreduce_max(data, n); }
   void host_broadcast(void* data, size_t bytes, int root) override { host_->host_broadcast(data, bytes, root); }
@@ -127,18 +221,19 @@ class NcclCommunicator final : public Communicator {
   void reduce(float* data, int64_t n, ncclRedOp_t op, const char* what) {
     usable(what);
     check(nccl().all_reduce(data, data, static_cast<size_t>(n), ncclFloat32, op, comm_, stream_), what);
+    watchdog_->enqueued(stream_, what);
   }
 
   std::shared_ptr<Communicator> host_;
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
+  std::unique_ptr<NcclWatchdog> watchdog_;
 };
 
 }  // namespace
 
 std::shared_ptr<Communicator> make_nccl_communicator(std::shared_ptr<Communicator> host, double timeout_s) {
-  (void)timeout_s;  // NCCL calls are asynchronous; the watchdog is not done (see the top of this file)
-  return std::make_shared<NcclCommunicator>(std::move(host));
+  return std::make_shared<NcclCommunicator>(std::move(host), timeout_s);
 }
 
 }  // namespace otter::dist
