@@ -546,7 +546,8 @@ int cmd_train(int argc, char** argv) {
         double eta = frac > 0 ? secs / frac - secs : 0;
         std::fprintf(stderr, "\r[%s%s] %3.0f%% step %lld/%lld loss %.4f  %.0f rows/s  ETA %.0fs ", std::string(filled, '#').c_str(),
                      std::string(30 - filled, '.').c_str(), 100 * frac, static_cast<long long>(step),
-                     static_cast<long long>(total_steps), last_loss, rows_done / std::max(secs, 1e-9), eta);
+                     static_cast<long long>(total_steps), last_loss,
+                     static_cast<double>(rows_done * world) / std::max(secs, 1e-9), eta);
       }
     }
     bool epoch_end = micro % micro_per_epoch == 0 || micro == total_micro;
