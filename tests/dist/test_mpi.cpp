@@ -147,10 +147,12 @@ std::shared_ptr<Communicator> test_comm() {
 // `accum` micro-batches) against a single process on the full batch (or, when ref_accum = 2, on
 // the two halves accumulated).
 void equivalence_case(Communicator& comm, const std::string& opt, const std::string& precision, int64_t accum,
-                      int64_t ref_accum, double tolerance) {
+                      int64_t ref_accum, double tolerance, double clip_norm = 0) {
   const int64_t global = 16, half = global / 2, steps = 20;
-  Session dist(mlp(), config(opt, precision, "mpi", accum));
-  Session ref(mlp(), config(opt, precision, "off", ref_accum));
+  TrainConfig dc = config(opt, precision, "mpi", accum), rc = config(opt, precision, "off", ref_accum);
+  dc.clip_norm = rc.clip_norm = clip_norm;
+  Session dist(mlp(), dc);
+  Session ref(mlp(), rc);
   EXPECT(dist.world_size() == 2 && dist.rank() == g_rank, "world %d rank %d", dist.world_size(), dist.rank());
   double worst = 0;
   for (int64_t step = 0; step < steps; ++step) {
@@ -164,13 +166,19 @@ void equivalence_case(Communicator& comm, const std::string& opt, const std::str
     }
     worst = std::max(worst, max_diff(params_of(dist), params_of(ref)));
   }
-  const std::string what = opt + " " + precision + " accum " + std::to_string(accum) + " vs 1 rank" +
+  const std::string what = opt + " " + precision + " accum " + std::to_string(accum) +
+                           (clip_norm > 0 ? " clip" : "") + " vs 1 rank" +
                            (ref_accum == 1 ? " full batch" : " accumulating the halves");
   EXPECT(worst <= tolerance, "%s: max |w_2ranks - w_1rank| over 20 steps = %.3g > %.1g", what.c_str(), worst, tolerance);
   EXPECT(dist.stats().step == ref.stats().step && dist.stats().skipped_steps == ref.stats().skipped_steps,
          "%s: steps %lld/%lld skipped %lld/%lld", what.c_str(), (long long)dist.stats().step, (long long)ref.stats().step,
          (long long)dist.stats().skipped_steps, (long long)ref.stats().skipped_steps);
   EXPECT(dist.loss_scale() == ref.loss_scale(), "%s: loss scale %g vs %g", what.c_str(), dist.loss_scale(), ref.loss_scale());
+  if (clip_norm > 0)  // the global norm of the averaged gradient, as the single process computes it
+    EXPECT(std::fabs(dist.stats().last_grad_norm - ref.stats().last_grad_norm) <= 1e-6 * ref.stats().last_grad_norm &&
+               ref.stats().last_grad_norm > clip_norm,
+           "%s: grad norm %g vs %g (clip at %g)", what.c_str(), dist.stats().last_grad_norm, ref.stats().last_grad_norm,
+           clip_norm);
   EXPECT(same_on_every_rank(comm, params_of(dist)), "%s: the ranks' weights differ", what.c_str());
   if (g_rank == 0) std::printf("  %-58s max diff %.3g (tolerance %.0e)\n", what.c_str(), worst, tolerance);
 }
@@ -179,6 +187,7 @@ void case_equivalence(Communicator& comm) {
   equivalence_case(comm, "sgd", "fp32", 1, 1, 1e-6);
   equivalence_case(comm, "adamw", "fp32", 1, 1, 1e-6);
   equivalence_case(comm, "sgd", "fp32", 2, 1, 1e-6);  // accumulation on each rank, one allreduce per step
+  equivalence_case(comm, "sgd", "fp32", 1, 1, 1e-6, 0.05);  // clipping by the global norm, after the allreduce
   equivalence_case(comm, "sgd", "fp16", 1, 2, 1e-6);
   equivalence_case(comm, "adamw", "fp16", 1, 2, 1e-6);
   // Against the full batch, FP16 differs by the rounding of each half's FP16 weight gradient.
