@@ -80,6 +80,7 @@ otter_status status_of(ErrorKind k) {
     case ErrorKind::Internal: return OTTER_ERROR_INTERNAL;
     case ErrorKind::NonFinite: return OTTER_ERROR_NON_FINITE;
     case ErrorKind::Busy: return OTTER_ERROR_BUSY;
+    case ErrorKind::Distributed: return OTTER_ERROR_DISTRIBUTED;
   }
   return OTTER_ERROR_INTERNAL;
 }
@@ -172,6 +173,8 @@ const std::map<std::string, OptSpec>& option_specs() {
       {"nonfinite", {OptType::String, {"error", "skip"}}},
       {"tensorboard", {OptType::String, {}}},
       {"tensorboard_interval", {OptType::Integer, {}}},
+      {"distributed", {OptType::String, {"auto", "mpi", "off"}}},
+      {"dist_timeout", {OptType::Number, {}}},
   };
   return specs;
 }
@@ -231,6 +234,7 @@ void validate_option(const std::string& key, const std::string& value) {
       break;
     case OptType::Number:
       OTTER_CHECK(parse_double(value, &d), "option '", key, "': '", value, "' is not a finite number");
+      if (key == "dist_timeout") OTTER_CHECK(d > 0, "option 'dist_timeout': must be > 0 seconds, got ", value);
       break;
     case OptType::Integer:
       OTTER_CHECK(parse_int(value, &i), "option '", key, "': '", value, "' is not an integer (or is out of range)");
@@ -332,6 +336,8 @@ otter::TrainConfig config_from(const otter_options* options, std::string* device
   *device = c.device == otter::Device::CPU ? "cpu" : "cuda:0";
   if (auto s = get("cuda_graphs")) c.cuda_graphs = *s == "on";
   c.track_grad_norm = get("tensorboard") != nullptr;  // logged as train/grad_norm
+  if (auto s = get("distributed")) c.dist.mode = *s;
+  num("dist_timeout", &c.dist.timeout_s);
   return c;
 }
 
@@ -436,6 +442,7 @@ const char* otter_status_name(otter_status status) {
     case OTTER_ERROR_INTERNAL: return "OTTER_ERROR_INTERNAL";
     case OTTER_ERROR_NON_FINITE: return "OTTER_ERROR_NON_FINITE";
     case OTTER_ERROR_BUSY: return "OTTER_ERROR_BUSY";
+    case OTTER_ERROR_DISTRIBUTED: return "OTTER_ERROR_DISTRIBUTED";
   }
   return "OTTER_STATUS_UNKNOWN";
 }
@@ -780,6 +787,8 @@ otter_status otter_session_get_stat(const otter_session* s, const char* key, dou
        [](const otter::Session& ss, const otter::StepStats&) { return double(ss.train_memory().intermediate_bytes); }},
       {"captured_steps", [](const otter::Session&, const otter::StepStats& st) { return double(st.captured_steps); }},
       {"device_peak_bytes", [](const otter::Session& ss, const otter::StepStats&) { return double(ss.device_peak_bytes()); }},
+      {"rank", [](const otter::Session& ss, const otter::StepStats&) { return double(ss.rank()); }},
+      {"world_size", [](const otter::Session& ss, const otter::StepStats&) { return double(ss.world_size()); }},
   };
   auto it = readers.find(key);
   if (it == readers.end()) return fail(OTTER_ERROR_NOT_FOUND, std::string("otter_session_get_stat: unknown statistic '") + key + "'");

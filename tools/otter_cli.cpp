@@ -32,6 +32,24 @@ struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Set once a training session joined a world of several ranks: a failure then ends this process
+// at once with its status (no MPI_Finalize, which would wait for the other ranks), and mpirun
+// ends the job.
+bool g_distributed = false;
+int64_t g_rank = 0;
+
+// The number of processes an MPI launcher started (as the library reads it, runtime/dist), 1 if none.
+int64_t launched_world_size() {
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE"}) {
+    const char* v = std::getenv(name);
+    if (!v || !*v) continue;
+    char* end = nullptr;
+    long long n = std::strtoll(v, &end, 10);
+    if (*end == '\0' && n >= 1 && n < (1LL << 30)) return n;
+  }
+  return 1;
+}
+
 const char* kMainHelp =
     "otter — train ONNX models\n\n"
     "usage: otter <command> [options]\n\n"
@@ -72,6 +90,13 @@ const char* kTrainHelp =
     "  --loss-scale dynamic|none|VALUE (default: dynamic for fp16, none otherwise)\n"
     "  --device auto|cpu|cuda[:0]\n"
     "  --cuda-graphs on|off   capture each CUDA training step as a graph (default on)\n"
+    "data parallelism (docs/distributed.md): `mpirun -np N otter train ...` trains on N processes;\n"
+    "global batch = N x --batch-size x --grad-accum; rank 0 logs and writes every file\n"
+    "  --distributed auto|mpi|off   join the MPI world (default auto: when started by mpirun)\n"
+    "  --shard strided|contiguous   how each epoch's shuffled rows are split among the ranks: rank r\n"
+    "                            takes rows r, r+N, ... (default; N ranks x batch B read the rows one\n"
+    "                            process with batch N x B reads) or the r-th contiguous block\n"
+    "  --dist-timeout SECONDS    longest wait for the other ranks in one step (default 300)\n"
     "checkpoints and output:\n"
     "  --checkpoint PATH --checkpoint-every N   save every N optimizer steps (and at the end)\n"
     "  --resume PATH             continue from a checkpoint\n"
@@ -311,7 +336,12 @@ void set_common(otter::cpp::Options& o, const Args& a, bool training) {
   pass("--cuda-graphs", "cuda_graphs");
   pass("--freeze", "freeze");
   pass("--train-only", "trainable");
-  if (!training) return;
+  if (!training) {
+    o.set("distributed", "off");  // eval and inspect run alone in each process
+    return;
+  }
+  o.set("distributed", a.get("--distributed", "auto"));
+  pass("--dist-timeout", "dist_timeout");
   o.set("optimizer", a.get("--optimizer", "adamw"));
   pass("--lr", "lr");
   pass("--momentum", "momentum");
@@ -331,7 +361,7 @@ int cmd_train(int argc, char** argv) {
                          "--grad-accum", "--clip-norm", "--precision", "--loss-scale", "--device", "--cuda-graphs", "--seed",
                          "--freeze", "--val", "--checkpoint", "--checkpoint-every", "--resume", "--out", "--metrics",
                          "--plot", "--precision-op", "--precision-node", "--nonfinite", "--train-only",
-                         "--tensorboard", "--metrics-csv", "--plot-scale"});
+                         "--tensorboard", "--metrics-csv", "--plot-scale", "--distributed", "--shard", "--dist-timeout"});
   if (a.positional.size() != 1) throw UsageError("train needs exactly one MODEL.onnx (see otter train --help)");
   if (!a.has("--data")) throw UsageError("train needs --data TRAIN.npz");
   if (!a.has("--out")) throw UsageError("train needs --out TRAINED.onnx");
@@ -354,6 +384,13 @@ int cmd_train(int argc, char** argv) {
     throw UsageError("--plot-scale expects linear or log, got '" + plot_scale + "'");
   if (a.has("--plot-scale") && !a.has("--plot")) throw UsageError("--plot-scale needs --plot LOSS.svg");
   if (a.has("--tensorboard") && a.get("--tensorboard").empty()) throw UsageError("--tensorboard needs a folder");
+  const std::string distributed = a.get("--distributed", "auto"), shard_mode = a.get("--shard", "strided");
+  if (distributed != "auto" && distributed != "mpi" && distributed != "off")
+    throw UsageError("--distributed must be auto, mpi or off, got '" + distributed + "'");
+  if (shard_mode != "strided" && shard_mode != "contiguous")
+    throw UsageError("--shard must be strided or contiguous, got '" + shard_mode + "'");
+  // The world the session will join (the steps per epoch depend on it); checked once it exists.
+  const int64_t world = distributed == "off" ? 1 : launched_world_size();
   Dataset train = load_npz(a.get("--data"));
   Dataset val;
   if (a.has("--val")) val = load_npz(a.get("--val"));
@@ -364,6 +401,11 @@ int cmd_train(int argc, char** argv) {
   int64_t rows = -1;
   for (auto& kv : train.arrays) rows = std::max(rows, kv.second.shape.empty() ? -1 : kv.second.shape[0]);
   if (rows <= 0) throw UsageError("'" + a.get("--data") + "' has no rows to train on");
+  if (rows < world)
+    throw UsageError("'" + a.get("--data") + "' has " + std::to_string(rows) + " rows, fewer than the " +
+                     std::to_string(world) + " ranks");
+  const int64_t all_rows = rows;
+  rows /= world;  // each rank's shard: equal sizes, so every rank takes the same number of steps
   batch = std::min(batch, rows);  // a batch larger than the data is the whole data
   const int64_t micro_per_epoch = rows / batch + (rows % batch != 0);
   const int64_t total_micro = a.has("--steps") ? steps * accum : epochs * micro_per_epoch;
@@ -373,13 +415,28 @@ int cmd_train(int argc, char** argv) {
   probe_options.set("total_steps", std::to_string(total_steps));
   if (a.has("--tensorboard")) probe_options.set("tensorboard", a.get("--tensorboard"));
   otter::cpp::Session s(model, probe_options);
+  const int64_t rank = static_cast<int64_t>(s.stat("rank"));
+  if (static_cast<int64_t>(s.stat("world_size")) != world)
+    throw otter::cpp::Error(OTTER_ERROR_DISTRIBUTED, "the session joined a world of " +
+                            std::to_string(static_cast<int64_t>(s.stat("world_size"))) + " ranks but the launcher's environment "
+                            "(OMPI_COMM_WORLD_SIZE, PMI_SIZE or MV2_COMM_WORLD_SIZE) says " + std::to_string(world) +
+                            ": launch with mpirun (docs/distributed.md)");
+  g_distributed = world > 1;
+  g_rank = rank;
+  const bool lead = rank == 0;  // rank 0 logs and writes the metrics and the plot
+  if (lead && world > 1)
+    std::fprintf(stderr, "otter: data parallel: %lld ranks, global batch %lld x %lld x %lld rows, %s shards of %lld rows%s\n",
+                 static_cast<long long>(world), static_cast<long long>(world), static_cast<long long>(accum),
+                 static_cast<long long>(batch), shard_mode.c_str(), static_cast<long long>(rows),
+                 all_rows % world ? (" (" + std::to_string(all_rows % world) + " rows of each epoch's order left out)").c_str() : "");
   std::vector<std::string> names = feed_names(s, train, a.get("--data"), label, true);
   std::vector<std::string> val_names;
   if (a.has("--val")) val_names = feed_names(s, val, a.get("--val"), label, false);
   const uint64_t shuffle_seed = static_cast<uint64_t>(a.integer("--seed", 0));
   // The data layout a checkpoint's position refers to (kept in its metadata).
-  const std::string layout = std::to_string(rows) + " rows, batch " + std::to_string(batch) + ", grad_accum " +
-                             std::to_string(accum) + ", seed " + std::to_string(shuffle_seed);
+  std::string layout = std::to_string(rows) + " rows, batch " + std::to_string(batch) + ", grad_accum " +
+                       std::to_string(accum) + ", seed " + std::to_string(shuffle_seed);
+  if (world > 1) layout += ", " + std::to_string(world) + " ranks, " + shard_mode + " shards";
   int64_t micro = 0;
   if (a.has("--resume")) {
     s.load_checkpoint(a.get("--resume"));
@@ -388,7 +445,7 @@ int cmd_train(int argc, char** argv) {
     // one would have read. A checkpoint of another data layout resumes, with a warning.
     std::string written = s.metadata("cli.data", "");
     const std::string& now = layout;
-    if (!written.empty() && written != now)
+    if (!written.empty() && written != now && lead)
       std::fprintf(stderr, "otter: warning: the checkpoint was written for %s; this run uses %s, so the data order differs\n",
                    written.c_str(), now.c_str());
     const std::string at = s.metadata("cli.micro_batch", "");
@@ -405,10 +462,12 @@ int cmd_train(int argc, char** argv) {
     s.save_checkpoint(a.get("--checkpoint"));
   };
   const int64_t start_step = static_cast<int64_t>(s.stat("step")), start_skipped = static_cast<int64_t>(s.stat("skipped_steps"));
-  for (const std::string& note : s.notes()) std::fprintf(stderr, "otter: warning: %s\n", note.c_str());
-  std::fprintf(stderr, "otter: training %s on %s (%zu parameters tensors, %lld steps of %lld x %lld rows)\n",
-               model.c_str(), s.device().c_str(), s.parameters().size(), static_cast<long long>(total_steps),
-               static_cast<long long>(accum), static_cast<long long>(batch));
+  if (lead) {
+    for (const std::string& note : s.notes()) std::fprintf(stderr, "otter: warning: %s\n", note.c_str());
+    std::fprintf(stderr, "otter: training %s on %s (%zu parameters tensors, %lld steps of %lld x %lld rows%s)\n",
+                 model.c_str(), s.device().c_str(), s.parameters().size(), static_cast<long long>(total_steps),
+                 static_cast<long long>(accum), static_cast<long long>(batch), world > 1 ? " per rank" : "");
+  }
 
   // Each epoch's order is the previous one shuffled again (seed --seed): replayed up to the epoch
   // a resumed run starts in.
@@ -417,6 +476,14 @@ int cmd_train(int argc, char** argv) {
   std::iota(order.begin(), order.end(), 0);
   for (int64_t e = 0; micro < total_micro && e < micro / micro_per_epoch + (micro % micro_per_epoch != 0); ++e)
     std::shuffle(order.begin(), order.end(), rng);
+  // This rank's rows of the epoch's order (every row when alone): strided, rank r takes positions
+  // r, r+N, ...; contiguous, the r-th block of `rows`.
+  std::vector<int64_t> shard(static_cast<size_t>(rows));
+  auto cut_shard = [&] {
+    for (int64_t p = 0; p < rows; ++p)
+      shard[static_cast<size_t>(p)] = order[static_cast<size_t>(shard_mode == "strided" ? p * world + rank : rank * rows + p)];
+  };
+  cut_shard();
   std::vector<std::pair<int64_t, double>> val_curve;
   otter::cli::LossPlot plot;
   plot.log_y = plot_scale == "log";
@@ -431,20 +498,23 @@ int cmd_train(int argc, char** argv) {
   double batch_seconds = 0;
   int64_t batch_rows = 0;
   std::ostringstream history;
-  bool tty = isatty(fileno(stderr));
+  bool tty = lead && isatty(fileno(stderr));
   auto start = std::chrono::steady_clock::now();
   int64_t rows_done = 0;
   double last_loss = NAN, epoch_loss = 0;
   int64_t epoch_count = 0;
   std::vector<EvalResult> val_results;
   while (micro < total_micro) {
-    if (micro % micro_per_epoch == 0) std::shuffle(order.begin(), order.end(), rng);
+    if (micro % micro_per_epoch == 0) {
+      std::shuffle(order.begin(), order.end(), rng);
+      cut_shard();
+    }
     int64_t pos = (micro % micro_per_epoch) * batch;
-    size_t end = static_cast<size_t>(std::min(train.rows, pos + batch));
+    size_t end = static_cast<size_t>(std::min(rows, pos + batch));
     std::map<std::string, HostTensor> rows_now;
     std::map<std::string, const HostTensor*> feeds;
     for (auto& n : names) {
-      rows_now[n] = gather_rows(train.arrays[n], order, static_cast<size_t>(pos), end);
+      rows_now[n] = gather_rows(train.arrays[n], shard, static_cast<size_t>(pos), end);
       feeds[n] = &rows_now[n];
     }
     double lr = s.stat("learning_rate");
@@ -477,7 +547,8 @@ int cmd_train(int argc, char** argv) {
         double eta = frac > 0 ? secs / frac - secs : 0;
         std::fprintf(stderr, "\r[%s%s] %3.0f%% step %lld/%lld loss %.4f  %.0f rows/s  ETA %.0fs ", std::string(filled, '#').c_str(),
                      std::string(30 - filled, '.').c_str(), 100 * frac, static_cast<long long>(step),
-                     static_cast<long long>(total_steps), last_loss, rows_done / std::max(secs, 1e-9), eta);
+                     static_cast<long long>(total_steps), last_loss,
+                     static_cast<double>(rows_done * world) / std::max(secs, 1e-9), eta);
       }
     }
     bool epoch_end = micro % micro_per_epoch == 0 || micro == total_micro;
@@ -485,6 +556,8 @@ int cmd_train(int argc, char** argv) {
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       std::string line = "epoch " + std::to_string((micro - 1) / micro_per_epoch + 1) + "  step " +
                          std::to_string(static_cast<int64_t>(s.stat("step"))) + "  loss " + json_number(epoch_loss / epoch_count);
+      // Every rank evaluates (the same weights, the same result; rank 0 prints it): a rank-0-only
+      // evaluation would keep the other ranks waiting in the next step, against --dist-timeout.
       if (a.has("--val")) {
         EvalResult v = evaluate(s, val, val_names, label, loss_kind, batch);
         val_results.push_back(v);
@@ -505,9 +578,11 @@ int cmd_train(int argc, char** argv) {
       if (a.get("--precision", "fp32") != "fp32" || a.has("--loss-scale"))
         line += "  loss_scale " + json_number(s.stat("loss_scale")) + "  skipped " +
                 std::to_string(static_cast<int64_t>(s.stat("skipped_steps")));
-      line += "  " + json_number(rows_done / std::max(secs, 1e-9)) + " rows/s";
+      const double rate = rows_done / std::max(secs, 1e-9);
+      line += "  " + json_number(rate * static_cast<double>(world)) + " rows/s";
+      if (world > 1) line += " (" + std::to_string(world) + " ranks x " + json_number(rate) + " rows/s)";
       if (tty) std::fprintf(stderr, "\n");
-      std::fprintf(stderr, "%s\n", line.c_str());
+      if (lead) std::fprintf(stderr, "%s\n", line.c_str());
       epoch_loss = 0;
       epoch_count = 0;
     }
@@ -519,16 +594,19 @@ int cmd_train(int argc, char** argv) {
     throw otter::cpp::Error(OTTER_ERROR_NON_FINITE, "every one of the " + std::to_string(skipped) +
                             " optimizer steps was skipped for a non-finite gradient: nothing was trained and nothing "
                             "was written (check the data for NaN/Inf, lower --lr or --loss-scale)");
-  if (a.has("--checkpoint")) save_checkpoint();
-  s.export_model(a.get("--out"));
+  if (a.has("--checkpoint")) save_checkpoint();  // rank 0 writes (the other ranks' calls write nothing)
+  s.export_model(a.get("--out"));               // likewise
+  if (!lead) return 0;
   std::fprintf(stderr, "otter: wrote %s (%lld steps, final loss %s, %.2f s)\n", a.get("--out").c_str(),
                static_cast<long long>(s.stat("step")), json_number(last_loss).c_str(), secs);
+  const double rate = rows_done / std::max(secs, 1e-9);
   if (a.has("--metrics")) {
     std::ostringstream m;
     m << "{\n  \"steps\": " << static_cast<int64_t>(s.stat("step")) << ",\n  \"skipped_steps\": "
       << static_cast<int64_t>(s.stat("skipped_steps")) << ",\n  \"final_loss\": " << json_number(last_loss)
       << ",\n  \"loss_scale\": " << json_number(s.stat("loss_scale")) << ",\n  \"device\": \"" << s.device()
-      << "\",\n  \"compute\": \"" << s.compute() << "\",\n  \"seconds\": " << json_number(secs) << ",\n  \"rows_per_second\": " << json_number(rows_done / std::max(secs, 1e-9))
+      << "\",\n  \"compute\": \"" << s.compute() << "\",\n  \"seconds\": " << json_number(secs) << ",\n  \"rows_per_second\": " << json_number(rate * static_cast<double>(world))
+      << ",\n  \"world_size\": " << world << ",\n  \"rows_per_second_per_rank\": " << json_number(rate)
       << ",\n  \"activation_arena_bytes\": " << json_number(s.stat("arena_bytes"))
       << ",\n  \"activation_sum_bytes\": " << json_number(s.stat("intermediate_bytes"))
       << ",\n  \"history\": [\n" << history.str() << "\n  ]";
@@ -664,6 +742,20 @@ int cmd_inspect(int argc, char** argv) {
   return 0;
 }
 
+// Prints the error (with the rank in a distributed run) and returns the status; a distributed run
+// ends here with _Exit (see g_distributed).
+int fail(const std::string& cmd, const std::string& what, int status) {
+  std::string where = otter::valid_utf8(cmd);
+  if (g_distributed) where += " (rank " + std::to_string(g_rank) + ")";
+  std::fprintf(stderr, "otter %s: %s\n", where.c_str(), otter::valid_utf8(what).c_str());
+  if (g_distributed) {
+    std::fflush(stdout);
+    std::fflush(stderr);
+    std::_Exit(status);
+  }
+  return status;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -686,13 +778,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "otter: unknown command '%s' (try otter --help)\n", otter::valid_utf8(cmd).c_str());
     return 2;
   } catch (const UsageError& e) {
-    std::fprintf(stderr, "otter %s: %s\n", otter::valid_utf8(cmd).c_str(), otter::valid_utf8(e.what()).c_str());
-    return 2;
+    return fail(cmd, e.what(), 2);
   } catch (const otter::cpp::Error& e) {
-    std::fprintf(stderr, "otter %s: %s\n", otter::valid_utf8(cmd).c_str(), otter::valid_utf8(e.what()).c_str());
-    return 1;
+    return fail(cmd, e.what(), 1);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "otter %s: %s\n", otter::valid_utf8(cmd).c_str(), otter::valid_utf8(e.what()).c_str());
-    return 1;
+    return fail(cmd, e.what(), 1);
   }
 }

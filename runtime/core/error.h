@@ -13,7 +13,8 @@ namespace otter {
 enum class ErrorKind {
   InvalidArgument, NotFound, InvalidModel, Unsupported, Io, OutOfMemory, WrongState, Internal,
   NonFinite,  // a training step met a NaN/Inf loss or gradient (the step was skipped)
-  Busy        // the object is in use by another thread
+  Busy,       // the object is in use by another thread
+  Distributed // data-parallel training: MPI/NCCL failed, a step failed on this rank, or the ranks disagree
 };
 
 class Error : public std::runtime_error {

@@ -136,6 +136,13 @@ std::string format_double(double v) {
 
 void Session::save_checkpoint(const std::string& path) const {
   check_non_finite();
+  // A partial gradient accumulation is each rank's own (not replicated): refused alike on every
+  // rank (the micro-step count is the same everywhere).
+  OTTER_CHECK_KIND(WrongState, !comm_ || comm_->world_size() == 1 || stats_.micro_step == 0,
+                   "a distributed session saves checkpoints between optimizer steps only: ", stats_.micro_step, " of ",
+                   config_.grad_accum, " micro-batches of this step are accumulated, and each rank holds its own partial "
+                   "sum; save after the step's last micro-batch");
+  if (comm_ && comm_->rank() != 0) return;  // the state is replicated: rank 0 writes
   struct Item { std::string name; const float* data; Shape shape; };
   std::vector<Item> items;
   auto& self = const_cast<Session&>(*this);
@@ -197,9 +204,10 @@ struct CheckpointFile {
   std::map<std::string, std::string> meta;
 };
 
-CheckpointFile read_checkpoint(const std::string& path) {
+// `bytes`: the file's content when already read (distributed: rank 0 read it for every rank).
+CheckpointFile read_checkpoint(const std::string& path, std::string* bytes_read = nullptr) {
   CheckpointFile f;
-  f.bytes = read_file(path, "checkpoint");
+  f.bytes = bytes_read ? std::move(*bytes_read) : read_file(path, "checkpoint");
   const std::string& bytes = f.bytes;
   std::string what = "checkpoint '" + path + "'";
   OTTER_CHECK(bytes.size() >= 8, what, " is truncated");
@@ -265,7 +273,11 @@ std::map<std::string, Tensor> read_checkpoint_buffers(const std::string& path) {
 }
 
 void Session::load_checkpoint(const std::string& path) {
-  CheckpointFile f = read_checkpoint(path);
+  // Distributed: rank 0 reads the file and every rank parses the same bytes, so every rank loads
+  // the same state or fails with the same error (nothing is left to broadcast after the load).
+  std::string shared;
+  if (comm_) shared = dist::broadcast_file(*comm_, path, "checkpoint");
+  CheckpointFile f = read_checkpoint(path, comm_ ? &shared : nullptr);
   std::string what = "checkpoint '" + path + "'";
   auto& meta = f.meta;
   auto& entries = f.entries;

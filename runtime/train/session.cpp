@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <cstdio>
+#include <cstdlib>
 #include <set>
 #include <sstream>
 
@@ -239,6 +241,54 @@ Session::Session(LoadedModel model, TrainConfig config)
   optimizer_ = std::make_unique<Optimizer>(config_.optimizer, total, dev);
   base_lr_ = *optimizer_->config().lr;
   stats_.lr = scheduled_lr(base_lr_, config_.schedule, 0);
+  join_world();
+}
+
+std::string Session::rank_description() const {
+  std::ostringstream d;
+  // Numbers in their shortest form that reads back exactly (0.1, not 0.10000000000000001).
+  auto num = [](double v) {
+    char buf[32];
+    for (int digits = 6; digits <= 17; ++digits) {
+      std::snprintf(buf, sizeof buf, "%.*g", digits, v);
+      if (std::strtod(buf, nullptr) == v) break;
+    }
+    return std::string(buf);
+  };
+  const OptimizerConfig& o = optimizer_->config();
+  const LossScaleConfig& l = config_.loss_scale_config;
+  d << "device " << device_name(config_.device) << "\n"
+    << "precision " << config_.precision << "\n"
+    << "loss_scale " << l.mode << " init " << num(l.init_scale) << " growth " << num(l.growth_factor) << " backoff "
+    << num(l.backoff_factor) << " interval " << l.growth_interval << " hysteresis " << l.hysteresis << " min "
+    << num(l.min_scale) << " max " << num(l.max_scale) << "\n"
+    << "optimizer " << o.kind << " lr " << num(*o.lr) << " momentum " << num(o.momentum) << " nesterov " << o.nesterov
+    << " weight_decay " << num(*o.weight_decay) << " beta1 " << num(o.beta1) << " beta2 " << num(o.beta2) << " eps "
+    << num(o.eps) << "\n"
+    << "schedule " << config_.schedule.kind << " warmup " << config_.schedule.warmup_steps << " total "
+    << config_.schedule.total_steps << "\n"
+    << "grad_accum " << config_.grad_accum << "\n"
+    << "clip_norm " << num(config_.clip_norm) << "\n"
+    << "nonfinite " << config_.nonfinite << "\n"
+    << "batchnorm " << config_.batchnorm << "\n"
+    << "loss " << config_.loss.kind << " reduction " << config_.loss.reduction << "\n";
+  for (const ParameterInfo& p : params_) d << "parameter " << p.name << " " << shape_str(p.shape) << "\n";
+  for (auto& kv : buffers_) d << "buffer " << graph_.values[kv.first].name << " " << shape_str(kv.second.shape()) << "\n";
+  return d.str();
+}
+
+void Session::join_world() {
+  comm_ = make_communicator(config_.dist, config_.device, rank_description());
+  if (!comm_) return;
+  // As PyTorch DDP: every rank starts from rank 0's weights and BatchNorm running statistics.
+  comm_->broadcast(masters_.raw(), masters_.nbytes(), 0);
+  for (auto& kv : buffers_) comm_->broadcast(kv.second.raw(), kv.second.nbytes(), 0);
+  refresh_low_weights();
+  stats_.rank = comm_->rank();
+  stats_.world_size = comm_->world_size();
+  if (config_.device != Device::CPU)
+    capture_note_ = "distributed CUDA steps (NCCL) are launched kernel by kernel: capturing the NCCL calls in the "
+                    "step's CUDA graph is not done yet (docs/distributed.md)";
 }
 
 void Session::describe_initializers(const std::set<int>& nonfinite, const std::set<std::string>& frozen,
@@ -333,6 +383,8 @@ const StepStats& Session::stats() const {
   stats_.step = c[kStepsTaken];
   stats_.skipped_steps = c[kStepsSkipped];
   stats_.lr = scheduled_lr(base_lr_, config_.schedule, stats_.step);
+  stats_.rank = rank();
+  stats_.world_size = world_size();
   std::vector<float> scaler = scaler_host();
   stats_.last_step_skipped = scaler[kFoundInf] != 0.0f;
   if (config_.clip_norm > 0 || config_.track_grad_norm) stats_.last_grad_norm = norm_.to(Device::CPU).data<double>()[0];
@@ -465,6 +517,32 @@ double Session::train_step(const std::map<std::string, Tensor>& feeds) {
 }
 
 void Session::train_step(const std::map<std::string, Tensor>& feeds, double* loss) {
+  if (!comm_) return run_train_step(feeds, loss);
+  OTTER_CHECK_KIND(Distributed, dist_failure_.empty(), "rank ", comm_->rank(), " of ", comm_->world_size(),
+                   ": a train_step failed on this rank (", dist_failure_,
+                   "), so the ranks are out of step and this distributed run cannot continue: end every process and "
+                   "restart from the last checkpoint");
+  try {
+    run_train_step(feeds, loss);
+  } catch (const Error& e) {
+    // Every rank reduces the same non-finite flag: that error is shared. Any other failure is this
+    // rank's alone while the others wait in (or will enter) the gradient allreduce.
+    if (e.kind() == ErrorKind::NonFinite) throw;
+    dist_failure_ = e.what();
+    comm_->mark_broken(dist_failure_);
+    if (e.kind() == ErrorKind::Distributed) throw;
+    throw Error(std::string(e.what()) + " (rank " + std::to_string(comm_->rank()) + " of " +
+                    std::to_string(comm_->world_size()) +
+                    ": the other ranks cannot go on without this step; this distributed run ends)",
+                e.kind());
+  } catch (...) {  // out of memory, ...: this rank's alone too
+    dist_failure_ = "an exception other than otter::Error";
+    comm_->mark_broken(dist_failure_);
+    throw;
+  }
+}
+
+void Session::run_train_step(const std::map<std::string, Tensor>& feeds, double* loss) {
   std::map<int, Tensor> bound;
   Plan& plan = plan_for(true, true, feeds, &bound);
   bound[seed_value_] = seed_;
@@ -487,7 +565,7 @@ void Session::train_step(const std::map<std::string, Tensor>& feeds, double* los
     }
     const int phase = last_micro_step ? 1 : 0;  // one graph per phase, each after its own warm-up step
     std::shared_ptr<void>& graph = ds.graph[phase];
-    if (!config_.cuda_graphs || ds.capture_failed || ds.warm_steps[phase] < 1) {
+    if (!config_.cuda_graphs || comm_ || ds.capture_failed || ds.warm_steps[phase] < 1) {
       enqueue_step(plan, bound, last_micro_step, &checked);  // also creates library handles, workspaces
       ds.warm_steps[phase]++;
     } else {
@@ -586,7 +664,9 @@ void Session::enqueue_step(Plan& plan, const std::map<int, Tensor>& bound, bool 
   ops_->begin_micro_step(counters, scaler, seed_.raw(), seed_.dtype(), config_.grad_accum);
   RunOptions ro;
   ro.training = true;
-  ro.seed = config_.seed;
+  // Each rank draws its own Dropout masks (rank 0 the masks of a single process).
+  ro.seed = comm_ && comm_->rank() > 0 ? config_.seed ^ (0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(comm_->rank()))
+                                        : config_.seed;
   ro.checked_inputs = checked_inputs;
   if (config_.device == Device::CPU) ro.step = static_cast<uint64_t>(counters[kRngStep]);
   else ro.step_on_device = counters + kRngStep;
@@ -610,16 +690,22 @@ void Session::enqueue_step(Plan& plan, const std::map<int, Tensor>& bound, bool 
     ops_->end_micro_step(counters);
     return;
   }
+  // Data parallelism: the gradient of the effective batch is averaged over the ranks, once (after
+  // accumulation), before unscaling, the finite check and clipping (the global norm).
+  if (comm_) comm_->allreduce_mean(g, n);
   // Unscale and check once per effective batch; a non-finite gradient skips the step and changes
-  // nothing but the scaler (weights, moments, step count and schedule position stay).
+  // nothing but the scaler (weights, moments, step count and schedule position stay). Without
+  // loss scaling: the same finite check in FP32 (skip, never apply NaN).
   const LossScaleConfig& lsc = config_.loss_scale_config;
-  if (lsc.mode != "none") {
-    ops_->unscale_and_check(g, n, scaler, true);
-    ops_->update_loss_scale(loss_scale_params(lsc), scaler);
-  } else {
-    ops_->unscale_and_check(g, n, scaler, false);  // the same finite check in FP32: skip, never apply NaN
-  }
+  ops_->unscale_and_check(g, n, scaler, lsc.mode != "none");
+  // Every rank skips or steps together: the found-inf flag is reduced (max) where it lives.
+  if (comm_) comm_->allreduce_max(scaler + kFoundInf, 1);
+  if (lsc.mode != "none") ops_->update_loss_scale(loss_scale_params(lsc), scaler);
   commit_buffers(scaler);
+  // BatchNorm normalises with each rank's local batch statistics; the running statistics are
+  // rank 0's on every rank after each effective batch (as DDP's broadcast_buffers).
+  if (comm_)
+    for (auto& kv : buffers_) comm_->broadcast(kv.second.raw(), kv.second.nbytes(), 0);
   if (config_.clip_norm > 0) ops_->clip_grad_norm(g, n, config_.clip_norm, scaler, norm_.data<double>());
   else if (config_.track_grad_norm)  // the norm only: an infinite bound never scales
     ops_->clip_grad_norm(g, n, std::numeric_limits<double>::infinity(), scaler, norm_.data<double>());
@@ -683,6 +769,7 @@ void Session::prepare_batchnorm() {
 
 void Session::export_model(const std::string& path) const {
   check_non_finite();
+  if (comm_ && comm_->rank() != 0) return;  // every rank holds the same weights: rank 0 writes
   std::map<std::string, Tensor> replacements;
   for (const ParameterInfo& p : params_) {
     Tensor t = get_parameter(p.name);

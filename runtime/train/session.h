@@ -26,6 +26,7 @@
 
 #include "onnx_import/onnx_import.h"
 #include "kernels/step_ops.h"
+#include "runtime/dist/communicator.h"
 #include "runtime/exec/plan.h"
 #include "runtime/passes/add_loss.h"
 #include "runtime/passes/autocast.h"
@@ -64,6 +65,10 @@ struct TrainConfig {
   // CUDA: capture each static-shape training step as a CUDA graph (after one uncaptured warm-up
   // step per plan) and replay it; off: launch every kernel each step. Results are the same bits.
   bool cuda_graphs = true;
+  // Data-parallel training (docs/distributed.md): join the MPI world (auto: when started by mpirun
+  // with more than one process). Every rank starts from rank 0's weights; gradients are averaged
+  // once per effective batch; checkpoints and exports are written by rank 0.
+  DistConfig dist;
 };
 
 // "cpu", "cuda", "cuda:0" or "auto" (CUDA when a usable GPU is present, else the CPU) -> a device;
@@ -79,6 +84,8 @@ struct StepStats {
   int64_t skipped_steps = 0;  // optimizer steps skipped for non-finite gradients
   bool last_step_skipped = false;
   int64_t captured_steps = 0;  // CUDA: micro-steps run as a replayed CUDA graph
+  int rank = 0;                // data-parallel rank of this process (0 when alone)
+  int world_size = 1;          // number of data-parallel processes
 };
 
 // Why an initializer of the model is or is not trained (otter inspect, otter_session_initializer_info).
@@ -125,12 +132,17 @@ class Session {
   void set_learning_rate(double lr);
 
   // Checkpoint: masters, optimizer moments, step, schedule position, RNG seed (safetensors
-  // layout; see docs/checkpoint.md). Written to a temporary file and renamed.
+  // layout; see docs/checkpoint.md). Written to a temporary file and renamed. Distributed: only
+  // rank 0 writes (the state is the same on every rank); other ranks return without writing.
   void save_checkpoint(const std::string& path) const;
+  // Distributed: collective; rank 0 reads the file and every rank loads its bytes.
   void load_checkpoint(const std::string& path);
   // The original model with its trainable initializers replaced by the FP32 masters. Refuses
-  // (nothing written) when a parameter holds a non-finite value.
+  // (nothing written) when a parameter holds a non-finite value. Distributed: rank 0 writes.
   void export_model(const std::string& path) const;
+  // Data parallelism: this process's rank and the number of processes (0 and 1 when alone).
+  int rank() const { return comm_ ? comm_->rank() : 0; }
+  int world_size() const { return comm_ ? comm_->world_size() : 1; }
   // Every initializer of the model, in model order, with whether it is trained and why (not).
   const std::vector<InitializerRole>& initializer_roles() const { return roles_; }
   // Warnings about the choice of parameters (e.g. a trained initializer that looks like a mask).
@@ -225,6 +237,14 @@ class Session {
                              const std::map<int, std::string>& elementwise_uses,
                              const std::map<int, std::string>& weight_uses);
   mutable int64_t reported_skips_ = 0;  // skipped steps already reported (or expected: loss scaling)
+  // Data parallelism (runtime/dist): null when training alone.
+  std::shared_ptr<Communicator> comm_;
+  std::string dist_failure_;  // set when a step failed on this rank only: the ranks are out of step
+  // One line per fact every rank must share (device, parameters, buffers, training options).
+  std::string rank_description() const;
+  // Joins the world (make_communicator), then every rank takes rank 0's weights and statistics.
+  void join_world();
+  void run_train_step(const std::map<std::string, Tensor>& feeds, double* loss);
 };
 
 }  // namespace otter

@@ -1211,6 +1211,21 @@ static void test_reliability(void) {
   CHECK_OK(otter_session_load_checkpoint(skip, ckpt)); /* still intact */
   CHECK(strcmp(otter_status_name(OTTER_ERROR_BUSY), "OTTER_ERROR_BUSY") == 0);
   CHECK(strcmp(otter_status_name(OTTER_ERROR_NON_FINITE), "OTTER_ERROR_NON_FINITE") == 0);
+  CHECK(strcmp(otter_status_name(OTTER_ERROR_DISTRIBUTED), "OTTER_ERROR_DISTRIBUTED") == 0);
+  {
+    /* Data parallelism: alone (not started by mpirun) the session is rank 0 of a world of 1. */
+    double rank = -1, world = -1;
+    CHECK_OK(otter_session_get_stat(skip, "rank", &rank));
+    CHECK_OK(otter_session_get_stat(skip, "world_size", &world));
+    CHECK(rank == 0 && world == 1);
+    otter_options* o = NULL;
+    CHECK_OK(otter_options_create(&o));
+    CHECK_ERR(otter_options_set(o, "distributed", "nccl"), OTTER_ERROR_INVALID_ARGUMENT, "not one of auto, mpi, off");
+    CHECK_ERR(otter_options_set(o, "dist_timeout", "0"), OTTER_ERROR_INVALID_ARGUMENT, "must be > 0");
+    CHECK_OK(otter_options_set(o, "distributed", "off"));
+    CHECK_OK(otter_options_set(o, "dist_timeout", "30"));
+    otter_options_free(o);
+  }
 
   params_free(&before);
   otter_session_free(skip);

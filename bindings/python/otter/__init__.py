@@ -43,6 +43,7 @@ __all__ = [
     "InternalError",
     "NonFiniteError",
     "BusyError",
+    "DistributedError",
     "api_version",
     "version",
     "library_path",
@@ -129,6 +130,13 @@ class BusyError(OtterError):
     serialises its own calls, so this appears only when the handle is shared with C code)."""
 
 
+class DistributedError(OtterError):
+    """OTTER_ERROR_DISTRIBUTED: data-parallel training (option ``distributed``) failed: MPI or NCCL
+    reported an error (a lost peer), a step failed on this rank, or the ranks run different models
+    or options. The run cannot continue: end the process (every rank) and restart from the last
+    checkpoint. (A peer that stops answering ends the process after ``dist_timeout``.)"""
+
+
 _ERROR_CLASSES = {
     _capi.OTTER_ERROR_INVALID_ARGUMENT: InvalidArgumentError,
     _capi.OTTER_ERROR_NOT_FOUND: NotFoundError,
@@ -140,6 +148,7 @@ _ERROR_CLASSES = {
     _capi.OTTER_ERROR_INTERNAL: InternalError,
     _capi.OTTER_ERROR_NON_FINITE: NonFiniteError,
     _capi.OTTER_ERROR_BUSY: BusyError,
+    _capi.OTTER_ERROR_DISTRIBUTED: DistributedError,
 }
 _STATUS_CODES = {
     "OTTER_ERROR_INVALID_ARGUMENT": _capi.OTTER_ERROR_INVALID_ARGUMENT,
@@ -152,6 +161,7 @@ _STATUS_CODES = {
     "OTTER_ERROR_INTERNAL": _capi.OTTER_ERROR_INTERNAL,
     "OTTER_ERROR_NON_FINITE": _capi.OTTER_ERROR_NON_FINITE,
     "OTTER_ERROR_BUSY": _capi.OTTER_ERROR_BUSY,
+    "OTTER_ERROR_DISTRIBUTED": _capi.OTTER_ERROR_DISTRIBUTED,
 }
 
 
@@ -325,8 +335,8 @@ TensorInfo = namedtuple("TensorInfo", ["name", "dtype", "shape"])
 TensorInfo.__doc__ = """(name, dtype, shape) of a session input, output or parameter; shape is a tuple
 with None for symbolic dimensions, dtype a numpy dtype."""
 
-_STAT_KEYS = ("step", "micro_step", "learning_rate", "grad_norm", "loss_scale", "skipped_steps")
-_INT_STATS = frozenset(("step", "micro_step", "skipped_steps", "arena_bytes", "intermediate_bytes"))
+_STAT_KEYS = ("step", "micro_step", "learning_rate", "grad_norm", "loss_scale", "skipped_steps", "rank", "world_size")
+_INT_STATS = frozenset(("step", "micro_step", "skipped_steps", "arena_bytes", "intermediate_bytes", "rank", "world_size"))
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -357,7 +367,10 @@ class TrainingSession:
         loss, label, loss_output, optimizer, lr, momentum, weight_decay, schedule, warmup_steps,
         total_steps, clip_norm, grad_accum, seed, trainable, freeze, precision, device, **options:
             Otter option keys (see otter_options_set in otter.h). ``None`` leaves a key at its
-            default; lists are joined with commas; bools become "true"/"false".
+            default; lists are joined with commas; bools become "true"/"false". Data parallelism:
+            ``distributed="auto"`` (default: join the MPI world under ``mpirun -np N python ...``),
+            ``"mpi"`` or ``"off"``; ``dist_timeout`` seconds (docs/distributed.md). Under mpirun,
+            save/export write on rank 0 only; see ``rank`` and ``world_size``.
         tensorboard: a folder for TensorBoard event files (created if missing): train/loss,
             learning_rate, loss_scale, skipped_steps, grad_norm, step_time_ms and
             samples_per_second after every optimizer step (``tensorboard_interval=N``: every
@@ -628,7 +641,7 @@ class TrainingSession:
 
     @property
     def stats(self) -> Dict[str, Union[int, float]]:
-        """step, micro_step, learning_rate, grad_norm, loss_scale, skipped_steps, and last_loss,
+        """step, micro_step, learning_rate, grad_norm, loss_scale, skipped_steps, rank, world_size, and last_loss,
         arena_bytes, intermediate_bytes when available."""
         result: Dict[str, Union[int, float]] = {key: self.stat(key) for key in _STAT_KEYS}
         for key in ("last_loss", "arena_bytes", "intermediate_bytes"):
@@ -666,6 +679,16 @@ class TrainingSession:
         view = _capi.TensorView(arr.ctypes.data, code, arr.ndim, ctypes.cast(shape, _capi.c_int64_p),
                                 _capi.OTTER_DEVICE_CPU, 0)
         _check(_lib.otter_session_set_parameter(self._h(), name.encode("utf-8"), ctypes.byref(view)))
+
+    @property
+    def rank(self) -> int:
+        """This process's data-parallel rank (0 when training alone; option ``distributed``)."""
+        return int(self.stat("rank"))
+
+    @property
+    def world_size(self) -> int:
+        """The number of data-parallel processes (1 when training alone)."""
+        return int(self.stat("world_size"))
 
     @property
     def parameters(self) -> Dict[str, np.ndarray]:

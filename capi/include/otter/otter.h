@@ -56,7 +56,9 @@ typedef enum otter_status {
   OTTER_ERROR_WRONG_STATE = 7,      /* a call that is not valid in the object's current state */
   OTTER_ERROR_INTERNAL = 8,         /* a bug in Otter: please report it with the message */
   OTTER_ERROR_NON_FINITE = 9,       /* a training step met a NaN/Inf loss or gradient (see option nonfinite) */
-  OTTER_ERROR_BUSY = 10             /* the session is in use by another thread */
+  OTTER_ERROR_BUSY = 10,            /* the session is in use by another thread */
+  OTTER_ERROR_DISTRIBUTED = 11      /* data-parallel training: MPI/NCCL failed (a lost peer), a step failed on
+                                       this rank, or the ranks disagree (model, options); see option distributed */
 } otter_status;
 
 /* Element types: the values are ONNX's TensorProto.DataType numbers. */
@@ -154,6 +156,21 @@ OTTER_API void otter_options_free(otter_options* options);
  *                  that cannot be created or written fails session creation with OTTER_ERROR_IO.
  *                  Reading the statistics back is a synchronisation on CUDA (see tensorboard_interval).
  *   tensorboard_interval  integer >= 1: record every N-th effective batch   (default 1)
+ *   distributed    auto (default) | mpi | off: data-parallel training across processes
+ *                  (docs/distributed.md). auto joins the MPI world when the process was started by
+ *                  mpirun with more than one process; mpi always joins; off trains alone. In a world
+ *                  of N ranks: every rank starts from rank 0's weights, gradients are averaged once
+ *                  per effective batch (global batch = N x micro-batch x grad_accum), all ranks skip
+ *                  or step together, checkpoints and exports are written by rank 0 only (the other
+ *                  ranks' save/export calls write nothing), and load_checkpoint reads the file on
+ *                  rank 0. Every rank must create its session with the same model and options
+ *                  (else OTTER_ERROR_DISTRIBUTED on every rank), and call train_step and
+ *                  load_checkpoint the same number of times. CPU sessions use MPI, CUDA ones NCCL.
+ *                  A build without MPI fails with OTTER_ERROR_UNSUPPORTED when asked to join.
+ *   dist_timeout   seconds one collective may wait for the other ranks (default 300); then the
+ *                  process prints what it waited for and exits with status 1 (mpirun then ends the
+ *                  job), so no rank hangs. After an OTTER_ERROR_DISTRIBUTED the process aborts the
+ *                  MPI job when it exits.
  */
 OTTER_API otter_status otter_options_set(otter_options* options, const char* key, const char* value);
 OTTER_API otter_status otter_options_set_double(otter_options* options, const char* key, double value);
@@ -226,7 +243,8 @@ OTTER_API otter_status otter_session_set_parameter(otter_session* session, const
  * gradients), arena_bytes and intermediate_bytes (planned activation memory of the last training
  * plan and the sum of its intermediates), captured_steps (CUDA: micro-steps replayed as a CUDA
  * graph), device_peak_bytes (CUDA: peak bytes in use in the device memory pool since the session
- * was created; 0 on the CPU). Reading a statistic of a CUDA session waits for the GPU. Unknown
+ * was created; 0 on the CPU), rank and world_size (data parallelism: this process's rank and the
+ * number of ranks; 0 and 1 when training alone). Reading a statistic of a CUDA session waits for the GPU. Unknown
  * keys: OTTER_ERROR_NOT_FOUND. */
 OTTER_API otter_status otter_session_get_stat(const otter_session* session, const char* key, double* out_value);
 
