@@ -156,6 +156,8 @@ const std::map<std::string, OptSpec>& option_specs() {
       {"cuda_graphs", {OptType::String, {"on", "off"}}},
       {"batchnorm", {OptType::String, {"train", "frozen"}}},
       {"nonfinite", {OptType::String, {"error", "skip"}}},
+      {"training_graph", {OptType::String, {"auto", "on", "off"}}},
+      {"training_init", {OptType::String, {"auto", "run", "skip"}}},
   };
   return specs;
 }
@@ -286,6 +288,8 @@ otter::TrainConfig config_from(const otter_options* options, std::string* device
   if (auto s = get("precision")) c.precision = *s;
   if (auto s = get("batchnorm")) c.batchnorm = *s;
   if (auto s = get("nonfinite")) c.nonfinite = *s;
+  if (auto s = get("training_graph")) c.training_graph = *s;
+  if (auto s = get("training_init")) c.training_init = *s;
   if (auto s = get("loss_scale")) {
     double d = 0;
     if (*s == "dynamic" || *s == "none") c.loss_scale = *s;
@@ -651,7 +655,8 @@ otter_status otter_session_get_parameter(const otter_session* s, const char* nam
     } catch (const Error& e) {
       throw Error(e.what(), ErrorKind::NotFound);
     }
-    OTTER_CHECK(bytes == t.nbytes(), "parameter '", name, "' has ", t.nbytes(), " bytes (float32 ", otter::shape_str(t.shape()),
+    OTTER_CHECK(bytes == t.nbytes(), "parameter '", name, "' has ", t.nbytes(), " bytes (", otter::dtype_name(t.dtype()), " ",
+                otter::shape_str(t.shape()),
                 "); the buffer has ", bytes);
     std::memcpy(buffer, t.raw(), bytes);
   });

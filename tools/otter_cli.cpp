@@ -50,6 +50,11 @@ const char* kTrainHelp =
     "                            the model's output is already the loss)\n"
     "  --loss-output NAME        output the loss reads (default: the first output)\n"
     "  --val VAL.npz             validation data, evaluated after every epoch\n"
+    "  --training-graph auto|on|off  a model with ONNX training_info runs its own algorithm graph\n"
+    "                            (auto, the default; docs/training-graphs.md): the .npz feeds the\n"
+    "                            combined graph's inputs by name (a 0-d array at every step) and\n"
+    "                            --loss-output names the reported loss; off: ignore training_info\n"
+    "  --training-init auto|run|skip  its initialization graphs (auto: unless exported by Otter)\n"
     "optimisation:\n"
     "  --optimizer sgd|adam|adamw (default adamw)   --lr X   --momentum X   --weight-decay X\n"
     "  --schedule constant|linear|cosine (default constant)   --warmup N (steps)\n"
@@ -82,6 +87,7 @@ const char* kEvalHelp =
     "usage: otter eval MODEL.onnx --data TEST.npz [--label NAME] [--loss KIND] [--loss-output NAME]\n"
     "                  [--batch-size N] [--device D] [--metrics METRICS.json] [--outputs OUT.npz]\n\n"
     "  --outputs OUT.npz   also write the model's outputs for every row\n"
+    "  --training-graph auto|on|off  (a model with training_info: its inference graph, no loss)\n"
     "Prints eval.loss (when the labels are present) and, for cross_entropy, eval.accuracy\n"
     "(argmax over the class axis).\n";
 
@@ -141,6 +147,7 @@ struct Args {
 struct Dataset {
   std::map<std::string, HostTensor> arrays;
   int64_t rows = -1;
+  std::set<std::string> whole;  // 0-d arrays fed as they are at every step (not batched by rows)
 };
 
 Dataset load_npz(const std::string& path) {
@@ -173,6 +180,11 @@ std::vector<std::string> feed_names(const otter::cpp::Session& s, Dataset& d, co
                        " (it has: " + have + ")");
     }
     const HostTensor& t = d.arrays[in.name];
+    if (t.shape.empty() && in.shape.empty()) {  // a 0-d input (a training graph's learning rate): fed at every step
+      d.whole.insert(in.name);
+      names.push_back(in.name);
+      continue;
+    }
     if (t.shape.empty()) throw UsageError("array '" + in.name + "' in '" + path + "' is a scalar; expected a batch");
     if (d.rows >= 0 && t.shape[0] != d.rows)
       throw UsageError("arrays in '" + path + "' have different row counts (" + std::to_string(d.rows) + " and " +
@@ -215,7 +227,7 @@ EvalResult evaluate(otter::cpp::Session& s, Dataset& d, const std::vector<std::s
     std::map<std::string, HostTensor> rows;
     std::map<std::string, const HostTensor*> feeds;
     for (auto& n : names) {
-      rows[n] = gather_rows(d.arrays[n], idx, static_cast<size_t>(b), e);
+      rows[n] = d.whole.count(n) ? d.arrays[n] : gather_rows(d.arrays[n], idx, static_cast<size_t>(b), e);
       feeds[n] = &rows[n];
     }
     double loss = 0;
@@ -338,7 +350,9 @@ void set_common(otter::cpp::Options& o, const Args& a, bool training) {
   pass("--cuda-graphs", "cuda_graphs");
   pass("--freeze", "freeze");
   pass("--train-only", "trainable");
+  pass("--training-graph", "training_graph");
   if (!training) return;
+  pass("--training-init", "training_init");
   o.set("optimizer", a.get("--optimizer", "adamw"));
   pass("--lr", "lr");
   pass("--momentum", "momentum");
@@ -357,7 +371,8 @@ int cmd_train(int argc, char** argv) {
                          "--weight-decay", "--schedule", "--warmup", "--epochs", "--steps", "--batch-size",
                          "--grad-accum", "--clip-norm", "--precision", "--loss-scale", "--device", "--cuda-graphs", "--seed",
                          "--freeze", "--val", "--checkpoint", "--checkpoint-every", "--resume", "--out", "--metrics",
-                         "--plot", "--precision-op", "--precision-node", "--nonfinite", "--train-only"});
+                         "--plot", "--precision-op", "--precision-node", "--nonfinite", "--train-only",
+                         "--training-graph", "--training-init"});
   if (a.positional.size() != 1) throw UsageError("train needs exactly one MODEL.onnx (see otter train --help)");
   if (!a.has("--data")) throw UsageError("train needs --data TRAIN.npz");
   if (!a.has("--out")) throw UsageError("train needs --out TRAINED.onnx");
@@ -452,7 +467,7 @@ int cmd_train(int argc, char** argv) {
     std::map<std::string, HostTensor> rows_now;
     std::map<std::string, const HostTensor*> feeds;
     for (auto& n : names) {
-      rows_now[n] = gather_rows(train.arrays[n], order, static_cast<size_t>(pos), end);
+      rows_now[n] = train.whole.count(n) ? train.arrays[n] : gather_rows(train.arrays[n], order, static_cast<size_t>(pos), end);
       feeds[n] = &rows_now[n];
     }
     double lr = s.stat("learning_rate");
@@ -536,7 +551,7 @@ int cmd_train(int argc, char** argv) {
 
 int cmd_eval(int argc, char** argv) {
   Args a(argc, argv, 2, {"--data", "--label", "--loss", "--loss-output", "--device", "--metrics", "--batch-size", "--precision",
-                         "--outputs"});
+                         "--outputs", "--training-graph"});
   if (a.positional.size() != 1) throw UsageError("eval needs exactly one MODEL.onnx (see otter eval --help)");
   if (!a.has("--data")) throw UsageError("eval needs --data TEST.npz");
   const int64_t batch = a.integer("--batch-size", 256, 1, INT64_MAX);

@@ -15,6 +15,7 @@ void register_norm_kernels(KernelRegistry& r);
 void register_indexing_kernels(KernelRegistry& r);
 void register_spatial_kernels(KernelRegistry& r);
 void register_einsum_kernels(KernelRegistry& r);
+void register_training_kernels(KernelRegistry& r);
 }  // namespace cpu
 
 void register_cpu_kernels(KernelRegistry& r) {
@@ -30,6 +31,7 @@ void register_cpu_kernels(KernelRegistry& r) {
   cpu::register_indexing_kernels(r);
   cpu::register_spatial_kernels(r);
   cpu::register_einsum_kernels(r);
+  cpu::register_training_kernels(r);
 }
 
 }  // namespace otter

@@ -17,6 +17,7 @@ void register_norm_kernels(KernelRegistry& r);
 void register_indexing_kernels(KernelRegistry& r);
 void register_spatial_kernels(KernelRegistry& r);
 void register_einsum_kernels(KernelRegistry& r);
+void register_training_kernels(KernelRegistry& r);  // training.cu (ai.onnx.preview.training optimizers)
 }  // namespace cuda
 
 void install_cuda_device();  // backend.cu
@@ -35,6 +36,7 @@ void register_cuda_kernels(KernelRegistry& r) {
   cuda::register_indexing_kernels(r);
   cuda::register_spatial_kernels(r);
   cuda::register_einsum_kernels(r);
+  cuda::register_training_kernels(r);
 }
 
 }  // namespace otter

@@ -157,6 +157,9 @@ struct OpDef {
   std::vector<ViewTrait> views;          // outputs the plan may make views instead of running the op
   std::vector<IndexInput> index_inputs;  // inputs range-checked on the host
   PrecisionClass precision = PrecisionClass::Follow;
+  // A graph-level op with no kernel: a pass rewrites it into other nodes before a graph is planned
+  // (ai.onnx.preview.training Gradient: runtime/passes/gradient_op.h).
+  bool graph_level = false;
 
   bool reads_only_shape(const Node& node, size_t input) const { return shape_only && shape_only(node, input); }
 };
@@ -187,6 +190,7 @@ void register_norm_ops(OpRegistry& registry);      // BatchNormalization, Instan
 void register_indexing_ops(OpRegistry& registry);  // GatherElements, ScatterElements, ScatterND, Trilu, Tile, CumSum
 void register_einsum_ops(OpRegistry& registry);    // Einsum
 void register_spatial_ops(OpRegistry& registry);   // Pad, Resize
+void register_training_ops(OpRegistry& registry);  // ai.onnx.preview.training: Adam, Adagrad, Momentum, Gradient
 
 // Helpers shared by the op families.
 // Numpy-style broadcast of shapes (symbolic dims allowed); fails with a message naming the node.

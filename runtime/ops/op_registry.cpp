@@ -186,6 +186,7 @@ const OpRegistry& OpRegistry::instance() {
     register_indexing_ops(r);
     register_einsum_ops(r);
     register_spatial_ops(r);
+    register_training_ops(r);
     return r;
   }();
   return registry;

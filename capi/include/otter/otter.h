@@ -144,6 +144,20 @@ OTTER_API void otter_options_free(otter_options* options);
  *                  the step fail with OTTER_ERROR_NON_FINITE (on CUDA at the first call that reads the
  *                  device: a train_step asking for its loss, a checkpoint, an export); "skip" goes on.
  *                  Under dynamic loss scaling (fp16's default) skipping is how the scale is found.
+ *   training_graph auto (default: a model with ModelProto.training_info, the ONNX training format,
+ *                  runs its own algorithm graph: its loss, Gradient and optimizer nodes, its
+ *                  update_binding) | on (require training_info) | off (ignore it: train the inference
+ *                  graph with the options above). With a training graph: inputs are the combined
+ *                  graph's (inference + algorithm) inputs, parameters are its FP32 state variables,
+ *                  the step's loss is loss_output (any value name; default: the Gradient node's y),
+ *                  get/set_parameter reach every state variable (e.g. the int64 step count),
+ *                  checkpoints are model files, export keeps training_info, the learning rate belongs
+ *                  to the graph (get: NaN, set: OTTER_ERROR_UNSUPPORTED), loss/optimizer/clip_norm/
+ *                  grad_accum/trainable/freeze do not apply (loss, grad_accum > 1, clip_norm,
+ *                  trainable and freeze are errors), and eval_step runs the inference graph (no loss).
+ *                  See docs/training-graphs.md.
+ *   training_init  auto (default: run the initialization graphs once at creation, unless the file
+ *                  was exported by Otter after training) | run | skip
  */
 OTTER_API otter_status otter_options_set(otter_options* options, const char* key, const char* value);
 OTTER_API otter_status otter_options_set_double(otter_options* options, const char* key, double value);
