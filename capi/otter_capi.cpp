@@ -158,6 +158,7 @@ const std::map<std::string, OptSpec>& option_specs() {
       {"nonfinite", {OptType::String, {"error", "skip"}}},
       {"training_graph", {OptType::String, {"auto", "on", "off"}}},
       {"training_init", {OptType::String, {"auto", "run", "skip"}}},
+      {"ort_checkpoint", {OptType::String, {}}},
   };
   return specs;
 }
@@ -290,6 +291,7 @@ otter::TrainConfig config_from(const otter_options* options, std::string* device
   if (auto s = get("nonfinite")) c.nonfinite = *s;
   if (auto s = get("training_graph")) c.training_graph = *s;
   if (auto s = get("training_init")) c.training_init = *s;
+  if (auto s = get("ort_checkpoint")) c.ort_checkpoint = *s;
   if (auto s = get("loss_scale")) {
     double d = 0;
     if (*s == "dynamic" || *s == "none") c.loss_scale = *s;

@@ -55,6 +55,10 @@ const char* kTrainHelp =
     "                            combined graph's inputs by name (a 0-d array at every step) and\n"
     "                            --loss-output names the reported loss; off: ignore training_info\n"
     "  --training-init auto|run|skip  its initialization graphs (auto: unless exported by Otter)\n"
+    "  --ort-checkpoint PATH     ONNX Runtime artifacts (MODEL is their training_model.onnx): the\n"
+    "                            checkpoint to start from (default: 'checkpoint' beside MODEL);\n"
+    "                            --out then gets eval_model.onnx with the trained parameters and\n"
+    "                            --checkpoint writes ORT checkpoints\n"
     "optimisation:\n"
     "  --optimizer sgd|adam|adamw (default adamw)   --lr X   --momentum X   --weight-decay X\n"
     "  --schedule constant|linear|cosine (default constant)   --warmup N (steps)\n"
@@ -353,6 +357,7 @@ void set_common(otter::cpp::Options& o, const Args& a, bool training) {
   pass("--training-graph", "training_graph");
   if (!training) return;
   pass("--training-init", "training_init");
+  pass("--ort-checkpoint", "ort_checkpoint");
   o.set("optimizer", a.get("--optimizer", "adamw"));
   pass("--lr", "lr");
   pass("--momentum", "momentum");
@@ -372,7 +377,7 @@ int cmd_train(int argc, char** argv) {
                          "--grad-accum", "--clip-norm", "--precision", "--loss-scale", "--device", "--cuda-graphs", "--seed",
                          "--freeze", "--val", "--checkpoint", "--checkpoint-every", "--resume", "--out", "--metrics",
                          "--plot", "--precision-op", "--precision-node", "--nonfinite", "--train-only",
-                         "--training-graph", "--training-init"});
+                         "--training-graph", "--training-init", "--ort-checkpoint"});
   if (a.positional.size() != 1) throw UsageError("train needs exactly one MODEL.onnx (see otter train --help)");
   if (!a.has("--data")) throw UsageError("train needs --data TRAIN.npz");
   if (!a.has("--out")) throw UsageError("train needs --out TRAINED.onnx");

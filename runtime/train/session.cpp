@@ -9,6 +9,7 @@
 #include "runtime/core/half.h"
 #include "runtime/exec/infer.h"
 #include "runtime/passes/autodiff.h"
+#include "runtime/train/ort_session.h"
 #include "runtime/train/training_graph.h"
 
 namespace otter {
@@ -103,6 +104,11 @@ Session::Session(LoadedModel model, TrainConfig config) : config_(std::move(conf
     training_graph_ = std::make_unique<TrainingGraphSession>(std::move(model), std::move(training), config_);
     return;
   }
+  if (config_.training_graph != "off" && is_ort_training_model(model)) {
+    ort_ = std::make_unique<OrtArtifactsSession>(load_ort_artifacts(std::move(model), config_.ort_checkpoint), config_);
+    return;
+  }
+  OTTER_CHECK(config_.ort_checkpoint.empty(), "ort_checkpoint is set but the model is not an ONNX Runtime training model");
   OTTER_CHECK(config_.training_graph != "on", "training_graph=on but the model has no training_info (no ONNX training graph)");
   model_bytes_ = std::move(model.model_bytes);
   graph_ = std::move(model.graph);
@@ -289,16 +295,20 @@ void Session::describe_initializers(const std::set<int>& nonfinite, const std::s
 }
 
 const std::vector<ParameterInfo>& Session::parameters() const {
-  return training_graph_ ? training_graph_->parameters() : params_;
+  return training_graph_ ? training_graph_->parameters() : ort_ ? ort_->parameters() : params_;
 }
-double Session::learning_rate() const { return training_graph_ ? NAN : base_lr_; }
+double Session::learning_rate() const { return training_graph_ ? NAN : ort_ ? ort_->learning_rate() : base_lr_; }
 const std::vector<InitializerRole>& Session::initializer_roles() const {
-  return training_graph_ ? training_graph_->initializer_roles() : roles_;
+  return training_graph_ ? training_graph_->initializer_roles() : ort_ ? ort_->initializer_roles() : roles_;
 }
-const std::vector<std::string>& Session::notes() const { return training_graph_ ? training_graph_->notes() : notes_; }
-const Graph& Session::graph() const { return training_graph_ ? training_graph_->graph() : graph_; }
-double Session::loss_scale() const { return training_graph_ ? 1.0 : scaler_host()[kScale]; }
-MemoryStats Session::train_memory() const { return training_graph_ ? training_graph_->train_memory() : last_train_memory_; }
+const std::vector<std::string>& Session::notes() const {
+  return training_graph_ ? training_graph_->notes() : ort_ ? ort_->notes() : notes_;
+}
+const Graph& Session::graph() const { return training_graph_ ? training_graph_->graph() : ort_ ? ort_->graph() : graph_; }
+double Session::loss_scale() const { return training_graph_ || ort_ ? 1.0 : scaler_host()[kScale]; }
+MemoryStats Session::train_memory() const {
+  return training_graph_ ? training_graph_->train_memory() : ort_ ? ort_->train_memory() : last_train_memory_;
+}
 
 const ParameterInfo& Session::param(const std::string& name) const {
   for (const ParameterInfo& p : params_)
@@ -308,6 +318,7 @@ const ParameterInfo& Session::param(const std::string& name) const {
 
 Tensor Session::get_parameter(const std::string& name) const {
   if (training_graph_) return training_graph_->get_state(name);
+  if (ort_) return ort_->get_parameter(name);
   const ParameterInfo& p = param(name);
   Tensor t(DType::Float32, p.shape);
   t.copy_from(Tensor::view(DType::Float32, p.shape, nullptr, const_cast<float*>(masters_.data<float>()) + p.offset, masters_.device()));
@@ -316,6 +327,7 @@ Tensor Session::get_parameter(const std::string& name) const {
 
 void Session::set_parameter(const std::string& name, const Tensor& value) {
   if (training_graph_) return training_graph_->set_state(name, value);
+  if (ort_) return ort_->set_parameter(name, value);
   const ParameterInfo& p = param(name);
   OTTER_CHECK(value.dtype() == DType::Float32 && value.shape() == p.shape, "parameter '", name, "' is float32 ",
               shape_str(p.shape), "; the new value is ", dtype_name(value.dtype()), " ", shape_str(value.shape()));
@@ -337,7 +349,7 @@ void Session::forget_graphs() {
 }
 
 size_t Session::device_peak_bytes() const {
-  if (config_.device == Device::CPU || training_graph_) return 0;
+  if (config_.device == Device::CPU || training_graph_ || ort_) return 0;
   DeviceBackend* b = device_backend(config_.device);
   b->synchronize();
   return b->peak_bytes();
@@ -355,6 +367,7 @@ std::vector<int64_t> Session::counters_host() const {
 
 const StepStats& Session::stats() const {
   if (training_graph_) return training_graph_->stats();
+  if (ort_) return ort_->stats();
   std::vector<int64_t> c = counters_host();
   stats_.step = c[kStepsTaken];
   stats_.skipped_steps = c[kStepsSkipped];
@@ -374,6 +387,7 @@ const PrecisionDecision* Session::precision_of(int node) const {
 void Session::set_learning_rate(double lr) {
   OTTER_CHECK_KIND(Unsupported, !training_graph_, "the model's training graph sets its own learning rate (an input or "
                    "initializer of its algorithm graph): change it there");
+  if (ort_) return ort_->set_learning_rate(lr);
   OTTER_CHECK(std::isfinite(lr) && lr >= 0, "learning rate must be a finite number >= 0, got ", lr);
   base_lr_ = lr;
   forget_graphs();  // the learning rate is an argument of the captured optimizer kernels
@@ -382,6 +396,7 @@ void Session::set_learning_rate(double lr) {
 
 std::vector<std::pair<std::string, ValueInfo>> Session::train_inputs() const {
   if (training_graph_) return training_graph_->train_inputs();
+  if (ort_) return ort_->train_inputs();
   std::vector<std::pair<std::string, ValueInfo>> r;
   std::vector<int> ids = model_inputs_;
   if (loss_.label >= 0) ids.push_back(loss_.label);
@@ -396,6 +411,7 @@ std::vector<std::pair<std::string, ValueInfo>> Session::train_inputs() const {
 
 std::vector<std::pair<std::string, ValueInfo>> Session::outputs() const {
   if (training_graph_) return training_graph_->outputs();
+  if (ort_) return ort_->outputs();
   std::vector<std::pair<std::string, ValueInfo>> r;
   for (int v : model_outputs_) {
     ValueInfo vi;
@@ -496,6 +512,7 @@ double Session::train_step(const std::map<std::string, Tensor>& feeds) {
 
 void Session::train_step(const std::map<std::string, Tensor>& feeds, double* loss) {
   if (training_graph_) return training_graph_->train_step(feeds, loss);
+  if (ort_) return ort_->train_step(feeds, loss);
   std::map<int, Tensor> bound;
   Plan& plan = plan_for(true, true, feeds, &bound);
   bound[seed_value_] = seed_;
@@ -565,7 +582,7 @@ void Session::train_step(const std::map<std::string, Tensor>& feeds, double* los
 }
 
 void Session::check_non_finite() const {
-  if (training_graph_) return;  // a training graph's step fails at once on a non-finite loss
+  if (training_graph_ || ort_) return;  // their steps fail at once on a non-finite loss
   if (config_.nonfinite != "error" || config_.loss_scale_config.mode == "dynamic") return;
   const std::vector<int64_t> counters = counters_host();  // one read-back (a sync on CUDA)
   const int64_t skipped = counters[kStepsSkipped];
@@ -661,6 +678,7 @@ void Session::enqueue_step(Plan& plan, const std::map<int, Tensor>& bound, bool 
 
 std::map<std::string, Tensor> Session::eval_step(const std::map<std::string, Tensor>& feeds, double* loss, bool* has_loss) {
   if (training_graph_) return training_graph_->eval_step(feeds, loss, has_loss);
+  if (ort_) return ort_->eval_step(feeds, loss, has_loss);
   bool with_loss = loss != nullptr && (loss_.label < 0 || feeds.count(graph_.values[loss_.label].name));
   std::map<int, Tensor> bound;
   Plan& plan = plan_for(false, with_loss, feeds, &bound);
@@ -676,6 +694,7 @@ std::map<std::string, Tensor> Session::eval_step(const std::map<std::string, Ten
 
 std::vector<int> Session::forward_nodes() const {
   if (training_graph_) return training_graph_->graph().topo_order();
+  if (ort_) return ort_->graph().topo_order();
   std::vector<int> r;
   for (int n : graph_.topo_order())
     if (static_cast<size_t>(n) < forward_node_count_) r.push_back(n);
@@ -715,6 +734,7 @@ void Session::prepare_batchnorm() {
 
 void Session::export_model(const std::string& path) const {
   if (training_graph_) return training_graph_->export_model(path);
+  if (ort_) return ort_->export_model(path);
   check_non_finite();
   std::map<std::string, Tensor> replacements;
   for (const ParameterInfo& p : params_) {

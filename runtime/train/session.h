@@ -68,6 +68,10 @@ struct TrainConfig {
   // Its initialization graphs: "auto" runs them unless the file was exported by Otter after
   // training (metadata otter.training_info.initialized); "run" always; "skip" never.
   std::string training_init = "auto";
+  // ONNX Runtime training artifacts (runtime/train/ort_session.h): a training_model.onnx written by
+  // onnxruntime.training.artifacts runs as it is, with this checkpoint (empty: "checkpoint" in the
+  // model's folder).
+  std::string ort_checkpoint;
 };
 
 // "cpu", "cuda", "cuda:0" or "auto" (CUDA when a usable GPU is present, else the CPU) -> a device;
@@ -104,6 +108,7 @@ std::map<std::string, Tensor> read_checkpoint_parameters(const std::string& path
 std::map<std::string, Tensor> read_checkpoint_buffers(const std::string& path);
 
 class TrainingGraphSession;  // runtime/train/training_graph.h
+class OrtArtifactsSession;   // runtime/train/ort_session.h
 
 class Session {
  public:
@@ -113,6 +118,8 @@ class Session {
   // loss, backward pass and optimizer. Then parameters are the FP32 state variables, checkpoints
   // are model files and the learning rate belongs to the algorithm graph.
   bool runs_training_graph() const { return training_graph_ != nullptr; }
+  // Whether the session runs ONNX Runtime training artifacts (training_model.onnx + checkpoint).
+  bool runs_ort_artifacts() const { return ort_ != nullptr; }
 
   // One micro-batch: returns its loss. Feeds are keyed by input name (model inputs + labels).
   double train_step(const std::map<std::string, Tensor>& feeds);
@@ -175,6 +182,7 @@ class Session {
   const ParameterInfo& param(const std::string& name) const;
 
   std::unique_ptr<TrainingGraphSession> training_graph_;
+  std::unique_ptr<OrtArtifactsSession> ort_;
   std::string model_bytes_;
   Graph graph_;
   TrainConfig config_;

@@ -158,6 +158,13 @@ OTTER_API void otter_options_free(otter_options* options);
  *                  See docs/training-graphs.md.
  *   training_init  auto (default: run the initialization graphs once at creation, unless the file
  *                  was exported by Otter after training) | run | skip
+ *   ort_checkpoint ONNX Runtime training artifacts (onnxruntime.training.artifacts, 1.19): a
+ *                  training_model.onnx is detected (com.microsoft gradient ops, lazy_reset_grad) and
+ *                  runs as it is with eval_model.onnx and optimizer_model.onnx from its folder and this
+ *                  checkpoint (default: "checkpoint" in its folder). Inputs are its data inputs,
+ *                  parameters the checkpoint's trainable ones, lr sets AdamW's learning rate (default:
+ *                  the checkpoint's, else 0.001), checkpoints are written in ORT's format (ORT loads
+ *                  them), export writes eval_model.onnx with the trained parameters. CPU only.
  */
 OTTER_API otter_status otter_options_set(otter_options* options, const char* key, const char* value);
 OTTER_API otter_status otter_options_set_double(otter_options* options, const char* key, double value);
