@@ -75,6 +75,8 @@ std::vector<std::pair<std::string, Tensor>> tensors_from_fbs(
 void rewrite_ms_ops(Graph& g, const std::string& file) {
   const size_t count = g.nodes.size();
   for (size_t i = 0; i < count; ++i) {
+    // ORT writes MaxPoolGrad without a domain; it is ORT's op (runtime/ops/ort_grad.cpp).
+    if (g.nodes[i].domain.empty() && g.nodes[i].op_type == "MaxPoolGrad") g.nodes[i].domain = kMs;
     if (g.nodes[i].domain != kMs) continue;
     const std::string op = g.nodes[i].op_type;
     const std::string where = file + ": node '" + g.nodes[i].name + "' (com.microsoft " + op + ")";
@@ -111,14 +113,17 @@ void rewrite_ms_ops(Graph& g, const std::string& file) {
         m.inputs = {sum};
       }
       m.outputs.resize(1);
+    } else if (op == "ConvGrad" || op == "MaxPoolGrad") {
+      // Graph-level: Otter's Conv/MaxPool gradient builders replace them (runtime/passes/ort_grad_ops.h).
     } else {
       OTTER_FAIL_KIND(Unsupported, where, ": this ONNX Runtime training op is not supported by Otter (supported: "
-                      "SoftmaxCrossEntropyLossGrad, ReluGrad, SigmoidGrad, TanhGrad, InPlaceAccumulatorV2)");
+                      "SoftmaxCrossEntropyLossGrad, ReluGrad, SigmoidGrad, TanhGrad, ConvGrad, MaxPoolGrad, "
+                      "InPlaceAccumulatorV2)");
     }
   }
   for (const Node& n : g.nodes)
-    OTTER_CHECK_KIND(Unsupported, n.domain.empty() || n.domain == "otter", file, ": node '", n.name, "' (", n.domain, " ",
-                     n.op_type, ") is in a domain Otter does not support");
+    OTTER_CHECK_KIND(Unsupported, n.domain.empty() || n.domain == "otter" || n.domain == kMs, file, ": node '", n.name,
+                     "' (", n.domain, " ", n.op_type, ") is in a domain Otter does not support");
 }
 
 OrtOptimizer read_optimizer(const std::string& path) {

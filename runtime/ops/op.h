@@ -191,6 +191,7 @@ void register_indexing_ops(OpRegistry& registry);  // GatherElements, ScatterEle
 void register_einsum_ops(OpRegistry& registry);    // Einsum
 void register_spatial_ops(OpRegistry& registry);   // Pad, Resize
 void register_training_ops(OpRegistry& registry);  // ai.onnx.preview.training: Adam, Adagrad, Momentum, Gradient
+void register_ort_grad_ops(OpRegistry& registry);  // com.microsoft ConvGrad, MaxPoolGrad (graph-level, ORT artifacts)
 
 // Helpers shared by the op families.
 // Numpy-style broadcast of shapes (symbolic dims allowed); fails with a message naming the node.

@@ -187,6 +187,7 @@ const OpRegistry& OpRegistry::instance() {
     register_einsum_ops(r);
     register_spatial_ops(r);
     register_training_ops(r);
+    register_ort_grad_ops(r);
     return r;
   }();
   return registry;

@@ -21,7 +21,8 @@ int filled_like(Graph& g, int like, double fill, DType dtype, const std::string&
   return g.nodes[g.add_node("ConstantOfShape", {shape}, 1, a, "", g.unique_name(name + "/ConstantOfShape"))].outputs[0];
 }
 
-// Removes nodes, renumbering the producers of the remaining nodes' values.
+}  // namespace
+
 void remove_nodes(Graph& g, const std::set<int>& dead) {
   std::vector<int> new_id(g.nodes.size(), -1);
   std::vector<Node> kept;
@@ -34,8 +35,6 @@ void remove_nodes(Graph& g, const std::set<int>& dead) {
   for (Value& v : g.values)
     if (v.producer >= 0) v.producer = new_id[static_cast<size_t>(v.producer)];
 }
-
-}  // namespace
 
 bool has_gradient_ops(const Graph& g) {
   for (const Node& n : g.nodes)

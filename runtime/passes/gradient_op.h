@@ -6,6 +6,8 @@
 // an xs or y name the graph lacks, inputs that are not the xs in order, a y that reads a Gradient
 // output (second-order gradients are not supported), an op on the path without a gradient.
 #pragma once
+#include <set>
+
 #include "runtime/ir/graph.h"
 
 namespace otter {
@@ -16,5 +18,9 @@ bool has_gradient_ops(const Graph& g);
 // The graph's values must be annotated (runtime/exec/infer.h annotate_graph) before the call;
 // the caller annotates again afterwards. Node ids change (the Gradient nodes are removed).
 void expand_gradient_ops(Graph& g);
+
+// Removes nodes by id, renumbering the producers of the remaining nodes' values (no value may still
+// be read from a removed node).
+void remove_nodes(Graph& g, const std::set<int>& dead);
 
 }  // namespace otter

@@ -7,6 +7,7 @@
 
 #include "runtime/exec/infer.h"
 #include "runtime/passes/autocast.h"
+#include "runtime/passes/ort_grad_ops.h"
 
 namespace otter {
 namespace {
@@ -77,6 +78,8 @@ OrtArtifactsSession::OrtArtifactsSession(OrtArtifacts artifacts, const TrainConf
     }
   for (const std::string& p : a_.params)
     OTTER_CHECK_KIND(InvalidModel, variables_.count(p), "training_model.onnx has no input '", p, "'");
+  annotate_graph(graph_, variables);
+  expand_ort_grad_ops(graph_);  // ConvGrad, MaxPoolGrad -> Otter's backward nodes
   annotate_graph(graph_, variables);
   const DType low = config_.precision == "fp16" ? DType::Float16 : config_.precision == "bf16" ? DType::BFloat16 : DType::Float32;
   if (low != DType::Float32) {

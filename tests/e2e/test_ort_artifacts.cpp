@@ -1,6 +1,6 @@
 // ONNX Runtime on-device training artifacts (tests/ort_artifacts, written by onnxruntime-training
 // 1.19.2: tests/ort_artifacts/make_ort_artifacts.py; committed, so these tests need no ORT): the
-// MLP's artifacts train in Otter step by step like they trained in ORT (loss and parameters), ORT's
+// MLP's and the CNN's artifacts train in Otter step by step like they trained in ORT (loss and parameters), ORT's
 // own checkpoint after training is read exactly, Otter's checkpoints round-trip and resume
 // exactly, mixed precision follows, and unsupported ops and missing files are named.
 #include <gtest/gtest.h>
@@ -21,7 +21,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string mlp() { return std::string(OTTER_SOURCE_DIR) + "/tests/ort_artifacts/mlp"; }
+std::string fixture(const std::string& name) { return std::string(OTTER_SOURCE_DIR) + "/tests/ort_artifacts/" + name; }
+std::string mlp() { return fixture("mlp"); }
 
 Tensor step_slice(const Tensor& t, int64_t s) {
   Shape shape(t.shape().begin() + 1, t.shape().end());
@@ -53,23 +54,28 @@ double max_diff(const Tensor& a, const Tensor& b) {
 
 }  // namespace
 
-TEST(OrtArtifacts, MlpTrainsLikeOnnxRuntime) {
+TEST(OrtArtifacts, MlpAndCnnTrainLikeOnnxRuntime) {
+  for (const char* name : {"mlp", "cnn"}) {
+    auto data = read_npz(fixture(name) + "/data.npz");
+    auto ref = read_npz(fixture(name) + "/ort_losses.npz");
+    const double lr = ref.at("lr").to_double_vector().at(0);
+    Session s(load_model_file(fixture(name) + "/training_model.onnx"), with_lr(lr));
+    ASSERT_TRUE(s.runs_ort_artifacts());
+    ASSERT_EQ(s.train_inputs().size(), 2u);  // x, labels
+    ASSERT_EQ(s.parameters().size(), 4u);
+    std::vector<double> losses = ref.at("loss").to_double_vector();
+    for (size_t k = 0; k < losses.size(); ++k) {
+      double loss = s.train_step({{"x", step_slice(data.at("x"), k)}, {"labels", step_slice(data.at("labels"), k)}});
+      EXPECT_NEAR(loss, losses[k], 1e-6 * std::fabs(losses[k]) + 1e-6) << name << " step " << k;
+    }
+    for (const ParameterInfo& p : s.parameters())
+      EXPECT_LT(max_diff(s.get_parameter(p.name), ref.at("param/" + p.name)), 1e-6) << name << " " << p.name;
+    EXPECT_EQ(s.stats().step, static_cast<int64_t>(losses.size()));
+    EXPECT_DOUBLE_EQ(s.learning_rate(), lr);
+  }
   auto data = read_npz(mlp() + "/data.npz");
   auto ref = read_npz(mlp() + "/ort_losses.npz");
-  const double lr = ref.at("lr").to_double_vector().at(0);
-  Session s(load_model_file(mlp() + "/training_model.onnx"), with_lr(lr));
-  ASSERT_TRUE(s.runs_ort_artifacts());
-  ASSERT_EQ(s.train_inputs().size(), 2u);  // x, labels
-  ASSERT_EQ(s.parameters().size(), 4u);
-  std::vector<double> losses = ref.at("loss").to_double_vector();
-  for (size_t k = 0; k < losses.size(); ++k) {
-    double loss = s.train_step({{"x", step_slice(data.at("x"), k)}, {"labels", step_slice(data.at("labels"), k)}});
-    EXPECT_NEAR(loss, losses[k], 1e-6 * std::fabs(losses[k]) + 1e-6) << "step " << k;
-  }
-  for (const char* p : {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"})
-    EXPECT_LT(max_diff(s.get_parameter(p), ref.at(std::string("param/") + p)), 1e-6) << p;
-  EXPECT_EQ(s.stats().step, static_cast<int64_t>(losses.size()));
-  EXPECT_DOUBLE_EQ(s.learning_rate(), lr);
+  Session s(load_model_file(mlp() + "/training_model.onnx"), with_lr(0.01));
   // eval_model.onnx with the trained parameters.
   double eval_loss = 0;
   bool has_loss = false;

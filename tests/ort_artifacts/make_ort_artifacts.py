@@ -4,7 +4,8 @@ needs no PyPI): run inside the venv of bench/cpu/setup_ort_training.sh (onnxrunt
 
     build-ort-venv/bin/python tests/ort_artifacts/make_ort_artifacts.py tests/ort_artifacts
 
-For each model (mlp: Gemm -> Relu -> Gemm, CrossEntropyLoss, AdamW) it writes <name>/ with the
+For each model (mlp: Gemm -> Relu -> Gemm; cnn: Conv -> Relu -> MaxPool -> Flatten -> Gemm;
+CrossEntropyLoss, AdamW) it writes <name>/ with the
 artifacts exactly as onnxruntime.training.artifacts.generate_artifacts writes them
 (training_model.onnx, eval_model.onnx, optimizer_model.onnx, checkpoint), the data
 (<name>/data.npz: per step x and labels) and ORT's own training trajectory (<name>/ort_losses.npz:
@@ -49,10 +50,34 @@ def mlp_model(seed=0, n_in=4, hidden=8, classes=3):
     return model, x, y
 
 
+def cnn_model(seed=2, classes=3):
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal((4, 1, 3, 3)) * 0.3).astype(np.float32)
+    b = (rng.standard_normal(4) * 0.1).astype(np.float32)
+    fw = (rng.standard_normal((classes, 4 * 4 * 4)) * 0.2).astype(np.float32)
+    fb = (rng.standard_normal(classes) * 0.1).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "conv.weight", "conv.bias"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["c"], ["r"], name="relu"),
+         helper.make_node("MaxPool", ["r"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+         helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+         helper.make_node("Gemm", ["f", "fc.weight", "fc.bias"], ["logits"], name="fc", transB=1)],
+        "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
+        [numpy_helper.from_array(w, "conv.weight"), numpy_helper.from_array(b, "conv.bias"),
+         numpy_helper.from_array(fw, "fc.weight"), numpy_helper.from_array(fb, "fc.bias")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model)
+    data_rng = np.random.default_rng(seed + 1)
+    x = data_rng.standard_normal((STEPS, 4, 1, 8, 8)).astype(np.float32)
+    y = data_rng.integers(0, classes, (STEPS, 4)).astype(np.int64)
+    return model, x, y
+
+
 def main(argv):
     out = argv[1] if len(argv) > 1 else os.path.dirname(os.path.abspath(__file__))
     ort, artifacts, api = import_ort_training()
-    for name, (model, x, y) in {"mlp": mlp_model()}.items():
+    for name, (model, x, y) in {"mlp": mlp_model(), "cnn": cnn_model()}.items():
         d = os.path.join(out, name)
         os.makedirs(d, exist_ok=True)
         params = [t.name for t in model.graph.initializer]
