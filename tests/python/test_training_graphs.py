@@ -78,3 +78,35 @@ def test_cli_trains_a_training_graph(tmp_path):
     trained = otter.TrainingSession(str(out), device="cpu")  # the initialization does not run again
     for name in ("W1", "W2", "V1", "V2"):
         np.testing.assert_allclose(trained.get_parameter(name), s.get_parameter(name), rtol=1e-5, atol=1e-6)
+
+
+def test_ort_artifacts_through_python_and_cli(tmp_path):
+    """ONNX Runtime training artifacts (tests/ort_artifacts/mlp, committed): Python trains them like
+    ORT did; the CLI trains them, writes an ORT checkpoint and eval_model.onnx with the trained
+    parameters."""
+    src = os.path.join(REPO, "tests", "ort_artifacts", "mlp")
+    data = np.load(os.path.join(src, "data.npz"))
+    ref = np.load(os.path.join(src, "ort_losses.npz"))
+    s = otter.TrainingSession(os.path.join(src, "training_model.onnx"), device="cpu", lr=float(ref["lr"]))
+    assert [i.name for i in s.inputs] == ["x", "labels"]
+    for k in range(len(ref["loss"])):
+        loss = s.train_step({"x": data["x"][k], "labels": data["labels"][k]})
+        assert abs(loss - ref["loss"][k]) <= 1e-6 * abs(ref["loss"][k]) + 1e-6
+    np.testing.assert_allclose(s.get_parameter("fc2.weight"), ref["param/fc2.weight"], rtol=1e-5, atol=1e-6)
+    cli = os.environ.get("OTTER_CLI")
+    if not cli or not os.path.exists(cli):
+        pytest.skip("OTTER_CLI not set")
+    train = tmp_path / "train.npz"
+    np.savez(train, x=data["x"].reshape(-1, 4), labels=data["labels"].reshape(-1))
+    out, ckpt = tmp_path / "trained.onnx", tmp_path / "ort_checkpoint"
+    r = subprocess.run([cli, "train", os.path.join(src, "training_model.onnx"), "--data", str(train), "--epochs", "2",
+                        "--batch-size", "8", "--lr", "0.01", "--out", str(out), "--checkpoint", str(ckpt), "--device", "cpu"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    # The checkpoint is ORT's format: a session starts from it at the CLI's step count.
+    s2 = otter.TrainingSession(os.path.join(src, "training_model.onnx"), device="cpu", ort_checkpoint=str(ckpt))
+    assert s2.stat("step") == 10
+    # The export is eval_model.onnx with the trained parameters as initializers.
+    import onnx
+    m = onnx.load(str(out))
+    assert sorted(t.name for t in m.graph.initializer) == ["fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight"]
