@@ -191,8 +191,15 @@ TrainingGraphSession::TrainingGraphSession(LoadedModel model, TrainingModel trai
       for (const InitializerRole& r : roles_) seen = seen || r.name == name;
       if (seen) continue;
       auto o = owner.find(name);
-      roles_.push_back({name, o != owner.end(), o != owner.end() ? "state variable (" + o->second + ")"
-                                                                 : "a constant of the training graph (no binding)"});
+      if (o == owner.end()) {
+        roles_.push_back({name, false, "a constant of the training graph (no binding)"});
+      } else if (state_.at(name).dtype() != DType::Float32) {  // e.g. the int64 step count
+        roles_.push_back({name, false, "a state variable (" + o->second + ") of dtype " +
+                                           dtype_name(state_.at(name).dtype()) + ": updated by the algorithm, not a "
+                                           "float32 parameter (get/set_parameter reach it)"});
+      } else {
+        roles_.push_back({name, true, "state variable (" + o->second + ")"});
+      }
     }
   if (loss_name_.empty())
     notes_.push_back("no loss to report: name one with loss_output (any value of the training graph); steps report NaN");
