@@ -138,7 +138,7 @@ std::string format_double(double v) {
 
 void Session::save_checkpoint(const std::string& path) const {
   if (training_graph_) return training_graph_->save_checkpoint(path, user_metadata_);
-  if (ort_) return ort_->save_checkpoint(path);
+  if (ort_) return ort_->save_checkpoint(path, user_metadata_);
   check_non_finite();
   struct Item { std::string name; const float* data; Shape shape; };
   std::vector<Item> items;
@@ -270,7 +270,7 @@ std::map<std::string, Tensor> read_checkpoint_buffers(const std::string& path) {
 
 void Session::load_checkpoint(const std::string& path) {
   if (training_graph_) return training_graph_->load_checkpoint(path, &user_metadata_);
-  if (ort_) return ort_->load_checkpoint(path);
+  if (ort_) return ort_->load_checkpoint(path, &user_metadata_);
   CheckpointFile f = read_checkpoint(path);
   std::string what = "checkpoint '" + path + "'";
   auto& meta = f.meta;

@@ -12,6 +12,8 @@
 namespace otter {
 namespace {
 
+constexpr const char* kUserPrefix = "otter.user.";
+
 void check_feed(const Graph& g, int v, const Tensor& t, std::map<int64_t, int64_t>* symbols) {
   const Value& val = g.values[v];
   OTTER_CHECK(t.dtype() == val.dtype, "input '", val.name, "' has dtype ", dtype_name(t.dtype()), "; the model expects ",
@@ -318,8 +320,13 @@ void OrtArtifactsSession::set_learning_rate(double lr) {
   stats_.lr = lr;
 }
 
-void OrtArtifactsSession::save_checkpoint(const std::string& path) const {
+void OrtArtifactsSession::save_checkpoint(const std::string& path, const std::map<std::string, std::string>& user) const {
   OrtCheckpoint c = a_.checkpoint;  // property bag and layout as loaded
+  std::vector<std::pair<std::string, std::string>> strings;
+  for (auto& kv : c.string_props)
+    if (kv.first.rfind(kUserPrefix, 0) != 0) strings.push_back(kv);
+  for (auto& kv : user) strings.push_back({kUserPrefix + kv.first, kv.second});
+  c.string_props = strings;
   for (auto& kv : c.trainable) kv.second = values_.at(kv.first);
   for (auto& kv : c.frozen)
     if (values_.count(kv.first)) kv.second = values_.at(kv.first);
@@ -337,9 +344,14 @@ void OrtArtifactsSession::save_checkpoint(const std::string& path) const {
   write_ort_checkpoint(path, c);
 }
 
-void OrtArtifactsSession::load_checkpoint(const std::string& path) {
+void OrtArtifactsSession::load_checkpoint(const std::string& path, std::map<std::string, std::string>* user) {
   OrtCheckpoint c = read_ort_checkpoint(path);
   take_checkpoint(c, "ORT checkpoint '" + path + "'");
+  if (user) {
+    user->clear();
+    for (auto& kv : c.string_props)
+      if (kv.first.rfind(kUserPrefix, 0) == 0) (*user)[kv.first.substr(std::strlen(kUserPrefix))] = kv.second;
+  }
 }
 
 void OrtArtifactsSession::export_model(const std::string& path) const {

@@ -34,8 +34,9 @@ class OrtArtifactsSession {
   const StepStats& stats() const { return stats_; }
   double learning_rate() const { return lr_; }
   void set_learning_rate(double lr);
-  void save_checkpoint(const std::string& path) const;
-  void load_checkpoint(const std::string& path);
+  // The caller's metadata travels in the checkpoint's property bag as strings "otter.user.<key>".
+  void save_checkpoint(const std::string& path, const std::map<std::string, std::string>& user) const;
+  void load_checkpoint(const std::string& path, std::map<std::string, std::string>* user);
   void export_model(const std::string& path) const;
   const std::vector<InitializerRole>& initializer_roles() const { return roles_; }
   const std::vector<std::string>& notes() const { return notes_; }

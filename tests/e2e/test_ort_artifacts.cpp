@@ -135,10 +135,12 @@ TEST(OrtArtifacts, CheckpointResumeIsExact) {
   Session first(load_model_file(mlp() + "/training_model.onnx"), with_lr(0.01));
   for (int k = 0; k < 4; ++k) first.train_step(feeds(k));
   const std::string dir = tmp_dir("resume");
+  first.set_user_metadata("cli.micro_batch", "4");
   first.save_checkpoint(dir + "/checkpoint");
   Session second(load_model_file(mlp() + "/training_model.onnx"), with_lr(0.01));
   second.load_checkpoint(dir + "/checkpoint");
   EXPECT_EQ(second.stats().step, 4);
+  EXPECT_EQ(second.user_metadata().at("cli.micro_batch"), "4");  // in the property bag
   for (int k = 4; k < 8; ++k) second.train_step(feeds(k));
   for (const char* p : {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"})
     EXPECT_EQ(max_diff(second.get_parameter(p), whole.get_parameter(p)), 0.0) << p;
@@ -177,6 +179,21 @@ TEST(OrtArtifacts, UnsupportedOpsAndMissingFilesAreNamed) {
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::Unsupported);
     EXPECT_NE(std::string(e.what()).find("com.microsoft GeluGrad"), std::string::npos) << e.what();
+  }
+  // An optimizer Otter does not run.
+  write_file_atomic(dir + "/training_model.onnx", read_file(mlp() + "/training_model.onnx", "test").data(),
+                    fs::file_size(mlp() + "/training_model.onnx"), "test");
+  onnx::ModelProto opt;
+  ASSERT_TRUE(opt.ParseFromString(read_file(mlp() + "/optimizer_model.onnx", "test")));
+  opt.mutable_graph()->mutable_node(0)->set_op_type("SGDOptimizerV2");
+  ASSERT_TRUE(opt.SerializeToString(&bytes));
+  write_file_atomic(dir + "/optimizer_model.onnx", bytes.data(), bytes.size(), "test");
+  try {
+    Session s(load_model_file(dir + "/training_model.onnx"), TrainConfig());
+    FAIL() << "an unsupported optimizer was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Unsupported);
+    EXPECT_NE(std::string(e.what()).find("SGDOptimizerV2"), std::string::npos) << e.what();
   }
   fs::remove(dir + "/checkpoint");
   try {
