@@ -44,7 +44,8 @@ OrtArtifactsSession::OrtArtifactsSession(OrtArtifacts artifacts, const TrainConf
                                     config_.frozen.empty(),
                    "ONNX Runtime training artifacts decide what trains (their checkpoint) and how (their optimizer "
                    "model): grad_accum, clip_norm, trainable and freeze do not apply");
-  OTTER_CHECK_KIND(Unsupported, config_.device == Device::CPU, "ONNX Runtime training artifacts run on the CPU only (device cpu; CLI --device cpu)");
+  OTTER_CHECK_KIND(Unsupported, config_.device == Device::CPU,
+                   "ONNX Runtime training artifacts run on the CPU only (device cpu; CLI --device cpu)");
   OTTER_CHECK(config_.precision == "fp32" || config_.precision == "fp16" || config_.precision == "bf16",
               "precision must be fp32, fp16 or bf16, got '", config_.precision, "'");
   graph_ = std::move(a_.training.graph);
