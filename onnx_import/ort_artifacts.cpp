@@ -132,8 +132,9 @@ OrtOptimizer read_optimizer(const std::string& path) {
   const auto& g = m.graph();
   OTTER_CHECK_KIND(InvalidModel, g.node_size() == 1, path, ": expected one optimizer node, found ", g.node_size());
   const auto& n = g.node(0);
-  OTTER_CHECK_KIND(Unsupported, n.domain() == kMs && n.op_type() == "AdamWOptimizer", path, ": optimizer op '", n.domain(),
-                   " ", n.op_type(), "' is not supported by Otter (supported: com.microsoft AdamWOptimizer)");
+  OTTER_CHECK_KIND(Unsupported, n.domain() == kMs && (n.op_type() == "AdamWOptimizer" || n.op_type() == "SGDOptimizerV2"),
+                   path, ": optimizer op '", n.domain(), " ", n.op_type(),
+                   "' is not supported by Otter (supported: com.microsoft AdamWOptimizer, SGDOptimizerV2)");
   OrtOptimizer o;
   o.op = n.op_type();
   for (const auto& a : n.attribute()) {

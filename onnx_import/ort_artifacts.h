@@ -2,7 +2,7 @@
 // what onnxruntime.training.artifacts.generate_artifacts (onnxruntime-training 1.19) writes —
 // training_model.onnx (forward, loss and ORT's own backward pass with com.microsoft gradient ops
 // and gradient accumulation buffers), eval_model.onnx, optimizer_model.onnx (one
-// com.microsoft.AdamWOptimizer node) and `checkpoint` (a flatbuffers file,
+// com.microsoft AdamWOptimizer or SGDOptimizerV2 node) and `checkpoint` (a flatbuffers file,
 // onnx_import/ort_checkpoint.fbs). This file reads and checks them and rewrites the com.microsoft
 // ops the training model uses into Otter ops; runtime/train/ort_session.h runs them. It also reads
 // and writes the checkpoint format, so that ORT can continue from an Otter checkpoint.
@@ -41,9 +41,9 @@ OrtCheckpoint read_ort_checkpoint(const std::string& path);
 // Writes one (atomically, durably) that onnxruntime-training 1.19 loads.
 void write_ort_checkpoint(const std::string& path, const OrtCheckpoint& checkpoint);
 
-// optimizer_model.onnx: ORT's AdamWOptimizer and its attributes.
+// optimizer_model.onnx: ORT's AdamWOptimizer (and its attributes) or SGDOptimizerV2.
 struct OrtOptimizer {
-  std::string op;  // "AdamWOptimizer"
+  std::string op;  // "AdamWOptimizer" | "SGDOptimizerV2"
   float alpha = 0.9f, beta = 0.999f, epsilon = 1e-8f, weight_decay = 0.f;
   int64_t adam_mode = 0, correct_bias = 1;
 };

@@ -132,8 +132,10 @@ void OrtArtifactsSession::take_checkpoint(const OrtCheckpoint& c, const std::str
         if (kv.first == "momentum0") m0 = &kv.second;
         else if (kv.first == "momentum1") m1 = &kv.second;
       }
-      OTTER_CHECK_KIND(InvalidModel, m0 && m1, what, ": the AdamW state of '", s.param, "' lacks momentum0/momentum1");
-      moments[s.param] = {m0, m1};
+      const bool sgd = a_.optimizer.op == "SGDOptimizerV2";  // one (unused) momentum per parameter
+      OTTER_CHECK_KIND(InvalidModel, m0 && (m1 || sgd), what, ": the ", sgd ? "SGD" : "AdamW", " state of '", s.param,
+                       "' lacks ", sgd ? "momentum0" : "momentum0/momentum1");
+      moments[s.param] = {m0, m1 ? m1 : m0};
     }
     for (const ParameterInfo& p : params_) {
       auto it = moments.find(p.name);
@@ -223,8 +225,18 @@ void OrtArtifactsSession::train_step(const std::map<std::string, Tensor>& feeds,
 }
 
 void OrtArtifactsSession::adamw_step() {
-  // ORT's AdamWOptimizer (CPU kernel), in float: step + 1 is the bias correction's power.
   const OrtOptimizer& o = a_.optimizer;
+  if (o.op == "SGDOptimizerV2") {  // ORT's SGDOptimizerV2: w = w + (-lr * g), in float
+    const float lr = static_cast<float>(lr_);
+    for (const std::string& p : a_.params) {
+      float* w = values_.at(p).data<float>();
+      const float* g = values_.at(a_.grad_buffer.at(p)).data<float>();
+      for (int64_t i = 0, n = values_.at(p).numel(); i < n; ++i) w[i] = w[i] + (-lr * g[i]);
+    }
+    stats_.step++;
+    return;
+  }
+  // ORT's AdamWOptimizer (CPU kernel), in float: step + 1 is the bias correction's power.
   const int64_t step = stats_.step + 1;
   const float lr = static_cast<float>(lr_);
   float alpha_correction = 1.f, beta_correction = 1.f, lr_corrected = lr;
@@ -338,7 +350,8 @@ void OrtArtifactsSession::save_checkpoint(const std::string& path, const std::ma
   for (const std::string& p : a_.params) {
     OrtCheckpoint::ParamState s;
     s.param = p;
-    s.momentums = {{"momentum0", m1_.at(p)}, {"momentum1", m2_.at(p)}};
+    if (a_.optimizer.op == "SGDOptimizerV2") s.momentums = {{"momentum0", m1_.at(p)}};
+    else s.momentums = {{"momentum0", m1_.at(p)}, {"momentum1", m2_.at(p)}};
     group.states.push_back(s);
   }
   c.groups = {group};

@@ -4,7 +4,7 @@
 // accumulation buffers and lazy_reset_grad bound; each step is ORT's `module(x, y);
 // optimizer.step(); module.lazy_reset_grad()`: the gradients overwrite the buffers, then the
 // optimizer model's AdamWOptimizer (its attributes, ORT's float arithmetic, step + 1 as the bias
-// correction's power) updates parameters and moments. Checkpoints are ORT checkpoints (ORT loads
+// correction's power) or SGDOptimizerV2 updates parameters (and moments). Checkpoints are ORT checkpoints (ORT loads
 // them and continues); export writes eval_model.onnx with the trained parameters. CPU only; mixed
 // precision lowers the training model's nodes like any graph (parameters, gradients, moments FP32).
 #pragma once
@@ -44,7 +44,7 @@ class OrtArtifactsSession {
   MemoryStats train_memory() const { return last_memory_; }
 
  private:
-  void adamw_step();
+  void adamw_step();  // or SGDOptimizerV2's update
   void take_checkpoint(const OrtCheckpoint& c, const std::string& what);
   Plan& plan_for(Graph& g, std::map<std::string, std::unique_ptr<Plan>>& cache, const std::vector<int>& targets,
                  const std::map<std::string, Tensor>& feeds, const std::set<std::string>& optional,

@@ -1,8 +1,9 @@
 // ONNX Runtime on-device training artifacts (tests/ort_artifacts, written by onnxruntime-training
 // 1.19.2: tests/ort_artifacts/make_ort_artifacts.py; committed, so these tests need no ORT): the
-// MLP's and the CNN's artifacts train in Otter step by step like they trained in ORT (loss and parameters), ORT's
-// own checkpoint after training is read exactly, Otter's checkpoints round-trip and resume
-// exactly, mixed precision follows, and unsupported ops and missing files are named.
+// MLP's and the CNN's artifacts (AdamW) and the MLP's with SGD train in Otter step by step like
+// they trained in ORT (loss and parameters), ORT's own checkpoint after training is read exactly,
+// Otter's checkpoints round-trip and resume exactly, mixed precision follows, and unsupported ops,
+// optimizers and missing files are named.
 #include <gtest/gtest.h>
 
 #include <onnx/onnx_pb.h>
@@ -54,8 +55,8 @@ double max_diff(const Tensor& a, const Tensor& b) {
 
 }  // namespace
 
-TEST(OrtArtifacts, MlpAndCnnTrainLikeOnnxRuntime) {
-  for (const char* name : {"mlp", "cnn"}) {
+TEST(OrtArtifacts, MlpCnnAndSgdTrainLikeOnnxRuntime) {
+  for (const char* name : {"mlp", "cnn", "mlp_sgd"}) {
     auto data = read_npz(fixture(name) + "/data.npz");
     auto ref = read_npz(fixture(name) + "/ort_losses.npz");
     const double lr = ref.at("lr").to_double_vector().at(0);
@@ -185,7 +186,7 @@ TEST(OrtArtifacts, UnsupportedOpsAndMissingFilesAreNamed) {
                     fs::file_size(mlp() + "/training_model.onnx"), "test");
   onnx::ModelProto opt;
   ASSERT_TRUE(opt.ParseFromString(read_file(mlp() + "/optimizer_model.onnx", "test")));
-  opt.mutable_graph()->mutable_node(0)->set_op_type("SGDOptimizerV2");
+  opt.mutable_graph()->mutable_node(0)->set_op_type("LambOptimizer");
   ASSERT_TRUE(opt.SerializeToString(&bytes));
   write_file_atomic(dir + "/optimizer_model.onnx", bytes.data(), bytes.size(), "test");
   try {
@@ -193,7 +194,7 @@ TEST(OrtArtifacts, UnsupportedOpsAndMissingFilesAreNamed) {
     FAIL() << "an unsupported optimizer was accepted";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::Unsupported);
-    EXPECT_NE(std::string(e.what()).find("SGDOptimizerV2"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("LambOptimizer"), std::string::npos) << e.what();
   }
   fs::remove(dir + "/checkpoint");
   try {

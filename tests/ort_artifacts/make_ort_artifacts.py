@@ -5,7 +5,7 @@ needs no PyPI): run inside the venv of bench/cpu/setup_ort_training.sh (onnxrunt
     build-ort-venv/bin/python tests/ort_artifacts/make_ort_artifacts.py tests/ort_artifacts
 
 For each model (mlp: Gemm -> Relu -> Gemm; cnn: Conv -> Relu -> MaxPool -> Flatten -> Gemm;
-CrossEntropyLoss, AdamW) it writes <name>/ with the
+CrossEntropyLoss, AdamW; mlp_sgd: the MLP with SGD) it writes <name>/ with the
 artifacts exactly as onnxruntime.training.artifacts.generate_artifacts writes them
 (training_model.onnx, eval_model.onnx, optimizer_model.onnx, checkpoint), the data
 (<name>/data.npz: per step x and labels) and ORT's own training trajectory (<name>/ort_losses.npz:
@@ -77,13 +77,14 @@ def cnn_model(seed=2, classes=3):
 def main(argv):
     out = argv[1] if len(argv) > 1 else os.path.dirname(os.path.abspath(__file__))
     ort, artifacts, api = import_ort_training()
-    for name, (model, x, y) in {"mlp": mlp_model(), "cnn": cnn_model()}.items():
+    cases = {"mlp": (mlp_model(), artifacts.OptimType.AdamW), "cnn": (cnn_model(), artifacts.OptimType.AdamW),
+             "mlp_sgd": (mlp_model(), artifacts.OptimType.SGD)}
+    for name, ((model, x, y), optim) in cases.items():
         d = os.path.join(out, name)
         os.makedirs(d, exist_ok=True)
         params = [t.name for t in model.graph.initializer]
         artifacts.generate_artifacts(model, requires_grad=params, frozen_params=[],
-                                     loss=artifacts.LossType.CrossEntropyLoss, optimizer=artifacts.OptimType.AdamW,
-                                     artifact_directory=d)
+                                     loss=artifacts.LossType.CrossEntropyLoss, optimizer=optim, artifact_directory=d)
         np.savez(os.path.join(d, "data.npz"), x=x, labels=y)
         state = api.CheckpointState.load_checkpoint(os.path.join(d, "checkpoint"))
         module = api.Module(os.path.join(d, "training_model.onnx"), state, os.path.join(d, "eval_model.onnx"))
