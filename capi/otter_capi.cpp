@@ -17,6 +17,7 @@
 #include "otter/otter.h"
 #include "runtime/core/file_io.h"
 #include "runtime/train/npz.h"
+#include "onnx_import/ort_artifacts.h"
 #include "runtime/train/session.h"
 
 using otter::Error;
@@ -584,6 +585,25 @@ otter_status otter_checkpoint_export(const char* checkpoint_path, const char* mo
     OTTER_CHECK(!otter::same_file(out_path, checkpoint_path), "the output '", out_path, "' is the checkpoint itself");
     OTTER_CHECK(!otter::same_file(out_path, model_path), "the output '", out_path,
                 "' is the input model itself (write the trained model to another file)");
+    if (otter::is_ort_checkpoint_file(checkpoint_path)) {
+      // An ONNX Runtime checkpoint (ORT artifacts): its parameters into MODEL's initializers, or
+      // into an eval_model.onnx whose parameters are inputs.
+      otter::OrtCheckpoint c = otter::read_ort_checkpoint(checkpoint_path);
+      otter::LoadedModel model = otter::load_model_file(model_path);
+      std::map<std::string, otter::Tensor> ort_params;
+      bool as_inputs = false;
+      for (auto* group : {&c.trainable, &c.frozen})
+        for (auto& kv : *group) {
+          int v = model.graph.find_value(kv.first);
+          if (v < 0) continue;
+          as_inputs = as_inputs || !model.graph.values[v].is_initializer;
+          ort_params[kv.first] = kv.second;
+        }
+      OTTER_CHECK(!ort_params.empty(), "no parameter of the ORT checkpoint '", checkpoint_path, "' is in '", model_path, "'");
+      if (as_inputs) otter::export_ort_eval_model(model.model_bytes, ort_params, out_path);
+      else otter::export_model(model.model_bytes, ort_params, out_path);
+      return;
+    }
     auto params = otter::read_checkpoint_parameters(checkpoint_path);
     otter::LoadedModel model = otter::load_model_file(model_path);
     for (auto& kv : otter::read_checkpoint_buffers(checkpoint_path)) {  // running statistics, model dtype

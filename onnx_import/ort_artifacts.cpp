@@ -3,6 +3,7 @@
 #include "onnx_import/ort_artifacts.h"
 
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "onnx_import/ort_checkpoint_generated.h"  // flatc output of onnx_import/ort_checkpoint.fbs (build tree)
@@ -235,6 +236,13 @@ void write_ort_checkpoint(const std::string& path, const OrtCheckpoint& c) {
   auto root = ortfbs::CreateCheckpoint(b, c.version, module, group_vec, bag);
   ortfbs::FinishCheckpointBuffer(b, root);
   write_file_atomic(path, b.GetBufferPointer(), b.GetSize(), "ORT checkpoint");
+}
+
+bool is_ort_checkpoint_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char head[8] = {};
+  in.read(head, sizeof head);
+  return in.gcount() == 8 && ortfbs::CheckpointBufferHasIdentifier(head);
 }
 
 bool is_ort_training_model(const LoadedModel& model) {

@@ -73,6 +73,9 @@ bool is_ort_training_model(const LoadedModel& model);
 // in that folder). An op Otter does not support is an Unsupported error naming it.
 OrtArtifacts load_ort_artifacts(LoadedModel training, const std::string& checkpoint_path);
 
+// Whether a file starts like an ORT checkpoint (flatbuffers identifier ODTC).
+bool is_ort_checkpoint_file(const std::string& path);
+
 // Writes eval_model.onnx with the parameters as initializers (an inference file for any runtime).
 void export_ort_eval_model(const std::string& eval_bytes, const std::map<std::string, Tensor>& params,
                            const std::string& path);

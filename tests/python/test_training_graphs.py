@@ -110,3 +110,11 @@ def test_ort_artifacts_through_python_and_cli(tmp_path):
     import onnx
     m = onnx.load(str(out))
     assert sorted(t.name for t in m.graph.initializer) == ["fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight"]
+    # `otter export` takes ORT checkpoints too (ORT's own, after its 8 steps, into eval_model.onnx).
+    exported = tmp_path / "from_ort_checkpoint.onnx"
+    r = subprocess.run([cli, "export", os.path.join(src, "ort_trained_checkpoint"), "--model",
+                        os.path.join(src, "eval_model.onnx"), "--out", str(exported)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    from onnx import numpy_helper
+    for t in onnx.load(str(exported)).graph.initializer:
+        np.testing.assert_array_equal(numpy_helper.to_array(t), ref["param/" + t.name])

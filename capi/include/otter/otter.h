@@ -283,7 +283,9 @@ OTTER_API otter_status otter_session_node_precision(const otter_session* session
                                                     const char** out_reason);
 
 /* Writes MODEL with its initializers replaced by the parameters stored in CHECKPOINT (written by
- * otter_session_save_checkpoint), without creating a session. OUT may not name CHECKPOINT or
+ * otter_session_save_checkpoint, or an ONNX Runtime training checkpoint: its parameters go into
+ * MODEL's initializers, or into an eval_model.onnx whose parameters are inputs, which become
+ * initializers), without creating a session. OUT may not name CHECKPOINT or
  * MODEL (OTTER_ERROR_INVALID_ARGUMENT: an output never replaces an input). */
 OTTER_API otter_status otter_checkpoint_export(const char* checkpoint_path, const char* model_path,
                                                const char* out_path);
