@@ -146,6 +146,17 @@ void OrtArtifactsSession::take_checkpoint(const OrtCheckpoint& c, const std::str
                        what, ": the moments of '", p.name, "' do not have its shape ", shape_str(p.shape));
     }
   }
+  auto finite = [&](const Tensor& t, const std::string& name) {  // a NaN would poison every later step
+    std::vector<double> v = t.to_double_vector();
+    for (size_t i = 0; i < v.size(); ++i)
+      OTTER_CHECK(std::isfinite(v[i]), what, ": '", name, "' holds a non-finite value (", v[i], ") at element ", i);
+  };
+  for (auto& kv : params)
+    if (values_.count(kv.first)) finite(*kv.second, kv.first);
+  for (auto& kv : moments) {
+    finite(*kv.second.first, kv.first + " momentum0");
+    finite(*kv.second.second, kv.first + " momentum1");
+  }
   for (auto& kv : params)
     if (values_.count(kv.first)) values_.at(kv.first).copy_from(*kv.second);
   for (auto& kv : moments)

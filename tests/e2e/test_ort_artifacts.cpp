@@ -204,3 +204,27 @@ TEST(OrtArtifacts, UnsupportedOpsAndMissingFilesAreNamed) {
     EXPECT_NE(std::string(e.what()).find("checkpoint"), std::string::npos) << e.what();
   }
 }
+
+// Damaged checkpoints (random byte flips and truncations of ORT's own file) are read or refused
+// with an otter::Error, never a crash (the flatbuffers verifier runs first; checked under ASan).
+TEST(OrtArtifacts, DamagedCheckpointsAreRefusedCleanly) {
+  const std::string good = read_file(mlp() + "/ort_trained_checkpoint", "test");
+  const std::string dir = tmp_dir("damaged");
+  uint64_t state = 12345;
+  auto next = [&] { state = state * 6364136223846793005ull + 1442695040888963407ull; return state >> 33; };
+  int refused = 0;
+  for (int i = 0; i < 300; ++i) {
+    std::string bytes = good;
+    if (i % 3 == 0) bytes.resize(next() % bytes.size());
+    for (int k = 0; k < 1 + static_cast<int>(next() % 4); ++k)
+      if (!bytes.empty()) bytes[next() % bytes.size()] = static_cast<char>(next());
+    const std::string path = dir + "/c" + std::to_string(i);
+    write_file_atomic(path, bytes.data(), bytes.size(), "test");
+    try {
+      read_ort_checkpoint(path);
+    } catch (const Error&) {
+      ++refused;
+    }
+  }
+  EXPECT_GT(refused, 0);
+}
