@@ -19,6 +19,7 @@
 #include "runtime/core/file_io.h"
 #include "runtime/train/npz.h"
 #include "kernels/registry.h"
+#include "onnx_import/ort_artifacts.h"
 #include "runtime/train/session.h"
 #include "runtime/train/tensorboard.h"
 
@@ -175,6 +176,9 @@ const std::map<std::string, OptSpec>& option_specs() {
       {"tensorboard_interval", {OptType::Integer, {}}},
       {"distributed", {OptType::String, {"auto", "mpi", "off"}}},
       {"dist_timeout", {OptType::Number, {}}},
+      {"training_graph", {OptType::String, {"auto", "on", "off"}}},
+      {"training_init", {OptType::String, {"auto", "run", "skip"}}},
+      {"ort_checkpoint", {OptType::String, {}}},
   };
   return specs;
 }
@@ -308,6 +312,9 @@ otter::TrainConfig config_from(const otter_options* options, std::string* device
   if (auto s = get("precision")) c.precision = *s;
   if (auto s = get("batchnorm")) c.batchnorm = *s;
   if (auto s = get("nonfinite")) c.nonfinite = *s;
+  if (auto s = get("training_graph")) c.training_graph = *s;
+  if (auto s = get("training_init")) c.training_init = *s;
+  if (auto s = get("ort_checkpoint")) c.ort_checkpoint = *s;
   if (auto s = get("loss_scale")) {
     double d = 0;
     if (*s == "dynamic" || *s == "none") c.loss_scale = *s;
@@ -623,6 +630,25 @@ otter_status otter_checkpoint_export(const char* checkpoint_path, const char* mo
     OTTER_CHECK(!otter::same_file(out_path, checkpoint_path), "the output '", out_path, "' is the checkpoint itself");
     OTTER_CHECK(!otter::same_file(out_path, model_path), "the output '", out_path,
                 "' is the input model itself (write the trained model to another file)");
+    if (otter::is_ort_checkpoint_file(checkpoint_path)) {
+      // An ONNX Runtime checkpoint (ORT artifacts): its parameters into MODEL's initializers, or
+      // into an eval_model.onnx whose parameters are inputs.
+      otter::OrtCheckpoint c = otter::read_ort_checkpoint(checkpoint_path);
+      otter::LoadedModel model = otter::load_model_file(model_path);
+      std::map<std::string, otter::Tensor> ort_params;
+      bool as_inputs = false;
+      for (auto* group : {&c.trainable, &c.frozen})
+        for (auto& kv : *group) {
+          int v = model.graph.find_value(kv.first);
+          if (v < 0) continue;
+          as_inputs = as_inputs || !model.graph.values[v].is_initializer;
+          ort_params[kv.first] = kv.second;
+        }
+      OTTER_CHECK(!ort_params.empty(), "no parameter of the ORT checkpoint '", checkpoint_path, "' is in '", model_path, "'");
+      if (as_inputs) otter::export_ort_eval_model(model.model_bytes, ort_params, out_path);
+      else otter::export_model(model.model_bytes, ort_params, out_path);
+      return;
+    }
     auto params = otter::read_checkpoint_parameters(checkpoint_path);
     otter::LoadedModel model = otter::load_model_file(model_path);
     for (auto& kv : otter::read_checkpoint_buffers(checkpoint_path)) {  // running statistics, model dtype
@@ -749,7 +775,8 @@ otter_status otter_session_get_parameter(const otter_session* s, const char* nam
     } catch (const Error& e) {
       throw Error(e.what(), ErrorKind::NotFound);
     }
-    OTTER_CHECK(bytes == t.nbytes(), "parameter '", name, "' has ", t.nbytes(), " bytes (float32 ", otter::shape_str(t.shape()),
+    OTTER_CHECK(bytes == t.nbytes(), "parameter '", name, "' has ", t.nbytes(), " bytes (", otter::dtype_name(t.dtype()), " ",
+                otter::shape_str(t.shape()),
                 "); the buffer has ", bytes);
     std::memcpy(buffer, t.raw(), bytes);
   });

@@ -20,6 +20,9 @@ struct LoadedModel {
   Graph graph;
   std::string model_bytes;  // the original serialized ModelProto, for export
   std::string base_dir;     // the folder external data is resolved against
+  // ModelProto.training_info entries (ONNX training graphs: onnx_import/training_info.h); the
+  // graph above is the inference graph alone.
+  size_t training_info_count = 0;
 };
 
 LoadedModel load_model_file(const std::string& path);
@@ -29,8 +32,10 @@ LoadedModel load_model_buffer(const void* data, size_t size, const std::string& 
 Tensor load_tensor_file(const std::string& path, std::string* name = nullptr);
 
 // Writes `original_bytes` with the listed initializers' data replaced (same dtype and shape
-// required) to `path`, through a temporary file and a rename.
+// required) to `path`, through a temporary file and a rename. Initializers are looked up in the
+// graph and in every training_info algorithm graph; `metadata` entries are set in
+// ModelProto.metadata_props (replacing an entry of the same key).
 void export_model(const std::string& original_bytes, const std::map<std::string, Tensor>& replacements,
-                  const std::string& path);
+                  const std::string& path, const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace otter

@@ -48,14 +48,21 @@ int main(int argc, char** argv) {
               "lists the registered CUDA kernels; whether they have run on a GPU, and with what result, is\n"
               "recorded in docs/gpu.md.\n\n",
               static_cast<long long>(kMinOpset), static_cast<long long>(kMaxOpset));
-  for (const char* section : {"", "otter"}) {
-    std::printf(section[0] ? "\n## Internal ops (domain `otter`, used by gradients)\n\n" : "## ONNX ops\n\n");
+  for (const char* section : {"", "ai.onnx.preview.training", "com.microsoft", "otter"}) {
+    const std::string s = section;
+    std::printf(s == "otter"           ? "\n## Internal ops (domain `otter`, used by gradients)\n\n"
+                : s.empty()            ? "## ONNX ops\n\n"
+                : s == "com.microsoft" ? "\n## ONNX Runtime training ops (domain `com.microsoft`, in ORT training artifacts; "
+                                         "graph-level: replaced by Otter's gradient builders' nodes; the other ORT ops "
+                                         "are rewritten at import, docs/training-graphs.md)\n\n"
+                                       : "\n## ONNX training ops (domain `ai.onnx.preview.training`, docs/training-graphs.md; "
+                                         "Gradient has no kernel: it becomes backward nodes before planning)\n\n");
     std::printf("| op | gradient | CPU kernels | CUDA kernels | node tests passed |\n|---|---|---|---|---|\n");
     for (const OpDef* d : OpRegistry::instance().all()) {
       if (d->domain != section) continue;
       std::string grad = d->gradient ? "yes" : "—";
       auto it = node_tests.find(d->op_type);
-      std::string tests = std::string(section).empty() && it != node_tests.end()
+      std::string tests = s != "otter" && s != "com.microsoft" && it != node_tests.end()
                               ? std::to_string(it->second.first) + " / " + std::to_string(it->second.second)
                               : "—";
       std::printf("| %s | %s | %s | %s | %s |\n", d->op_type.c_str(), grad.c_str(), dtypes(d, Device::CPU).c_str(),

@@ -69,6 +69,15 @@ const char* kTrainHelp =
     "                            the model's output is already the loss)\n"
     "  --loss-output NAME        output the loss reads (default: the first output)\n"
     "  --val VAL.npz             validation data, evaluated after every epoch\n"
+    "  --training-graph auto|on|off  a model with ONNX training_info runs its own algorithm graph\n"
+    "                            (auto, the default; docs/training-graphs.md): the .npz feeds the\n"
+    "                            combined graph's inputs by name (a 0-d array at every step) and\n"
+    "                            --loss-output names the reported loss; off: ignore training_info\n"
+    "  --training-init auto|run|skip  its initialization graphs (auto: unless exported by Otter)\n"
+    "  --ort-checkpoint PATH     ONNX Runtime artifacts (MODEL is their training_model.onnx): the\n"
+    "                            checkpoint to start from (default: 'checkpoint' beside MODEL);\n"
+    "                            --out then gets eval_model.onnx with the trained parameters and\n"
+    "                            --checkpoint writes ORT checkpoints\n"
     "optimisation:\n"
     "  --optimizer sgd|adam|adamw (default adamw)   --lr X   --momentum X   --weight-decay X\n"
     "  --schedule constant|linear|cosine (default constant)   --warmup N (steps)\n"
@@ -114,6 +123,7 @@ const char* kEvalHelp =
     "usage: otter eval MODEL.onnx --data TEST.npz [--label NAME] [--loss KIND] [--loss-output NAME]\n"
     "                  [--batch-size N] [--device D] [--metrics METRICS.json] [--outputs OUT.npz]\n\n"
     "  --outputs OUT.npz   also write the model's outputs for every row\n"
+    "  --training-graph auto|on|off  (a model with training_info: its inference graph, no loss)\n"
     "Prints eval.loss (when the labels are present) and, for cross_entropy, eval.accuracy\n"
     "(argmax over the class axis).\n";
 
@@ -173,6 +183,7 @@ struct Args {
 struct Dataset {
   std::map<std::string, HostTensor> arrays;
   int64_t rows = -1;
+  std::set<std::string> whole;  // 0-d arrays fed as they are at every step (not batched by rows)
 };
 
 Dataset load_npz(const std::string& path) {
@@ -205,6 +216,11 @@ std::vector<std::string> feed_names(const otter::cpp::Session& s, Dataset& d, co
                        " (it has: " + have + ")");
     }
     const HostTensor& t = d.arrays[in.name];
+    if (t.shape.empty() && in.shape.empty()) {  // a 0-d input (a training graph's learning rate): fed at every step
+      d.whole.insert(in.name);
+      names.push_back(in.name);
+      continue;
+    }
     if (t.shape.empty()) throw UsageError("array '" + in.name + "' in '" + path + "' is a scalar; expected a batch");
     if (d.rows >= 0 && t.shape[0] != d.rows)
       throw UsageError("arrays in '" + path + "' have different row counts (" + std::to_string(d.rows) + " and " +
@@ -247,7 +263,7 @@ EvalResult evaluate(otter::cpp::Session& s, Dataset& d, const std::vector<std::s
     std::map<std::string, HostTensor> rows;
     std::map<std::string, const HostTensor*> feeds;
     for (auto& n : names) {
-      rows[n] = gather_rows(d.arrays[n], idx, static_cast<size_t>(b), e);
+      rows[n] = d.whole.count(n) ? d.arrays[n] : gather_rows(d.arrays[n], idx, static_cast<size_t>(b), e);
       feeds[n] = &rows[n];
     }
     double loss = 0;
@@ -336,12 +352,15 @@ void set_common(otter::cpp::Options& o, const Args& a, bool training) {
   pass("--cuda-graphs", "cuda_graphs");
   pass("--freeze", "freeze");
   pass("--train-only", "trainable");
+  pass("--training-graph", "training_graph");
   if (!training) {
     o.set("distributed", "off");  // eval and inspect run alone in each process
     return;
   }
   o.set("distributed", a.get("--distributed", "auto"));
   pass("--dist-timeout", "dist_timeout");
+  pass("--training-init", "training_init");
+  pass("--ort-checkpoint", "ort_checkpoint");
   o.set("optimizer", a.get("--optimizer", "adamw"));
   pass("--lr", "lr");
   pass("--momentum", "momentum");
@@ -361,7 +380,8 @@ int cmd_train(int argc, char** argv) {
                          "--grad-accum", "--clip-norm", "--precision", "--loss-scale", "--device", "--cuda-graphs", "--seed",
                          "--freeze", "--val", "--checkpoint", "--checkpoint-every", "--resume", "--out", "--metrics",
                          "--plot", "--precision-op", "--precision-node", "--nonfinite", "--train-only",
-                         "--tensorboard", "--metrics-csv", "--plot-scale", "--distributed", "--shard", "--dist-timeout"});
+                         "--tensorboard", "--metrics-csv", "--plot-scale", "--distributed", "--shard", "--dist-timeout",
+                         "--training-graph", "--training-init", "--ort-checkpoint"});
   if (a.positional.size() != 1) throw UsageError("train needs exactly one MODEL.onnx (see otter train --help)");
   if (!a.has("--data")) throw UsageError("train needs --data TRAIN.npz");
   if (!a.has("--out")) throw UsageError("train needs --out TRAINED.onnx");
@@ -514,7 +534,7 @@ int cmd_train(int argc, char** argv) {
     std::map<std::string, HostTensor> rows_now;
     std::map<std::string, const HostTensor*> feeds;
     for (auto& n : names) {
-      rows_now[n] = gather_rows(train.arrays[n], shard, static_cast<size_t>(pos), end);
+      rows_now[n] = train.whole.count(n) ? train.arrays[n] : gather_rows(train.arrays[n], shard, static_cast<size_t>(pos), end);
       feeds[n] = &rows_now[n];
     }
     double lr = s.stat("learning_rate");
@@ -636,7 +656,7 @@ int cmd_train(int argc, char** argv) {
 
 int cmd_eval(int argc, char** argv) {
   Args a(argc, argv, 2, {"--data", "--label", "--loss", "--loss-output", "--device", "--metrics", "--batch-size", "--precision",
-                         "--outputs"});
+                         "--outputs", "--training-graph"});
   if (a.positional.size() != 1) throw UsageError("eval needs exactly one MODEL.onnx (see otter eval --help)");
   if (!a.has("--data")) throw UsageError("eval needs --data TEST.npz");
   const int64_t batch = a.integer("--batch-size", 256, 1, INT64_MAX);

@@ -157,6 +157,9 @@ struct OpDef {
   std::vector<ViewTrait> views;          // outputs the plan may make views instead of running the op
   std::vector<IndexInput> index_inputs;  // inputs range-checked on the host
   PrecisionClass precision = PrecisionClass::Follow;
+  // A graph-level op with no kernel: a pass rewrites it into other nodes before a graph is planned
+  // (ai.onnx.preview.training Gradient: runtime/passes/gradient_op.h).
+  bool graph_level = false;
 
   bool reads_only_shape(const Node& node, size_t input) const { return shape_only && shape_only(node, input); }
 };
@@ -177,6 +180,9 @@ class OpRegistry {
 // One registration function per op family (runtime/ops/families.h lists them).
 #define OTTER_FAMILY(NAME) void register_##NAME##_ops(OpRegistry& registry);
 #include "runtime/ops/families.h"
+// Graph-level ops with no kernels (com.microsoft ConvGrad, MaxPoolGrad of ORT artifacts): not a
+// kernel family, so not in families.h.
+void register_ort_grad_ops(OpRegistry& registry);
 
 // Helpers shared by the op families.
 // Numpy-style broadcast of shapes (symbolic dims allowed); fails with a message naming the node.

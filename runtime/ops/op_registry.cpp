@@ -176,6 +176,7 @@ const OpRegistry& OpRegistry::instance() {
     OpRegistry r;
 #define OTTER_FAMILY(NAME) register_##NAME##_ops(r);
 #include "runtime/ops/families.h"
+    register_ort_grad_ops(r);
     return r;
   }();
   return registry;

@@ -119,6 +119,10 @@ AutocastResult autocast(Graph& g, const PrecisionPolicy& policy, const std::set<
       cls = it->second;
       reason = std::string("override (node name): ") + precision_class_name(cls);
     }
+    if (policy.fp32_nodes.count(id)) {
+      cls = PrecisionClass::Fp32;
+      reason = "training algorithm: fp32";
+    }
     DType target = DType::Float32;
     if (cls == PrecisionClass::Lower) {
       target = policy.low;

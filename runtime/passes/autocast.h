@@ -24,6 +24,9 @@ struct PrecisionPolicy {
   DType low = DType::Float32;  // Float16 or BFloat16 enables autocast; Float32 leaves the graph alone
   std::map<std::string, PrecisionClass> by_op;    // overrides by op type
   std::map<std::string, PrecisionClass> by_node;  // overrides by node name (win over by_op)
+  // Node ids that always compute in FP32, whatever the overrides: an ONNX training graph's
+  // algorithm nodes (loss, Gradient, optimizer), whose state stays FP32 (runtime/train/training_graph.h).
+  std::set<int> fp32_nodes;
 };
 
 struct PrecisionDecision {

@@ -17,6 +17,8 @@
 #include "runtime/core/checked.h"
 #include "runtime/core/file_io.h"
 #include "runtime/train/session.h"
+#include "runtime/train/ort_session.h"
+#include "runtime/train/training_graph.h"
 
 namespace otter {
 namespace {
@@ -135,6 +137,8 @@ std::string format_double(double v) {
 }  // namespace
 
 void Session::save_checkpoint(const std::string& path) const {
+  if (training_graph_) return training_graph_->save_checkpoint(path, user_metadata_);
+  if (ort_) return ort_->save_checkpoint(path, user_metadata_);
   check_non_finite();
   // A partial gradient accumulation is each rank's own (not replicated): refused alike on every
   // rank (the micro-step count is the same everywhere).
@@ -273,6 +277,8 @@ std::map<std::string, Tensor> read_checkpoint_buffers(const std::string& path) {
 }
 
 void Session::load_checkpoint(const std::string& path) {
+  if (training_graph_) return training_graph_->load_checkpoint(path, &user_metadata_);
+  if (ort_) return ort_->load_checkpoint(path, &user_metadata_);
   // Distributed: rank 0 reads the file and every rank parses the same bytes, so every rank loads
   // the same state or fails with the same error (nothing is left to broadcast after the load).
   std::string shared;

@@ -12,6 +12,8 @@
 #include "runtime/core/half.h"
 #include "runtime/exec/infer.h"
 #include "runtime/passes/autodiff.h"
+#include "runtime/train/ort_session.h"
+#include "runtime/train/training_graph.h"
 
 namespace otter {
 namespace {
@@ -95,8 +97,24 @@ Device resolve_device(const std::string& name) {
   return Device::CUDA;
 }
 
-Session::Session(LoadedModel model, TrainConfig config)
-    : model_bytes_(std::move(model.model_bytes)), graph_(std::move(model.graph)), config_(std::move(config)) {
+Session::~Session() = default;
+
+Session::Session(LoadedModel model, TrainConfig config) : config_(std::move(config)) {
+  OTTER_CHECK(config_.training_graph == "auto" || config_.training_graph == "on" || config_.training_graph == "off",
+              "training_graph must be auto, on or off, got '", config_.training_graph, "'");
+  if (config_.training_graph != "off" && model.training_info_count > 0) {
+    TrainingModel training = import_training_info(model);
+    training_graph_ = std::make_unique<TrainingGraphSession>(std::move(model), std::move(training), config_);
+    return;
+  }
+  if (config_.training_graph != "off" && is_ort_training_model(model)) {
+    ort_ = std::make_unique<OrtArtifactsSession>(load_ort_artifacts(std::move(model), config_.ort_checkpoint), config_);
+    return;
+  }
+  OTTER_CHECK(config_.ort_checkpoint.empty(), "ort_checkpoint is set but the model is not an ONNX Runtime training model");
+  OTTER_CHECK(config_.training_graph != "on", "training_graph=on but the model has no training_info (no ONNX training graph)");
+  model_bytes_ = std::move(model.model_bytes);
+  graph_ = std::move(model.graph);
   OTTER_CHECK(config_.grad_accum >= 1, "gradient accumulation must be >= 1 micro-batch, got ", config_.grad_accum);
   OTTER_CHECK(config_.clip_norm >= 0, "clip norm must be >= 0, got ", config_.clip_norm);
   OTTER_CHECK(config_.nonfinite == "error" || config_.nonfinite == "skip", "nonfinite must be error or skip, got '",
@@ -327,6 +345,22 @@ void Session::describe_initializers(const std::set<int>& nonfinite, const std::s
   }
 }
 
+const std::vector<ParameterInfo>& Session::parameters() const {
+  return training_graph_ ? training_graph_->parameters() : ort_ ? ort_->parameters() : params_;
+}
+double Session::learning_rate() const { return training_graph_ ? NAN : ort_ ? ort_->learning_rate() : base_lr_; }
+const std::vector<InitializerRole>& Session::initializer_roles() const {
+  return training_graph_ ? training_graph_->initializer_roles() : ort_ ? ort_->initializer_roles() : roles_;
+}
+const std::vector<std::string>& Session::notes() const {
+  return training_graph_ ? training_graph_->notes() : ort_ ? ort_->notes() : notes_;
+}
+const Graph& Session::graph() const { return training_graph_ ? training_graph_->graph() : ort_ ? ort_->graph() : graph_; }
+double Session::loss_scale() const { return training_graph_ || ort_ ? 1.0 : scaler_host()[kScale]; }
+MemoryStats Session::train_memory() const {
+  return training_graph_ ? training_graph_->train_memory() : ort_ ? ort_->train_memory() : last_train_memory_;
+}
+
 const ParameterInfo& Session::param(const std::string& name) const {
   for (const ParameterInfo& p : params_)
     if (p.name == name) return p;
@@ -334,6 +368,8 @@ const ParameterInfo& Session::param(const std::string& name) const {
 }
 
 Tensor Session::get_parameter(const std::string& name) const {
+  if (training_graph_) return training_graph_->get_state(name);
+  if (ort_) return ort_->get_parameter(name);
   const ParameterInfo& p = param(name);
   Tensor t(DType::Float32, p.shape);
   t.copy_from(Tensor::view(DType::Float32, p.shape, nullptr, const_cast<float*>(masters_.data<float>()) + p.offset, masters_.device()));
@@ -341,6 +377,8 @@ Tensor Session::get_parameter(const std::string& name) const {
 }
 
 void Session::set_parameter(const std::string& name, const Tensor& value) {
+  if (training_graph_) return training_graph_->set_state(name, value);
+  if (ort_) return ort_->set_parameter(name, value);
   const ParameterInfo& p = param(name);
   OTTER_CHECK(value.dtype() == DType::Float32 && value.shape() == p.shape, "parameter '", name, "' is float32 ",
               shape_str(p.shape), "; the new value is ", dtype_name(value.dtype()), " ", shape_str(value.shape()));
@@ -362,7 +400,7 @@ void Session::forget_graphs() {
 }
 
 size_t Session::device_peak_bytes() const {
-  if (config_.device == Device::CPU) return 0;
+  if (config_.device == Device::CPU || training_graph_ || ort_) return 0;
   DeviceBackend* b = device_backend(config_.device);
   b->synchronize();
   return b->peak_bytes();
@@ -379,6 +417,8 @@ std::vector<int64_t> Session::counters_host() const {
 }
 
 const StepStats& Session::stats() const {
+  if (training_graph_) return training_graph_->stats();
+  if (ort_) return ort_->stats();
   std::vector<int64_t> c = counters_host();
   stats_.step = c[kStepsTaken];
   stats_.skipped_steps = c[kStepsSkipped];
@@ -398,6 +438,9 @@ const PrecisionDecision* Session::precision_of(int node) const {
 }
 
 void Session::set_learning_rate(double lr) {
+  OTTER_CHECK_KIND(Unsupported, !training_graph_, "the model's training graph sets its own learning rate (an input or "
+                   "initializer of its algorithm graph): change it there");
+  if (ort_) return ort_->set_learning_rate(lr);
   OTTER_CHECK(std::isfinite(lr) && lr >= 0, "learning rate must be a finite number >= 0, got ", lr);
   base_lr_ = lr;
   forget_graphs();  // the learning rate is an argument of the captured optimizer kernels
@@ -405,6 +448,8 @@ void Session::set_learning_rate(double lr) {
 }
 
 std::vector<std::pair<std::string, ValueInfo>> Session::train_inputs() const {
+  if (training_graph_) return training_graph_->train_inputs();
+  if (ort_) return ort_->train_inputs();
   std::vector<std::pair<std::string, ValueInfo>> r;
   std::vector<int> ids = model_inputs_;
   if (loss_.label >= 0) ids.push_back(loss_.label);
@@ -418,6 +463,8 @@ std::vector<std::pair<std::string, ValueInfo>> Session::train_inputs() const {
 }
 
 std::vector<std::pair<std::string, ValueInfo>> Session::outputs() const {
+  if (training_graph_) return training_graph_->outputs();
+  if (ort_) return ort_->outputs();
   std::vector<std::pair<std::string, ValueInfo>> r;
   for (int v : model_outputs_) {
     ValueInfo vi;
@@ -517,6 +564,11 @@ double Session::train_step(const std::map<std::string, Tensor>& feeds) {
 }
 
 void Session::train_step(const std::map<std::string, Tensor>& feeds, double* loss) {
+  if (training_graph_ || ort_)
+    OTTER_CHECK_KIND(Unsupported, !comm_, "data-parallel training of ONNX training graphs and ONNX Runtime artifacts is "
+                     "not supported: run them with the option distributed=off");
+  if (training_graph_) return training_graph_->train_step(feeds, loss);
+  if (ort_) return ort_->train_step(feeds, loss);
   if (!comm_) return run_train_step(feeds, loss);
   OTTER_CHECK_KIND(Distributed, dist_failure_.empty(), "rank ", comm_->rank(), " of ", comm_->world_size(),
                    ": a train_step failed on this rank (", dist_failure_,
@@ -612,6 +664,7 @@ void Session::run_train_step(const std::map<std::string, Tensor>& feeds, double*
 }
 
 void Session::check_non_finite() const {
+  if (training_graph_ || ort_) return;  // their steps fail at once on a non-finite loss
   if (config_.nonfinite != "error" || config_.loss_scale_config.mode == "dynamic") return;
   const std::vector<int64_t> counters = counters_host();  // one read-back (a sync on CUDA)
   const int64_t skipped = counters[kStepsSkipped];
@@ -716,6 +769,8 @@ void Session::enqueue_step(Plan& plan, const std::map<int, Tensor>& bound, bool 
 }
 
 std::map<std::string, Tensor> Session::eval_step(const std::map<std::string, Tensor>& feeds, double* loss, bool* has_loss) {
+  if (training_graph_) return training_graph_->eval_step(feeds, loss, has_loss);
+  if (ort_) return ort_->eval_step(feeds, loss, has_loss);
   bool with_loss = loss != nullptr && (loss_.label < 0 || feeds.count(graph_.values[loss_.label].name));
   std::map<int, Tensor> bound;
   Plan& plan = plan_for(false, with_loss, feeds, &bound);
@@ -730,6 +785,8 @@ std::map<std::string, Tensor> Session::eval_step(const std::map<std::string, Ten
 }
 
 std::vector<int> Session::forward_nodes() const {
+  if (training_graph_) return training_graph_->graph().topo_order();
+  if (ort_) return ort_->graph().topo_order();
   std::vector<int> r;
   for (int n : graph_.topo_order())
     if (static_cast<size_t>(n) < forward_node_count_) r.push_back(n);
@@ -768,6 +825,8 @@ void Session::prepare_batchnorm() {
 }
 
 void Session::export_model(const std::string& path) const {
+  if (training_graph_) return training_graph_->export_model(path);
+  if (ort_) return ort_->export_model(path);
   check_non_finite();
   if (comm_ && comm_->rank() != 0) return;  // every rank holds the same weights: rank 0 writes
   std::map<std::string, Tensor> replacements;

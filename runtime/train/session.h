@@ -69,6 +69,17 @@ struct TrainConfig {
   // with more than one process). Every rank starts from rank 0's weights; gradients are averaged
   // once per effective batch; checkpoints and exports are written by rank 0.
   DistConfig dist;
+  // ONNX training graphs (ModelProto.training_info; runtime/train/training_graph.h): "auto" runs a
+  // model that has training_info as its own training algorithm, "on" requires it, "off" ignores it
+  // (the inference graph trains with the options above).
+  std::string training_graph = "auto";
+  // Its initialization graphs: "auto" runs them unless the file was exported by Otter after
+  // training (metadata otter.training_info.initialized); "run" always; "skip" never.
+  std::string training_init = "auto";
+  // ONNX Runtime training artifacts (runtime/train/ort_session.h): a training_model.onnx written by
+  // onnxruntime.training.artifacts runs as it is, with this checkpoint (empty: "checkpoint" in the
+  // model's folder).
+  std::string ort_checkpoint;
 };
 
 // "cpu", "cuda", "cuda:0" or "auto" (CUDA when a usable GPU is present, else the CPU) -> a device;
@@ -106,9 +117,19 @@ std::map<std::string, Tensor> read_checkpoint_parameters(const std::string& path
 // Also the buffers ("buffer/<name>": BatchNormalization running statistics), keyed by name.
 std::map<std::string, Tensor> read_checkpoint_buffers(const std::string& path);
 
+class TrainingGraphSession;  // runtime/train/training_graph.h
+class OrtArtifactsSession;   // runtime/train/ort_session.h
+
 class Session {
  public:
   Session(LoadedModel model, TrainConfig config);
+  ~Session();
+  // Whether the session runs the model's own training graph (training_info) rather than Otter's
+  // loss, backward pass and optimizer. Then parameters are the FP32 state variables, checkpoints
+  // are model files and the learning rate belongs to the algorithm graph.
+  bool runs_training_graph() const { return training_graph_ != nullptr; }
+  // Whether the session runs ONNX Runtime training artifacts (training_model.onnx + checkpoint).
+  bool runs_ort_artifacts() const { return ort_ != nullptr; }
 
   // One micro-batch: returns its loss. Feeds are keyed by input name (model inputs + labels).
   double train_step(const std::map<std::string, Tensor>& feeds);
@@ -120,7 +141,7 @@ class Session {
   std::map<std::string, Tensor> eval_step(const std::map<std::string, Tensor>& feeds, double* loss = nullptr,
                                          bool* has_loss = nullptr);
 
-  const std::vector<ParameterInfo>& parameters() const { return params_; }
+  const std::vector<ParameterInfo>& parameters() const;
   Tensor get_parameter(const std::string& name) const;
   void set_parameter(const std::string& name, const Tensor& value);
   // Read back from the device (a synchronisation on CUDA).
@@ -128,7 +149,7 @@ class Session {
   Device device() const { return config_.device; }
   // Why steps are not captured as CUDA graphs (empty when they are, or on the CPU).
   const std::string& graph_capture_note() const { return capture_note_; }
-  double learning_rate() const { return base_lr_; }
+  double learning_rate() const;  // NaN for a training graph (its algorithm owns the rate)
   void set_learning_rate(double lr);
 
   // Checkpoint: masters, optimizer moments, step, schedule position, RNG seed (safetensors
@@ -144,9 +165,9 @@ class Session {
   int rank() const { return comm_ ? comm_->rank() : 0; }
   int world_size() const { return comm_ ? comm_->world_size() : 1; }
   // Every initializer of the model, in model order, with whether it is trained and why (not).
-  const std::vector<InitializerRole>& initializer_roles() const { return roles_; }
+  const std::vector<InitializerRole>& initializer_roles() const;
   // Warnings about the choice of parameters (e.g. a trained initializer that looks like a mask).
-  const std::vector<std::string>& notes() const { return notes_; }
+  const std::vector<std::string>& notes() const;
   // The caller's own checkpoint entries (saved as "user.<key>" metadata, restored by
   // load_checkpoint, which replaces them all): the CLI keeps its data order here.
   void set_user_metadata(const std::string& key, const std::string& value);
@@ -158,23 +179,25 @@ class Session {
   // Names, dtypes and (symbolic) shapes of the inputs a train step needs and the model outputs.
   std::vector<std::pair<std::string, ValueInfo>> train_inputs() const;
   std::vector<std::pair<std::string, ValueInfo>> outputs() const;
-  const Graph& graph() const { return graph_; }
+  const Graph& graph() const;
   // The forward graph's node ids (model and loss nodes, no backward), in topological order.
   std::vector<int> forward_nodes() const;
   // The precision decision of a forward node (absent for nodes the policy did not touch).
   const PrecisionDecision* precision_of(int node) const;
-  double loss_scale() const { return scaler_host()[kScale]; }
+  double loss_scale() const;
   const LossScaleConfig& loss_scale_config() const { return config_.loss_scale_config; }
   // CUDA: the device memory pool's peak bytes in use since the session was created (0 on the CPU).
   size_t device_peak_bytes() const;
   // Memory of the most recently used training plan.
-  MemoryStats train_memory() const { return last_train_memory_; }
+  MemoryStats train_memory() const;
 
  private:
   Plan& plan_for(bool training, bool with_loss, const std::map<std::string, Tensor>& feeds,
                  std::map<int, Tensor>* bound_feeds);
   const ParameterInfo& param(const std::string& name) const;
 
+  std::unique_ptr<TrainingGraphSession> training_graph_;
+  std::unique_ptr<OrtArtifactsSession> ort_;
   std::string model_bytes_;
   Graph graph_;
   TrainConfig config_;

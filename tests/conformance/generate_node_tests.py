@@ -18,6 +18,9 @@ but only for the tests where
   * every graph input and output is a plain tensor whose element type is in
     SUPPORTED_DTYPES, and so is every array of the test data;
   * the model imports the default domain at opset >= MIN_OPSET.
+The ONNX training ops (domain ai.onnx.preview.training: Adam, Adagrad, Momentum) are node tests
+too, and the two model tests of the Gradient op (test_gradient_of_add, test_gradient_of_add_and_mul,
+opset 12 Add/Mul, which Otter reads as opset 13) are written with them.
 "*_expanded" tests (function bodies expanded into primitive ops) are kept
 when they pass the same filter.
 
@@ -47,6 +50,8 @@ SUPPORTED_DTYPES = {
 
 MIN_OPSET = 13
 DEFAULT_DOMAINS = ("", "ai.onnx")
+TRAINING_DOMAIN = "ai.onnx.preview.training"
+GRADIENT_MODEL_TESTS = ("test_gradient_of_add", "test_gradient_of_add_and_mul")
 
 
 def iter_graphs(graph):
@@ -84,17 +89,20 @@ def data_ok(value, value_info):
 
 def selected(case):
     """Returns None when the case is kept, or a short reason for skipping it."""
-    if case.kind != "node" or case.model is None or not case.data_sets:
-        return "not a node test with data"
+    if case.model is None or not case.data_sets:
+        return "no model or data"
+    if case.kind != "node" and case.name not in GRADIENT_MODEL_TESTS:
+        return "not a node test"
     model = case.model
     opset = default_opset(model)
-    if opset is None or opset < MIN_OPSET:
+    uses_default = any(n.domain in DEFAULT_DOMAINS for g in iter_graphs(model.graph) for n in g.node)
+    if uses_default and case.name not in GRADIENT_MODEL_TESTS and (opset is None or opset < MIN_OPSET):
         return f"opset {opset}"
     if len(model.functions) > 0:
         return "local functions"
     for graph in iter_graphs(model.graph):
         for node in graph.node:
-            if node.domain not in DEFAULT_DOMAINS:
+            if node.domain not in DEFAULT_DOMAINS and node.domain != TRAINING_DOMAIN:
                 return f"domain {node.domain}"
             # Every op is kept: the C++ runner skips the models whose ops Otter does not
             # register, so a new op is covered as soon as it exists.
@@ -152,7 +160,9 @@ def main(argv):
         warnings.simplefilter("ignore")
         with np.errstate(all="ignore"):
             from onnx.backend.test.case.node import collect_testcases
+            from onnx.backend.test.case.model import collect_testcases as collect_model_testcases
             cases = collect_testcases()
+            cases += [c for c in collect_model_testcases() if c.name in GRADIENT_MODEL_TESTS]
 
     written = 0
     for case in cases:

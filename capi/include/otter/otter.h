@@ -171,6 +171,27 @@ OTTER_API void otter_options_free(otter_options* options);
  *                  process prints what it waited for and exits with status 1 (mpirun then ends the
  *                  job), so no rank hangs. After an OTTER_ERROR_DISTRIBUTED the process aborts the
  *                  MPI job when it exits.
+ *   training_graph auto (default: a model with ModelProto.training_info, the ONNX training format,
+ *                  runs its own algorithm graph: its loss, Gradient and optimizer nodes, its
+ *                  update_binding) | on (require training_info) | off (ignore it: train the inference
+ *                  graph with the options above). With a training graph: inputs are the combined
+ *                  graph's (inference + algorithm) inputs, parameters are its FP32 state variables,
+ *                  the step's loss is loss_output (any value name; default: the Gradient node's y),
+ *                  get/set_parameter reach every state variable (e.g. the int64 step count),
+ *                  checkpoints are model files, export keeps training_info, the learning rate belongs
+ *                  to the graph (get: NaN, set: OTTER_ERROR_UNSUPPORTED), loss/optimizer/clip_norm/
+ *                  grad_accum/trainable/freeze do not apply (loss, grad_accum > 1, clip_norm,
+ *                  trainable and freeze are errors), and eval_step runs the inference graph (no loss).
+ *                  See docs/training-graphs.md.
+ *   training_init  auto (default: run the initialization graphs once at creation, unless the file
+ *                  was exported by Otter after training) | run | skip
+ *   ort_checkpoint ONNX Runtime training artifacts (onnxruntime.training.artifacts, 1.19): a
+ *                  training_model.onnx is detected (com.microsoft gradient ops, lazy_reset_grad) and
+ *                  runs as it is with eval_model.onnx and optimizer_model.onnx from its folder and this
+ *                  checkpoint (default: "checkpoint" in its folder). Inputs are its data inputs,
+ *                  parameters the checkpoint's trainable ones, lr sets AdamW's learning rate (default:
+ *                  the checkpoint's, else 0.001), checkpoints are written in ORT's format (ORT loads
+ *                  them), export writes eval_model.onnx with the trained parameters. CPU only.
  */
 OTTER_API otter_status otter_options_set(otter_options* options, const char* key, const char* value);
 OTTER_API otter_status otter_options_set_double(otter_options* options, const char* key, double value);
@@ -304,7 +325,9 @@ OTTER_API otter_status otter_session_node_precision(const otter_session* session
                                                     const char** out_reason);
 
 /* Writes MODEL with its initializers replaced by the parameters stored in CHECKPOINT (written by
- * otter_session_save_checkpoint), without creating a session. OUT may not name CHECKPOINT or
+ * otter_session_save_checkpoint, or an ONNX Runtime training checkpoint: its parameters go into
+ * MODEL's initializers, or into an eval_model.onnx whose parameters are inputs, which become
+ * initializers), without creating a session. OUT may not name CHECKPOINT or
  * MODEL (OTTER_ERROR_INVALID_ARGUMENT: an output never replaces an input). */
 OTTER_API otter_status otter_checkpoint_export(const char* checkpoint_path, const char* model_path,
                                                const char* out_path);
