@@ -98,6 +98,7 @@ extern "C" {
     ) -> otter_status;
     pub fn otter_session_free(session: *mut otter_session);
     pub fn otter_session_device(session: *const otter_session, out_device: *mut *const c_char) -> otter_status;
+    pub fn otter_session_compute(session: *const otter_session, out_text: *mut *const c_char) -> otter_status;
     pub fn otter_session_input_count(session: *const otter_session, out_count: *mut usize) -> otter_status;
     pub fn otter_session_input_info(
         session: *const otter_session,

@@ -559,6 +559,13 @@ impl Session {
         Ok(unsafe { cstr(out) })
     }
 
+    /// One line saying what computes on the device (libraries, native BF16, conversions).
+    pub fn compute(&self) -> Result<String> {
+        let mut out: *const c_char = ptr::null();
+        check(unsafe { ffi::otter_session_compute(self.handle, &mut out) })?;
+        Ok(unsafe { cstr(out) })
+    }
+
     fn infos(&self, count: CountFn, info: InfoFn) -> Result<Vec<TensorInfo>> {
         let mut n = 0usize;
         check(unsafe { count(self.handle, &mut n) })?;
