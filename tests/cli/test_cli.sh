@@ -37,9 +37,9 @@ cmp -s "$work/trained.onnx" "$work/from_ckpt.onnx" || fail "export from checkpoi
 python3 -c "import json,sys; m=json.load(open('$work/resumed.json')); assert m['steps']==9*47, m['steps']; assert len(m['history'])==47"
 "$otter" eval "$work/trained.onnx" --data "$ex/test.npz" --label y --loss cross_entropy --metrics "$work/eval.json" > /dev/null
 python3 -c "import json; m=json.load(open('$work/eval.json'))['eval']; assert m['accuracy']>0.9 and m['loss']<0.5, m"
-"$otter" inspect "$ex/mlp.onnx" --loss cross_entropy --label y | grep -q "fc1.weight" || fail "inspect lacks parameters"
-for cmd in train eval export inspect; do "$otter" $cmd --help | grep -q "usage: otter $cmd" || fail "$cmd --help"; done
-"$otter" train --help | grep -q -- "--checkpoint-every" || fail "train help lacks a flag"
+"$otter" inspect "$ex/mlp.onnx" --loss cross_entropy --label y | grep "fc1.weight" > /dev/null || fail "inspect lacks parameters"
+for cmd in train eval export inspect; do "$otter" $cmd --help | grep "usage: otter $cmd" > /dev/null || fail "$cmd --help"; done
+"$otter" train --help | grep -- "--checkpoint-every" > /dev/null || fail "train help lacks a flag"
 
 expect_error() {  # expect_error NEEDLE COMMAND...: non-zero exit, one line on stderr naming the problem
   local needle=$1; shift
