@@ -240,7 +240,13 @@ void out_of_layout(const memory::desc& plain_desc, const std::unique_ptr<memory>
 
 }  // namespace
 
-bool available() { return true; }
+bool available() {
+  static const bool yes = [] {
+    const char* env = std::getenv("OTTER_CPU_ONEDNN");
+    return !(env && std::strcmp(env, "0") == 0);
+  }();
+  return yes;
+}
 
 // From cpuid (oneDNN's get_effective_cpu_isa() is the highest ISA it may use, not what the CPU has).
 std::string isa() {
@@ -255,7 +261,7 @@ std::string isa() {
 bool native_bf16() {
   static const bool yes = [] {
     const char* env = std::getenv("OTTER_CPU_BF16");
-    if (env && std::strcmp(env, "0") == 0) return false;
+    if (!available() || (env && std::strcmp(env, "0") == 0)) return false;
 #if defined(__x86_64__)
     return __builtin_cpu_supports("avx512bf16") != 0;
 #else

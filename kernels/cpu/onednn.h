@@ -13,6 +13,8 @@
 
 namespace otter::cpu::onednn {
 
+// oneDNN is in the build and OTTER_CPU_ONEDNN is not 0 (0: the OpenBLAS/im2col paths and FP32
+// compute for BF16, e.g. to compare results).
 bool available();
 // The CPU has BF16 dot products (AVX512_BF16; CPUs with AMX have it too) and OTTER_CPU_BF16 is
 // not 0; false without oneDNN.

@@ -22,6 +22,17 @@ AxisView axis_view(const Shape& shape, int64_t axis) {
   return v;
 }
 
+// exp(d) for d = x - max <= 0, skipping std::exp where its result cannot reach the output: below
+// -746 exp is 0 in double; for a float output, below -110 the term (< 2e-48) rounds to 0 after the
+// division by sum >= 1 and cannot change sum either. Masked positions (-inf, or the -65504 of an
+// FP16 mask) otherwise send exp down its underflow path, which costs a microcode assist per call
+// on x86 (FP16 softmax steps were 7x slower than FP32 ones). Bit-identical to std::exp here.
+template <class T>
+inline double exp_or_zero(double d) {
+  constexpr double kCut = sizeof(T) <= 4 ? -110.0 : -746.0;
+  return d < kCut ? 0.0 : std::exp(d);
+}
+
 template <class T, bool Log>
 void softmax_typed(const Tensor& x, Tensor& y, int64_t axis) {
   AxisView v = axis_view(x.shape(), axis);
@@ -35,13 +46,13 @@ void softmax_typed(const Tensor& x, Tensor& y, int64_t axis) {
         T mx = -std::numeric_limits<T>::infinity();
         for (int64_t k = 0; k < v.dim; ++k) mx = std::max(mx, line[k * v.inner]);
         double sum = 0;
-        for (int64_t k = 0; k < v.dim; ++k) sum += std::exp(static_cast<double>(line[k * v.inner] - mx));
+        for (int64_t k = 0; k < v.dim; ++k) sum += exp_or_zero<T>(static_cast<double>(line[k * v.inner] - mx));
         if (Log) {
           T log_sum = static_cast<T>(std::log(sum));
           for (int64_t k = 0; k < v.dim; ++k) out[k * v.inner] = line[k * v.inner] - mx - log_sum;
         } else {
           for (int64_t k = 0; k < v.dim; ++k)
-            out[k * v.inner] = static_cast<T>(std::exp(static_cast<double>(line[k * v.inner] - mx)) / sum);
+            out[k * v.inner] = static_cast<T>(exp_or_zero<T>(static_cast<double>(line[k * v.inner] - mx)) / sum);
         }
       }
   }, 64);

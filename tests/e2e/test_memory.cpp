@@ -288,7 +288,10 @@ TEST(Memory, Fp16ActivationsTakeAtMost55PercentOfFp32) {
     std::printf("%s: planned activation memory fp32 %zu, fp16 %zu, bf16 %zu bytes (fp16/fp32 %.3f)\n", c.name, fp32, fp16,
                 bf16, ratio);
     EXPECT_LE(ratio, 0.55) << c.name;
-    EXPECT_EQ(fp16, bf16) << c.name;
+    // BF16 stores what FP16 stores. With native BF16 kernels (kernels/cpu/onednn.h) a weight
+    // gradient's MatMul writes BF16 into the arena before its Cast to the FP32 gradient buffer
+    // (the fused output cast of decision 5 applies to widened steps only): a few % more, same bound.
+    EXPECT_LE(static_cast<double>(bf16) / static_cast<double>(fp32), 0.55) << c.name;
   }
 }
 

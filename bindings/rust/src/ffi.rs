@@ -22,6 +22,7 @@ pub const OTTER_ERROR_WRONG_STATE: otter_status = 7;
 pub const OTTER_ERROR_INTERNAL: otter_status = 8;
 pub const OTTER_ERROR_NON_FINITE: otter_status = 9;
 pub const OTTER_ERROR_BUSY: otter_status = 10;
+pub const OTTER_ERROR_DISTRIBUTED: otter_status = 11;
 
 /// `otter_dtype`: ONNX TensorProto.DataType numbers.
 pub type otter_dtype = c_int;

@@ -47,6 +47,8 @@ pub enum Status {
     Internal,
     NonFinite,
     Busy,
+    /// A data-parallel run cannot continue (another rank failed, or the ranks disagree).
+    Distributed,
     /// A status this crate does not know (a newer library).
     Other(i32),
 }
@@ -64,6 +66,7 @@ impl Status {
             ffi::OTTER_ERROR_INTERNAL => Status::Internal,
             ffi::OTTER_ERROR_NON_FINITE => Status::NonFinite,
             ffi::OTTER_ERROR_BUSY => Status::Busy,
+            ffi::OTTER_ERROR_DISTRIBUTED => Status::Distributed,
             other => Status::Other(other),
         }
     }
@@ -81,6 +84,7 @@ impl Status {
             Status::Internal => ffi::OTTER_ERROR_INTERNAL,
             Status::NonFinite => ffi::OTTER_ERROR_NON_FINITE,
             Status::Busy => ffi::OTTER_ERROR_BUSY,
+            Status::Distributed => ffi::OTTER_ERROR_DISTRIBUTED,
             Status::Other(c) => c,
         }
     }
