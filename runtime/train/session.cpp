@@ -16,6 +16,26 @@
 #include "runtime/train/training_graph.h"
 
 namespace otter {
+
+void check_feed(const Graph& g, int v, const Tensor& t, std::map<int64_t, int64_t>* symbols) {
+  const Value& val = g.values[v];
+  OTTER_CHECK(t.dtype() == val.dtype, "input '", val.name, "' has dtype ", dtype_name(t.dtype()), "; the model expects ",
+              dtype_name(val.dtype));
+  OTTER_CHECK(t.shape().size() == val.shape.size(), "input '", val.name, "' has shape ", shape_str(t.shape()),
+              "; the model expects rank ", val.shape.size(), " ", g.shape_str(val.shape));
+  for (size_t k = 0; k < t.shape().size(); ++k) {
+    int64_t want = val.shape[k], got = t.shape()[k];
+    if (want >= 0) {
+      OTTER_CHECK(want == got, "input '", val.name, "' has shape ", shape_str(t.shape()), "; the model expects ",
+                  g.shape_str(val.shape), " (dim ", k, " must be ", want, ")");
+    } else {
+      auto s = symbols->find(want);
+      OTTER_CHECK(s == symbols->end() || s->second == got, "input '", val.name, "' has ", g.dim_str(want), " = ", got,
+                  " but another input has ", g.dim_str(want), " = ", s == symbols->end() ? 0 : s->second);
+      (*symbols)[want] = got;
+    }
+  }
+}
 namespace {
 
 std::set<int> floating_initializers(const Graph& g) {
@@ -493,23 +513,7 @@ Plan& Session::plan_for(bool training, bool with_loss, const std::map<std::strin
                  ": expected ", dtype_name(val.dtype), " ", graph_.shape_str(val.shape));
     }
     const Tensor& t = it->second;
-    OTTER_CHECK(t.dtype() == val.dtype, "input '", val.name, "' has dtype ", dtype_name(t.dtype()), "; the model expects ",
-                dtype_name(val.dtype));
-    OTTER_CHECK(t.shape().size() == val.shape.size(), "input '", val.name, "' has shape ", shape_str(t.shape()),
-                "; the model expects rank ", val.shape.size(), " ", graph_.shape_str(val.shape));
-    for (size_t k = 0; k < t.shape().size(); ++k) {
-      int64_t want = val.shape[k], got = t.shape()[k];
-      if (want >= 0) {
-        OTTER_CHECK(want == got, "input '", val.name, "' has shape ", shape_str(t.shape()), "; the model expects ",
-                    graph_.shape_str(val.shape), " (dim ", k, " must be ", want, ")");
-      } else {
-        auto s = symbol_sizes.find(want);
-        OTTER_CHECK(s == symbol_sizes.end() || s->second == got, "input '", val.name, "' has ",
-                    graph_.dim_str(want), " = ", got, " but another input has ", graph_.dim_str(want), " = ",
-                    s == symbol_sizes.end() ? 0 : s->second);
-        symbol_sizes[want] = got;
-      }
-    }
+    check_feed(graph_, v, t, &symbol_sizes);
     shapes[v] = t.shape();
     (*bound_feeds)[v] = t;
     key += "|" + shape_str(t.shape());

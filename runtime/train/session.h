@@ -35,6 +35,11 @@
 
 namespace otter {
 
+// Checks a feed against graph input v's declared dtype and dims (an error naming the input and the
+// expected shape), recording the sizes of its symbolic dims in `symbols` so that every input
+// agrees on them. Shared by Session and the sessions of training graphs and ORT artifacts.
+void check_feed(const Graph& g, int v, const Tensor& t, std::map<int64_t, int64_t>* symbols);
+
 struct TrainConfig {
   LossSpec loss;
   std::vector<std::string> trainable;  // if non-empty: exactly these initializers

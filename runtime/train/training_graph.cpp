@@ -1,5 +1,6 @@
 // A session over an ONNX training graph (see training_graph.h).
 #include "runtime/train/training_graph.h"
+#include "runtime/train/session.h"
 
 #include <cmath>
 #include <set>
@@ -20,27 +21,6 @@ bool scalar_like(const Value& v) {
   for (int64_t d : v.shape)
     if (d != 1) return false;
   return true;
-}
-
-// Checks a feed against the graph input's declared dtype and dims; records symbolic sizes.
-void check_feed(const Graph& g, int v, const Tensor& t, std::map<int64_t, int64_t>* symbols) {
-  const Value& val = g.values[v];
-  OTTER_CHECK(t.dtype() == val.dtype, "input '", val.name, "' has dtype ", dtype_name(t.dtype()), "; the model expects ",
-              dtype_name(val.dtype));
-  OTTER_CHECK(t.shape().size() == val.shape.size(), "input '", val.name, "' has shape ", shape_str(t.shape()),
-              "; the model expects rank ", val.shape.size(), " ", g.shape_str(val.shape));
-  for (size_t k = 0; k < t.shape().size(); ++k) {
-    int64_t want = val.shape[k], got = t.shape()[k];
-    if (want >= 0) {
-      OTTER_CHECK(want == got, "input '", val.name, "' has shape ", shape_str(t.shape()), "; the model expects ",
-                  g.shape_str(val.shape), " (dim ", k, " must be ", want, ")");
-    } else {
-      auto s = symbols->find(want);
-      OTTER_CHECK(s == symbols->end() || s->second == got, "input '", val.name, "' has ", g.dim_str(want), " = ", got,
-                  " but another input has ", g.dim_str(want), " = ", s == symbols->end() ? 0 : s->second);
-      (*symbols)[want] = got;
-    }
-  }
 }
 
 void check_finite(const Tensor& host, const std::string& what) {
