@@ -3,6 +3,9 @@
 #include "runtime/exec/plan.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <mutex>
 #include <cstdlib>
 #include <cstring>
 
@@ -162,6 +165,50 @@ void Plan::allocate_arena(const std::vector<ArenaBlock>& blocks, const std::vect
 }
 
 
+// OTTER_PROFILE=1: host time per (op, widened or not), summed over every step of every plan in the
+// process and printed to stderr at exit, most expensive first. On a device it times the launches
+// only. For finding where CPU time goes (docs/benchmarks.md); off by default, one branch per step.
+namespace {
+struct OpTime {
+  double seconds = 0;
+  int64_t calls = 0;
+};
+std::mutex profile_mutex;
+std::map<std::string, OpTime>& profile_table() {
+  static auto* table = new std::map<std::string, OpTime>();
+  return *table;
+}
+void print_profile() {
+  std::lock_guard<std::mutex> lock(profile_mutex);
+  std::vector<std::pair<std::string, OpTime>> rows(profile_table().begin(), profile_table().end());
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.seconds > b.second.seconds; });
+  double total = 0;
+  for (auto& r : rows) total += r.second.seconds;
+  std::fprintf(stderr, "[otter profile] %.3f s in kernels\n", total);
+  for (auto& r : rows)
+    std::fprintf(stderr, "[otter profile] %8.3f s %5.1f%% %8lld calls  %s\n", r.second.seconds,
+                 total > 0 ? 100 * r.second.seconds / total : 0.0, static_cast<long long>(r.second.calls), r.first.c_str());
+}
+}  // namespace
+
+bool Plan::profiling() {
+  static const bool on = [] {
+    const char* env = std::getenv("OTTER_PROFILE");
+    bool yes = env && std::string(env) == "1";
+    if (yes) std::atexit(print_profile);
+    return yes;
+  }();
+  return on;
+}
+
+void Plan::record_step_time(const Node& node, bool widened, std::chrono::steady_clock::duration d) {
+  std::string key = (node.domain.empty() ? "" : node.domain + ".") + node.op_type + (widened ? " (widened)" : "");
+  std::lock_guard<std::mutex> lock(profile_mutex);
+  OpTime& t = profile_table()[key];
+  t.seconds += std::chrono::duration<double>(d).count();
+  t.calls += 1;
+}
+
 void Plan::run(const std::map<int, Tensor>& feeds, const RunOptions& run_options) {
   for (auto& kv : feeds) {
     const ValueInfo& vi = info_.at(kv.first);
@@ -199,8 +246,10 @@ void Plan::run(const std::map<int, Tensor>& feeds, const RunOptions& run_options
     if (run_options.checked_inputs)
       for (size_t i = 0; i < s.inputs.size(); ++i)
         ctx.checked_inputs.push_back(run_options.checked_inputs->count({s.node, static_cast<int>(i)}) > 0);
+    auto start = profiling() ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
     if (s.promote) run_promoted(s, ctx);
     else s.fn(ctx);
+    if (profiling()) record_step_time(node, s.promote, std::chrono::steady_clock::now() - start);
   }
 }
 

@@ -8,6 +8,7 @@
 // places the arena by liveness (plan_arena.h); OTTER_DEBUG_PLAN=1 prints the blocks live at the
 // arena's peak to stderr.
 #pragma once
+#include <chrono>
 #include <map>
 #include <set>
 #include <string>
@@ -91,6 +92,9 @@ class Plan {
  private:
   using Step = PlanStep;
   void run_promoted(const Step& s, KernelContext& ctx);
+  // OTTER_PROFILE=1: per-op host times, printed at exit (plan.cpp).
+  static bool profiling();
+  static void record_step_time(const Node& node, bool widened, std::chrono::steady_clock::duration d);
   // An FP32 tensor of `shape` in scratch buffer `slot`: the widened copies of a promoted step,
   // reused by every step and every run (grown to the largest use; never freed between runs).
   Tensor promoted_scratch(size_t slot, const Shape& shape);
