@@ -122,12 +122,21 @@ Session::~Session() = default;
 Session::Session(LoadedModel model, TrainConfig config) : config_(std::move(config)) {
   OTTER_CHECK(config_.training_graph == "auto" || config_.training_graph == "on" || config_.training_graph == "off",
               "training_graph must be auto, on or off, got '", config_.training_graph, "'");
+  // Training graphs and ORT artifacts run their own update: data parallelism is not wired for them.
+  auto refuse_distributed = [&](const char* what) {
+    bool join = config_.dist.mode == "mpi" || (config_.dist.mode == "auto" && launched_world_size() > 1);
+    OTTER_CHECK_KIND(Unsupported, !join, what, " cannot train data-parallel yet (this process was started by an MPI "
+                     "launcher or distributed=mpi): run one process, or set the option distributed=off to train "
+                     "independent copies on purpose");
+  };
   if (config_.training_graph != "off" && model.training_info_count > 0) {
+    refuse_distributed("an ONNX training graph (training_info)");
     TrainingModel training = import_training_info(model);
     training_graph_ = std::make_unique<TrainingGraphSession>(std::move(model), std::move(training), config_);
     return;
   }
   if (config_.training_graph != "off" && is_ort_training_model(model)) {
+    refuse_distributed("ONNX Runtime training artifacts");
     ort_ = std::make_unique<OrtArtifactsSession>(load_ort_artifacts(std::move(model), config_.ort_checkpoint), config_);
     return;
   }
@@ -568,9 +577,6 @@ double Session::train_step(const std::map<std::string, Tensor>& feeds) {
 }
 
 void Session::train_step(const std::map<std::string, Tensor>& feeds, double* loss) {
-  if (training_graph_ || ort_)
-    OTTER_CHECK_KIND(Unsupported, !comm_, "data-parallel training of ONNX training graphs and ONNX Runtime artifacts is "
-                     "not supported: run them with the option distributed=off");
   if (training_graph_) return training_graph_->train_step(feeds, loss);
   if (ort_) return ort_->train_step(feeds, loss);
   if (!comm_) return run_train_step(feeds, loss);
