@@ -307,24 +307,17 @@ bool onednn_form(const conv::ConvGeometry& g, DType dtype, onednn::Conv& d) {
 }
 
 // Adds bias[c] to every element of channel c of an [N, C, spatial...] tensor (ConvTranspose's bias,
-// which oneDNN's backward-data primitive does not take).
+// which oneDNN's backward-data primitive does not take), in FP32 and stored back as T: float, or
+// uint16_t holding BF16.
 template <class T>
 void add_channel_bias(T* y, const T* bias, int64_t batch, int64_t channels, int64_t plane) {
+  auto load = [](T v) { if constexpr (std::is_same_v<T, uint16_t>) return math::bfloat16_bits_to_float(v); else return v; };
+  auto store = [](float v) { if constexpr (std::is_same_v<T, uint16_t>) return math::float_to_bfloat16_bits(v); else return v; };
   parallel_for(batch * channels, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
-      float v = static_cast<float>(bias[i % channels]);
+      float v = load(bias[i % channels]);
       T* p = y + i * plane;
-      for (int64_t j = 0; j < plane; ++j) p[j] = static_cast<T>(static_cast<float>(p[j]) + v);
-    }
-  }, std::max<int64_t>(1, 32768 / std::max<int64_t>(plane, 1)));
-}
-
-void add_channel_bias_bf16(uint16_t* y, const uint16_t* bias, int64_t batch, int64_t channels, int64_t plane) {
-  parallel_for(batch * channels, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      float v = math::bfloat16_bits_to_float(bias[i % channels]);
-      uint16_t* p = y + i * plane;
-      for (int64_t j = 0; j < plane; ++j) p[j] = math::float_to_bfloat16_bits(math::bfloat16_bits_to_float(p[j]) + v);
+      for (int64_t j = 0; j < plane; ++j) p[j] = store(load(p[j]) + v);
     }
   }, std::max<int64_t>(1, 32768 / std::max<int64_t>(plane, 1)));
 }
@@ -340,8 +333,8 @@ void onednn_run(const conv::Call& c, const onednn::Conv& d) {
       if (!c.bias) break;
       int64_t plane = shape_numel(d.in);
       if (d.data == DType::BFloat16)
-        add_channel_bias_bf16(static_cast<uint16_t*>(c.out->raw()), static_cast<const uint16_t*>(c.bias->raw()),
-                              d.batch, d.in_channels, plane);
+        add_channel_bias(static_cast<uint16_t*>(c.out->raw()), static_cast<const uint16_t*>(c.bias->raw()), d.batch,
+                         d.in_channels, plane);
       else
         add_channel_bias(c.out->data<float>(), c.bias->data<float>(), d.batch, d.in_channels, plane);
       break;

@@ -3,24 +3,14 @@
 // for stability, in parallel over outer.
 #include <cmath>
 
+#include "kernels/common/softmax_host.h"
 #include "kernels/cpu/cpu_common.h"
 
 namespace otter::cpu {
 namespace {
 
-struct AxisView {
-  int64_t outer = 1, dim = 1, inner = 1;
-};
-
-AxisView axis_view(const Shape& shape, int64_t axis) {
-  int64_t rank = static_cast<int64_t>(shape.size());
-  if (axis < 0) axis += rank;
-  AxisView v;
-  for (int64_t i = 0; i < axis; ++i) v.outer *= shape[i];
-  v.dim = shape[axis];
-  for (int64_t i = axis + 1; i < rank; ++i) v.inner *= shape[i];
-  return v;
-}
+using softmax::AxisView;  // kernels/common/softmax_host.h
+using softmax::axis_view;
 
 // exp(d) for d = x - max <= 0, skipping std::exp where its result cannot reach the output: below
 // -746 exp is 0 in double; for a float output, below -110 the term (< 2e-48) rounds to 0 after the

@@ -7,24 +7,14 @@
 #include <cmath>
 #include <string>
 
+#include "kernels/common/softmax_host.h"
 #include "kernels/cuda/warp_reduce.cuh"
 
 namespace otter::cuda {
 namespace {
 
-struct AxisView {
-  int64_t outer = 1, dim = 1, inner = 1;
-};
-
-AxisView axis_view(const Shape& shape, int64_t axis) {
-  int64_t rank = static_cast<int64_t>(shape.size());
-  if (axis < 0) axis += rank;
-  AxisView v;
-  for (int64_t i = 0; i < axis; ++i) v.outer *= shape[i];
-  v.dim = shape[axis];
-  for (int64_t i = axis + 1; i < rank; ++i) v.inner *= shape[i];
-  return v;
-}
+using softmax::AxisView;  // kernels/common/softmax_host.h
+using softmax::axis_view;
 
 // ---------------------------------------------------------------------------------------------
 // Softmax / LogSoftmax
