@@ -50,6 +50,28 @@ int64_t launched_world_size() {
   return 1;
 }
 
+// OpenMP's wait policy. libgomp's default spins a waiting thread for ~300,000 iterations before
+// it sleeps: between the hundreds of parallel loops of a training step that wins a few percent on
+// an idle machine, but when another process holds a core the spinning threads hold theirs too and
+// a step took 12x longer (docs/benchmarks.md, "With a busy neighbour"). libgomp reads its
+// settings once, when it loads (before main), so the CLI sets a short spin (GOMP_SPINCOUNT, see
+// kSpinCount) and runs itself again, once, unless the user chose a policy (OMP_WAIT_POLICY or
+// GOMP_SPINCOUNT set) or OTTER_CLI_WAIT_POLICY=keep. Embedders of the library choose their own.
+constexpr const char* kSpinCount = "10000";
+
+void choose_wait_policy(char** argv) {
+#if defined(__linux__)
+  const char* choice = std::getenv("OTTER_CLI_WAIT_POLICY");
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") || (choice && std::string(choice) == "keep"))
+    return;
+  if (setenv("GOMP_SPINCOUNT", kSpinCount, 1) != 0) return;
+  execv("/proc/self/exe", argv);  // returns only on failure: then run on with libgomp's default
+  unsetenv("GOMP_SPINCOUNT");
+#else
+  (void)argv;
+#endif
+}
+
 const char* kMainHelp =
     "otter — train ONNX models\n\n"
     "usage: otter <command> [options]\n\n"
@@ -779,6 +801,7 @@ int fail(const std::string& cmd, const std::string& what, int status) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  choose_wait_policy(argv);
   std::string cmd = argc > 1 ? argv[1] : "";
   auto wants_help = [&] {
     for (int i = 2; i < argc; ++i)

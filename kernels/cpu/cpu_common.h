@@ -75,6 +75,54 @@ class BroadcastIndexer {
   std::vector<std::vector<int64_t>> strides_;
 };
 
+// Broadcast geometry with adjacent output dims merged wherever every input walks them as one
+// (contiguous across both, or broadcast along both) and size-1 dims dropped: a bias [n] added to
+// [b, t, n] becomes rows of n with input strides (1, 1) and (1, 0), so kernels can run a tight
+// inner loop per row instead of an index walk per element.
+struct CollapsedBroadcast {
+  Shape dims;                                 // merged output dims (at least one)
+  std::vector<std::vector<int64_t>> strides;  // per input, per merged dim (0 where broadcast)
+  int64_t inner() const { return dims.back(); }
+  int64_t inner_stride(size_t input) const { return strides[input].back(); }
+  int64_t rows() const { return dims.back() ? shape_numel(dims) / dims.back() : 0; }
+  // The element offset of each input at the start of row `row`.
+  void row_offsets(int64_t row, std::vector<int64_t>& offsets) const {
+    offsets.assign(strides.size(), 0);
+    for (int64_t k = static_cast<int64_t>(dims.size()) - 2; k >= 0; --k) {
+      int64_t i = row % dims[k];
+      row /= dims[k];
+      for (size_t in = 0; in < strides.size(); ++in) offsets[in] += i * strides[in][k];
+    }
+  }
+};
+
+inline CollapsedBroadcast collapse_broadcast(const Shape& out, const std::vector<const Shape*>& ins) {
+  std::vector<std::vector<int64_t>> full;
+  for (const Shape* s : ins) full.push_back(broadcast_strides(*s, out));
+  CollapsedBroadcast c;
+  c.strides.resize(ins.size());
+  for (size_t k = 0; k < out.size(); ++k) {
+    if (out[k] == 1) continue;
+    bool merge = !c.dims.empty();
+    for (size_t in = 0; merge && in < ins.size(); ++in) {
+      int64_t outer = c.strides[in].back(), inner = full[in][k];
+      merge = outer == inner * out[k];  // contiguous across (or 0 == 0 * n: broadcast along both)
+    }
+    if (merge) {
+      c.dims.back() *= out[k];
+      for (size_t in = 0; in < ins.size(); ++in) c.strides[in].back() = full[in][k];
+    } else {
+      c.dims.push_back(out[k]);
+      for (size_t in = 0; in < ins.size(); ++in) c.strides[in].push_back(full[in][k]);
+    }
+  }
+  if (c.dims.empty()) {  // a scalar (or all-ones) output
+    c.dims.push_back(1);
+    for (auto& st : c.strides) st.push_back(0);
+  }
+  return c;
+}
+
 }  // namespace otter::cpu
 
 // Registration and dispatch in one statement: FN<float> and FN<double> as the Float32 and Float64

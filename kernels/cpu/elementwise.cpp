@@ -1,7 +1,8 @@
 // CPU kernels for the elementwise family (runtime/ops/elementwise.cpp): loops over the shared
 // functors in kernels/common/elementwise_math.h (unary, binary, PRelu, the variadic Max/Min/Sum/
 // Mean over any number of broadcast inputs, and the gradient ops), with contiguous fast paths and
-// general broadcasting, parallel for large tensors.
+// general broadcasting, parallel for large tensors. GELU and its gradient take the vectorised
+// float32 path of kernels/cpu/vec_math.h where the CPU has AVX-512.
 #include "kernels/common/elementwise_math.h"
 #include "kernels/common/unary_functors.h"
 
@@ -10,6 +11,8 @@
 
 #include "kernels/common/philox.h"
 #include "kernels/cpu/cpu_common.h"
+#include "kernels/cpu/vec_math.h"
+#include "runtime/core/convert.h"
 
 namespace otter::cpu {
 namespace {
@@ -19,6 +22,8 @@ void unary_loop(const Tensor& x, Tensor& y, F f) {
   const T* px = x.data<T>();
   T* py = y.data<T>();
   parallel_for(x.numel(), [&](int64_t b, int64_t e) {
+    if constexpr (std::is_same_v<F, math::Gelu> && std::is_same_v<T, float>)
+      if (vec_gelu(px + b, py + b, e - b, f.tanh_approx)) return;
     for (int64_t i = b; i < e; ++i) py[i] = f(px[i]);
   });
 }
@@ -56,6 +61,8 @@ void unary_grad_loop(KernelContext& ctx, F f) {
   const T* y = ctx.in(2).data<T>();
   T* dx = ctx.out(0).data<T>();
   parallel_for(ctx.in(0).numel(), [&](int64_t b, int64_t e) {
+    if constexpr (std::is_same_v<F, math::Gelu> && std::is_same_v<T, float>)
+      if (vec_gelu_grad(x + b, dy + b, dx + b, e - b, f.tanh_approx)) return;
     for (int64_t i = b; i < e; ++i) dx[i] = f.grad(x[i], y[i], dy[i]);
   });
 }
@@ -82,12 +89,29 @@ void binary_loop(const Tensor& a, const Tensor& b, Tensor& out, F f) {
   } else if (b.shape() == out.shape() && a.numel() == 1) {
     T v = pa[0];
     parallel_for(n, [&](int64_t s, int64_t e) { for (int64_t i = s; i < e; ++i) po[i] = f(v, pb[i]); });
-  } else {
-    parallel_for(n, [&](int64_t s, int64_t e) {
-      BroadcastIndexer it(out.shape(), {&a.shape(), &b.shape()});
-      it.seek(s);
-      for (int64_t i = s; i < e; ++i, it.next()) po[i] = f(pa[it.offset(0)], pb[it.offset(1)]);
-    });
+  } else {  // broadcasting: rows of the merged geometry, a tight loop per row
+    const CollapsedBroadcast g = collapse_broadcast(out.shape(), {&a.shape(), &b.shape()});
+    const int64_t inner = g.inner(), sa = g.inner_stride(0), sb = g.inner_stride(1);
+    parallel_for(g.rows(), [&](int64_t r0, int64_t r1) {
+      std::vector<int64_t> off;
+      for (int64_t r = r0; r < r1; ++r) {
+        g.row_offsets(r, off);
+        const T* ra = pa + off[0];
+        const T* rb = pb + off[1];
+        R* ro = po + r * inner;
+        if (sa == 1 && sb == 1) {
+          for (int64_t j = 0; j < inner; ++j) ro[j] = f(ra[j], rb[j]);
+        } else if (sa == 1 && sb == 0) {
+          const T v = rb[0];
+          for (int64_t j = 0; j < inner; ++j) ro[j] = f(ra[j], v);
+        } else if (sa == 0 && sb == 1) {
+          const T v = ra[0];
+          for (int64_t j = 0; j < inner; ++j) ro[j] = f(v, rb[j]);
+        } else {
+          for (int64_t j = 0; j < inner; ++j) ro[j] = f(ra[j * sa], rb[j * sb]);
+        }
+      }
+    }, std::max<int64_t>(1, 32768 / std::max<int64_t>(inner, 1)));
   }
 }
 
@@ -342,6 +366,128 @@ void sum_to_shape_kernel(KernelContext& ctx) {
   });
 }
 
+// ---- 16-bit storage (FP16/BF16): the FP32 functors over chunks widened in the kernel ----
+//
+// The CPU computes FP16/BF16 in FP32 (design decision 7). Instead of the plan widening whole
+// tensors into FP32 scratch and rounding the whole result back (three extra passes over memory),
+// these kernels widen chunks of a few KB that stay in L1, run the same FP32 functor and round
+// each chunk back: the same bits as the widened path (the same conversions and the same FP32
+// arithmetic per element), at the memory traffic of the 16-bit data.
+
+constexpr int64_t kChunk = 512;
+
+// FP16/BF16 (or FP32, for a mixed-type node) <-> FP32.
+void widen(DType t, const void* src, float* dst, int64_t n) {
+  if (t == DType::Float16) half_to_float_n(static_cast<const uint16_t*>(src), dst, n);
+  else if (t == DType::BFloat16) bfloat16_to_float_n(static_cast<const uint16_t*>(src), dst, n);
+  else std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+}
+
+void narrow(DType t, const float* src, void* dst, int64_t n) {
+  if (t == DType::Float16) float_to_half_n(src, static_cast<uint16_t*>(dst), n);
+  else if (t == DType::BFloat16) float_to_bfloat16_n(src, static_cast<uint16_t*>(dst), n);
+  else std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+}
+
+// Element i of a 16- or 32-bit float tensor's storage.
+const void* element(const Tensor& t, int64_t i) { return static_cast<const char*>(t.raw()) + i * dtype_size(t.dtype()); }
+void* element(Tensor& t, int64_t i) { return static_cast<char*>(t.raw()) + i * dtype_size(t.dtype()); }
+
+
+template <class F>
+void unary_half_kernel(KernelContext& ctx) {
+  F f = math::make_functor<F>(ctx.node);
+  const Tensor& tx = ctx.in(0);
+  Tensor& ty = ctx.out(0);
+  parallel_for(tx.numel(), [&](int64_t b, int64_t e) {
+    float x[kChunk], y[kChunk];
+    for (int64_t c = b; c < e; c += kChunk) {
+      const int64_t n = std::min(kChunk, e - c);
+      widen(tx.dtype(), element(tx, c), x, n);
+      bool done = false;
+      if constexpr (std::is_same_v<F, math::Gelu>) done = vec_gelu(x, y, n, f.tanh_approx);
+      if (!done)
+        for (int64_t i = 0; i < n; ++i) y[i] = f(x[i]);
+      narrow(ty.dtype(), y, element(ty, c), n);
+    }
+  });
+}
+
+// UnaryGrad(dy, x, y) with 16-bit inputs and output (an FP32 one among them is read as it is).
+void unary_grad_half_kernel(KernelContext& ctx) {
+  const Tensor &tdy = ctx.in(0), &tx = ctx.in(1), &ty = ctx.in(2);
+  Tensor& tdx = ctx.out(0);
+  math::visit_grad_functor(ctx.node, [&](auto f) {
+    using F = decltype(f);
+    parallel_for(tdy.numel(), [&](int64_t b, int64_t e) {
+      float dy[kChunk], x[kChunk], y[kChunk], dx[kChunk];
+      for (int64_t c = b; c < e; c += kChunk) {
+        const int64_t n = std::min(kChunk, e - c);
+        widen(tdy.dtype(), element(tdy, c), dy, n);
+        widen(tx.dtype(), element(tx, c), x, n);
+        bool done = false;
+        if constexpr (std::is_same_v<F, math::Gelu>) done = vec_gelu_grad(x, dy, dx, n, f.tanh_approx);
+        if (!done) {
+          widen(ty.dtype(), element(ty, c), y, n);
+          for (int64_t i = 0; i < n; ++i) dx[i] = f.grad(x[i], y[i], dy[i]);
+        }
+        narrow(tdx.dtype(), dx, element(tdx, c), n);
+      }
+    });
+  });
+}
+
+// Binary arithmetic with broadcasting, per row of the merged geometry, in chunks.
+template <class F>
+void arith_half_kernel(KernelContext& ctx) {
+  F f{};
+  const Tensor& a = ctx.in(0);
+  const Tensor& b = ctx.in(1);
+  Tensor& out = ctx.out(0);
+  const CollapsedBroadcast g = collapse_broadcast(out.shape(), {&a.shape(), &b.shape()});
+  const int64_t inner = g.inner(), sa = g.inner_stride(0), sb = g.inner_stride(1);
+  // One operand's chunk from element `at`: contiguous (widened), one broadcast value, or strided.
+  auto load = [&](const Tensor& t, int64_t at, int64_t stride, int64_t n, float* buf) {
+    if (stride == 1) {
+      widen(t.dtype(), element(t, at), buf, n);
+    } else if (stride == 0) {
+      float v;
+      widen(t.dtype(), element(t, at), &v, 1);
+      std::fill(buf, buf + n, v);
+    } else {
+      for (int64_t i = 0; i < n; ++i) widen(t.dtype(), element(t, at + i * stride), buf + i, 1);
+    }
+  };
+  parallel_for(g.rows(), [&](int64_t r0, int64_t r1) {
+    std::vector<int64_t> off;
+    float x[kChunk], y[kChunk], z[kChunk];
+    for (int64_t r = r0; r < r1; ++r) {
+      g.row_offsets(r, off);
+      for (int64_t c = 0; c < inner; c += kChunk) {
+        const int64_t n = std::min(kChunk, inner - c);
+        load(a, off[0] + c * sa, sa, n, x);
+        load(b, off[1] + c * sb, sb, n, y);
+        for (int64_t i = 0; i < n; ++i) z[i] = f(x[i], y[i]);
+        narrow(out.dtype(), z, element(out, r * inner + c), n);
+      }
+    }
+  }, std::max<int64_t>(1, 32768 / std::max<int64_t>(inner, 1)));
+}
+
+// SumToShapeOf for 16-bit data: widened into FP32, summed exactly as the FP32 kernel sums, rounded
+// once (the trailing-dims case, a bias gradient, accumulates rows chunk by chunk).
+void sum_to_shape_half_kernel(KernelContext& ctx) {
+  const Tensor& g = ctx.in(0);
+  Tensor& out = ctx.out(0);
+  Tensor wide_g(DType::Float32, g.shape()), wide_out(DType::Float32, out.shape());
+  widen(g.dtype(), g.raw(), wide_g.data<float>(), g.numel());
+  KernelContext wide(ctx.node);
+  wide.inputs = {&wide_g, ctx.inputs.size() > 1 ? ctx.inputs[1] : nullptr};
+  wide.outputs = {&wide_out};
+  sum_to_shape_kernel(wide);
+  narrow(out.dtype(), wide_out.data<float>(), out.raw(), out.numel());
+}
+
 }  // namespace
 
 void register_elementwise_kernels(KernelRegistry& r) {
@@ -387,6 +533,18 @@ void register_elementwise_kernels(KernelRegistry& r) {
   r.add("otter", "MinMaxGrad", cpu, f, min_max_grad_kernel);
   r.add("otter", "DropoutGrad", cpu, f, dropout_grad_kernel);
   r.add("otter", "SumToShapeOf", cpu, f, sum_to_shape_kernel);
+  // FP16/BF16 storage: chunked widening in the kernel (above) instead of the plan's widened copies.
+  const std::vector<DType> half = {DType::Float16, DType::BFloat16};
+#define OTTER_UNARY_HALF_KERNEL(op, grad) r.add("", #op, cpu, half, unary_half_kernel<math::op>);
+  OTTER_UNARY_OPS(OTTER_UNARY_HALF_KERNEL)
+#undef OTTER_UNARY_HALF_KERNEL
+  r.add("otter", "UnaryGrad", cpu, half, unary_grad_half_kernel);
+  r.add("", "Add", cpu, half, arith_half_kernel<math::Add>);
+  r.add("", "Sub", cpu, half, arith_half_kernel<math::Sub>);
+  r.add("", "Mul", cpu, half, arith_half_kernel<math::Mul>);
+  r.add("", "Div", cpu, half, arith_half_kernel<math::Div>);
+  r.add("otter", "SumToShapeOf", cpu, half, sum_to_shape_half_kernel);
+  for (const char* op : {"Cast", "CastLike"}) r.add("", op, cpu, half, cast_kernel);  // Tensor::cast_into converts
 }
 
 }  // namespace otter::cpu

@@ -109,7 +109,29 @@ void matmul_bf16_kernel(KernelContext& ctx) {
   const uint16_t* pa = static_cast<const uint16_t*>(ctx.in(0).raw());
   const uint16_t* pb = static_cast<const uint16_t*>(ctx.in(1).raw());
   uint16_t* py = static_cast<uint16_t*>(ctx.out(0).raw());
-  matmul_gemms(ctx.in(0).shape(), ctx.in(1).shape(), [&](int64_t m, int64_t n, int64_t k, int64_t oa, int64_t ob, int64_t oy) {
+  const Shape& a = ctx.in(0).shape();
+  const Shape& b = ctx.in(1).shape();
+  if (a.size() >= 3 && a.size() == b.size() && std::equal(a.begin(), a.end() - 2, b.begin())) {
+    // The same batch on both sides (attention's [batch, heads, t, d] products): one batched
+    // oneDNN primitive instead of one call per batch item.
+    onednn::Gemm g;
+    g.ab = g.c = DType::BFloat16;
+    g.m = a[a.size() - 2];
+    g.k = a.back();
+    g.n = b.back();
+    g.lda = g.k;
+    g.ldb = g.n;
+    g.ldc = g.n;
+    g.batch = shape_numel(Shape(a.begin(), a.end() - 2));
+    g.stride_a = g.m * g.k;
+    g.stride_b = g.k * g.n;
+    g.stride_c = g.m * g.n;
+    if (g.batch > 0 && g.m > 0 && g.n > 0 && g.k > 0) {
+      onednn::gemm(g, pa, pb, py);
+      return;
+    }
+  }
+  matmul_gemms(a, b, [&](int64_t m, int64_t n, int64_t k, int64_t oa, int64_t ob, int64_t oy) {
     bf16_gemm(false, false, m, n, k, 1.0f, pa + oa, k, pb + ob, n, 0.0f, py + oy, n);
   });
 }

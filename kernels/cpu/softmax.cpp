@@ -1,10 +1,12 @@
 // CPU kernels for Softmax, LogSoftmax and their gradients over one axis. The tensor is viewed
 // as [outer, axis, inner]; each (outer, inner) line is processed with the max subtracted first
-// for stability, in parallel over outer.
+// for stability, in parallel over outer. FP32 rows along the last axis take the vectorised path
+// of kernels/cpu/vec_math.h where the CPU has AVX-512 (float exp; the generic path sums double exps).
 #include <cmath>
 
 #include "kernels/common/softmax_host.h"
 #include "kernels/cpu/cpu_common.h"
+#include "kernels/cpu/vec_math.h"
 
 namespace otter::cpu {
 namespace {
@@ -29,6 +31,12 @@ void softmax_typed(const Tensor& x, Tensor& y, int64_t axis) {
   const T* px = x.data<T>();
   T* py = y.data<T>();
   parallel_for(v.outer, [&](int64_t b, int64_t e) {
+    if constexpr (std::is_same_v<T, float>) {  // rows along the last axis: vectorised (vec_math.h)
+      if (v.inner == 1 && vec_softmax_row(px + b * v.dim, py + b * v.dim, v.dim, Log)) {
+        for (int64_t o = b + 1; o < e; ++o) vec_softmax_row(px + o * v.dim, py + o * v.dim, v.dim, Log);
+        return;
+      }
+    }
     for (int64_t o = b; o < e; ++o)
       for (int64_t in = 0; in < v.inner; ++in) {
         const T* line = px + o * v.dim * v.inner + in;

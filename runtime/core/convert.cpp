@@ -164,4 +164,6 @@ OTTER_CONVERT(bfloat16_to_float_n, uint16_t, float, avx512_b2f, scalar_b2f)
 
 const char* conversion_path() { return use_avx512() ? "avx512f" : "scalar"; }
 
+bool host_avx512() { return use_avx512(); }
+
 }  // namespace otter

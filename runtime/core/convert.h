@@ -18,4 +18,8 @@ void bfloat16_to_float_n(const uint16_t* src, float* dst, int64_t n);
 // the metrics). OTTER_CPU_ISA=scalar forces the scalar path (tests compare the two).
 const char* conversion_path();
 
+// Whether host code may take its AVX-512 (avx512f) paths: the CPU has it and OTTER_CPU_ISA is not
+// "scalar". The conversions above and the vectorised CPU math (kernels/cpu/vec_math.h) ask this.
+bool host_avx512();
+
 }  // namespace otter

@@ -165,7 +165,7 @@ void Plan::allocate_arena(const std::vector<ArenaBlock>& blocks, const std::vect
 }
 
 
-// OTTER_PROFILE=1: host time per (op, widened or not), summed over every step of every plan in the
+// OTTER_PROFILE=1: host time per (op, widened or not; with OTTER_PROFILE=shapes also per input shapes), summed over every step of every plan in the
 // process and printed to stderr at exit, most expensive first. On a device it times the launches
 // only. For finding where CPU time goes (docs/benchmarks.md); off by default, one branch per step.
 namespace {
@@ -194,15 +194,29 @@ void print_profile() {
 bool Plan::profiling() {
   static const bool on = [] {
     const char* env = std::getenv("OTTER_PROFILE");
-    bool yes = env && std::string(env) == "1";
+    bool yes = env && (std::string(env) == "1" || std::string(env) == "shapes");
     if (yes) std::atexit(print_profile);
     return yes;
   }();
   return on;
 }
 
-void Plan::record_step_time(const Node& node, bool widened, std::chrono::steady_clock::duration d) {
-  std::string key = (node.domain.empty() ? "" : node.domain + ".") + node.op_type + (widened ? " (widened)" : "");
+std::string Plan::profile_detail(const Node& node, const std::vector<const Tensor*>& inputs) {
+  static const bool by_shape = [] {
+    const char* env = std::getenv("OTTER_PROFILE");
+    return env && std::string(env) == "shapes";
+  }();
+  std::string detail;
+  if (!by_shape) return detail;  // OTTER_PROFILE=shapes: one row per op and input shapes
+  for (const Tensor* t : inputs) detail += " " + (t ? shape_str(t->shape()) : std::string("-"));
+  if (node.attrs.count("perm")) detail += " perm" + shape_str(node.attrs.at("perm").ints);
+  return detail;
+}
+
+void Plan::record_step_time(const Node& node, bool widened, std::chrono::steady_clock::duration d,
+                            const std::string& detail) {
+  std::string key =
+      (node.domain.empty() ? "" : node.domain + ".") + node.op_type + (widened ? " (widened)" : "") + detail;
   std::lock_guard<std::mutex> lock(profile_mutex);
   OpTime& t = profile_table()[key];
   t.seconds += std::chrono::duration<double>(d).count();
@@ -246,10 +260,11 @@ void Plan::run(const std::map<int, Tensor>& feeds, const RunOptions& run_options
     if (run_options.checked_inputs)
       for (size_t i = 0; i < s.inputs.size(); ++i)
         ctx.checked_inputs.push_back(run_options.checked_inputs->count({s.node, static_cast<int>(i)}) > 0);
+    const std::string detail = profiling() ? profile_detail(node, ctx.inputs) : std::string();  // before a widening
     auto start = profiling() ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
     if (s.promote) run_promoted(s, ctx);
     else s.fn(ctx);
-    if (profiling()) record_step_time(node, s.promote, std::chrono::steady_clock::now() - start);
+    if (profiling()) record_step_time(node, s.promote, std::chrono::steady_clock::now() - start, detail);
   }
 }
 

@@ -92,9 +92,11 @@ class Plan {
  private:
   using Step = PlanStep;
   void run_promoted(const Step& s, KernelContext& ctx);
-  // OTTER_PROFILE=1: per-op host times, printed at exit (plan.cpp).
+  // OTTER_PROFILE=1 (or =shapes): per-op host times, printed at exit (plan.cpp).
   static bool profiling();
-  static void record_step_time(const Node& node, bool widened, std::chrono::steady_clock::duration d);
+  static void record_step_time(const Node& node, bool widened, std::chrono::steady_clock::duration d,
+                               const std::string& detail);
+  static std::string profile_detail(const Node& node, const std::vector<const Tensor*>& inputs);
   // An FP32 tensor of `shape` in scratch buffer `slot`: the widened copies of a promoted step,
   // reused by every step and every run (grown to the largest use; never freed between runs).
   Tensor promoted_scratch(size_t slot, const Shape& shape);

@@ -62,6 +62,29 @@ void matmul_grad(GradContext& g) {
     }
     return;
   }
+  if (rb == 2 && g.value(b).shape_known && g.value(b).shape[0] >= 0 && g.value(b).shape[1] >= 0) {
+    // A linear layer, B a [K, N] matrix and A [..., K]: dB = A^T dY as one GEMM over A's rows
+    // flattened to [rows, K] (not a batched MatMul of transposed activations summed over the
+    // batch: that wrote batch x K x N and copied A), dA = dY B^T (a plain matrix A needs no
+    // transposed copy of B either).
+    const int64_t k = g.value(b).shape[0], n = g.value(b).shape[1];
+    auto gemm = [&](int p, int q, bool tp, bool tq) {
+      Attributes at;
+      at["transA"] = Attribute::of_int(tp);
+      at["transB"] = Attribute::of_int(tq);
+      return g.emit("Gemm", {p, q}, at);
+    };
+    if (g.wants(0)) {
+      if (ra == 2) g.set_dx(0, gemm(dy, b, false, true));
+      else g.set_dx(0, g.emit("MatMul", {dy, g.emit("Transpose", {b}, perm_swap_last_two(rb))}));
+    }
+    if (g.wants(1)) {
+      int a2 = ra == 2 ? a : g.emit("Reshape", {a, g.constant_int64s({-1, k})});
+      int dy2 = ra == 2 ? dy : g.emit("Reshape", {dy, g.constant_int64s({-1, n})});
+      g.set_dx(1, gemm(a2, dy2, true, false));
+    }
+    return;
+  }
   if (g.wants(0))
     g.set_dx(0, g.sum_to_shape_of(g.emit("MatMul", {dy, g.emit("Transpose", {b}, perm_swap_last_two(rb))}), a));
   if (g.wants(1))

@@ -12,6 +12,7 @@
 #include "runtime/core/half.h"
 #include "runtime/exec/infer.h"
 #include "runtime/passes/autodiff.h"
+#include "runtime/passes/linear_gemm.h"
 #include "runtime/train/ort_session.h"
 #include "runtime/train/training_graph.h"
 
@@ -166,6 +167,7 @@ Session::Session(LoadedModel model, TrainConfig config) : config_(std::move(conf
   prepare_batchnorm();
   loss_ = add_loss(graph_, config_.loss);
   annotate_graph(graph_, candidates);
+  if (fold_linear_transposes(graph_) > 0) annotate_graph(graph_, candidates);  // MatMul(X, W^T) -> Gemm
 
   // Trainable parameters.
   std::vector<int> params;

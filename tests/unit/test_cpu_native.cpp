@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include "kernels/cpu/onednn.h"
@@ -57,7 +58,8 @@ TEST(CpuNative, Bf16MatMulMatchesFp64) {
   REQUIRE_NATIVE_BF16();
   struct Case { Shape a, b; };
   for (const Case& c : {Case{{37, 64}, {64, 19}}, Case{{3, 5, 33, 16}, {16, 40}}, Case{{4, 9, 24}, {4, 24, 7}},
-                        Case{{2, 1, 6, 8}, {3, 8, 5}}, Case{{8, 0}, {0, 6}}, Case{{17}, {17, 3}}}) {
+                        Case{{2, 1, 6, 8}, {3, 8, 5}}, Case{{8, 0}, {0, 6}}, Case{{17}, {17, 3}},
+                        Case{{2, 3, 5, 8}, {2, 3, 8, 6}}, Case{{0, 4, 3}, {0, 3, 2}}, Case{{2, 4, 0}, {2, 0, 3}}}) {
     Tensor a = bf16_values(c.a, DType::Float64, 1), b = bf16_values(c.b, DType::Float64, 2);
     Tensor want_shape_probe = a;  // reference: the FP64 kernel
     Shape ys;
@@ -154,6 +156,106 @@ TEST(CpuNative, Fp32ConvolutionsMatchFp64) {
 TEST(CpuNative, Bf16ConvolutionsMatchFp64) {
   REQUIRE_NATIVE_BF16();
   for (const ConvCase& c : conv_cases()) check_conv_family(c, DType::BFloat16, 1.0 / 64);
+}
+
+}  // namespace
+}  // namespace otter
+
+namespace otter {
+namespace {
+
+// The FP16/BF16 elementwise kernels (chunked widening inside the kernel, kernels/cpu/
+// elementwise.cpp) give exactly the bits of the path they replace: the FP32 kernel on widened
+// inputs, its result rounded to the 16-bit type. Shapes exercise the contiguous, broadcast-row,
+// broadcast-column, scalar and strided cases and lengths past one 512-element chunk; every input
+// is a random FP32 value rounded to the 16-bit type (no special domain: Div's divisor and the
+// gradients' inputs are kept away from 0 where the op needs it).
+struct HalfCase {
+  std::string op, domain;
+  std::vector<Shape> shapes;
+  Attributes attrs;
+};
+
+Tensor half_values(const Shape& shape, DType dtype, uint32_t seed, bool positive) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(positive ? 0.25f : -3.0f, 3.0f);
+  Tensor f(DType::Float32, shape);
+  for (int64_t i = 0; i < f.numel(); ++i) f.data<float>()[i] = u(rng);
+  return f.cast(dtype);
+}
+
+TEST(CpuNative, HalfElementwiseKernelsEqualTheWidenedFp32Path) {
+  auto grad_of = [](const std::string& op) {
+    Attributes a;
+    a["op"] = Attribute::of_string(op);
+    return a;
+  };
+  Attributes tanh_gelu;
+  tanh_gelu["approximate"] = Attribute::of_string("tanh");
+  const std::vector<HalfCase> cases = {
+      {"Add", "", {{4, 7, 300}, {300}}, {}},
+      {"Add", "", {{3, 1200}, {3, 1200}}, {}},
+      {"Sub", "", {{5, 9, 1}, {5, 9, 33}}, {}},
+      {"Mul", "", {{1}, {6, 700}}, {}},
+      {"Div", "", {{2, 3, 4, 5}, {3, 1, 5}}, {}},
+      {"Mul", "", {{7, 1, 3}, {1, 5, 1}}, {}},
+      {"Gelu", "", {{3, 777}}, {}},
+      {"Gelu", "", {{1100}}, tanh_gelu},
+      {"Tanh", "", {{5, 130}}, {}},
+      {"Sigmoid", "", {{1031}}, {}},
+      {"Relu", "", {{2, 600}}, {}},
+      {"UnaryGrad", "otter", {{3, 700}, {3, 700}, {3, 700}}, grad_of("Gelu")},
+      {"UnaryGrad", "otter", {{1029}, {1029}, {1029}}, grad_of("Tanh")},
+      {"UnaryGrad", "otter", {{1029}, {1029}, {1029}}, grad_of("Sqrt")},
+      {"SumToShapeOf", "otter", {{4, 9, 650}, {650}}, {}},
+      {"SumToShapeOf", "otter", {{4, 9, 65}, {4, 1, 1}}, {}},
+      {"SumToShapeOf", "otter", {{4, 9, 65}, {1}}, {}},
+  };
+  for (DType half : {DType::Float16, DType::BFloat16}) {
+    for (const HalfCase& c : cases) {
+      const bool positive = c.op == "Div" || c.attrs.count("op");  // Sqrt's grad divides by y
+      std::vector<Tensor> low, wide;
+      for (size_t i = 0; i < c.shapes.size(); ++i) {
+        low.push_back(half_values(c.shapes[i], half, static_cast<uint32_t>(17 * i + 3), positive));
+        wide.push_back(low.back().cast(DType::Float32));
+      }
+      Shape out_shape;
+      if (c.op == "SumToShapeOf") {
+        out_shape = c.shapes[1];
+      } else {  // the broadcast of the inputs
+        size_t rank = 0;
+        for (const Shape& s : c.shapes) rank = std::max(rank, s.size());
+        out_shape.assign(rank, 1);
+        for (const Shape& s : c.shapes)
+          for (size_t k = 0; k < s.size(); ++k) out_shape[rank - s.size() + k] = std::max(out_shape[rank - s.size() + k], s[k]);
+      }
+      std::vector<const Tensor*> low_in, wide_in;
+      for (size_t i = 0; i < low.size(); ++i) {
+        low_in.push_back(&low[i]);
+        wide_in.push_back(&wide[i]);
+      }
+      Tensor got(half, out_shape), wide_out(DType::Float32, out_shape);
+      run(c.op, half, c.attrs, low_in, got, c.domain);
+      run(c.op, DType::Float32, c.attrs, wide_in, wide_out, c.domain);
+      Tensor want = wide_out.cast(half);
+      const std::string what = c.op + (c.attrs.count("op") ? "(" + c.attrs.at("op").s + ")" : "") + " " + dtype_name(half);
+      ASSERT_EQ(std::memcmp(got.raw(), want.raw(), want.nbytes()), 0) << what << ": bits differ from the widened path";
+    }
+  }
+}
+
+TEST(CpuNative, HalfCastsConvertDirectly) {
+  for (DType half : {DType::Float16, DType::BFloat16}) {
+    Tensor x = half_values({1000}, half, 5, false);
+    Tensor to_f32(DType::Float32, {1000}), back(half, {1000});
+    Attributes to;
+    to["to"] = Attribute::of_int(1);
+    run("Cast", half, to, {&x}, to_f32);
+    ASSERT_EQ(std::memcmp(to_f32.raw(), x.cast(DType::Float32).raw(), to_f32.nbytes()), 0) << dtype_name(half);
+    to["to"] = Attribute::of_int(half == DType::Float16 ? 10 : 16);
+    run("Cast", DType::Float32, to, {&to_f32}, back);
+    ASSERT_EQ(std::memcmp(back.raw(), x.raw(), x.nbytes()), 0) << dtype_name(half);
+  }
 }
 
 }  // namespace

@@ -1,0 +1,181 @@
+// Vectorised float32 math (see vec_math.h).
+#include "kernels/cpu/vec_math.h"
+
+#include <cmath>
+
+#include "runtime/core/convert.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// GCC 12 warns about the deliberately undefined pass-through operand inside the AVX-512 min/max/
+// roundscale intrinsics (a known false positive).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#define OTTER_VEC_X86 1
+#endif
+
+namespace otter::cpu {
+#if defined(OTTER_VEC_X86)
+namespace {
+
+#define OTTER_AVX512 __attribute__((target("avx512f")))
+
+// exp(x), Cephes' expf: x = n ln2 + r, |r| <= ln2/2, a degree-6 polynomial for exp(r), 2^n by
+// scalef (which also underflows to 0 and overflows to inf correctly).
+OTTER_AVX512 inline __m512 exp16(__m512 x) {
+  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.8f)), _mm512_set1_ps(-104.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, n);
+}
+
+// erf(z) given e = exp(-z^2): sign(z) (1 - t P(t) e), t = 1 / (1 + 0.3275911 |z|).
+OTTER_AVX512 inline __m512 erf16(__m512 z, __m512 e) {
+  const __m512 sign = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(z), _mm512_set1_epi32(INT32_MIN)));
+  const __m512 a = _mm512_castsi512_ps(_mm512_andnot_si512(_mm512_set1_epi32(INT32_MIN), _mm512_castps_si512(z)));
+  const __m512 one = _mm512_set1_ps(1.0f);
+  const __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), a, one));
+  __m512 p = _mm512_set1_ps(1.061405429f);
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
+  const __m512 r = _mm512_fnmadd_ps(_mm512_mul_ps(p, t), e, one);  // 1 - t P(t) e
+  return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(r), _mm512_castps_si512(sign)));
+}
+
+// The tanh form through e = exp(2u) and r = 1 / (e + 1), without the cancellation of 1 + tanh(u)
+// and 1 - tanh(u)^2 in the negative tail: 1 + t = 2 e r, 1 - t = 2 r, 1 - t^2 = 4 e r^2.
+OTTER_AVX512 inline void tanh_parts16(__m512 u, __m512& e, __m512& r) {
+  e = exp16(_mm512_min_ps(_mm512_add_ps(u, u), _mm512_set1_ps(80.0f)));  // e r stays 1, not inf * 0
+  r = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_add_ps(e, _mm512_set1_ps(1.0f)));
+}
+
+constexpr float kRsqrt2 = 0.7071067811865476f, kSqrt2OverPi = 0.7978845608028654f, kCubic = 0.044715f,
+                kInvSqrt2Pi = 0.3989422804014327f;
+
+OTTER_AVX512 __m512 gelu16(__m512 x, bool tanh_approx) {
+  const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+  if (tanh_approx) {  // 0.5 x (1 + t) = x e r
+    const __m512 x3 = _mm512_mul_ps(_mm512_mul_ps(x, x), x);
+    const __m512 u = _mm512_mul_ps(_mm512_set1_ps(kSqrt2OverPi), _mm512_fmadd_ps(_mm512_set1_ps(kCubic), x3, x));
+    __m512 e, r;
+    tanh_parts16(u, e, r);
+    return _mm512_mul_ps(x, _mm512_mul_ps(e, r));
+  }
+  const __m512 z = _mm512_mul_ps(x, _mm512_set1_ps(kRsqrt2));
+  const __m512 e = exp16(_mm512_mul_ps(_mm512_mul_ps(z, z), _mm512_set1_ps(-1.0f)));
+  return _mm512_mul_ps(_mm512_mul_ps(half, x), _mm512_add_ps(one, erf16(z, e)));
+}
+
+OTTER_AVX512 __m512 gelu_grad16(__m512 x, __m512 dy, bool tanh_approx) {
+  const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+  if (tanh_approx) {  // 0.5 (1 + t) + 0.5 x (1 - t^2) du = e r + 2 x e r^2 du, du = sqrt(2/pi) (1 + 3 c x^2)
+    const __m512 x2 = _mm512_mul_ps(x, x);
+    const __m512 u = _mm512_mul_ps(_mm512_set1_ps(kSqrt2OverPi),
+                                   _mm512_fmadd_ps(_mm512_set1_ps(kCubic), _mm512_mul_ps(x2, x), x));
+    __m512 e, r;
+    tanh_parts16(u, e, r);
+    const __m512 du = _mm512_mul_ps(_mm512_set1_ps(kSqrt2OverPi), _mm512_fmadd_ps(_mm512_set1_ps(3 * kCubic), x2, one));
+    const __m512 er = _mm512_mul_ps(e, r);
+    const __m512 b = _mm512_mul_ps(_mm512_mul_ps(_mm512_add_ps(x, x), _mm512_mul_ps(er, r)), du);
+    return _mm512_mul_ps(dy, _mm512_add_ps(er, b));
+  }
+  // cdf + x pdf: cdf = 0.5 (1 + erf(x / sqrt 2)), pdf = exp(-x^2 / 2) / sqrt(2 pi), one exp for both.
+  const __m512 z = _mm512_mul_ps(x, _mm512_set1_ps(kRsqrt2));
+  const __m512 e = exp16(_mm512_mul_ps(_mm512_mul_ps(z, z), _mm512_set1_ps(-1.0f)));
+  const __m512 cdf = _mm512_mul_ps(half, _mm512_add_ps(one, erf16(z, e)));
+  const __m512 pdf = _mm512_mul_ps(_mm512_set1_ps(kInvSqrt2Pi), e);
+  return _mm512_mul_ps(dy, _mm512_fmadd_ps(x, pdf, cdf));
+}
+
+OTTER_AVX512 void gelu_avx512(const float* x, float* y, int64_t n, bool tanh_approx) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, gelu16(_mm512_loadu_ps(x + i), tanh_approx));
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    _mm512_mask_storeu_ps(y + i, m, gelu16(_mm512_maskz_loadu_ps(m, x + i), tanh_approx));
+  }
+  _mm256_zeroupper();  // leave no dirty upper state for SSE code after us (docs/architecture.md)
+}
+
+OTTER_AVX512 void gelu_grad_avx512(const float* x, const float* dy, float* dx, int64_t n, bool tanh_approx) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(dx + i, gelu_grad16(_mm512_loadu_ps(x + i), _mm512_loadu_ps(dy + i), tanh_approx));
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    _mm512_mask_storeu_ps(dx + i, m,
+                          gelu_grad16(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, dy + i), tanh_approx));
+  }
+  _mm256_zeroupper();
+}
+
+OTTER_AVX512 void softmax_row_avx512(const float* x, float* y, int64_t n, bool log) {
+  auto mask_of = [](int64_t left) { return static_cast<__mmask16>(left >= 16 ? 0xffff : (1u << left) - 1); };
+  __m512 mx = _mm512_set1_ps(-INFINITY);
+  for (int64_t i = 0; i < n; i += 16) mx = _mm512_mask_max_ps(mx, mask_of(n - i), mx, _mm512_maskz_loadu_ps(mask_of(n - i), x + i));
+  const float m = _mm512_reduce_max_ps(mx);
+  const __m512 vm = _mm512_set1_ps(m);
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 k = mask_of(n - i);
+    const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm));
+    acc = _mm512_mask_add_ps(acc, k, acc, e);
+    if (!log) _mm512_mask_storeu_ps(y + i, k, e);
+  }
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, acc);
+  double sum = 0;
+  for (float l : lanes) sum += l;
+  if (log) {
+    const __m512 log_sum = _mm512_set1_ps(static_cast<float>(std::log(sum)));
+    for (int64_t i = 0; i < n; i += 16) {  // (x - max) - log(sum), as the scalar code rounds
+      const __mmask16 k = mask_of(n - i);
+      _mm512_mask_storeu_ps(y + i, k, _mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm), log_sum));
+    }
+  } else {
+    const __m512 vs = _mm512_set1_ps(static_cast<float>(sum));
+    for (int64_t i = 0; i < n; i += 16) {
+      const __mmask16 k = mask_of(n - i);
+      _mm512_mask_storeu_ps(y + i, k, _mm512_div_ps(_mm512_maskz_loadu_ps(k, y + i), vs));
+    }
+  }
+  _mm256_zeroupper();
+}
+
+}  // namespace
+
+bool vec_softmax_row(const float* x, float* y, int64_t n, bool log) {
+  if (!host_avx512() || n <= 0) return false;
+  softmax_row_avx512(x, y, n, log);
+  return true;
+}
+
+bool vec_gelu(const float* x, float* y, int64_t n, bool tanh_approx) {
+  if (!host_avx512()) return false;
+  gelu_avx512(x, y, n, tanh_approx);
+  return true;
+}
+
+bool vec_gelu_grad(const float* x, const float* dy, float* dx, int64_t n, bool tanh_approx) {
+  if (!host_avx512()) return false;
+  gelu_grad_avx512(x, dy, dx, n, tanh_approx);
+  return true;
+}
+
+#else
+bool vec_softmax_row(const float*, float*, int64_t, bool) { return false; }
+bool vec_gelu(const float*, float*, int64_t, bool) { return false; }
+bool vec_gelu_grad(const float*, const float*, float*, int64_t, bool) { return false; }
+#endif
+
+}  // namespace otter::cpu

@@ -1,0 +1,22 @@
+// Vectorised float32 math for the CPU kernels whose time goes to libm: GELU (exact and tanh
+// forms) and its gradient, and softmax lines. glibc's erff/expf/tanhf are scalar calls (~5 ns an element); these
+// run 16 lanes of AVX-512 with PyTorch's formulas (aten's Vectorized<float>::erf, the
+// Abramowitz-Stegun 7.1.26 rational form, absolute error < 1.5e-7; Cephes' expf), so GELU costs
+// a memory pass. Each returns false where the host has no AVX-512 (host_avx512(); also
+// OTTER_CPU_ISA=scalar): the caller then runs the scalar functors of kernels/common/
+// elementwise_math.h. FP64 (the gradient checker) always takes the scalar path.
+#pragma once
+#include <cstdint>
+
+namespace otter::cpu {
+
+// y = Gelu(x) over n elements.
+bool vec_gelu(const float* x, float* y, int64_t n, bool tanh_approx);
+// dx = dy * Gelu'(x) over n elements.
+bool vec_gelu_grad(const float* x, const float* dy, float* dx, int64_t n, bool tanh_approx);
+
+// One softmax (or log-softmax) line of n contiguous floats: max subtracted, exp in float
+// (Cephes' expf, within 2 ulp), the sum accumulated in float lanes then in double, divided once.
+bool vec_softmax_row(const float* x, float* y, int64_t n, bool log);
+
+}  // namespace otter::cpu

@@ -1,0 +1,115 @@
+// The vectorised float32 GELU and GELU gradient (kernels/cpu/vec_math.h) against float64 GELU
+// (kernels/common/elementwise_math.h evaluated in double): a dense sweep of [-12, 12], tiny and
+// huge magnitudes, signed zeros, infinities and NaN, at lengths that exercise the vector body and
+// the masked tail. Bound: the Abramowitz-Stegun erf that PyTorch's CPU GELU also uses is within
+// 1.5e-7 of erf, so GELU is within about 0.5 |x| 1.5e-7 plus float rounding; where the float32
+// scalar functor it replaces is itself further off (the cancelling tails), twice its error.
+// Non-finite cases must match the scalar path's. Skipped (with the reason) without AVX-512.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "kernels/common/elementwise_math.h"
+#include "kernels/cpu/vec_math.h"
+#include "runtime/core/convert.h"
+
+namespace otter {
+namespace {
+
+std::vector<float> gelu_inputs() {
+  std::vector<float> x;
+  for (int i = -120000; i <= 120000; ++i) x.push_back(static_cast<float>(i) * 1e-4f);
+  for (float v : {1e-30f, 1e-20f, 1e-7f, 3e-4f, 20.f, 50.f, 1e4f, 3e38f}) {
+    x.push_back(v);
+    x.push_back(-v);
+  }
+  x.push_back(0.0f);
+  x.push_back(-0.0f);
+  x.push_back(std::numeric_limits<float>::denorm_min());
+  x.push_back(17.0f);  // an odd total length: the masked tail runs
+  return x;
+}
+
+// |got - want| within `tol` or within twice the error of the scalar float32 functor it replaces
+// (both GELU forms cancel in float near their tails: 1 + erf(x) and 1 - tanh^2 for x << 0).
+void expect_close(float got, float scalar, double want, double tol, float x, const char* what) {
+  if (!std::isfinite(want)) {  // inf or NaN from the math itself: the same value
+    EXPECT_EQ(std::isnan(got), std::isnan(want)) << what << " at x = " << x << ": got " << got;
+    if (!std::isnan(want)) {
+      EXPECT_EQ(got, want) << what << " at x = " << x;
+    }
+    return;
+  }
+  if (!std::isfinite(scalar) && !std::isfinite(got)) return;  // float32 overflow (x^3 at 3e38) in both paths
+  const double bound = std::max(tol, 2 * std::fabs(static_cast<double>(scalar) - want));
+  EXPECT_LE(std::fabs(got - want), bound) << what << " at x = " << x << ": got " << got << ", want " << want
+                                          << ", scalar float32 " << scalar;
+}
+
+TEST(VecMath, GeluAndItsGradientMatchFloat64) {
+  if (!host_avx512()) GTEST_SKIP() << "no AVX-512 on this CPU (or OTTER_CPU_ISA=scalar): the scalar functors run";
+  const double eps = std::numeric_limits<float>::epsilon();
+  std::vector<float> x = gelu_inputs();
+  const int64_t n = static_cast<int64_t>(x.size());
+  std::vector<float> dy(x.size());
+  for (size_t i = 0; i < x.size(); ++i) dy[i] = 1.0f - 0.25f * static_cast<float>(i % 7);
+  for (bool tanh_approx : {false, true}) {
+    math::Gelu f{};
+    f.tanh_approx = tanh_approx;
+    std::vector<float> y(x.size()), dx(x.size());
+    ASSERT_TRUE(cpu::vec_gelu(x.data(), y.data(), n, tanh_approx));
+    ASSERT_TRUE(cpu::vec_gelu_grad(x.data(), dy.data(), dx.data(), n, tanh_approx));
+    for (int64_t i = 0; i < n; ++i) {
+      const double xd = x[i], dyd = dy[i];
+      const double want_y = f(xd), want_dx = f.grad(xd, 0.0, dyd);
+      const double slack = 1.6e-7 * (0.5 * std::fabs(xd) + 1);  // the erf approximation, float rounding
+      expect_close(y[i], f(x[i]), want_y, slack + 4 * eps * std::fabs(want_y), x[i], tanh_approx ? "tanh gelu" : "gelu");
+      expect_close(dx[i], f.grad(x[i], 0.0f, dy[i]), want_dx, std::fabs(dyd) * slack + 4 * eps * std::fabs(want_dx), x[i],
+                   tanh_approx ? "tanh gelu grad" : "gelu grad");
+    }
+  }
+  std::vector<float> nan_in = {std::numeric_limits<float>::quiet_NaN()}, out(1);
+  cpu::vec_gelu(nan_in.data(), out.data(), 1, false);
+  EXPECT_TRUE(std::isnan(out[0]));
+}
+
+TEST(VecMath, SoftmaxRowsMatchFloat64) {
+  if (!host_avx512()) GTEST_SKIP() << "no AVX-512 on this CPU (or OTTER_CPU_ISA=scalar): the scalar loops run";
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 4.0f);
+  for (int64_t n : {1, 7, 16, 17, 64, 1000}) {
+    for (int variant = 0; variant < 3; ++variant) {
+      std::vector<float> x(static_cast<size_t>(n));
+      for (float& v : x) v = normal(rng) + (variant == 2 ? 80.0f : 0.0f);  // large logits: the max is subtracted
+      if (variant == 1 && n > 1)  // masked positions: -inf and FP16's -65504
+        for (int64_t i = 0; i < n; i += 3) x[static_cast<size_t>(i)] = i % 2 ? -65504.0f : -INFINITY;
+      // The reference exponentiates the float difference x - max, as the scalar kernel does (that
+      // rounding is the input's, not the exp's: large logits lose digits there on both paths).
+      float mx = -INFINITY;
+      double sum = 0;
+      for (float v : x) mx = std::max(mx, v);
+      for (float v : x) sum += std::exp(static_cast<double>(v - mx));
+      std::vector<float> y(x.size()), ly(x.size());
+      ASSERT_TRUE(cpu::vec_softmax_row(x.data(), y.data(), n, false));
+      ASSERT_TRUE(cpu::vec_softmax_row(x.data(), ly.data(), n, true));
+      for (size_t i = 0; i < x.size(); ++i) {
+        const double want = std::exp(static_cast<double>(x[i] - mx)) / sum;
+        const double want_log = static_cast<double>(x[i] - mx) - std::log(sum);
+        EXPECT_NEAR(y[i], want, 8 * std::numeric_limits<float>::epsilon() * want + 1e-45) << "n " << n << " element " << i;
+        if (std::isinf(want_log)) {
+          EXPECT_EQ(ly[i], want_log);
+        } else {
+          EXPECT_NEAR(ly[i], want_log, 4 * std::numeric_limits<float>::epsilon() * std::max(1.0, std::fabs(want_log)))
+              << "n " << n << " element " << i;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace otter
