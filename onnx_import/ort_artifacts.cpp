@@ -72,60 +72,242 @@ std::vector<std::pair<std::string, Tensor>> tensors_from_fbs(
   return r;
 }
 
-// The com.microsoft ops of a training model, rewritten into Otter ops with the same meaning.
-void rewrite_ms_ops(Graph& g, const std::string& file) {
+// Helpers of rewrite_ort_ops: one new node with one output (its value id), and a node turned into
+// another op in place (its outputs kept).
+int emit(Graph& g, const std::string& op, const std::vector<int>& inputs, const std::string& base,
+         Attributes attrs = {}, const std::string& domain = "") {
+  int n = g.add_node(op, inputs, 1, std::move(attrs), domain, g.unique_name(base + "/" + op));
+  return g.nodes[static_cast<size_t>(n)].outputs[0];
+}
+
+void become(Graph& g, size_t i, const std::string& op, const std::vector<int>& inputs, Attributes attrs,
+            const std::string& domain) {
+  Node& n = g.nodes[i];
+  n.op_type = op;
+  n.domain = domain;
+  n.inputs = inputs;
+  n.attrs = std::move(attrs);
+}
+
+constexpr const char* kSupportedMsOps =
+    "SoftmaxCrossEntropyLossGrad, ReluGrad, SigmoidGrad, TanhGrad, GeluGrad, FastGeluGrad, ConvGrad, MaxPoolGrad, "
+    "BatchNormInternal, BatchNormalizationGrad, LayerNormalizationGrad, SoftmaxGrad, SoftmaxGrad_13, LogSoftmaxGrad, "
+    "LogSoftmaxGrad_13, GatherGrad, FusedMatMul, Scale, DivGrad, DropoutGrad, InPlaceAccumulatorV2";
+
+}  // namespace
+
+// The com.microsoft ops of a training model, rewritten into Otter ops with the same meaning (each
+// checked against ORT's own CPU kernel: tests/ort_artifacts/ms_ops, OrtArtifacts.MsOpsMatchOrtKernels).
+void rewrite_ort_ops(Graph& g, const std::string& file, std::vector<std::pair<std::string, std::string>>* running_stats) {
   const size_t count = g.nodes.size();
+  std::set<int> graph_inputs(g.inputs.begin(), g.inputs.end());
   for (size_t i = 0; i < count; ++i) {
     // ORT writes MaxPoolGrad without a domain; it is ORT's op (runtime/ops/ort_grad.cpp).
     if (g.nodes[i].domain.empty() && g.nodes[i].op_type == "MaxPoolGrad") g.nodes[i].domain = kMs;
     if (g.nodes[i].domain != kMs) continue;
-    const std::string op = g.nodes[i].op_type;
-    const std::string where = file + ": node '" + g.nodes[i].name + "' (com.microsoft " + op + ")";
+    const Node n = g.nodes[i];  // a copy: the graph grows below
+    const std::string& op = n.op_type;
+    const std::string where = file + ": node '" + n.name + "' (com.microsoft " + op + ")";
+    auto expect_inputs = [&](size_t lo, size_t hi) {
+      size_t have = 0;
+      for (size_t k = 0; k < n.inputs.size(); ++k)
+        if (n.inputs[k] >= 0) have = k + 1;
+      OTTER_CHECK_KIND(InvalidModel, have >= lo && n.inputs.size() <= hi, where, ": expects ", lo,
+                       lo == hi ? std::string() : " to " + std::to_string(hi), " inputs, has ", n.inputs.size());
+      for (size_t k = 0; k < lo; ++k)
+        OTTER_CHECK_KIND(InvalidModel, n.inputs[k] >= 0, where, ": input ", k, " is required");
+    };
     if (op == "SoftmaxCrossEntropyLossGrad") {
       // (dY, log_prob, label, weight?) -> dX, attributes reduction and ignore_index: Otter's own.
-      OTTER_CHECK_KIND(Unsupported, g.nodes[i].inputs.size() <= 4, where, ": an ignore_index input is not supported");
+      OTTER_CHECK_KIND(Unsupported, n.inputs.size() <= 4, where, ": an ignore_index input is not supported");
       g.nodes[i].domain = "otter";
-    } else if (op == "ReluGrad" || op == "SigmoidGrad" || op == "TanhGrad") {
-      // (dY, X) for Relu, (dY, Y) for Sigmoid/Tanh -> otter.UnaryGrad(dy, x, y): Relu's formula
-      // reads x (X > 0 exactly when Relu(X) > 0), Sigmoid's and Tanh's read y.
-      Node& n = g.nodes[i];
-      OTTER_CHECK(n.inputs.size() == 2, where, ": expects 2 inputs, has ", n.inputs.size());
+    } else if (op == "ReluGrad" || op == "SigmoidGrad" || op == "TanhGrad" || op == "GeluGrad" || op == "FastGeluGrad") {
+      // (dY, X) for Relu and Gelu, (dY, Y) for Sigmoid/Tanh -> otter.UnaryGrad(dy, x, y): Relu's
+      // formula reads x (X > 0 exactly when Relu(X) > 0), Gelu's x, Sigmoid's and Tanh's y. ORT's
+      // GeluGrad is the exact (erf) GELU's derivative, also for an opset-20 Gelu with
+      // approximate = "tanh"; FastGeluGrad is the tanh approximation's.
+      expect_inputs(2, 2);
       const int v = n.inputs[1];
-      n.inputs = {n.inputs[0], v, v};
-      n.attrs.clear();
-      n.attrs["op"] = Attribute::of_string(op.substr(0, op.size() - 4));
-      n.op_type = "UnaryGrad";
-      n.domain = "otter";
+      Attributes a;
+      const bool gelu = op == "GeluGrad" || op == "FastGeluGrad";
+      a["op"] = Attribute::of_string(gelu ? "Gelu" : op.substr(0, op.size() - 4));
+      if (op == "FastGeluGrad") a["approximate"] = Attribute::of_string("tanh");
+      become(g, i, "UnaryGrad", {n.inputs[0], v, v}, a, "otter");
+    } else if (op == "SoftmaxGrad_13" || op == "LogSoftmaxGrad_13") {
+      // (dY, Y) -> dX over one axis (default -1): Otter's own SoftmaxGrad / LogSoftmaxGrad.
+      expect_inputs(2, 2);
+      Attributes a;
+      a["axis"] = Attribute::of_int(n.attr_int("axis", -1));
+      become(g, i, op == "SoftmaxGrad_13" ? "SoftmaxGrad" : "LogSoftmaxGrad", {n.inputs[0], n.inputs[1]}, a, "otter");
+    } else if (op == "SoftmaxGrad" || op == "LogSoftmaxGrad") {
+      // Opset-1..12 semantics: the softmax ran over the dims from `axis` (default 1) on, flattened.
+      // Flatten both to 2-D at axis, Otter's grad over axis 1, reshape back to dY's shape.
+      expect_inputs(2, 2);
+      Attributes flat;
+      flat["axis"] = Attribute::of_int(n.attr_int("axis", 1));
+      int dy = emit(g, "Flatten", {n.inputs[0]}, n.name, flat);
+      int y = emit(g, "Flatten", {n.inputs[1]}, n.name, flat);
+      Attributes a;
+      a["axis"] = Attribute::of_int(1);
+      int dx = emit(g, op, {dy, y}, n.name, a, "otter");
+      int shape = emit(g, "Shape", {n.inputs[0]}, n.name);
+      become(g, i, "Reshape", {dx, shape}, {}, "");
+    } else if (op == "Scale") {
+      // (input, scale; scale_down) -> input * scale, or input / scale; scale is a scalar of any
+      // numeric type (ReduceMean's gradient divides by an int64 count): cast to the input's type.
+      expect_inputs(2, 2);
+      int s = emit(g, "CastLike", {n.inputs[1], n.inputs[0]}, n.name);
+      become(g, i, n.attr_int("scale_down", 0) ? "Div" : "Mul", {n.inputs[0], s}, {}, "");
+    } else if (op == "GatherGrad") {
+      // (shape, indices, dY; axis) -> dX of `shape`, dY scattered and summed: otter.GatherGrad
+      // (dY, indices, like), which reads `like` only for its shape: the tensor whose Shape it is
+      // (what ORT emits), else zeros of that shape.
+      expect_inputs(3, 3);
+      int like = -1;
+      const int shape = n.inputs[0];
+      const int p = g.values[shape].producer;
+      if (p >= 0 && g.nodes[p].domain.empty() && g.nodes[p].op_type == "Shape" && !g.nodes[p].has_attr("end") &&
+          g.nodes[p].attr_int("start", 0) == 0)
+        like = g.nodes[p].inputs.at(0);
+      else
+        like = emit(g, "ConstantOfShape", {shape}, n.name);
+      Attributes a;
+      a["axis"] = Attribute::of_int(n.attr_int("axis", 0));
+      become(g, i, "GatherGrad", {n.inputs[2], n.inputs[1], like}, a, "otter");
+    } else if (op == "LayerNormalizationGrad") {
+      // (dY, X, scale, mean, inv_std_dev; axis, epsilon) -> dX, dscale, dbias?: Otter's own, which
+      // recomputes mean and 1/std from X (the same statistics); its 4th input (read only for
+      // dbias's shape and dtype) is the scale, whose shape the bias has.
+      expect_inputs(3, 5);
+      Attributes a;
+      a["axis"] = Attribute::of_int(n.attr_int("axis", -1));
+      a["epsilon"] = Attribute::of_float(n.attr_float("epsilon", 1e-5));
+      std::vector<int> in = {n.inputs[0], n.inputs[1], n.inputs[2]};
+      const bool dbias = n.outputs.size() > 2 && n.outputs[2] >= 0;
+      if (dbias) in.push_back(n.inputs[2]);
+      become(g, i, "LayerNormalizationGrad", in, a, "otter");
+      if (!dbias) g.nodes[i].outputs.resize(std::min<size_t>(g.nodes[i].outputs.size(), 2));
+    } else if (op == "BatchNormInternal") {
+      // (X, scale, B, mean, var; epsilon, momentum, training_mode) -> Y, running_mean, running_var,
+      // saved_mean, saved_inv_std: BatchNormalization in its training form with batch statistics
+      // (biased variance) and running = input * momentum + batch * (1 - momentum), as ORT's CPU
+      // kernel. The opset-9 five-output form gives saved_mean and the batch variance;
+      // saved_inv_std = 1 / sqrt(var + epsilon) follows. ORT writes the running statistics into
+      // its inputs (the checkpoint's frozen buffers); the session does the same after each step.
+      expect_inputs(5, 5);
+      OTTER_CHECK_KIND(Unsupported, n.attr_int("training_mode", 1) == 1, where,
+                       ": training_mode 0 is not supported (ORT's training graphs use 1)");
+      const double eps = n.attr_float("epsilon", 1e-5);
+      Attributes a;
+      a["epsilon"] = Attribute::of_float(eps);
+      a["momentum"] = Attribute::of_float(n.attr_float("momentum", 0.9));
+      std::vector<int> outs = n.outputs;
+      outs.resize(5, -1);
+      for (int k = 1; k < 3; ++k) {  // running statistics: always computed, so the session can read them
+        if (outs[k] < 0) {
+          outs[k] = g.add_value(g.unique_name(n.name + (k == 1 ? "/running_mean" : "/running_var")));
+          g.values[outs[k]].producer = static_cast<int>(i);
+        }
+        const int in = n.inputs[static_cast<size_t>(2 + k)];
+        if (running_stats && graph_inputs.count(in)) running_stats->push_back({g.values[in].name, g.values[outs[k]].name});
+      }
+      const int inv_std = outs[4];
+      int var = -1;
+      if (outs[3] >= 0 || inv_std >= 0) {  // the training form needs both outputs
+        if (outs[3] < 0) {
+          outs[3] = g.add_value(g.unique_name(n.name + "/saved_mean"));
+          g.values[outs[3]].producer = static_cast<int>(i);
+        }
+        var = g.add_value(g.unique_name(n.name + "/saved_var"));
+        g.values[var].producer = static_cast<int>(i);
+        outs[4] = var;
+      } else {
+        a["training_mode"] = Attribute::of_int(1);
+        outs.resize(3);
+      }
+      become(g, i, "BatchNormalization", n.inputs, a, "");
+      g.nodes[i].outputs = outs;
+      if (inv_std >= 0) {
+        Tensor e(DType::Float32, {});
+        e.data<float>()[0] = static_cast<float>(eps);
+        int eps_v = g.add_value(g.unique_name(n.name + "/epsilon"));
+        g.values[eps_v].data = e;
+        g.values[eps_v].dtype = DType::Float32;
+        g.values[eps_v].shape_known = true;
+        g.values[eps_v].is_initializer = true;
+        g.initializers.push_back(eps_v);
+        int cast = emit(g, "CastLike", {eps_v, var}, n.name);
+        int sq = emit(g, "Sqrt", {emit(g, "Add", {var, cast}, n.name)}, n.name);
+        int r = g.add_node("Reciprocal", {sq}, 1, {}, "", g.unique_name(n.name + "/Reciprocal"));
+        int tmp = g.nodes[r].outputs[0];
+        g.nodes[r].outputs[0] = inv_std;
+        g.values[inv_std].producer = r;
+        g.values[tmp].producer = -1;
+      }
+    } else if (op == "BatchNormalizationGrad") {
+      // (dY, X, scale, saved_mean, saved_inv_std; epsilon) -> dX, dscale, dB with batch
+      // statistics: Otter's own (training form), which recomputes them from X; inputs 3 and 4 are
+      // read only for their [C] shape, and the scale stands for B (dB's shape and dtype).
+      expect_inputs(5, 5);
+      Attributes a;
+      a["epsilon"] = Attribute::of_float(n.attr_float("epsilon", 1e-5));
+      a["training_mode"] = Attribute::of_int(1);
+      become(g, i, "BatchNormalizationGrad", {n.inputs[0], n.inputs[1], n.inputs[2], n.inputs[3], n.inputs[4], n.inputs[2]},
+             a, "otter");
+    } else if (op == "DropoutGrad") {
+      // (dY, mask, ratio?, training_mode?) -> dY * mask / (1 - ratio) (ratio default 0.5):
+      // otter.DropoutGrad. ORT's CPU kernel reads training_mode only for its type: with false it
+      // still scales (checked against it, ms_ops/dropout_grad_eval), and so does Otter.
+      expect_inputs(2, 4);
+      const int ratio = n.input(2);
+      std::vector<int> in = {n.inputs[0], n.inputs[1]};
+      if (ratio >= 0) in.push_back(ratio);
+      become(g, i, "DropoutGrad", in, {}, "otter");
+    } else if (op == "DivGrad") {
+      // (dY, A, B) -> dA = dY / B, dB = -dY * A / B^2, each summed to its input's shape.
+      expect_inputs(3, 3);
+      const int dy = n.inputs[0], a = n.inputs[1], b = n.inputs[2];
+      const int da = n.outputs.size() > 0 ? n.outputs[0] : -1, db = n.outputs.size() > 1 ? n.outputs[1] : -1;
+      auto db_value = [&] {
+        int q = emit(g, "Div", {emit(g, "Mul", {dy, a}, n.name), b}, n.name);
+        return emit(g, "Neg", {emit(g, "Div", {q, b}, n.name)}, n.name);
+      };
+      if (da >= 0 && db >= 0) {
+        int s = g.add_node("SumToShapeOf", {db_value(), b}, 1, {}, "otter", g.unique_name(n.name + "/SumToShapeOf"));
+        int tmp = g.nodes[s].outputs[0];
+        g.nodes[s].outputs[0] = db;
+        g.values[db].producer = s;
+        g.values[tmp].producer = -1;
+      }
+      if (da >= 0) {
+        become(g, i, "SumToShapeOf", {emit(g, "Div", {dy, b}, n.name), a}, {}, "otter");
+        g.nodes[i].outputs = {da};
+      } else {
+        OTTER_CHECK_KIND(InvalidModel, db >= 0, where, ": has no output");
+        become(g, i, "SumToShapeOf", {db_value(), b}, {}, "otter");
+        g.nodes[i].outputs = {db};
+      }
     } else if (op == "InPlaceAccumulatorV2") {
       // (buffer, value, overwrite?) -> buffer + value, or value when overwrite is true.
-      Node& n = g.nodes[i];
       OTTER_CHECK(n.inputs.size() >= 2 && n.inputs[0] >= 0 && n.inputs[1] >= 0, where, ": needs a buffer and a value");
       const int buffer = n.inputs[0], value = n.inputs[1], flag = n.input(2);
-      const std::string name = n.name;
-      int sum = g.nodes[g.add_node("Add", {buffer, value}, 1, {}, "", g.unique_name(name + "/Add"))].outputs[0];
-      Node& m = g.nodes[i];
-      m.attrs.clear();
-      m.domain = "";
-      if (flag >= 0) {
-        m.op_type = "Where";
-        m.inputs = {flag, value, sum};
-      } else {
-        m.op_type = "Identity";
-        m.inputs = {sum};
-      }
-      m.outputs.resize(1);
-    } else if (op == "ConvGrad" || op == "MaxPoolGrad") {
-      // Graph-level: Otter's Conv/MaxPool gradient builders replace them (runtime/passes/ort_grad_ops.h).
+      int sum = emit(g, "Add", {buffer, value}, n.name);
+      if (flag >= 0) become(g, i, "Where", {flag, value, sum}, {}, "");
+      else become(g, i, "Identity", {sum}, {}, "");
+      g.nodes[i].outputs.resize(1);
+    } else if (op == "ConvGrad" || op == "MaxPoolGrad" || op == "FusedMatMul") {
+      // Graph-level: expanded after annotation (runtime/passes/ort_grad_ops.h).
     } else {
-      OTTER_FAIL_KIND(Unsupported, where, ": this ONNX Runtime training op is not supported by Otter (supported: "
-                      "SoftmaxCrossEntropyLossGrad, ReluGrad, SigmoidGrad, TanhGrad, ConvGrad, MaxPoolGrad, "
-                      "InPlaceAccumulatorV2)");
+      OTTER_FAIL_KIND(Unsupported, where, ": this ONNX Runtime training op is not supported by Otter (supported: ",
+                      kSupportedMsOps, ")");
     }
   }
   for (const Node& n : g.nodes)
     OTTER_CHECK_KIND(Unsupported, n.domain.empty() || n.domain == "otter" || n.domain == kMs, file, ": node '", n.name,
                      "' (", n.domain, " ", n.op_type, ") is in a domain Otter does not support");
 }
+
+namespace {
 
 OrtOptimizer read_optimizer(const std::string& path) {
   std::string bytes = read_file(path, "optimizer model", (uint64_t(1) << 31) - 1);
@@ -271,7 +453,7 @@ OrtArtifacts load_ort_artifacts(LoadedModel training, const std::string& checkpo
     a.eval = load_model_file(eval.string());
     a.has_eval = true;
   }
-  rewrite_ms_ops(training.graph, training_file);
+  rewrite_ort_ops(training.graph, training_file, &a.running_stats);
   Graph& g = training.graph;
   std::set<std::string> trainable, frozen;
   for (auto& kv : a.checkpoint.trainable) trainable.insert(kv.first);
@@ -304,6 +486,10 @@ OrtArtifacts load_ort_artifacts(LoadedModel training, const std::string& checkpo
       a.data_inputs.push_back(name);
     }
   }
+  std::vector<std::pair<std::string, std::string>> stats;  // only the checkpoint's buffers are state
+  for (auto& kv : a.running_stats)
+    if (frozen.count(kv.first) || trainable.count(kv.first)) stats.push_back(kv);
+  a.running_stats = stats;
   a.training = std::move(training);
   return a;
 }

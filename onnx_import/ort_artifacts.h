@@ -62,7 +62,20 @@ struct OrtArtifacts {
   std::string reset_input;                         // "lazy_reset_grad" (bool[1])
   std::string loss;                                // the training model's output 0
   std::vector<std::string> data_inputs;            // every other input (the data and labels)
+  // BatchNormalization running statistics that a training step updates, as ORT's
+  // BatchNormInternal does in place: (frozen parameter, the training graph's value holding its new
+  // value after a step).
+  std::vector<std::pair<std::string, std::string>> running_stats;
 };
+
+// Rewrites the com.microsoft ops of an ORT training graph into Otter ops (or into the graph-level
+// ops of runtime/ops/ort_grad.cpp that runtime/passes/ort_grad_ops.h expands after annotation).
+// `file` names the graph in errors; an op Otter does not support is an Unsupported error naming
+// the node, the op and the supported list. `running_stats` (may be null) receives the
+// BatchNormInternal running statistics as in OrtArtifacts::running_stats, for those whose input is
+// a graph input.
+void rewrite_ort_ops(Graph& g, const std::string& file,
+                     std::vector<std::pair<std::string, std::string>>* running_stats = nullptr);
 
 // Whether a model is an ORT training model (it imports com.microsoft and has an input
 // lazy_reset_grad or an InPlaceAccumulatorV2 node).

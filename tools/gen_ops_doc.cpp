@@ -53,8 +53,9 @@ int main(int argc, char** argv) {
     std::printf(s == "otter"           ? "\n## Internal ops (domain `otter`, used by gradients)\n\n"
                 : s.empty()            ? "## ONNX ops\n\n"
                 : s == "com.microsoft" ? "\n## ONNX Runtime training ops (domain `com.microsoft`, in ORT training artifacts; "
-                                         "graph-level: replaced by Otter's gradient builders' nodes; the other ORT ops "
-                                         "are rewritten at import, docs/training-graphs.md)\n\n"
+                                         "graph-level: ConvGrad/MaxPoolGrad replaced by Otter's gradient builders' nodes, "
+                                         "FusedMatMul by Transpose/MatMul/Mul; the other ORT ops are rewritten at "
+                                         "import, docs/training-graphs.md)\n\n"
                                        : "\n## ONNX training ops (domain `ai.onnx.preview.training`, docs/training-graphs.md; "
                                          "Gradient has no kernel: it becomes backward nodes before planning)\n\n");
     std::printf("| op | gradient | CPU kernels | CUDA kernels | node tests passed |\n|---|---|---|---|---|\n");

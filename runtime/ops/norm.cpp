@@ -38,6 +38,16 @@ void reject_stat_grads(GradContext& g, const char* what) {
                  "); Otter does not differentiate through normalization statistics");
 }
 
+// dy must have X's shape; a dim known on one side only (a gradient's shape is not always fully
+// inferred, e.g. after ORT's MaxPoolGrad) is taken as equal.
+void expect_dy_like_x(InferContext& c) {
+  const Shape& dy = c.shape(0);
+  const Shape& x = c.shape(1);
+  bool same = dy.size() == x.size();
+  for (size_t k = 0; same && k < x.size(); ++k) same = dy[k] == x[k] || dy[k] < 0 || x[k] < 0;
+  if (!same) c.fail(cat("dy ", c.dims(dy), " and X ", c.dims(x), " have different shapes"));
+}
+
 // ---- BatchNormalization ----
 
 void infer_batch_norm(InferContext& c) {
@@ -86,7 +96,7 @@ void batch_norm_grad(GradContext& g) {
 void infer_batch_norm_grad(InferContext& c) {
   c.expect_dtype(1, kFloats);
   c.expect_same_dtype(0, 1);
-  if (c.shape(0) != c.shape(1)) c.fail("dy and X have different shapes");
+  expect_dy_like_x(c);
   c.set_output(0, c.dtype(1), c.shape(1));
   c.set_output(1, c.dtype(2), c.shape(2));
   c.set_output(2, c.has_input(5) ? c.dtype(5) : c.dtype(2), c.shape(2));
@@ -151,7 +161,7 @@ void layer_norm_grad(GradContext& g) {
 void infer_layer_norm_grad(InferContext& c) {
   c.expect_dtype(1, kFloats);
   c.expect_same_dtype(0, 1);
-  if (c.shape(0) != c.shape(1)) c.fail("dy and X have different shapes");
+  expect_dy_like_x(c);
   c.axis(c.node.attr_int("axis", -1), c.rank(1));
   c.set_output(0, c.dtype(1), c.shape(1));
   c.set_output(1, c.dtype(2), c.shape(2));

@@ -183,6 +183,10 @@ class OpRegistry {
 // Graph-level ops with no kernels (com.microsoft ConvGrad, MaxPoolGrad of ORT artifacts): not a
 // kernel family, so not in families.h.
 void register_ort_grad_ops(OpRegistry& registry);
+// com.microsoft FusedMatMul's operand permutation (runtime/ops/ort_grad.cpp): transBatch moves dim
+// 0 to just before the last dim, then trans swaps the last two; and the permuted shape.
+std::vector<int64_t> fused_matmul_perm(size_t rank, bool trans_batch, bool trans);
+Shape fused_matmul_operand(const Shape& shape, bool trans_batch, bool trans);
 
 // Helpers shared by the op families.
 // Numpy-style broadcast of shapes (symbolic dims allowed); fails with a message naming the node.

@@ -197,6 +197,7 @@ void OrtArtifactsSession::train_step(const std::map<std::string, Tensor>& feeds,
   std::map<int, Tensor> bound;
   std::vector<int> targets = {graph_.value_id(a_.loss)};
   for (auto& kv : a_.grad_out) targets.push_back(graph_.value_id(kv.second));
+  for (auto& kv : a_.running_stats) targets.push_back(graph_.value_id(kv.second));
   Plan& plan = plan_for(graph_, plans_, targets, feeds, {}, &bound);
   RunOptions ro;
   ro.training = true;
@@ -211,6 +212,11 @@ void OrtArtifactsSession::train_step(const std::map<std::string, Tensor>& feeds,
   std::map<std::string, Tensor> grads;
   for (auto& kv : a_.grad_out) grads[kv.first] = plan.value(graph_.value_id(kv.second)).clone();
   for (auto& kv : grads) values_.at(a_.grad_buffer.at(kv.first)).copy_from(kv.second);
+  // BatchNormalization running statistics: ORT's BatchNormInternal writes them into its inputs
+  // (the checkpoint's frozen buffers) during the step.
+  std::map<std::string, Tensor> stats;
+  for (auto& kv : a_.running_stats) stats[kv.first] = plan.value(graph_.value_id(kv.second)).cast(DType::Float32);
+  for (auto& kv : stats) values_.at(kv.first).copy_from(kv.second);
   adamw_step();
   stats_.last_loss = l;
   if (loss) *loss = l;
