@@ -65,6 +65,12 @@ std::set<int> non_finite_initializers(const Graph& g, std::map<int, int64_t>* na
   for (int v : g.initializers) {
     const Tensor& t = g.values[v].data;
     if (!is_floating(t.dtype())) continue;
+    if (t.dtype() == DType::Float32) {  // the usual case, scanned at memory speed first
+      const uint32_t* bits = static_cast<const uint32_t*>(t.raw());
+      uint32_t special = 0;  // some element has the all-ones exponent of inf/NaN
+      for (int64_t i = 0, n = t.numel(); i < n; ++i) special |= (bits[i] & 0x7f800000u) == 0x7f800000u;
+      if (!special) continue;
+    }
     for (int64_t i = 0, n = t.numel(); i < n; ++i) {
       double x = float_at(t, i);
       if (std::isnan(x)) { (*nan_at)[v] = i; s.insert(v); break; }
