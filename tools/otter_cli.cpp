@@ -72,6 +72,17 @@ void choose_wait_policy(char** argv) {
 #endif
 }
 
+// The OpenMP wait settings this process runs with, for `otter inspect`.
+std::string wait_policy_text() {
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  const char* spin = std::getenv("GOMP_SPINCOUNT");
+  if (!policy && !spin) return "libgomp default (spin ~300000 iterations before sleeping)";
+  std::string r;
+  if (policy) r += std::string("OMP_WAIT_POLICY=") + policy;
+  if (spin) r += std::string(r.empty() ? "" : ", ") + "GOMP_SPINCOUNT=" + spin + (std::strcmp(spin, kSpinCount) == 0 ? " (the CLI's default)" : "");
+  return r;
+}
+
 const char* kMainHelp =
     "otter — train ONNX models\n\n"
     "usage: otter <command> [options]\n\n"
@@ -753,8 +764,8 @@ int cmd_inspect(int argc, char** argv) {
   otter::cpp::Options o;
   set_common(o, a, false);
   otter::cpp::Session s(a.positional[0], o);
-  std::printf("model %s (device %s)\ncompute: %s\ninputs (a training step feeds all of them):\n", a.positional[0].c_str(),
-              s.device().c_str(), s.compute().c_str());
+  std::printf("model %s (device %s)\ncompute: %s\nthread wait: %s\ninputs (a training step feeds all of them):\n",
+              a.positional[0].c_str(), s.device().c_str(), s.compute().c_str(), wait_policy_text().c_str());
   for (auto& i : s.inputs()) std::printf("  %-24s %-8s %s\n", i.name.c_str(), dtype_text(i.dtype), shape_text(i.shape).c_str());
   std::printf("outputs:\n");
   for (auto& i : s.outputs()) std::printf("  %-24s %-8s %s\n", i.name.c_str(), dtype_text(i.dtype), shape_text(i.shape).c_str());

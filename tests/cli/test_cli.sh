@@ -38,6 +38,11 @@ python3 -c "import json,sys; m=json.load(open('$work/resumed.json')); assert m['
 "$otter" eval "$work/trained.onnx" --data "$ex/test.npz" --label y --loss cross_entropy --metrics "$work/eval.json" > /dev/null
 python3 -c "import json; m=json.load(open('$work/eval.json'))['eval']; assert m['accuracy']>0.9 and m['loss']<0.5, m"
 "$otter" inspect "$ex/mlp.onnx" --loss cross_entropy --label y | grep "fc1.weight" > /dev/null || fail "inspect lacks parameters"
+# The CLI runs itself with a short OpenMP spin unless the user chose a wait policy (tools/otter_cli.cpp).
+env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT "$otter" inspect "$ex/mlp.onnx" --loss cross_entropy --label y \
+  | grep "thread wait: GOMP_SPINCOUNT=10000 (the CLI's default)" > /dev/null || fail "the CLI's default wait policy"
+OMP_WAIT_POLICY=passive "$otter" inspect "$ex/mlp.onnx" --loss cross_entropy --label y \
+  | grep "thread wait: OMP_WAIT_POLICY=passive$" > /dev/null || fail "a user's wait policy is kept"
 for cmd in train eval export inspect; do "$otter" $cmd --help | grep "usage: otter $cmd" > /dev/null || fail "$cmd --help"; done
 "$otter" train --help | grep -- "--checkpoint-every" > /dev/null || fail "train help lacks a flag"
 

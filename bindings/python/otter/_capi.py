@@ -86,6 +86,14 @@ def _candidates_next_to_package() -> List[str]:
     return sorted(set(found), key=lambda p: (os.path.basename(p) != "libotter.so", len(p), p))
 
 
+# OpenMP's wait policy, read by libgomp once, when it loads: a short spin before a waiting thread
+# sleeps (GOMP_SPINCOUNT=10000) costs nothing measurable on an idle machine and keeps a busy
+# neighbour from stalling every parallel loop (docs/benchmarks.md, "With a busy neighbour"). Set
+# only when the user chose no policy, and effective only if nothing loaded libgomp before Otter.
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["GOMP_SPINCOUNT"] = "10000"
+
+
 def _load_library() -> ctypes.CDLL:
     tried = []
     # 1. bundled in the package (a wheel): always the library the bindings were built with.
