@@ -19,6 +19,23 @@ constexpr int64_t kParallel = 65536;  // below this many elements a loop runs on
 
 bool found_inf(const float* scaler) { return scaler && scaler[math::kScalerFoundInf] != 0.0f; }
 
+// The Adam/AdamW element loop is bound by its division and square root per element: built for
+// AVX-512 and AVX2 besides the baseline x86-64 (SSE2) and picked by the dynamic loader for this
+// CPU (GCC target_clones), it runs 2-4x faster on 16 lanes. Contraction into FMA is off so every
+// clone rounds exactly as the baseline does (results do not depend on the CPU).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && !defined(__SANITIZE_ADDRESS__) && \
+    !defined(__SANITIZE_THREAD__)
+#define OTTER_ISA_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), optimize("fp-contract=off")))
+#else
+#define OTTER_ISA_CLONES
+#endif
+
+OTTER_ISA_CLONES void adam_range(float* __restrict p, const float* __restrict g, float* __restrict m,
+                                 float* __restrict v, int64_t b, int64_t e, bool decoupled, const math::UpdateScalars& u) {
+#pragma omp simd
+  for (int64_t i = b; i < e; ++i) math::adam_element(p[i], g[i], m[i], v[i], decoupled, u);
+}
+
 class CpuStepOps : public StepOps {
  public:
   void begin_micro_step(int64_t* c, const float* scaler, void* seed, DType seed_dtype, int64_t accum) override {
@@ -105,8 +122,9 @@ class CpuStepOps : public StepOps {
       }
     } else {
       const bool decoupled = opt.kind == math::OptimizerKind::AdamW;
-#pragma omp parallel for simd if (n > kParallel)
-      for (int64_t i = 0; i < n; ++i) math::adam_element(p[i], g[i], m[i], v[i], decoupled, u);
+      const int64_t chunk = 16384;  // per task: whole cache lines, a few per thread
+#pragma omp parallel for if (n > kParallel) schedule(static)
+      for (int64_t b = 0; b < n; b += chunk) adam_range(p, g, m, v, b, std::min(n, b + chunk), decoupled, u);
     }
     c[kStepsTaken] += 1;
   }
