@@ -1,10 +1,12 @@
 // CPU kernels for SoftmaxCrossEntropyLoss, NegativeLogLikelihoodLoss and their gradients.
 // Scores are [N, C, d1, ...] viewed as [N, C, D]; labels [N, D]. A label equal to ignore_index
 // contributes nothing and is left out of the mean's denominator (ONNX semantics); any other
-// label outside [0, C) is an error that names it.
+// label outside [0, C) is an error that names it. FP32 with contiguous classes ([N, C]) takes the
+// vectorised log-softmax and exp of kernels/cpu/vec_math.h where the CPU has AVX-512.
 #include <cmath>
 
 #include "kernels/cpu/cpu_common.h"
+#include "kernels/cpu/vec_math.h"
 
 namespace otter::cpu {
 namespace {
@@ -63,7 +65,13 @@ void sce_typed(KernelContext& ctx) {
   if (!log_prob) { scratch = Tensor(x.dtype(), x.shape()); log_prob = &scratch; }
   const T* px = x.data<T>();
   T* lp = log_prob->data<T>();
-  for (int64_t n = 0; n < l.n; ++n)
+  bool vectorised = false;  // FP32 rows of contiguous classes: log-softmax per row (vec_math.h)
+  if constexpr (std::is_same_v<T, float>)
+    if (l.d == 1 && l.n > 0 && vec_softmax_row(px, lp, l.c, true)) {
+      for (int64_t n = 1; n < l.n; ++n) vec_softmax_row(px + n * l.c, lp + n * l.c, l.c, true);
+      vectorised = true;
+    }
+  for (int64_t n = 0; n < (vectorised ? 0 : l.n); ++n)
     for (int64_t d = 0; d < l.d; ++d) {
       const T* line = px + n * l.c * l.d + d;
       T* out = lp + n * l.c * l.d + d;
@@ -125,6 +133,21 @@ void sce_grad_typed(KernelContext& ctx) {
   std::vector<T> f = upstream_factors<T>(ctx, ctx.in(0), t.size(), wsum);
   const T* plp = lp.data<T>();
   T* pdx = ctx.out(0).data<T>();
+  if constexpr (std::is_same_v<T, float>) {  // contiguous classes: softmax = exp(log_prob), vectorised
+    if (l.d == 1 && vec_exp(plp, pdx, lp.numel())) {
+      for (int64_t n = 0; n < l.n; ++n) {
+        const size_t i = static_cast<size_t>(n);
+        const T scale = w[i] * f[i];
+        T* row = pdx + n * l.c;
+        if (scale == T(0)) {
+          std::fill(row, row + l.c, T(0));
+          continue;
+        }
+        for (int64_t c = 0; c < l.c; ++c) row[c] = scale * (row[c] - (c == t[i] ? T(1) : T(0)));
+      }
+      return;
+    }
+  }
   for (int64_t n = 0; n < l.n; ++n)
     for (int64_t d = 0; d < l.d; ++d) {
       size_t i = static_cast<size_t>(n * l.d + d);

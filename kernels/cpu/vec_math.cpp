@@ -152,7 +152,23 @@ OTTER_AVX512 void softmax_row_avx512(const float* x, float* y, int64_t n, bool l
   _mm256_zeroupper();
 }
 
+OTTER_AVX512 void exp_avx512(const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, exp16(_mm512_loadu_ps(x + i)));
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    _mm512_mask_storeu_ps(y + i, m, exp16(_mm512_maskz_loadu_ps(m, x + i)));
+  }
+  _mm256_zeroupper();
+}
+
 }  // namespace
+
+bool vec_exp(const float* x, float* y, int64_t n) {
+  if (!host_avx512()) return false;
+  exp_avx512(x, y, n);
+  return true;
+}
 
 bool vec_softmax_row(const float* x, float* y, int64_t n, bool log) {
   if (!host_avx512() || n <= 0) return false;
@@ -173,6 +189,7 @@ bool vec_gelu_grad(const float* x, const float* dy, float* dx, int64_t n, bool t
 }
 
 #else
+bool vec_exp(const float*, float*, int64_t) { return false; }
 bool vec_softmax_row(const float*, float*, int64_t, bool) { return false; }
 bool vec_gelu(const float*, float*, int64_t, bool) { return false; }
 bool vec_gelu_grad(const float*, const float*, float*, int64_t, bool) { return false; }

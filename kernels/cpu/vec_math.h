@@ -18,5 +18,7 @@ bool vec_gelu_grad(const float* x, const float* dy, float* dx, int64_t n, bool t
 // One softmax (or log-softmax) line of n contiguous floats: max subtracted, exp in float
 // (Cephes' expf, within 2 ulp), the sum accumulated in float lanes then in double, divided once.
 bool vec_softmax_row(const float* x, float* y, int64_t n, bool log);
+// y = exp(x) over n elements (Cephes' expf, within 2 ulp).
+bool vec_exp(const float* x, float* y, int64_t n);
 
 }  // namespace otter::cpu

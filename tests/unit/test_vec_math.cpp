@@ -111,5 +111,24 @@ TEST(VecMath, SoftmaxRowsMatchFloat64) {
   }
 }
 
+TEST(VecMath, ExpMatchesFloat64) {
+  if (!host_avx512()) GTEST_SKIP() << "no AVX-512 on this CPU (or OTTER_CPU_ISA=scalar): the scalar loops run";
+  std::vector<float> x;
+  for (int i = -100000; i <= 100000; ++i) x.push_back(static_cast<float>(i) * 1e-3f);  // [-100, 100]
+  for (float v : {-200.0f, -104.0f, -87.5f, 88.7f, 89.0f, 200.0f, -INFINITY, INFINITY}) x.push_back(v);
+  std::vector<float> y(x.size());
+  ASSERT_TRUE(cpu::vec_exp(x.data(), y.data(), static_cast<int64_t>(x.size())));
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double want = std::exp(static_cast<double>(x[i]));
+    if (want > std::numeric_limits<float>::max()) {
+      EXPECT_EQ(y[i], INFINITY) << "x = " << x[i];
+    } else if (want < std::numeric_limits<float>::min()) {  // subnormal results: absolute error
+      EXPECT_NEAR(y[i], want, 2e-45) << "x = " << x[i];
+    } else {
+      EXPECT_NEAR(y[i], want, 3 * std::numeric_limits<float>::epsilon() * want) << "x = " << x[i];
+    }
+  }
+}
+
 }  // namespace
 }  // namespace otter
