@@ -56,12 +56,12 @@ int64_t launched_world_size() {
 // a step took 12x longer (docs/benchmarks.md, "With a busy neighbour"). libgomp reads its
 // settings once, when it loads (before main), so the CLI sets a short spin (GOMP_SPINCOUNT, see
 // kSpinCount) and runs itself again, once, unless the user chose a policy (OMP_WAIT_POLICY or
-// GOMP_SPINCOUNT set) or OTTER_CLI_WAIT_POLICY=keep. Embedders of the library choose their own.
+// GOMP_SPINCOUNT set) or OTTER_WAIT_POLICY=keep. Embedders of the library choose their own.
 constexpr const char* kSpinCount = "10000";
 
 void choose_wait_policy(char** argv) {
 #if defined(__linux__)
-  const char* choice = std::getenv("OTTER_CLI_WAIT_POLICY");
+  const char* choice = std::getenv("OTTER_WAIT_POLICY");
   if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") || (choice && std::string(choice) == "keep"))
     return;
   if (setenv("GOMP_SPINCOUNT", kSpinCount, 1) != 0) return;
@@ -76,7 +76,7 @@ void choose_wait_policy(char** argv) {
 std::string wait_policy_text() {
   const char* policy = std::getenv("OMP_WAIT_POLICY");
   const char* spin = std::getenv("GOMP_SPINCOUNT");
-  if (!policy && !spin) return "libgomp default (spin ~300000 iterations before sleeping)";
+  if (!policy && !spin) return "libgomp default";
   std::string r;
   if (policy) r += std::string("OMP_WAIT_POLICY=") + policy;
   if (spin) r += std::string(r.empty() ? "" : ", ") + "GOMP_SPINCOUNT=" + spin + (std::strcmp(spin, kSpinCount) == 0 ? " (the CLI's default)" : "");

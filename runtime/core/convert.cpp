@@ -162,6 +162,23 @@ OTTER_CONVERT(float_to_bfloat16_n, float, uint16_t, avx512_f2b, scalar_f2b)
 OTTER_CONVERT(bfloat16_to_float_n, uint16_t, float, avx512_b2f, scalar_b2f)
 #undef OTTER_CONVERT
 
+void round_through_n(const float* src, float* dst, int64_t n, bool to_half) {
+  chunked(n, [&](int64_t b, int64_t e) {
+    constexpr int64_t kBlock = 2048;  // the 16-bit values of one block stay in L1
+    uint16_t low[kBlock];
+    for (int64_t c = b; c < e; c += kBlock) {
+      const int64_t len = std::min(kBlock, e - c);
+      if (to_half) {
+        float_to_half_n(src + c, low, len);
+        half_to_float_n(low, dst + c, len);
+      } else {
+        float_to_bfloat16_n(src + c, low, len);
+        bfloat16_to_float_n(low, dst + c, len);
+      }
+    }
+  });
+}
+
 const char* conversion_path() { return use_avx512() ? "avx512f" : "scalar"; }
 
 bool host_avx512() { return use_avx512(); }

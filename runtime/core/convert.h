@@ -14,6 +14,10 @@ void half_to_float_n(const uint16_t* src, float* dst, int64_t n);
 void float_to_bfloat16_n(const float* src, uint16_t* dst, int64_t n);
 void bfloat16_to_float_n(const uint16_t* src, float* dst, int64_t n);
 
+// dst[i] = src[i] rounded to FP16 (to_half) or BF16 and widened back: the FP32 value a 16-bit
+// store and load would give, without a 16-bit tensor (src == dst is allowed).
+void round_through_n(const float* src, float* dst, int64_t n, bool to_half);
+
 // Which path the conversions take on this CPU: "avx512f" or "scalar" (for `otter inspect` and
 // the metrics). OTTER_CPU_ISA=scalar forces the scalar path (tests compare the two).
 const char* conversion_path();

@@ -2,6 +2,8 @@
 // optimise memory (plan_passes.cpp) -> place the arena (plan_arena.cpp)), and the executor loop.
 #include "runtime/exec/plan.h"
 
+#include "runtime/core/convert.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -289,11 +291,10 @@ void Plan::run_promoted(const Step& s, KernelContext& ctx) {
   std::vector<Tensor> wide_in(ctx.inputs.size()), wide_out(ctx.outputs.size());
   size_t slot = 0;
   for (size_t i = 0; i < ctx.inputs.size(); ++i)
-    if (ctx.inputs[i] && s.round_in[i] != DType::Undefined) {
-      Tensor low(s.round_in[i], ctx.inputs[i]->shape());
-      ctx.inputs[i]->cast_into(low);
-      wide_in[i] = promoted_scratch(slot++, low.shape());
-      low.cast_into(wide_in[i]);
+    if (ctx.inputs[i] && s.round_in[i] != DType::Undefined) {  // an FP32 source read as its 16-bit value
+      wide_in[i] = promoted_scratch(slot++, ctx.inputs[i]->shape());
+      round_through_n(ctx.inputs[i]->data<float>(), wide_in[i].data<float>(), ctx.inputs[i]->numel(),
+                      s.round_in[i] == DType::Float16);
       ctx.inputs[i] = &wide_in[i];
     } else if (ctx.inputs[i] && is_half(ctx.inputs[i]->dtype())) {
       if (s.shape_only[i]) {
@@ -313,11 +314,9 @@ void Plan::run_promoted(const Step& s, KernelContext& ctx) {
     }
   s.fn(ctx);
   for (size_t i = 0; i < s.round_to.size(); ++i)
-    if (s.round_to[i] != DType::Undefined) {
-      Tensor low(s.round_to[i], ctx.outputs[i]->shape());
-      ctx.outputs[i]->cast_into(low);
-      low.cast_into(*ctx.outputs[i]);
-    }
+    if (s.round_to[i] != DType::Undefined)  // an FP32 output that stands for a 16-bit value
+      round_through_n(ctx.outputs[i]->data<float>(), ctx.outputs[i]->data<float>(), ctx.outputs[i]->numel(),
+                      s.round_to[i] == DType::Float16);
   for (size_t i = 0; i < narrow.size(); ++i)
     if (narrow[i]) wide_out[i].cast_into(*narrow[i]);
 }

@@ -89,8 +89,10 @@ def _candidates_next_to_package() -> List[str]:
 # OpenMP's wait policy, read by libgomp once, when it loads: a short spin before a waiting thread
 # sleeps (GOMP_SPINCOUNT=10000) costs nothing measurable on an idle machine and keeps a busy
 # neighbour from stalling every parallel loop (docs/benchmarks.md, "With a busy neighbour"). Set
-# only when the user chose no policy, and effective only if nothing loaded libgomp before Otter.
-if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+# only when the user chose no policy (OMP_WAIT_POLICY, GOMP_SPINCOUNT, or OTTER_WAIT_POLICY=keep for
+# libgomp's own default), and effective only if nothing loaded libgomp before Otter.
+if ("OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ
+        and os.environ.get("OTTER_WAIT_POLICY") != "keep"):
     os.environ["GOMP_SPINCOUNT"] = "10000"
 
 
