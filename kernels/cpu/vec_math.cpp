@@ -7,8 +7,10 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 // GCC 12 warns about the deliberately undefined pass-through operand inside the AVX-512 min/max/
-// roundscale intrinsics (a known false positive).
+// roundscale intrinsics (a known false positive; clang has no such warning group).
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 #define OTTER_VEC_X86 1
 #endif
