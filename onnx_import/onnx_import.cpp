@@ -74,6 +74,13 @@ Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& base_dir
                     " bytes but shape ", shape_str(shape), " needs ", bytes);
       }
   }
+  if (p.data_location() != onnx::TensorProto::EXTERNAL && p.has_raw_data()) {
+    OTTER_CHECK(p.raw_data().size() == bytes, "tensor '", name, "': raw_data has ", p.raw_data().size(),
+                " bytes but shape ", shape_str(shape), " of ", dtype_name(dtype), " needs ", bytes);
+    Tensor raw = Tensor::uninitialized(dtype, shape);  // every byte is copied in below
+    if (bytes) std::memcpy(raw.raw(), p.raw_data().data(), bytes);
+    return raw;
+  }
   Tensor t(dtype, shape);
   if (p.data_location() == onnx::TensorProto::EXTERNAL) {
     std::string location;
@@ -94,12 +101,7 @@ Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& base_dir
                 "': external data file '", path, "' is too short");
     return t;
   }
-  if (p.has_raw_data()) {
-    OTTER_CHECK(p.raw_data().size() == bytes, "tensor '", name, "': raw_data has ", p.raw_data().size(),
-                " bytes but shape ", shape_str(shape), " of ", dtype_name(dtype), " needs ", bytes);
-    if (bytes) std::memcpy(t.raw(), p.raw_data().data(), bytes);
-    return t;
-  }
+
   auto check_count = [&](int64_t count) {
     OTTER_CHECK(count == n, "tensor '", name, "' has ", count, " values but shape ", shape_str(shape), " needs ", n);
   };
@@ -313,10 +315,13 @@ onnx::ModelProto parse_model(const void* data, size_t size) {
   return model;
 }
 
-LoadedModel load_model_buffer(const void* data, size_t size, const std::string& base_dir) {
-  onnx::ModelProto model = parse_model(data, size);
+namespace {
+
+// The model in `bytes`, which the result keeps (for export) without copying them.
+LoadedModel load_model_owned(std::string bytes, const std::string& base_dir) {
+  onnx::ModelProto model = parse_model(bytes.data(), bytes.size());
   LoadedModel out;
-  out.model_bytes.assign(static_cast<const char*>(data), size);
+  out.model_bytes = std::move(bytes);
   out.base_dir = base_dir;
   out.training_info_count = static_cast<size_t>(model.training_info_size());
   Graph& g = out.graph;
@@ -327,13 +332,19 @@ LoadedModel load_model_buffer(const void* data, size_t size, const std::string& 
   return out;
 }
 
+}  // namespace
+
+LoadedModel load_model_buffer(const void* data, size_t size, const std::string& base_dir) {
+  return load_model_owned(std::string(static_cast<const char*>(data), size), base_dir);
+}
+
 LoadedModel load_model_file(const std::string& path) {
   // Protobuf cannot parse 2 GiB or more: larger models keep their weights in external data.
   std::string bytes = read_file(path, "model", (uint64_t(1) << 31) - 1);
   OTTER_CHECK_KIND(InvalidModel, !bytes.empty(), "model '", path, "' is empty");
   fs::path p(path);
   try {
-    return load_model_buffer(bytes.data(), bytes.size(), p.has_parent_path() ? p.parent_path().string() : ".");
+    return load_model_owned(std::move(bytes), p.has_parent_path() ? p.parent_path().string() : ".");
   } catch (const Error& e) {
     throw Error(cat("loading '", path, "': ", e.what()), e.kind() == ErrorKind::InvalidArgument ? ErrorKind::InvalidModel : e.kind());
   }

@@ -97,6 +97,21 @@ Tensor::Tensor(DType dtype, Shape shape, Device device) : dtype_(dtype), device_
   data_ = p;
 }
 
+Tensor Tensor::uninitialized(DType dtype, Shape shape) {
+  Tensor t;
+  t.dtype_ = dtype;
+  t.device_ = Device::CPU;
+  t.shape_ = std::move(shape);
+  for (int64_t d : t.shape_) OTTER_CHECK(d >= 0, "tensor shape ", shape_str(t.shape_), " has a negative dim");
+  const size_t alloc = ((t.nbytes() + 63) / 64) * 64 + 64;
+  void* p = std::aligned_alloc(64, alloc);
+  OTTER_CHECK_KIND(OutOfMemory, p != nullptr, "out of host memory allocating ", t.nbytes(), " bytes");
+  std::memset(static_cast<char*>(p) + t.nbytes(), 0, alloc - t.nbytes());  // the padding stays defined
+  t.owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+  t.data_ = p;
+  return t;
+}
+
 Tensor Tensor::view(DType dtype, Shape shape, std::shared_ptr<void> owner, void* data, Device device) {
   Tensor t;
   t.dtype_ = dtype;

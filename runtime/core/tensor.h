@@ -28,6 +28,9 @@ class Tensor {
   Tensor() = default;
   // A new zero-filled tensor that owns its memory (on the host, or on a device).
   Tensor(DType dtype, Shape shape, Device device = Device::CPU);
+  // A new host tensor whose bytes are not zeroed: for a caller that writes every byte before
+  // anything reads it (a model's raw initializer data, copied in at once).
+  static Tensor uninitialized(DType dtype, Shape shape);
   // A view of `data` kept alive by `owner`.
   static Tensor view(DType dtype, Shape shape, std::shared_ptr<void> owner, void* data, Device device = Device::CPU);
   template <typename T>
