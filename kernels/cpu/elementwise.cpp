@@ -479,7 +479,9 @@ void arith_half_kernel(KernelContext& ctx) {
 void sum_to_shape_half_kernel(KernelContext& ctx) {
   const Tensor& g = ctx.in(0);
   Tensor& out = ctx.out(0);
-  Tensor wide_g(DType::Float32, g.shape()), wide_out(DType::Float32, out.shape());
+  // Scratch written in full before it is read (the FP32 kernel zero-fills its output itself).
+  Tensor wide_g = Tensor::uninitialized(DType::Float32, g.shape());
+  Tensor wide_out = Tensor::uninitialized(DType::Float32, out.shape());
   widen(g.dtype(), g.raw(), wide_g.data<float>(), g.numel());
   KernelContext wide(ctx.node);
   wide.inputs = {&wide_g, ctx.inputs.size() > 1 ? ctx.inputs[1] : nullptr};

@@ -71,17 +71,18 @@ void sce_typed(KernelContext& ctx) {
       for (int64_t n = 1; n < l.n; ++n) vec_softmax_row(px + n * l.c, lp + n * l.c, l.c, true);
       vectorised = true;
     }
-  for (int64_t n = 0; n < (vectorised ? 0 : l.n); ++n)
-    for (int64_t d = 0; d < l.d; ++d) {
-      const T* line = px + n * l.c * l.d + d;
-      T* out = lp + n * l.c * l.d + d;
-      T mx = -std::numeric_limits<T>::infinity();
-      for (int64_t c = 0; c < l.c; ++c) mx = std::max(mx, line[c * l.d]);
-      double sum = 0;
-      for (int64_t c = 0; c < l.c; ++c) sum += std::exp(static_cast<double>(line[c * l.d] - mx));
-      T ls = static_cast<T>(std::log(sum));
-      for (int64_t c = 0; c < l.c; ++c) out[c * l.d] = line[c * l.d] - mx - ls;
-    }
+  if (!vectorised)
+    for (int64_t n = 0; n < l.n; ++n)
+      for (int64_t d = 0; d < l.d; ++d) {
+        const T* line = px + n * l.c * l.d + d;
+        T* out = lp + n * l.c * l.d + d;
+        T mx = -std::numeric_limits<T>::infinity();
+        for (int64_t c = 0; c < l.c; ++c) mx = std::max(mx, line[c * l.d]);
+        double sum = 0;
+        for (int64_t c = 0; c < l.c; ++c) sum += std::exp(static_cast<double>(line[c * l.d] - mx));
+        T ls = static_cast<T>(std::log(sum));
+        for (int64_t c = 0; c < l.c; ++c) out[c * l.d] = line[c * l.d] - mx - ls;
+      }
   std::vector<T> w;
   std::vector<int64_t> t;
   double wsum = sample_weights<T>(ctx, ctx.in(1), ctx.has_input(2) ? &ctx.in(2) : nullptr, l, w, t);

@@ -88,11 +88,17 @@ Tensor::Tensor(DType dtype, Shape shape, Device device) : dtype_(dtype), device_
     data_ = p;
     return;
   }
-  // 64-byte aligned, at least one byte so that data_ is never null for an empty tensor.
-  size_t alloc = ((bytes + 63) / 64) * 64 + 64;
+  allocate_host(true);
+}
+
+// 64-byte aligned, at least one byte so that data_ is never null for an empty tensor; the bytes
+// past nbytes() (the alignment padding) are always zero, the data only when `zero`.
+void Tensor::allocate_host(bool zero) {
+  const size_t bytes = nbytes(), alloc = ((bytes + 63) / 64) * 64 + 64;
   void* p = std::aligned_alloc(64, alloc);
   OTTER_CHECK_KIND(OutOfMemory, p != nullptr, "out of host memory allocating ", bytes, " bytes");
-  zero_fill(p, alloc);
+  if (zero) zero_fill(p, alloc);
+  else std::memset(static_cast<char*>(p) + bytes, 0, alloc - bytes);
   owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
   data_ = p;
 }
@@ -103,12 +109,7 @@ Tensor Tensor::uninitialized(DType dtype, Shape shape) {
   t.device_ = Device::CPU;
   t.shape_ = std::move(shape);
   for (int64_t d : t.shape_) OTTER_CHECK(d >= 0, "tensor shape ", shape_str(t.shape_), " has a negative dim");
-  const size_t alloc = ((t.nbytes() + 63) / 64) * 64 + 64;
-  void* p = std::aligned_alloc(64, alloc);
-  OTTER_CHECK_KIND(OutOfMemory, p != nullptr, "out of host memory allocating ", t.nbytes(), " bytes");
-  std::memset(static_cast<char*>(p) + t.nbytes(), 0, alloc - t.nbytes());  // the padding stays defined
-  t.owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
-  t.data_ = p;
+  t.allocate_host(false);
   return t;
 }
 

@@ -82,6 +82,7 @@ class Tensor {
   void cast_into(Tensor& out) const;
 
  private:
+  void allocate_host(bool zero);  // a host block for nbytes() (see tensor.cpp)
   DType dtype_ = DType::Undefined;
   Device device_ = Device::CPU;
   Shape shape_;

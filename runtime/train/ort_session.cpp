@@ -286,13 +286,7 @@ std::map<std::string, Tensor> OrtArtifactsSession::eval_step(const std::map<std:
 
 std::vector<std::pair<std::string, ValueInfo>> OrtArtifactsSession::train_inputs() const {
   std::vector<std::pair<std::string, ValueInfo>> r;
-  for (const std::string& name : a_.data_inputs) {
-    const Value& v = graph_.values[graph_.value_id(name)];
-    ValueInfo vi;
-    vi.dtype = v.dtype;
-    vi.shape = v.shape;
-    r.push_back({name, vi});
-  }
+  for (const std::string& name : a_.data_inputs) r.push_back(named_info(graph_.values[graph_.value_id(name)]));
   return r;
 }
 
@@ -301,10 +295,7 @@ std::vector<std::pair<std::string, ValueInfo>> OrtArtifactsSession::outputs() co
   const Graph& g = a_.has_eval ? a_.eval.graph : graph_;
   for (int v : g.outputs) {
     if (!a_.has_eval && v != graph_.value_id(a_.loss)) continue;
-    ValueInfo vi;
-    vi.dtype = g.values[v].dtype;
-    vi.shape = g.values[v].shape;
-    r.push_back({g.values[v].name, vi});
+    r.push_back(named_info(g.values[v]));
   }
   return r;
 }

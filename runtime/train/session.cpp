@@ -490,12 +490,7 @@ std::vector<std::pair<std::string, ValueInfo>> Session::train_inputs() const {
   std::vector<std::pair<std::string, ValueInfo>> r;
   std::vector<int> ids = model_inputs_;
   if (loss_.label >= 0) ids.push_back(loss_.label);
-  for (int v : ids) {
-    ValueInfo vi;
-    vi.dtype = graph_.values[v].dtype;
-    vi.shape = graph_.values[v].shape;
-    r.push_back({graph_.values[v].name, vi});
-  }
+  for (int v : ids) r.push_back(named_info(graph_.values[v]));
   return r;
 }
 
@@ -503,12 +498,7 @@ std::vector<std::pair<std::string, ValueInfo>> Session::outputs() const {
   if (training_graph_) return training_graph_->outputs();
   if (ort_) return ort_->outputs();
   std::vector<std::pair<std::string, ValueInfo>> r;
-  for (int v : model_outputs_) {
-    ValueInfo vi;
-    vi.dtype = graph_.values[v].dtype;
-    vi.shape = graph_.values[v].shape;
-    r.push_back({graph_.values[v].name, vi});
-  }
+  for (int v : model_outputs_) r.push_back(named_info(graph_.values[v]));
   return r;
 }
 

@@ -40,6 +40,14 @@ namespace otter {
 // agrees on them. Shared by Session and the sessions of training graphs and ORT artifacts.
 void check_feed(const Graph& g, int v, const Tensor& t, std::map<int64_t, int64_t>* symbols);
 
+// A graph value as the session interfaces list it: its name, dtype and (possibly symbolic) shape.
+inline std::pair<std::string, ValueInfo> named_info(const Value& v) {
+  ValueInfo vi;
+  vi.dtype = v.dtype;
+  vi.shape = v.shape;
+  return {v.name, vi};
+}
+
 struct TrainConfig {
   LossSpec loss;
   std::vector<std::string> trainable;  // if non-empty: exactly these initializers

@@ -330,23 +330,14 @@ std::vector<std::pair<std::string, ValueInfo>> TrainingGraphSession::train_input
   for (const Program& p : programs_)
     for (int v : p.graph->inputs) {
       const Value& val = p.graph->values[v];
-      if (!seen.insert(val.name).second) continue;
-      ValueInfo vi;
-      vi.dtype = val.dtype;
-      vi.shape = val.shape;
-      r.push_back({val.name, vi});
+      if (seen.insert(val.name).second) r.push_back(named_info(val));
     }
   return r;
 }
 
 std::vector<std::pair<std::string, ValueInfo>> TrainingGraphSession::outputs() const {
   std::vector<std::pair<std::string, ValueInfo>> r;
-  for (int v : inference_outputs_) {
-    ValueInfo vi;
-    vi.dtype = inference_.values[v].dtype;
-    vi.shape = inference_.values[v].shape;
-    r.push_back({inference_.values[v].name, vi});
-  }
+  for (int v : inference_outputs_) r.push_back(named_info(inference_.values[v]));
   return r;
 }
 
