@@ -75,5 +75,23 @@ TEST(Convert, CastIntoConvertsInPlaceAndRefusesAWrongCount) {
   EXPECT_THROW(x.cast_into(wrong), Error);
 }
 
+TEST(Convert, RoundThroughEqualsNarrowingThenWidening) {
+  // runtime/core/convert.h's round_through_n (the plan's FP32 sources read as 16-bit values): the
+  // bits of a 16-bit store and load, in place too, at a length past its 2048-element blocks.
+  std::vector<float> x = float_patterns();
+  const int64_t n = static_cast<int64_t>(x.size());
+  for (bool to_half : {true, false}) {
+    std::vector<float> got(x.size()), in_place = x;
+    round_through_n(x.data(), got.data(), n, to_half);
+    round_through_n(in_place.data(), in_place.data(), n, to_half);
+    for (size_t i = 0; i < x.size(); ++i) {
+      const float want = to_half ? math::half_bits_to_float(math::float_to_half_bits(x[i]))
+                                 : math::bfloat16_bits_to_float(math::float_to_bfloat16_bits(x[i]));
+      ASSERT_EQ(math::float_bits(got[i]), math::float_bits(want)) << (to_half ? "half" : "bfloat16") << " element " << i;
+      ASSERT_EQ(math::float_bits(in_place[i]), math::float_bits(want)) << "in place, element " << i;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace otter
