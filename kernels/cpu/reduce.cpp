@@ -10,6 +10,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <type_traits>
 
 #include "kernels/common/elementwise_math.h"
 #include "kernels/common/reduce_host.h"
@@ -89,6 +90,19 @@ T highest_value() {
   return std::numeric_limits<T>::has_infinity ? std::numeric_limits<T>::infinity() : std::numeric_limits<T>::max();
 }
 
+// The double accumulator as the output type. An integer output saturates (a product or a
+// LogSum of zero leaves the range; the cast itself would be undefined); the NaN of an empty mean
+// is refused before the loop (reduce_typed).
+template <class T>
+T result_as(double acc) {
+  if constexpr (std::is_integral_v<T>) {
+    if (std::isnan(acc)) return T(0);
+    if (acc <= static_cast<double>(std::numeric_limits<T>::lowest())) return std::numeric_limits<T>::lowest();
+    if (acc >= static_cast<double>(std::numeric_limits<T>::max())) return std::numeric_limits<T>::max();
+  }
+  return static_cast<T>(acc);
+}
+
 // Max/Min keep the input type (exact for integers, NaN propagates); the others go through double.
 template <class T>
 T reduce_one(Kind kind, const Layout& l, int64_t o, const T* x) {
@@ -129,7 +143,7 @@ T reduce_one(Kind kind, const Layout& l, int64_t o, const T* x) {
   if (kind == Kind::Mean) acc = l.count ? acc / static_cast<double>(l.count) : std::nan("");
   if (kind == Kind::L2) acc = std::sqrt(acc);
   if (kind == Kind::LogSum) acc = std::log(acc);
-  return static_cast<T>(acc);
+  return result_as<T>(acc);
 }
 
 template <class T>
@@ -139,6 +153,9 @@ void reduce_typed(KernelContext& ctx, Kind kind) {
   Layout l = node_layout(ctx, 1, x.shape());
   OTTER_CHECK(l.outputs() == y.numel(), ctx.node.describe(), ": output has ", y.numel(), " elements, expected ",
               l.outputs());
+  if constexpr (std::is_integral_v<T>)
+    OTTER_CHECK(kind != Kind::Mean || l.count > 0 || l.outputs() == 0, ctx.node.describe(), ": the mean of an empty ",
+                dtype_name(x.dtype()), " set (input ", shape_str(x.shape()), ") has no integer value");
   const T* px = x.data<T>();
   T* py = y.data<T>();
   parallel_for(l.outputs(), [&](int64_t b, int64_t e) {

@@ -121,10 +121,52 @@ void bind_constants(PlanDraft& d) {
                 device_name(kv.second.device()), " memory but the plan runs on ", device_name(d.options.device));
     d.tensors[kv.first] = kv.second;
   }
+  for (auto& kv : d.options.bound_wide) {
+    const ValueInfo& vi = d.info[kv.first];
+    const std::string& name = d.graph.values[kv.first].name;
+    OTTER_CHECK(d.options.device == Device::CPU && d.options.bound.count(kv.first) &&
+                    (vi.dtype == DType::Float16 || vi.dtype == DType::BFloat16) && kv.second.dtype() == DType::Float32 &&
+                    kv.second.shape() == vi.shape,
+                "plan: value '", name, "' (", dtype_name(vi.dtype), " ", shape_str(vi.shape),
+                ") cannot be bound as FP32 storage ", shape_str(kv.second.shape()));
+    for (const PlanStep& s : d.steps)
+      for (size_t i = 0; i < s.inputs.size(); ++i)
+        OTTER_CHECK(s.inputs[i] != kv.first || s.promote || s.shape_only[i], "plan: value '", name,
+                    "' is bound as FP32 storage but ", d.graph.nodes[s.node].describe(), " reads it as ",
+                    dtype_name(vi.dtype));
+    d.tensors[kv.first] = kv.second;
+  }
+}
 
+// The CPU kernel key of `node` from the graph's static dtypes (as select_kernels takes it).
+DType static_kernel_key(const Graph& g, const Node& node, const OpDef& def) {
+  const int key_input = def.kernel_type_input;
+  if (key_input >= 0 && node.input(key_input) >= 0) return g.values[node.input(key_input)].dtype;
+  return node.outputs.empty() || node.outputs[0] < 0 ? DType::Undefined : g.values[node.outputs[0]].dtype;
 }
 
 }  // namespace
+
+bool cpu_reads_only_widened(const Graph& graph, int value) {
+  const KernelRegistry& kernels = KernelRegistry::instance();
+  const OpRegistry& ops = OpRegistry::instance();
+  bool read = false;
+  for (const Node& node : graph.nodes)
+    for (size_t i = 0; i < node.inputs.size(); ++i) {
+      if (node.inputs[i] != value) continue;
+      const OpDef* def = ops.find(node.domain, node.op_type);
+      if (!def) return false;
+      if (def->reads_only_shape(node, i)) continue;
+      const DType key = static_kernel_key(graph, node, *def);
+      const bool half_key = key == DType::Float16 || key == DType::BFloat16;
+      // An FP32 kernel runs it (promoted): the key is 16-bit without a kernel of its own, or FP32.
+      if ((half_key && kernels.find(node.domain, node.op_type, Device::CPU, key)) ||
+          (!half_key && key != DType::Float32) || !kernels.find(node.domain, node.op_type, Device::CPU, DType::Float32))
+        return false;
+      read = true;
+    }
+  return read;
+}
 
 Plan::Plan(Graph& graph, const std::map<int, Shape>& input_shapes, PlanOptions options)
     : graph_(graph), options_(std::move(options)) {

@@ -38,6 +38,10 @@ struct PlanOptions {
   std::map<int, Tensor> bound;            // value id -> external storage (its dtype/shape must match)
   std::set<int> variables;                // bound values whose data changes between runs (parameters)
   std::set<int> precomputed;              // bound values the caller fills: their producers never run
+  // FP16/BF16 values (also in `bound`, which gives their type) whose storage is FP32 holding the
+  // same numbers (the weight copy kept wide on the CPU; cpu_reads_only_widened): every step that
+  // reads their data widens them, and reads this storage as it is instead.
+  std::map<int, Tensor> bound_wide;
   // false: the plain schedule (topological order, no views, no fused casts, no recomputation),
   // for tests and debugging; the results are the same bits either way.
   bool optimize_memory = true;
@@ -72,6 +76,11 @@ struct MemoryStats {
   size_t arena_bytes = 0;          // planned peak of intermediates
   size_t intermediate_bytes = 0;   // the sum of all intermediates (no reuse)
 };
+
+// True when every data read of `value` in `graph` is by a node the CPU computes through an FP32
+// kernel on its FP16/BF16 inputs (design decision 7: a promoted step, which widens the value at
+// each run): such a value can be bound as FP32 storage with PlanOptions::bound_wide.
+bool cpu_reads_only_widened(const Graph& graph, int value);
 
 class Plan {
  public:

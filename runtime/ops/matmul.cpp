@@ -66,7 +66,8 @@ void matmul_grad(GradContext& g) {
     // A linear layer, B a [K, N] matrix and A [..., K]: dB = A^T dY as one GEMM over A's rows
     // flattened to [rows, K] (not a batched MatMul of transposed activations summed over the
     // batch: that wrote batch x K x N and copied A), dA = dY B^T (a plain matrix A needs no
-    // transposed copy of B either).
+    // transposed copy of B either: dA is a GEMM over dY's rows with transB, reshaped to A's shape,
+    // so the only readers of B are GEMMs).
     const int64_t k = g.value(b).shape[0], n = g.value(b).shape[1];
     auto gemm = [&](int p, int q, bool tp, bool tq) {
       Attributes at;
@@ -74,14 +75,15 @@ void matmul_grad(GradContext& g) {
       at["transB"] = Attribute::of_int(tq);
       return g.emit("Gemm", {p, q}, at);
     };
+    int dy2 = -1;  // dY's rows, [rows, N]
+    auto dy_rows = [&] { return dy2 >= 0 ? dy2 : (dy2 = ra == 2 ? dy : g.emit("Reshape", {dy, g.constant_int64s({-1, n})})); };
     if (g.wants(0)) {
-      if (ra == 2) g.set_dx(0, gemm(dy, b, false, true));
-      else g.set_dx(0, g.emit("MatMul", {dy, g.emit("Transpose", {b}, perm_swap_last_two(rb))}));
+      int da = gemm(dy_rows(), b, false, true);
+      g.set_dx(0, ra == 2 ? da : g.emit("Reshape", {da, g.emit("Shape", {a})}));
     }
     if (g.wants(1)) {
       int a2 = ra == 2 ? a : g.emit("Reshape", {a, g.constant_int64s({-1, k})});
-      int dy2 = ra == 2 ? dy : g.emit("Reshape", {dy, g.constant_int64s({-1, n})});
-      g.set_dx(1, gemm(a2, dy2, true, false));
+      g.set_dx(1, gemm(a2, dy_rows(), true, false));
     }
     return;
   }

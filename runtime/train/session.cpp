@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 
+#include "runtime/core/convert.h"
 #include "runtime/core/half.h"
 #include "runtime/exec/infer.h"
 #include "runtime/passes/autodiff.h"
@@ -276,9 +277,27 @@ Session::Session(LoadedModel model, TrainConfig config) : config_(std::move(conf
   grads_ = Tensor(DType::Float32, {n_total}, dev);
   if (config_.grad_accum > 1) accum_ = Tensor(DType::Float32, {n_total}, dev);
   if (low_ != DType::Float32) {
-    low_weights_ = Tensor(low_, {n_total}, dev);
-    for (int v : param_values_)
-      if (autocast_.parameter_casts.count(v)) param_low_values_[v] = autocast_.parameter_casts.at(v);
+    size_t end[2] = {0, 0};  // elements of low_weights_ and low_wide_
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const int v = param_values_[i];
+      auto cast = autocast_.parameter_casts.find(v);
+      if (cast == autocast_.parameter_casts.end()) continue;  // no reader of a low-precision copy
+      param_low_values_[v] = cast->second;
+      LowCopy c;
+      c.wide = dev == Device::CPU && low_ == DType::Float16 && config_.cpu_fp16_wide_weights &&
+               cpu_reads_only_widened(graph_, cast->second);
+      c.offset = end[c.wide];
+      param_low_copy_[v] = c;
+      const size_t n = (static_cast<size_t>(shape_numel(params_[i].shape)) + 63) / 64 * 64;  // with the padding
+      end[c.wide] += n;
+      if (!low_runs_.empty() && low_runs_.back().wide == c.wide && low_runs_.back().src + low_runs_.back().n == params_[i].offset &&
+          low_runs_.back().dst + low_runs_.back().n == c.offset)
+        low_runs_.back().n += n;
+      else
+        low_runs_.push_back({params_[i].offset, c.offset, n, c.wide});
+    }
+    low_weights_ = Tensor(low_, {static_cast<int64_t>(end[0])}, dev);
+    low_wide_ = Tensor(DType::Float32, {static_cast<int64_t>(end[1])}, dev);
     refresh_low_weights();
   }
   Tensor scaler(DType::Float32, {kLossScaleSlots});
@@ -425,8 +444,14 @@ void Session::set_parameter(const std::string& name, const Tensor& value) {
 
 void Session::refresh_low_weights() {
   if (low_ == DType::Float32) return;
-  // Round to nearest even, once per step for the whole model, straight into the flat low copy.
-  ops_->to_low(masters_.data<float>(), low_weights_.raw(), low_, masters_.numel());
+  // Round to nearest even, once per step, straight into the flat copies (a run of parameters per call).
+  const float* masters = masters_.data<float>();
+  for (const LowRun& r : low_runs_) {
+    if (r.wide)  // the CPU only (see low_wide_)
+      round_through_n(masters + r.src, low_wide_.data<float>() + r.dst, static_cast<int64_t>(r.n), true);
+    else
+      ops_->to_low(masters + r.src, static_cast<uint16_t*>(low_weights_.raw()) + r.dst, low_, static_cast<int64_t>(r.n));
+  }
 }
 
 void Session::forget_graphs() {
@@ -541,8 +566,15 @@ Plan& Session::plan_for(bool training, bool with_loss, const std::map<std::strin
     options.variables.insert(v);
     auto low = param_low_values_.find(v);
     if (low != param_low_values_.end()) {  // the policy's cast of this parameter reads the flat low copy
-      options.bound[low->second] = Tensor::view(low_, params_[i].shape, nullptr,
-                                                static_cast<uint16_t*>(low_weights_.raw()) + params_[i].offset, dev);
+      const LowCopy& c = param_low_copy_.at(v);
+      if (c.wide) {
+        options.bound[low->second] = Tensor::view(low_, params_[i].shape, nullptr, nullptr, dev);  // its type
+        options.bound_wide[low->second] =
+            Tensor::view(DType::Float32, params_[i].shape, nullptr, low_wide_.data<float>() + c.offset, dev);
+      } else {
+        options.bound[low->second] =
+            Tensor::view(low_, params_[i].shape, nullptr, static_cast<uint16_t*>(low_weights_.raw()) + c.offset, dev);
+      }
       options.variables.insert(low->second);
       options.precomputed.insert(low->second);
     }

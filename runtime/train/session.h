@@ -78,6 +78,11 @@ struct TrainConfig {
   // CUDA: capture each static-shape training step as a CUDA graph (after one uncaptured warm-up
   // step per plan) and replay it; off: launch every kernel each step. Results are the same bits.
   bool cuda_graphs = true;
+  // FP16 mixed precision on the CPU, which computes in FP32 (design decision 7): keep the per-step
+  // FP16 copy of a weight that only FP32-compute kernels read (GEMMs, convolutions) as FP32
+  // values rounded to FP16, read as they are instead of widened at each use. The same numbers;
+  // false keeps every copy in FP16 (the tests compare the two bit for bit).
+  bool cpu_fp16_wide_weights = true;
   // Data-parallel training (docs/distributed.md): join the MPI world (auto: when started by mpirun
   // with more than one process). Every rank starts from rank 0's weights; gradients are averaged
   // once per effective batch; checkpoints and exports are written by rank 0.
@@ -199,6 +204,11 @@ class Session {
   const PrecisionDecision* precision_of(int node) const;
   double loss_scale() const;
   const LossScaleConfig& loss_scale_config() const { return config_.loss_scale_config; }
+  // Elements of the per-step low-precision weight copy kept as FP16/BF16 and kept wide (FP32
+  // values rounded to FP16; TrainConfig::cpu_fp16_wide_weights), padding included.
+  std::pair<int64_t, int64_t> low_copy_elements() const {
+    return {low_weights_.defined() ? low_weights_.numel() : 0, low_wide_.defined() ? low_wide_.numel() : 0};
+  }
   // CUDA: the device memory pool's peak bytes in use since the session was created (0 on the CPU).
   size_t device_peak_bytes() const;
   // Memory of the most recently used training plan.
@@ -224,8 +234,22 @@ class Session {
   int seed_value_ = -1;
   Tensor masters_, grads_, accum_;
   DType low_ = DType::Float32;           // FP16/BF16 under mixed precision
-  Tensor low_weights_;                   // the low-precision copy of the masters, same offsets
+  // The per-step low-precision copy of the parameters the policy casts (refreshed after each
+  // update): in low_weights_, or, for an FP16 parameter whose every reader computes in FP32 on the
+  // CPU (GEMMs, convolutions), in low_wide_ as FP32 values rounded to FP16, which those kernels
+  // read as they are instead of widening the copy at each use (TrainConfig::cpu_fp16_wide_weights).
+  Tensor low_weights_, low_wide_;
+  struct LowCopy {
+    bool wide = false;
+    size_t offset = 0;  // in low_wide_ when wide, else in low_weights_
+  };
   std::map<int, int> param_low_values_;  // parameter value -> its policy cast's output value
+  std::map<int, LowCopy> param_low_copy_;  // parameter value -> where its copy lives
+  struct LowRun {  // consecutive parameters refreshed by one conversion
+    size_t src = 0, dst = 0, n = 0;  // masters offset, copy offset, elements
+    bool wide = false;
+  };
+  std::vector<LowRun> low_runs_;
   AutocastResult autocast_;
   Tensor scaler_state_;                  // LossScaleSlot values
   // Non-trainable state the graph updates (BatchNormalization running statistics): the buffer

@@ -113,3 +113,49 @@ TEST(GradCheckLinear, OtherPatternsAreLeftAlone) {
   EXPECT_EQ(b.g.nodes[b.g.values[t].producer].op_type, "Transpose");
   EXPECT_EQ(b.g.nodes[b.g.values[y].producer].op_type, "Reshape");
 }
+
+// nn.Linear with its bias: Add(MatMul(X, W^T), b) (either operand order) becomes Gemm(X rows, W,
+// b, transB) and an Identity; the Transposes are removed; values and gradients (b's included) hold.
+TEST(GradCheckLinear, BiasAddBecomesTheGemmsC) {
+  for (const Shape& xs : {Shape{3, 4}, Shape{2, 3, 4}}) {
+    for (bool bias_first : {false, true}) {
+      Built b;
+      int x = add_param(b, "X", P(xs).data);
+      int w = add_param(b, "W", P({5, 4}).data);
+      int bias = add_param(b, "B", P({5}).data);
+      int mm = node(b.g, "MatMul", {x, node(b.g, "Transpose", {w}, perm({1, 0}))});
+      int y = node(b.g, "Add", bias_first ? std::vector<int>{bias, mm} : std::vector<int>{mm, bias});
+      b.g.outputs = {y};
+      std::set<int> none;
+      annotate_graph(b.g, none);
+      const Tensor before = forward(b.g, y);
+      ASSERT_EQ(fold_linear_transposes(b.g), 1);
+      annotate_graph(b.g, none);
+      int gemms_with_c = 0;
+      for (const Node& n : b.g.nodes) {
+        gemms_with_c += n.op_type == "Gemm" && n.inputs.size() == 3 && n.inputs[2] == bias;
+        EXPECT_NE(n.op_type, "Add") << n.describe();
+        EXPECT_NE(n.op_type, "Transpose") << "a Transpose nothing reads is left";
+      }
+      EXPECT_EQ(gemms_with_c, 1) << shape_str(xs);
+      EXPECT_EQ(b.g.nodes[b.g.values[y].producer].op_type, "Identity");
+      const Tensor after = forward(b.g, y);
+      ASSERT_EQ(after.shape(), before.shape());
+      std::vector<double> u = before.to_double_vector(), v = after.to_double_vector();
+      for (size_t i = 0; i < u.size(); ++i) EXPECT_NEAR(u[i], v[i], 1e-12) << shape_str(xs) << " element " << i;
+      check_gradients(b.g, {x, w, bias}, y, RunOptions{}, true);
+    }
+  }
+  // A product read by something else besides the Add keeps its Add.
+  Built b;
+  int x = add_param(b, "X", P({2, 3, 4}).data);
+  int w = add_param(b, "W", P({5, 4}).data);
+  int bias = add_param(b, "B", P({5}).data);
+  int mm = node(b.g, "MatMul", {x, node(b.g, "Transpose", {w}, perm({1, 0}))});
+  int y = node(b.g, "Add", {mm, bias});
+  b.g.outputs = {y, mm};
+  std::set<int> none;
+  annotate_graph(b.g, none);
+  ASSERT_EQ(fold_linear_transposes(b.g), 1);
+  EXPECT_EQ(b.g.nodes[b.g.values[y].producer].op_type, "Add");
+}
