@@ -97,4 +97,21 @@ StepOps* step_ops(Device d) {
 
 void set_step_ops(Device d, StepOps* ops) { step_ops_table[static_cast<int>(d)] = ops; }
 
+void StepOps::refresh_low(const float* masters, const LowCopies& copies) {
+  for (size_t i = 0; i < copies.count; ++i) {
+    const LowCopyRun& r = copies.runs[i];
+    OTTER_CHECK(!r.wide, "a wide low-precision copy exists on the CPU only");
+    to_low(masters + r.src, static_cast<uint16_t*>(copies.low) + r.dst, copies.dtype, r.n);
+  }
+}
+
+void StepOps::optimizer_step_and_refresh(const math::OptimizerParams& opt, const math::ScheduleParams& schedule,
+                                         double base_lr, float* params, const float* g, float* m, float* v, int64_t n,
+                                         const float* scaler, int64_t* counters, const LowCopies& copies) {
+  optimizer_step(opt, schedule, base_lr, params, g, m, v, n, scaler, counters);
+  // Refreshing after a skipped step (on the device, where the flag is not read here) rewrites the
+  // same values.
+  refresh_low(params, copies);
+}
+
 }  // namespace otter

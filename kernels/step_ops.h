@@ -24,6 +24,21 @@ enum StepCounter : int {
   kStepCounters = 4
 };
 
+// The per-step low-precision copy of the masters (runtime/train/session.h): masters [src, src + n)
+// rounded to `dtype` (FP16/BF16) into `low` at dst, or, for a `wide` run (the CPU only, FP16),
+// rounded to FP16 and kept as FP32 values in `wide` at dst. Runs are sorted by src.
+struct LowCopyRun {
+  int64_t src = 0, dst = 0, n = 0;
+  bool wide = false;
+};
+struct LowCopies {
+  DType dtype = DType::Float32;
+  void* low = nullptr;
+  float* wide = nullptr;
+  const LowCopyRun* runs = nullptr;
+  size_t count = 0;
+};
+
 class StepOps {
  public:
   virtual ~StepOps() = default;
@@ -50,6 +65,14 @@ class StepOps {
                               int64_t* counters) = 0;
   // low = masters rounded to nearest even (FP16 or BF16).
   virtual void to_low(const float* masters, void* low, DType low_dtype, int64_t n) = 0;
+  // Every run of `copies` from the masters (to_low per run; the CPU also writes wide runs).
+  virtual void refresh_low(const float* masters, const LowCopies& copies);
+  // optimizer_step, then refresh_low of the updated masters when the update was applied (the
+  // copies of a skipped step are still those of the unchanged masters). The CPU converts each
+  // block right after updating it, while it is in cache.
+  virtual void optimizer_step_and_refresh(const math::OptimizerParams& opt, const math::ScheduleParams& schedule,
+                                          double base_lr, float* params, const float* g, float* m, float* v, int64_t n,
+                                          const float* scaler, int64_t* counters, const LowCopies& copies);
   // dst (FP32) = src (any float dtype), unless scaler is given and scaler[kFoundInf] is set.
   virtual void commit(float* dst, const void* src, DType src_dtype, int64_t n, const float* scaler) = 0;
 };

@@ -102,8 +102,28 @@ class CpuStepOps : public StepOps {
   }
 
   void optimizer_step(const math::OptimizerParams& opt, const math::ScheduleParams& schedule, double base_lr,
-                      float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v,
-                      int64_t n, const float* scaler, int64_t* c) override {
+                      float* p, const float* g, float* m, float* v, int64_t n, const float* scaler,
+                      int64_t* c) override {
+    update(opt, schedule, base_lr, p, g, m, v, n, scaler, c, nullptr);
+  }
+
+  void optimizer_step_and_refresh(const math::OptimizerParams& opt, const math::ScheduleParams& schedule,
+                                  double base_lr, float* p, const float* g, float* m, float* v, int64_t n,
+                                  const float* scaler, int64_t* c, const LowCopies& copies) override {
+    update(opt, schedule, base_lr, p, g, m, v, n, scaler, c, copies.count ? &copies : nullptr);
+  }
+
+  void refresh_low(const float* masters, const LowCopies& copies) override {
+    for (size_t i = 0; i < copies.count; ++i) copy_run(masters, copies, copies.runs[i], copies.runs[i].src,
+                                                       copies.runs[i].src + copies.runs[i].n);
+  }
+
+  // The update in blocks of kBlock elements (whole cache lines, a few per thread), each block's
+  // low-precision copies written right after it while it is in cache. The arithmetic per element
+  // is the same whatever the blocking (no reductions), so the bits do not depend on it.
+  void update(const math::OptimizerParams& opt, const math::ScheduleParams& schedule, double base_lr,
+              float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v, int64_t n,
+              const float* scaler, int64_t* c, const LowCopies* copies) {
     c[kMicroStep] = 0;
     if (found_inf(scaler)) {
       c[kStepsSkipped] += 1;
@@ -111,22 +131,36 @@ class CpuStepOps : public StepOps {
     }
     const int64_t step = c[kStepsTaken];
     const math::UpdateScalars u = math::update_scalars(opt, math::scheduled_lr(base_lr, schedule, step), step);
-    if (opt.kind == math::OptimizerKind::SGD) {
-      const bool nesterov = opt.nesterov;
-      if (m) {
-#pragma omp parallel for if (n > kParallel)
-        for (int64_t i = 0; i < n; ++i) math::sgd_element(p[i], g[i], m + i, nesterov, u);
-      } else {
-#pragma omp parallel for simd if (n > kParallel)
-        for (int64_t i = 0; i < n; ++i) math::sgd_element(p[i], g[i], nullptr, false, u);
-      }
-    } else {
-      const bool decoupled = opt.kind == math::OptimizerKind::AdamW;
-      const int64_t chunk = 16384;  // per task: whole cache lines, a few per thread
+    const bool sgd = opt.kind == math::OptimizerKind::SGD, nesterov = opt.nesterov;
+    const bool decoupled = opt.kind == math::OptimizerKind::AdamW;
+    constexpr int64_t kBlock = 16384;
 #pragma omp parallel for if (n > kParallel) schedule(static)
-      for (int64_t b = 0; b < n; b += chunk) adam_range(p, g, m, v, b, std::min(n, b + chunk), decoupled, u);
+    for (int64_t b = 0; b < n; b += kBlock) {
+      const int64_t e = std::min(n, b + kBlock);
+      if (!sgd) {
+        adam_range(p, g, m, v, b, e, decoupled, u);
+      } else if (m) {
+        for (int64_t i = b; i < e; ++i) math::sgd_element(p[i], g[i], m + i, nesterov, u);
+      } else {
+#pragma omp simd
+        for (int64_t i = b; i < e; ++i) math::sgd_element(p[i], g[i], nullptr, false, u);
+      }
+      if (copies) {  // the runs overlapping [b, e)
+        const LowCopyRun* end = copies->runs + copies->count;
+        const LowCopyRun* r = std::upper_bound(copies->runs, end, b,
+                                               [](int64_t x, const LowCopyRun& run) { return x < run.src + run.n; });
+        for (; r != end && r->src < e; ++r) copy_run(p, *copies, *r, std::max(b, r->src), std::min(e, r->src + r->n));
+      }
     }
     c[kStepsTaken] += 1;
+  }
+
+  // Elements [from, to) of masters of run r into its copy.
+  static void copy_run(const float* masters, const LowCopies& copies, const LowCopyRun& r, int64_t from, int64_t to) {
+    const int64_t at = r.dst + (from - r.src);
+    if (r.wide) round_through_n(masters + from, copies.wide + at, to - from, true);
+    else if (copies.dtype == DType::Float16) float_to_half_n(masters + from, static_cast<uint16_t*>(copies.low) + at, to - from);
+    else float_to_bfloat16_n(masters + from, static_cast<uint16_t*>(copies.low) + at, to - from);
   }
 
   void to_low(const float* src, void* low, DType low_dtype, int64_t n) override {

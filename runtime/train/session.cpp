@@ -277,27 +277,35 @@ Session::Session(LoadedModel model, TrainConfig config) : config_(std::move(conf
   grads_ = Tensor(DType::Float32, {n_total}, dev);
   if (config_.grad_accum > 1) accum_ = Tensor(DType::Float32, {n_total}, dev);
   if (low_ != DType::Float32) {
-    size_t end[2] = {0, 0};  // elements of low_weights_ and low_wide_
+    // The CPU keeps only the copies something reads, packed; a device keeps the masters' layout
+    // and refreshes it with one conversion.
+    const bool packed = dev == Device::CPU;
+    int64_t end[2] = {0, 0};  // elements of low_weights_ and low_wide_
     for (size_t i = 0; i < params_.size(); ++i) {
       const int v = param_values_[i];
       auto cast = autocast_.parameter_casts.find(v);
       if (cast == autocast_.parameter_casts.end()) continue;  // no reader of a low-precision copy
       param_low_values_[v] = cast->second;
       LowCopy c;
-      c.wide = dev == Device::CPU && low_ == DType::Float16 && config_.cpu_fp16_wide_weights &&
+      c.wide = packed && low_ == DType::Float16 && config_.cpu_fp16_wide_weights &&
                cpu_reads_only_widened(graph_, cast->second);
-      c.offset = end[c.wide];
+      c.offset = packed ? static_cast<size_t>(end[c.wide]) : params_[i].offset;
       param_low_copy_[v] = c;
-      const size_t n = (static_cast<size_t>(shape_numel(params_[i].shape)) + 63) / 64 * 64;  // with the padding
+      const int64_t n = (shape_numel(params_[i].shape) + 63) / 64 * 64;  // with the padding
       end[c.wide] += n;
-      if (!low_runs_.empty() && low_runs_.back().wide == c.wide && low_runs_.back().src + low_runs_.back().n == params_[i].offset &&
-          low_runs_.back().dst + low_runs_.back().n == c.offset)
+      const int64_t src = static_cast<int64_t>(params_[i].offset), dst = static_cast<int64_t>(c.offset);
+      if (!low_runs_.empty() && low_runs_.back().wide == c.wide && low_runs_.back().src + low_runs_.back().n == src &&
+          low_runs_.back().dst + low_runs_.back().n == dst)
         low_runs_.back().n += n;
       else
-        low_runs_.push_back({params_[i].offset, c.offset, n, c.wide});
+        low_runs_.push_back({src, dst, n, c.wide});
     }
-    low_weights_ = Tensor(low_, {static_cast<int64_t>(end[0])}, dev);
-    low_wide_ = Tensor(DType::Float32, {static_cast<int64_t>(end[1])}, dev);
+    if (!packed) {
+      end[0] = n_total;
+      low_runs_ = {LowCopyRun{0, 0, n_total, false}};
+    }
+    low_weights_ = Tensor(low_, {end[0]}, dev);
+    low_wide_ = Tensor(DType::Float32, {end[1]}, dev);
     refresh_low_weights();
   }
   Tensor scaler(DType::Float32, {kLossScaleSlots});
@@ -444,14 +452,19 @@ void Session::set_parameter(const std::string& name, const Tensor& value) {
 
 void Session::refresh_low_weights() {
   if (low_ == DType::Float32) return;
-  // Round to nearest even, once per step, straight into the flat copies (a run of parameters per call).
-  const float* masters = masters_.data<float>();
-  for (const LowRun& r : low_runs_) {
-    if (r.wide)  // the CPU only (see low_wide_)
-      round_through_n(masters + r.src, low_wide_.data<float>() + r.dst, static_cast<int64_t>(r.n), true);
-    else
-      ops_->to_low(masters + r.src, static_cast<uint16_t*>(low_weights_.raw()) + r.dst, low_, static_cast<int64_t>(r.n));
-  }
+  // Round to nearest even, straight into the flat copies (after an update, the optimizer step
+  // does it: optimizer_step_and_refresh).
+  ops_->refresh_low(masters_.data<float>(), low_copies());
+}
+
+LowCopies Session::low_copies() const {
+  LowCopies c;
+  c.dtype = low_;
+  c.low = low_weights_.defined() ? const_cast<void*>(low_weights_.raw()) : nullptr;
+  c.wide = low_wide_.defined() && low_wide_.numel() ? const_cast<float*>(low_wide_.data<float>()) : nullptr;
+  c.runs = low_runs_.data();
+  c.count = low_runs_.size();
+  return c;
 }
 
 void Session::forget_graphs() {
@@ -803,9 +816,8 @@ void Session::enqueue_step(Plan& plan, const std::map<int, Tensor>& bound, bool 
   else if (config_.track_grad_norm)  // the norm only: an infinite bound never scales
     ops_->clip_grad_norm(g, n, std::numeric_limits<double>::infinity(), scaler, norm_.data<double>());
   Optimizer::Moments m = optimizer_->moments();
-  ops_->optimizer_step(optimizer_params(optimizer_->config()), schedule_params(config_.schedule), base_lr_,
-                       masters_.data<float>(), g, m.first, m.second, n, scaler, counters);
-  refresh_low_weights();
+  ops_->optimizer_step_and_refresh(optimizer_params(optimizer_->config()), schedule_params(config_.schedule), base_lr_,
+                                   masters_.data<float>(), g, m.first, m.second, n, scaler, counters, low_copies());
 }
 
 std::map<std::string, Tensor> Session::eval_step(const std::map<std::string, Tensor>& feeds, double* loss, bool* has_loss) {

@@ -245,11 +245,8 @@ class Session {
   };
   std::map<int, int> param_low_values_;  // parameter value -> its policy cast's output value
   std::map<int, LowCopy> param_low_copy_;  // parameter value -> where its copy lives
-  struct LowRun {  // consecutive parameters refreshed by one conversion
-    size_t src = 0, dst = 0, n = 0;  // masters offset, copy offset, elements
-    bool wide = false;
-  };
-  std::vector<LowRun> low_runs_;
+  std::vector<LowCopyRun> low_runs_;  // consecutive parameters refreshed by one conversion
+  LowCopies low_copies() const;
   AutocastResult autocast_;
   Tensor scaler_state_;                  // LossScaleSlot values
   // Non-trainable state the graph updates (BatchNormalization running statistics): the buffer
