@@ -1,5 +1,5 @@
-// CPU GEMM kernels: FP32/FP64 through OpenBLAS (cblas_sgemm / cblas_dgemm, on the OpenMP pool),
-// BF16 through oneDNN (BF16 operands, FP32 accumulation, BF16 result; registered only where the
+// CPU GEMM kernels: FP32 through oneDNN's sgemm (OpenBLAS's cblas_sgemm without oneDNN), FP64
+// through OpenBLAS (cblas_dgemm), all on the OpenMP pool, BF16 through oneDNN (BF16 operands, FP32 accumulation, BF16 result; registered only where the
 // CPU has BF16 dot products, kernels/cpu/onednn.h; elsewhere BF16 data is widened to FP32 by the
 // plan). MatMul folds the batch into M when B is a plain matrix (the common linear-layer case) and
 // otherwise runs one GEMM per broadcast batch item; Gemm maps onto one GEMM after broadcasting C
@@ -14,6 +14,8 @@ namespace {
 
 void blas_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const float* a, int64_t lda,
                const float* b, int64_t ldb, double beta, float* c, int64_t ldc) {
+  static const bool use_onednn = onednn::available();
+  if (use_onednn) return onednn::sgemm(ta, tb, m, n, k, (float)alpha, a, lda, b, ldb, (float)beta, c, ldc);
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n,
               (int)k, (float)alpha, a, (int)lda, b, (int)ldb, (float)beta, c, (int)ldc);
 }

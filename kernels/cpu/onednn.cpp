@@ -25,6 +25,10 @@ bool available() { return false; }
 bool native_bf16() { return false; }
 std::string isa() { return "none"; }
 void gemm(const Gemm&, const void*, const void*, void*) { OTTER_FAIL("oneDNN is not in this build"); }
+void sgemm(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float, float*,
+           int64_t) {
+  OTTER_FAIL("oneDNN is not in this build");
+}
 void conv_forward(const Conv&, const void*, const void*, const void*, void*) { OTTER_FAIL("oneDNN is not in this build"); }
 void conv_backward_data(const Conv&, const void*, const void*, void*) { OTTER_FAIL("oneDNN is not in this build"); }
 void conv_backward_weights(const Conv&, const void*, const void*, void*) { OTTER_FAIL("oneDNN is not in this build"); }
@@ -295,6 +299,12 @@ void gemm(const Gemm& g, const void* a, const void* b, void* c) {
     stream().wait();
     return 0;
   });
+}
+
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+           const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  const dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  OTTER_CHECK(st == dnnl_success, "oneDNN sgemm (", m, "x", n, "x", k, ") failed with status ", static_cast<int>(st));
 }
 
 void conv_forward(const Conv& c, const void* x, const void* w, const void* bias, void* y) {

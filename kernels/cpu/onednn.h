@@ -35,6 +35,12 @@ struct Gemm {
 };
 void gemm(const Gemm& g, const void* a, const void* b, void* c);
 
+// C = alpha * op(A) op(B) + beta * C in FP32, row-major, one matrix (oneDNN's JIT sgemm, the
+// BLAS-like dnnl_sgemm: no primitive to create). Measured against OpenBLAS 0.3.21 on AVX-512
+// (bench/cpu/gemm_bench.cpp): ~10% faster on square-ish layer shapes, 1.5-3x on thin ones.
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+           const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
 // An N-d convolution (1 to 3 spatial dims) in NC[D]HW layout, groups, strides, dilations (ONNX
 // meaning: 1 = dense) and begin/end pads (non-negative). `data` is the dtype of x, w, y (Float32
 // or BFloat16); bias (forward) and dW (backward weights) keep `data` too.
