@@ -325,6 +325,23 @@ void dropout_grad_kernel(KernelContext& ctx) {
 }
 
 // SumToShapeOf: reduce `grad` (out shape G) to `like`'s shape L (broadcastable to G).
+// SumToShapeOf keeps g's trailing dims (a bias [n] or [1, n] against [..., n]): the sum is over
+// contiguous rows of out.numel() elements.
+bool sums_trailing_rows(const Tensor& g, const Tensor& out) {
+  bool trailing = out.shape().size() <= g.shape().size();
+  for (size_t k = 0; trailing && k < out.shape().size(); ++k) {
+    size_t gk = g.shape().size() - out.shape().size() + k;
+    bool leading_ones = true;
+    for (size_t j = 0; j < k; ++j) leading_ones = leading_ones && out.shape()[j] == 1;
+    trailing = out.shape()[k] == g.shape()[gk] || (out.shape()[k] == 1 && leading_ones);
+  }
+  if (!trailing) return false;
+  int64_t p = 1;  // the product of g's trailing dims covered by out must be out's size
+  for (size_t k = 0; k < out.shape().size(); ++k)
+    if (out.shape()[k] != 1 || p > 1) p *= g.shape()[g.shape().size() - out.shape().size() + k];
+  return p == out.numel() && g.numel() % out.numel() == 0;
+}
+
 void sum_to_shape_kernel(KernelContext& ctx) {
   const Tensor& g = ctx.in(0);
   Tensor& out = ctx.out(0);
@@ -333,21 +350,8 @@ void sum_to_shape_kernel(KernelContext& ctx) {
     scalar_t* po = out.data<scalar_t>();
     int64_t n_out = out.numel();
     std::fill(po, po + n_out, scalar_t(0));
-    // Trailing dims kept (a bias [n] or [1, n] against [..., n]): sum rows, contiguous.
-    bool trailing = out.shape().size() <= g.shape().size();
-    for (size_t k = 0; trailing && k < out.shape().size(); ++k) {
-      size_t gk = g.shape().size() - out.shape().size() + k;
-      bool leading_ones = true;
-      for (size_t j = 0; j < k; ++j) leading_ones = leading_ones && out.shape()[j] == 1;
-      trailing = out.shape()[k] == g.shape()[gk] || (out.shape()[k] == 1 && leading_ones);
-    }
-    int64_t inner = n_out;
-    if (trailing) {  // inner must equal the product of g's trailing dims covered by out
-      int64_t p = 1;
-      for (size_t k = 0; k < out.shape().size(); ++k)
-        if (out.shape()[k] != 1 || p > 1) p *= g.shape()[g.shape().size() - out.shape().size() + k];
-      trailing = p == n_out && g.numel() % n_out == 0;
-    }
+    const bool trailing = sums_trailing_rows(g, out);
+    const int64_t inner = n_out;
     if (n_out == 1) {
       double acc = 0;  // accumulate in double: the sum of many terms
       for (int64_t i = 0; i < g.numel(); ++i) acc += pg[i];
@@ -479,6 +483,32 @@ void arith_half_kernel(KernelContext& ctx) {
 void sum_to_shape_half_kernel(KernelContext& ctx) {
   const Tensor& g = ctx.in(0);
   Tensor& out = ctx.out(0);
+  const int64_t n_out = out.numel();
+  if (g.numel() > 0 && (n_out == 1 || sums_trailing_rows(g, out))) {  // chunks widened in L1, summed in order
+    float x[kChunk];
+    if (n_out == 1) {
+      double acc = 0;
+      for (int64_t c = 0; c < g.numel(); c += kChunk) {
+        const int64_t n = std::min(kChunk, g.numel() - c);
+        widen(g.dtype(), element(g, c), x, n);
+        for (int64_t i = 0; i < n; ++i) acc += x[i];
+      }
+      const float sum = static_cast<float>(acc);
+      narrow(out.dtype(), &sum, out.raw(), 1);
+      return;
+    }
+    std::vector<float> acc(static_cast<size_t>(n_out), 0.0f);
+    const int64_t rows = g.numel() / n_out;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < n_out; c += kChunk) {
+        const int64_t n = std::min(kChunk, n_out - c);
+        widen(g.dtype(), element(g, r * n_out + c), x, n);
+        float* a = acc.data() + c;
+        for (int64_t i = 0; i < n; ++i) a[i] += x[i];
+      }
+    narrow(out.dtype(), acc.data(), out.raw(), n_out);
+    return;
+  }
   // Scratch written in full before it is read (the FP32 kernel zero-fills its output itself).
   Tensor wide_g = Tensor::uninitialized(DType::Float32, g.shape());
   Tensor wide_out = Tensor::uninitialized(DType::Float32, out.shape());

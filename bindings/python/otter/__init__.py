@@ -240,6 +240,17 @@ def _as_input(name: str, value: Any) -> Tuple[np.ndarray, int]:
     return arr, code
 
 
+_ARRAY_TYPES: Dict[Tuple[Any, int], Any] = {}
+
+
+def _array_type(item: Any, n: int) -> Any:
+    """ctypes' `item * n` array type, made once."""
+    t = _ARRAY_TYPES.get((item, n))
+    if t is None:
+        t = _ARRAY_TYPES[(item, n)] = item * n
+    return t
+
+
 class _Feeds:
     """Names and tensor views for one call; holds every buffer alive until it is dropped."""
 
@@ -253,25 +264,27 @@ class _Feeds:
             merged[k] = v
         n = len(merged)
         self.count = n
-        self.names = (ctypes.c_char_p * max(n, 1))()
-        self.views = (_capi.TensorView * max(n, 1))()
+        # The ctypes array types are made once per length (making one costs more than the rest of
+        # a small model's train_step call: bench/cpu/bench_train.py, digits).
+        self.names = _array_type(ctypes.c_char_p, max(n, 1))()
+        self.views = _array_type(_capi.TensorView, max(n, 1))()
         self._keep: List[Any] = []
         hook = _capi.input_hook
         for i, (name, value) in enumerate(merged.items()):
             arr, code = _as_input(name, value)
             bname = name.encode("utf-8")
-            shape = (ctypes.c_int64 * max(arr.ndim, 1))(*arr.shape)
+            shape = _array_type(ctypes.c_int64, max(arr.ndim, 1))(*arr.shape)
             self._keep.extend((arr, bname, shape))
             self.names[i] = bname
             v = self.views[i]
-            v.data = arr.ctypes.data
+            data = arr.ctypes.data
+            v.data = data
             v.dtype = code
             v.ndim = arr.ndim
-            v.shape = ctypes.cast(shape, _capi.c_int64_p)
+            v.shape = shape  # the array converts to the pointer field
             v.device_type = _capi.OTTER_DEVICE_CPU
-            v.device_id = 0
             if hook is not None:
-                hook(name, arr.ctypes.data, arr)
+                hook(name, data, arr)
 
 
 def _copy_view(view: _capi.TensorView, what: str) -> np.ndarray:
