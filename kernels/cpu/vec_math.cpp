@@ -23,8 +23,8 @@ namespace {
 
 // exp(x), Cephes' expf: x = n ln2 + r, |r| <= ln2/2, a degree-6 polynomial for exp(r), 2^n by
 // scalef (which also underflows to 0 and overflows to inf correctly).
-OTTER_AVX512 inline __m512 exp16(__m512 x) {
-  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.8f)), _mm512_set1_ps(-104.0f));
+OTTER_AVX512 inline __m512 exp16(__m512 x_in) {
+  const __m512 x = _mm512_max_ps(_mm512_min_ps(x_in, _mm512_set1_ps(88.8f)), _mm512_set1_ps(-104.0f));
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
@@ -36,7 +36,12 @@ OTTER_AVX512 inline __m512 exp16(__m512 x) {
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
   p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  return _mm512_scalef_ps(p, n);
+  // Below ln(2^-150) the result rounds to zero, as the scalar exp's does: the clamped input would
+  // give the smallest subnormal instead, which costs every GEMM reading it (a softmax gradient over
+  // a large vocabulary) a microcode assist per operand. NaN stays NaN.
+  const __mmask16 live = _mm512_cmp_ps_mask(x_in, _mm512_set1_ps(-103.972077f), _CMP_NLT_UQ);
+  const __m512 y = _mm512_maskz_mov_ps(live, _mm512_scalef_ps(p, n));
+  return _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x_in, x_in, _CMP_UNORD_Q), x_in);
 }
 
 // erf(z) given e = exp(-z^2): sign(z) (1 - t P(t) e), t = 1 / (1 + 0.3275911 |z|).
