@@ -34,7 +34,24 @@ std::string external_path(const std::string& base_dir, const std::string& locati
 
 }  // namespace
 
+namespace {
+// Below this size a copy costs less than the shared owner (and keeps small constants 64-byte aligned).
+constexpr size_t kStealBytes = 1 << 16;
+Tensor tensor_from_proto_impl(const onnx::TensorProto& p, const std::string& base_dir, std::string* steal_raw);
+}  // namespace
+
 Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& base_dir) {
+  return tensor_from_proto_impl(p, base_dir, nullptr);
+}
+
+Tensor tensor_from_proto_consuming(onnx::TensorProto* p, const std::string& base_dir) {
+  return tensor_from_proto_impl(*p, base_dir, p->has_raw_data() ? p->mutable_raw_data() : nullptr);
+}
+
+namespace {
+
+// steal_raw: p's raw_data, which the tensor may take over (the caller discards p).
+Tensor tensor_from_proto_impl(const onnx::TensorProto& p, const std::string& base_dir, std::string* steal_raw) {
   const std::string& name = p.name();
   OTTER_CHECK(is_supported_dtype(p.data_type()), "tensor '", name, "' has unsupported dtype ",
               onnx::TensorProto_DataType_Name(static_cast<onnx::TensorProto_DataType>(p.data_type())));
@@ -77,6 +94,11 @@ Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& base_dir
   if (p.data_location() != onnx::TensorProto::EXTERNAL && p.has_raw_data()) {
     OTTER_CHECK(p.raw_data().size() == bytes, "tensor '", name, "': raw_data has ", p.raw_data().size(),
                 " bytes but shape ", shape_str(shape), " of ", dtype_name(dtype), " needs ", bytes);
+    if (steal_raw && bytes >= kStealBytes) {  // the bytes stay where protobuf put them
+      auto owner = std::make_shared<std::string>(std::move(*steal_raw));
+      void* data = owner->data();
+      return Tensor::view(dtype, shape, std::shared_ptr<void>(owner, data), data);
+    }
     Tensor raw = Tensor::uninitialized(dtype, shape);  // every byte is copied in below
     if (bytes) std::memcpy(raw.raw(), p.raw_data().data(), bytes);
     return raw;
@@ -123,6 +145,8 @@ Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& base_dir
   }
   return t;
 }
+
+}  // namespace
 
 void fill_proto_from_tensor(const Tensor& t, onnx::TensorProto* p) {
   p->clear_float_data(); p->clear_double_data(); p->clear_int32_data(); p->clear_int64_data();
@@ -179,16 +203,32 @@ void import_value_info(Graph& g, int id, const onnx::ValueInfoProto& info) {
   v.shape_known = true;
 }
 
+void append_graph(Graph& g, const onnx::GraphProto& gp, onnx::GraphProto* consumed, const std::string& base_dir,
+                  const std::string& where);
+
 }  // namespace
 
 void append_graph_proto(Graph& g, const onnx::GraphProto& gp, const std::string& base_dir, const std::string& where) {
+  append_graph(g, gp, nullptr, base_dir, where);
+}
+
+void append_graph_proto_consuming(Graph& g, onnx::GraphProto* gp, const std::string& base_dir, const std::string& where) {
+  append_graph(g, *gp, gp, base_dir, where);
+}
+
+namespace {
+
+// consumed: gp itself when the caller discards it (its initializers' raw_data is taken over).
+void append_graph(Graph& g, const onnx::GraphProto& gp, onnx::GraphProto* consumed, const std::string& base_dir,
+                  const std::string& where) {
   const int64_t opset = g.opsets.count("") ? g.opsets.at("") : 0;
-  for (const auto& init : gp.initializer()) {
+  for (int i = 0; i < gp.initializer_size(); ++i) {
+    const onnx::TensorProto& init = gp.initializer(i);
     OTTER_CHECK(!init.name().empty(), where, "an initializer has no name");
     OTTER_CHECK(g.find_value(init.name()) < 0, where, "initializer '", init.name(), "' is defined twice");
     int id = g.add_value(init.name());
     Value& v = g.values[id];
-    v.data = tensor_from_proto(init, base_dir);
+    v.data = consumed ? tensor_from_proto_consuming(consumed->mutable_initializer(i), base_dir) : tensor_from_proto(init, base_dir);
     v.dtype = v.data.dtype();
     v.shape = v.data.shape();
     v.shape_known = true;
@@ -265,6 +305,8 @@ void append_graph_proto(Graph& g, const onnx::GraphProto& gp, const std::string&
   }
 }
 
+}  // namespace
+
 void import_opsets(Graph& g, const onnx::ModelProto& model) {
   for (const auto& op : model.opset_import()) {
     std::string domain = op.domain() == "ai.onnx" ? "" : op.domain();
@@ -326,7 +368,7 @@ LoadedModel load_model_owned(std::string bytes, const std::string& base_dir) {
   out.training_info_count = static_cast<size_t>(model.training_info_size());
   Graph& g = out.graph;
   import_opsets(g, model);
-  append_graph_proto(g, model.graph(), base_dir, "");
+  append_graph_proto_consuming(g, model.mutable_graph(), base_dir, "");  // the model is discarded below
   expand_functions(g);  // Attention -> primitive ops (onnx_import/expand_functions.h)
   g.topo_order();  // throws on a cycle
   return out;
