@@ -79,7 +79,7 @@ class KernelRegistry {
 
 void register_cpu_kernels(KernelRegistry& registry);
 // What computes on `device` in this build and on this machine, in one line (for `otter inspect`,
-// the CLI's metrics and otter_session_compute), e.g. "cpu: fp32 gemm OpenBLAS; ...".
+// the CLI's metrics and otter_session_compute), e.g. "cpu (avx512_bf16): fp32 gemm and conv oneDNN; ...".
 std::string describe_compute(Device device);
 std::string describe_cpu_compute();  // kernels/cpu/register.cpp
 // Installs the CUDA device when usable and registers the CUDA kernels (kernels/cuda/backend.cu).

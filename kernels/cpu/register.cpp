@@ -16,12 +16,12 @@ void register_cpu_kernels(KernelRegistry& r) {
 }
 
 std::string describe_cpu_compute() {
-  std::string s = "cpu (" + cpu::onednn::isa() + "): fp32 gemm OpenBLAS";
-  if (cpu::onednn::available()) s += "; fp32 conv oneDNN";
-  else s += "; conv im2col + OpenBLAS";
+  std::string s = "cpu (" + cpu::onednn::isa() + "): ";
+  if (cpu::onednn::available()) s += "fp32 gemm and conv oneDNN; fp64 gemm OpenBLAS";
+  else s += "fp32/fp64 gemm OpenBLAS; conv im2col + OpenBLAS";
   if (cpu::onednn::native_bf16()) s += "; bf16 gemm and conv oneDNN (native bf16 dot products, fp32 accumulation)";
   else s += "; bf16: fp32 compute on widened copies";
-  s += "; fp16: storage only (fp32 compute), conversions ";
+  s += "; fp16: storage only (fp32 compute, gemm/conv weights kept as fp16-rounded fp32), conversions ";
   s += conversion_path();
   return s;
 }

@@ -126,7 +126,7 @@ __attribute__((target("avx512f"))) void avx512_b2f(const uint16_t* s, float* d, 
 // Runs fn over [0, n) in chunks of at least 64K elements per thread.
 template <class Fn>
 void chunked(int64_t n, Fn fn) {
-  constexpr int64_t kMinPerThread = 1 << 16;
+  constexpr int64_t kMinPerThread = 1 << 14;
 #if defined(_OPENMP)
   if (n >= 2 * kMinPerThread && !omp_in_parallel()) {
     int threads = static_cast<int>(std::min<int64_t>(omp_get_max_threads(), n / kMinPerThread));

@@ -215,8 +215,8 @@ OTTER_API void otter_session_free(otter_session* session);
 /* The device the session runs on: "cpu" or "cuda:N". */
 OTTER_API otter_status otter_session_device(const otter_session* session, const char** out_device);
 /* One line saying what computes on the session's device in this build and on this machine, e.g.
- * "cpu (avx512_bf16): fp32 gemm OpenBLAS; fp32 conv oneDNN; bf16 gemm and conv oneDNN (native bf16
- * dot products, fp32 accumulation); fp16: storage only (fp32 compute), conversions avx512f". For
+ * "cpu (avx512_bf16): fp32 gemm and conv oneDNN; fp64 gemm OpenBLAS; bf16 gemm and conv oneDNN (native
+ * bf16 dot products, fp32 accumulation); fp16: storage only (fp32 compute, ...), conversions avx512f". For
  * people and logs; its wording may change between versions. Valid until the session is freed. */
 OTTER_API otter_status otter_session_compute(const otter_session* session, const char** out_text);
 
