@@ -296,7 +296,9 @@ void gather_grad_typed(KernelContext& ctx) {
               " does not match the gather of ", shape_str(dx.shape()));
   const T* g = dy.data<T>();
   T* out = dx.data<T>();
-  std::fill(out, out + dx.numel(), T(0));
+  // The zeros on all threads (an embedding's gradient is vocab x d: 154 MB for GPT-2's).
+  parallel_for(outer * dim, [&](int64_t b, int64_t e) { std::fill(out + b * inner, out + e * inner, T(0)); },
+               std::max<int64_t>(1, 65536 / std::max<int64_t>(inner, 1)));
   parallel_for(inner, [&](int64_t b, int64_t e) {
     for (int64_t o = 0; o < outer; ++o)
       for (int64_t j = 0; j < n; ++j) {
