@@ -11,9 +11,11 @@
 // per-column offsets.
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/common/norm_host.h"
 #include "kernels/cpu/cpu_common.h"
+#include "kernels/cpu/vec_math.h"
 
 namespace otter::cpu {
 namespace {
@@ -200,6 +202,16 @@ struct Broadcast {
   }
 };
 
+// Element (r, j) of the broadcast parameter is element j (a [cols] Scale or B, the usual case).
+bool plain_row_param(const Broadcast& t, int64_t cols) {
+  if (static_cast<int64_t>(t.v.size()) != cols) return false;
+  for (int64_t o : t.row)
+    if (o != 0) return false;
+  for (int64_t j = 0; j < cols; ++j)
+    if (t.col[static_cast<size_t>(j)] != j) return false;
+  return true;
+}
+
 template <class T>
 void layer_norm_typed(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
@@ -211,10 +223,17 @@ void layer_norm_typed(KernelContext& ctx) {
   const T* px = x.data<T>();
   T* py = ctx.out(0).data<T>();
   std::vector<double> means(v.rows), invs(v.rows);
+  // FP32 with a [cols] Scale and B: AVX-512 rows (kernels/cpu/vec_math.h), the same arithmetic.
+  const bool vector_rows = std::is_same_v<T, float> && plain_row_param(w, v.cols) &&
+                           (!has_b || plain_row_param(bias, v.cols));
   parallel_for(v.rows, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       const T* xr = px + r * v.cols;
       T* yr = py + r * v.cols;
+      if constexpr (std::is_same_v<T, float>)
+        if (vector_rows && vec_layer_norm_row(xr, w.v.data(), has_b ? bias.v.data() : nullptr, yr, v.cols, eps,
+                                              &means[r], &invs[r]))
+          continue;
       double mean, var;
       moments(xr, 1, 0, v.cols, mean, var);
       double inv = 1.0 / std::sqrt(var + eps);
@@ -269,6 +288,9 @@ void layer_norm_grad_typed(KernelContext& ctx) {
         const T* xr = px + r * v.cols;
         const T* dyr = pdy + r * v.cols;
         T* dxr = pdx + r * v.cols;
+        if constexpr (std::is_same_v<T, float>)
+          if (plain && vec_layer_norm_grad_row(xr, dyr, w.v.data(), dxr, gw, want_db ? gb : nullptr, v.cols, eps))
+            continue;
         double mean, var;
         moments(xr, 1, 0, v.cols, mean, var);
         double inv = 1.0 / std::sqrt(var + eps);

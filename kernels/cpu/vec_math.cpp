@@ -10,6 +10,7 @@
 // roundscale intrinsics (a known false positive; clang has no such warning group).
 #if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"  // _mm512_reduce_add_pd's undefined upper half
 #endif
 #include <immintrin.h>
 #define OTTER_VEC_X86 1
@@ -169,7 +170,108 @@ OTTER_AVX512 void exp_avx512(const float* x, float* y, int64_t n) {
   _mm256_zeroupper();
 }
 
+// ---- LayerNormalization rows, in double lanes ----
+
+OTTER_AVX512 inline __m512d load8(const float* p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p)); }
+
+// Mean and variance of x[0, n) as the scalar moments() computes them (two passes, double), the
+// sums in 8 lanes.
+OTTER_AVX512 void row_moments(const float* x, int64_t n, double* mean, double* var) {
+  __m512d acc = _mm512_setzero_pd();
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) acc = _mm512_add_pd(acc, load8(x + j));
+  double s = _mm512_reduce_add_pd(acc);
+  for (; j < n; ++j) s += x[j];
+  const double m = s / static_cast<double>(n);
+  const __m512d mv = _mm512_set1_pd(m);
+  acc = _mm512_setzero_pd();
+  j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m512d d = _mm512_sub_pd(load8(x + j), mv);
+    acc = _mm512_add_pd(acc, _mm512_mul_pd(d, d));
+  }
+  double q = _mm512_reduce_add_pd(acc);
+  for (; j < n; ++j) {
+    const double d = x[j] - m;
+    q += d * d;
+  }
+  *mean = m;
+  *var = q / static_cast<double>(n);
+}
+
+OTTER_AVX512 void layer_norm_row_avx512(const float* x, const double* w, const double* b, float* y, int64_t n,
+                                        double eps, double* mean_out, double* inv_out) {
+  double mean, var;
+  row_moments(x, n, &mean, &var);
+  const double inv = 1.0 / std::sqrt(var + eps);
+  const __m512d mv = _mm512_set1_pd(mean), iv = _mm512_set1_pd(inv);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m512d v = _mm512_mul_pd(_mm512_mul_pd(_mm512_sub_pd(load8(x + j), mv), iv), _mm512_loadu_pd(w + j));
+    v = _mm512_add_pd(v, b ? _mm512_loadu_pd(b + j) : _mm512_setzero_pd());
+    _mm256_storeu_ps(y + j, _mm512_cvtpd_ps(v));
+  }
+  for (; j < n; ++j) y[j] = static_cast<float>((x[j] - mean) * inv * w[j] + (b ? b[j] : 0.0));
+  *mean_out = mean;
+  *inv_out = inv;
+  _mm256_zeroupper();
+}
+
+OTTER_AVX512 void layer_norm_grad_row_avx512(const float* x, const float* dy, const double* w, float* dx, double* gw,
+                                             double* gb, int64_t n, double eps) {
+  double mean, var;
+  row_moments(x, n, &mean, &var);
+  const double inv = 1.0 / std::sqrt(var + eps);
+  const __m512d mv = _mm512_set1_pd(mean), iv = _mm512_set1_pd(inv);
+  __m512d a1 = _mm512_setzero_pd(), a2 = _mm512_setzero_pd();
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m512d g = _mm512_mul_pd(load8(dy + j), _mm512_loadu_pd(w + j));
+    a1 = _mm512_add_pd(a1, g);
+    a2 = _mm512_add_pd(a2, _mm512_mul_pd(_mm512_mul_pd(g, _mm512_sub_pd(load8(x + j), mv)), iv));
+  }
+  double s1 = _mm512_reduce_add_pd(a1), s2 = _mm512_reduce_add_pd(a2);
+  for (; j < n; ++j) {
+    const double g = dy[j] * w[j];
+    s1 += g;
+    s2 += g * (x[j] - mean) * inv;
+  }
+  const double m1 = s1 / static_cast<double>(n), m2 = s2 / static_cast<double>(n);
+  const __m512d m1v = _mm512_set1_pd(m1), m2v = _mm512_set1_pd(m2);
+  j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m512d xhat = _mm512_mul_pd(_mm512_sub_pd(load8(x + j), mv), iv);
+    const __m512d d = load8(dy + j);
+    const __m512d t = _mm512_sub_pd(_mm512_sub_pd(_mm512_mul_pd(d, _mm512_loadu_pd(w + j)), m1v), _mm512_mul_pd(xhat, m2v));
+    _mm256_storeu_ps(dx + j, _mm512_cvtpd_ps(_mm512_mul_pd(iv, t)));
+    _mm512_storeu_pd(gw + j, _mm512_add_pd(_mm512_loadu_pd(gw + j), _mm512_mul_pd(d, xhat)));
+    if (gb) _mm512_storeu_pd(gb + j, _mm512_add_pd(_mm512_loadu_pd(gb + j), d));
+  }
+  for (; j < n; ++j) {
+    const double xhat = (x[j] - mean) * inv;
+    const double d = dy[j];
+    dx[j] = static_cast<float>(inv * (d * w[j] - m1 - xhat * m2));
+    gw[j] += d * xhat;
+    if (gb) gb[j] += d;
+  }
+  _mm256_zeroupper();
+}
+
 }  // namespace
+
+bool vec_layer_norm_row(const float* x, const double* w, const double* b, float* y, int64_t n, double eps,
+                        double* mean, double* inv_std) {
+  if (!host_avx512() || n <= 0) return false;
+  layer_norm_row_avx512(x, w, b, y, n, eps, mean, inv_std);
+  return true;
+}
+
+bool vec_layer_norm_grad_row(const float* x, const float* dy, const double* w, float* dx, double* gw, double* gb,
+                             int64_t n, double eps) {
+  if (!host_avx512() || n <= 0) return false;
+  layer_norm_grad_row_avx512(x, dy, w, dx, gw, gb, n, eps);
+  return true;
+}
 
 bool vec_exp(const float* x, float* y, int64_t n) {
   if (!host_avx512()) return false;
@@ -196,6 +298,12 @@ bool vec_gelu_grad(const float* x, const float* dy, float* dx, int64_t n, bool t
 }
 
 #else
+bool vec_layer_norm_row(const float*, const double*, const double*, float*, int64_t, double, double*, double*) {
+  return false;
+}
+bool vec_layer_norm_grad_row(const float*, const float*, const double*, float*, double*, double*, int64_t, double) {
+  return false;
+}
 bool vec_exp(const float*, float*, int64_t) { return false; }
 bool vec_softmax_row(const float*, float*, int64_t, bool) { return false; }
 bool vec_gelu(const float*, float*, int64_t, bool) { return false; }

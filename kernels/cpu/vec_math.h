@@ -21,4 +21,14 @@ bool vec_softmax_row(const float* x, float* y, int64_t n, bool log);
 // y = exp(x) over n elements (Cephes' expf, within 2 ulp).
 bool vec_exp(const float* x, float* y, int64_t n);
 
+// LayerNormalization of one row of n floats with a [n] scale w and bias b (b may be null), in
+// double precision as the scalar kernel computes it (kernels/cpu/norm.cpp): the same per-element
+// arithmetic, the sums (mean, variance) in 8 double lanes, so only their order differs. Writes
+// the row's mean and 1/sqrt(var + eps).
+bool vec_layer_norm_row(const float* x, const double* w, const double* b, float* y, int64_t n, double eps,
+                        double* mean, double* inv_std);
+// Its gradient for one row: dx, and gw[j] += dy[j] * xhat[j], gb[j] += dy[j] (gb may be null).
+bool vec_layer_norm_grad_row(const float* x, const float* dy, const double* w, float* dx, double* gw, double* gb,
+                             int64_t n, double eps);
+
 }  // namespace otter::cpu

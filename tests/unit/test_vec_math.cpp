@@ -140,5 +140,53 @@ TEST(VecMath, ExpMatchesFloat64) {
   }
 }
 
+// LayerNorm rows: the AVX-512 rows against a long-double reference of the same formulas (the
+// scalar kernel's double arithmetic; only the order of the sums differs), with and without B.
+TEST(VecMath, LayerNormRowsMatchTheScalarFormulas) {
+  if (!host_avx512()) GTEST_SKIP() << "no AVX-512 on this CPU (or OTTER_CPU_ISA=scalar): the scalar loops run";
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (int64_t n : {1, 7, 8, 9, 64, 100, 768}) {
+    for (bool with_b : {true, false}) {
+      std::vector<float> x(static_cast<size_t>(n)), dy(x.size()), y(x.size()), dx(x.size());
+      std::vector<double> w(x.size()), b(x.size()), gw(x.size(), 0.5), gb(x.size(), -0.25);
+      for (size_t j = 0; j < x.size(); ++j) {
+        x[j] = 3.0f + 2.0f * normal(rng);  // an offset mean: the two-pass variance matters
+        dy[j] = normal(rng);
+        w[j] = 1.0 + 0.1 * normal(rng);
+        b[j] = 0.1 * normal(rng);
+      }
+      const double eps = 1e-5;
+      double mean = 0, inv = 0;
+      ASSERT_TRUE(cpu::vec_layer_norm_row(x.data(), w.data(), with_b ? b.data() : nullptr, y.data(), n, eps, &mean, &inv));
+      std::vector<double> gw0 = gw, gb0 = gb;
+      ASSERT_TRUE(cpu::vec_layer_norm_grad_row(x.data(), dy.data(), w.data(), dx.data(), gw.data(), with_b ? gb.data() : nullptr,
+                                               n, eps));
+      long double s = 0, q = 0;
+      for (float v : x) s += v;
+      const long double m = s / n;
+      for (float v : x) q += (v - m) * (v - m);
+      const long double iv = 1.0L / std::sqrt(q / n + eps);
+      EXPECT_NEAR(mean, static_cast<double>(m), 1e-12 * (1 + std::fabs(static_cast<double>(m))));
+      EXPECT_NEAR(inv, static_cast<double>(iv), 1e-12 * static_cast<double>(iv));
+      long double s1 = 0, s2 = 0;
+      for (size_t j = 0; j < x.size(); ++j) {
+        s1 += dy[j] * w[j];
+        s2 += dy[j] * w[j] * (x[j] - m) * iv;
+      }
+      for (size_t j = 0; j < x.size(); ++j) {
+        const long double xhat = (x[j] - m) * iv;
+        const double want_y = static_cast<double>(xhat * w[j] + (with_b ? b[j] : 0.0));
+        const double want_dx = static_cast<double>(iv * (dy[j] * w[j] - s1 / n - xhat * s2 / n));
+        EXPECT_NEAR(y[j], want_y, 2 * std::numeric_limits<float>::epsilon() * std::fabs(want_y) + 1e-6) << n << " " << j;
+        EXPECT_NEAR(dx[j], want_dx, 2 * std::numeric_limits<float>::epsilon() * std::fabs(want_dx) + 1e-6) << n << " " << j;
+        EXPECT_NEAR(gw[j], gw0[j] + static_cast<double>(dy[j] * xhat), 1e-12) << n << " " << j;
+        if (with_b) EXPECT_NEAR(gb[j], gb0[j] + dy[j], 1e-12) << n << " " << j;
+        else EXPECT_EQ(gb[j], gb0[j]);
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace otter
