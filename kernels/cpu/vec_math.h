@@ -1,5 +1,5 @@
-// Vectorised float32 math for the CPU kernels whose time goes to libm: GELU (exact and tanh
-// forms) and its gradient, and softmax lines. glibc's erff/expf/tanhf are scalar calls (~5 ns an element); these
+// Vectorised float32 math for the CPU kernels whose time went to libm: GELU (exact and tanh
+// forms) and its gradient, and softmax lines; and LayerNorm rows (in double lanes, see below). glibc's erff/expf/tanhf are scalar calls (~5 ns an element); these
 // run 16 lanes of AVX-512 with PyTorch's formulas (aten's Vectorized<float>::erf, the
 // Abramowitz-Stegun 7.1.26 rational form, absolute error < 1.5e-7; Cephes' expf), so GELU costs
 // a memory pass. Each returns false where the host has no AVX-512 (host_avx512(); also
