@@ -35,20 +35,9 @@ std::string external_path(const std::string& base_dir, const std::string& locati
 }  // namespace
 
 namespace {
+
 // Below this size a copy costs less than the shared owner (and keeps small constants 64-byte aligned).
 constexpr size_t kStealBytes = 1 << 16;
-Tensor tensor_from_proto_impl(const onnx::TensorProto& p, const std::string& base_dir, std::string* steal_raw);
-}  // namespace
-
-Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& base_dir) {
-  return tensor_from_proto_impl(p, base_dir, nullptr);
-}
-
-Tensor tensor_from_proto_consuming(onnx::TensorProto* p, const std::string& base_dir) {
-  return tensor_from_proto_impl(*p, base_dir, p->has_raw_data() ? p->mutable_raw_data() : nullptr);
-}
-
-namespace {
 
 // steal_raw: p's raw_data, which the tensor may take over (the caller discards p).
 Tensor tensor_from_proto_impl(const onnx::TensorProto& p, const std::string& base_dir, std::string* steal_raw) {
@@ -148,6 +137,14 @@ Tensor tensor_from_proto_impl(const onnx::TensorProto& p, const std::string& bas
 
 }  // namespace
 
+Tensor tensor_from_proto(const onnx::TensorProto& p, const std::string& base_dir) {
+  return tensor_from_proto_impl(p, base_dir, nullptr);
+}
+
+Tensor tensor_from_proto_consuming(onnx::TensorProto* p, const std::string& base_dir) {
+  return tensor_from_proto_impl(*p, base_dir, p->has_raw_data() ? p->mutable_raw_data() : nullptr);
+}
+
 void fill_proto_from_tensor(const Tensor& t, onnx::TensorProto* p) {
   p->clear_float_data(); p->clear_double_data(); p->clear_int32_data(); p->clear_int64_data();
   p->clear_external_data();
@@ -202,21 +199,6 @@ void import_value_info(Graph& g, int id, const onnx::ValueInfoProto& info) {
   v.shape = s;
   v.shape_known = true;
 }
-
-void append_graph(Graph& g, const onnx::GraphProto& gp, onnx::GraphProto* consumed, const std::string& base_dir,
-                  const std::string& where);
-
-}  // namespace
-
-void append_graph_proto(Graph& g, const onnx::GraphProto& gp, const std::string& base_dir, const std::string& where) {
-  append_graph(g, gp, nullptr, base_dir, where);
-}
-
-void append_graph_proto_consuming(Graph& g, onnx::GraphProto* gp, const std::string& base_dir, const std::string& where) {
-  append_graph(g, *gp, gp, base_dir, where);
-}
-
-namespace {
 
 // consumed: gp itself when the caller discards it (its initializers' raw_data is taken over).
 void append_graph(Graph& g, const onnx::GraphProto& gp, onnx::GraphProto* consumed, const std::string& base_dir,
@@ -306,6 +288,14 @@ void append_graph(Graph& g, const onnx::GraphProto& gp, onnx::GraphProto* consum
 }
 
 }  // namespace
+
+void append_graph_proto(Graph& g, const onnx::GraphProto& gp, const std::string& base_dir, const std::string& where) {
+  append_graph(g, gp, nullptr, base_dir, where);
+}
+
+void append_graph_proto_consuming(Graph& g, onnx::GraphProto* gp, const std::string& base_dir, const std::string& where) {
+  append_graph(g, *gp, gp, base_dir, where);
+}
 
 void import_opsets(Graph& g, const onnx::ModelProto& model) {
   for (const auto& op : model.opset_import()) {

@@ -324,7 +324,6 @@ void dropout_grad_kernel(KernelContext& ctx) {
   });
 }
 
-// SumToShapeOf: reduce `grad` (out shape G) to `like`'s shape L (broadcastable to G).
 // SumToShapeOf keeps g's trailing dims (a bias [n] or [1, n] against [..., n]): the sum is over
 // contiguous rows of out.numel() elements.
 bool sums_trailing_rows(const Tensor& g, const Tensor& out) {
@@ -342,6 +341,7 @@ bool sums_trailing_rows(const Tensor& g, const Tensor& out) {
   return p == out.numel() && g.numel() % out.numel() == 0;
 }
 
+// SumToShapeOf: reduce `grad` (out shape G) to `like`'s shape L (broadcastable to G).
 void sum_to_shape_kernel(KernelContext& ctx) {
   const Tensor& g = ctx.in(0);
   Tensor& out = ctx.out(0);
@@ -350,17 +350,15 @@ void sum_to_shape_kernel(KernelContext& ctx) {
     scalar_t* po = out.data<scalar_t>();
     int64_t n_out = out.numel();
     std::fill(po, po + n_out, scalar_t(0));
-    const bool trailing = sums_trailing_rows(g, out);
-    const int64_t inner = n_out;
     if (n_out == 1) {
       double acc = 0;  // accumulate in double: the sum of many terms
       for (int64_t i = 0; i < g.numel(); ++i) acc += pg[i];
       po[0] = static_cast<scalar_t>(acc);
-    } else if (trailing) {
-      int64_t rows = g.numel() / inner;
+    } else if (sums_trailing_rows(g, out)) {
+      int64_t rows = g.numel() / n_out;
       for (int64_t r = 0; r < rows; ++r) {
-        const scalar_t* row = pg + r * inner;
-        for (int64_t j = 0; j < inner; ++j) po[j] += row[j];
+        const scalar_t* row = pg + r * n_out;
+        for (int64_t j = 0; j < n_out; ++j) po[j] += row[j];
       }
     } else {
       BroadcastIndexer it(g.shape(), {&out.shape()});

@@ -1,7 +1,7 @@
-// CPU GEMM kernels: FP32 through oneDNN's sgemm (OpenBLAS's cblas_sgemm without oneDNN), FP64
-// through OpenBLAS (cblas_dgemm), all on the OpenMP pool, BF16 through oneDNN (BF16 operands, FP32 accumulation, BF16 result; registered only where the
-// CPU has BF16 dot products, kernels/cpu/onednn.h; elsewhere BF16 data is widened to FP32 by the
-// plan). MatMul folds the batch into M when B is a plain matrix (the common linear-layer case) and
+// CPU GEMM kernels, all on the OpenMP pool: FP32 through oneDNN's sgemm (OpenBLAS's cblas_sgemm
+// without oneDNN), FP64 through OpenBLAS (cblas_dgemm), BF16 through oneDNN (BF16 operands, FP32
+// accumulation, BF16 result; registered only where the CPU has BF16 dot products,
+// kernels/cpu/onednn.h; elsewhere BF16 data is widened to FP32 by the plan). MatMul folds the batch into M when B is a plain matrix (the common linear-layer case) and
 // otherwise runs one GEMM per broadcast batch item; Gemm maps onto one GEMM after broadcasting C
 // into the output.
 #include <cblas.h>

@@ -273,13 +273,7 @@ void layer_norm_grad_typed(KernelContext& ctx) {
   blocks = std::max<int64_t>(1, std::min<int64_t>(blocks, numel / static_cast<int64_t>(std::max<size_t>({nw, nb, 1}))));
   std::vector<double> part_w(static_cast<size_t>(blocks) * nw, 0.0), part_b(static_cast<size_t>(blocks) * nb, 0.0);
   double cols = static_cast<double>(v.cols);
-  auto is_plain = [&](const Broadcast& t) {  // element (r, j) of the parameter is element j
-    if (static_cast<int64_t>(t.v.size()) != v.cols) return false;
-    for (int64_t o : t.row) if (o != 0) return false;
-    for (int64_t j = 0; j < v.cols; ++j) if (t.col[j] != j) return false;
-    return true;
-  };
-  const bool plain = is_plain(w) && (!want_db || is_plain(bias));
+  const bool plain = plain_row_param(w, v.cols) && (!want_db || plain_row_param(bias, v.cols));
   parallel_for(blocks, [&](int64_t bb, int64_t be) {
     for (int64_t blk = bb; blk < be; ++blk) {
       double* gw = part_w.data() + blk * nw;

@@ -114,8 +114,10 @@ class CpuStepOps : public StepOps {
   }
 
   void refresh_low(const float* masters, const LowCopies& copies) override {
-    for (size_t i = 0; i < copies.count; ++i) copy_run(masters, copies, copies.runs[i], copies.runs[i].src,
-                                                       copies.runs[i].src + copies.runs[i].n);
+    for (size_t i = 0; i < copies.count; ++i) {
+      const LowCopyRun& r = copies.runs[i];
+      copy_run(masters, copies, r, r.src, r.src + r.n);
+    }
   }
 
   // The update in blocks of kBlock elements (whole cache lines, a few per thread), each block's

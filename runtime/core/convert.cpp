@@ -123,7 +123,7 @@ __attribute__((target("avx512f"))) void avx512_b2f(const uint16_t* s, float* d, 
 #endif
 #endif
 
-// Runs fn over [0, n) in chunks of at least 64K elements per thread.
+// Runs fn over [0, n) in chunks of at least 16K elements per thread.
 template <class Fn>
 void chunked(int64_t n, Fn fn) {
   constexpr int64_t kMinPerThread = 1 << 14;

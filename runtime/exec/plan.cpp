@@ -47,6 +47,14 @@ void infer_values(PlanDraft& d, const std::map<int, Shape>& input_shapes) {
 
 }
 
+// The dtype that picks `node`'s kernel: its OpDef::kernel_type_input's, else output 0's.
+template <class DTypeOf>
+DType kernel_key(const Node& node, const OpDef& def, DTypeOf dtype_of) {
+  const int key_input = def.kernel_type_input;
+  if (key_input >= 0 && node.input(key_input) >= 0) return dtype_of(node.input(key_input));
+  return dtype_of(node.outputs.at(0));
+}
+
 // One step per needed node whose outputs are not all folded constants, with its kernel.
 void select_kernels(PlanDraft& d) {
   // Steps: every needed node whose outputs are not all folded constants.
@@ -64,9 +72,7 @@ void select_kernels(PlanDraft& d) {
       continue;
     }
     const OpDef* def = ops.find(node.domain, node.op_type);
-    int key_input = def->kernel_type_input;
-    DType key = key_input >= 0 && node.input(key_input) >= 0 ? d.info[node.input(key_input)].dtype
-                                                              : d.info[node.outputs.at(0)].dtype;
+    const DType key = kernel_key(node, *def, [&](int v) { return d.info[v].dtype; });
     std::vector<bool> shape_only(node.inputs.size());
     for (size_t i = 0; i < node.inputs.size(); ++i) shape_only[i] = def->reads_only_shape(node, i);
     KernelFn fn = kernels.find(node.domain, node.op_type, d.options.device, key);
@@ -138,13 +144,6 @@ void bind_constants(PlanDraft& d) {
   }
 }
 
-// The CPU kernel key of `node` from the graph's static dtypes (as select_kernels takes it).
-DType static_kernel_key(const Graph& g, const Node& node, const OpDef& def) {
-  const int key_input = def.kernel_type_input;
-  if (key_input >= 0 && node.input(key_input) >= 0) return g.values[node.input(key_input)].dtype;
-  return node.outputs.empty() || node.outputs[0] < 0 ? DType::Undefined : g.values[node.outputs[0]].dtype;
-}
-
 }  // namespace
 
 bool cpu_reads_only_widened(const Graph& graph, int value) {
@@ -157,7 +156,8 @@ bool cpu_reads_only_widened(const Graph& graph, int value) {
       const OpDef* def = ops.find(node.domain, node.op_type);
       if (!def) return false;
       if (def->reads_only_shape(node, i)) continue;
-      const DType key = static_kernel_key(graph, node, *def);
+      // The key as select_kernels takes it, from the graph's static dtypes.
+      const DType key = kernel_key(node, *def, [&](int v) { return v >= 0 ? graph.values[v].dtype : DType::Undefined; });
       const bool half_key = key == DType::Float16 || key == DType::BFloat16;
       // An FP32 kernel runs it (promoted): the key is 16-bit without a kernel of its own, or FP32.
       if ((half_key && kernels.find(node.domain, node.op_type, Device::CPU, key)) ||

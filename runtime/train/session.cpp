@@ -285,12 +285,12 @@ Session::Session(LoadedModel model, TrainConfig config) : config_(std::move(conf
       const int v = param_values_[i];
       auto cast = autocast_.parameter_casts.find(v);
       if (cast == autocast_.parameter_casts.end()) continue;  // no reader of a low-precision copy
-      param_low_values_[v] = cast->second;
       LowCopy c;
+      c.value = cast->second;
       c.wide = packed && low_ == DType::Float16 && config_.cpu_fp16_wide_weights &&
                cpu_reads_only_widened(graph_, cast->second);
       c.offset = packed ? static_cast<size_t>(end[c.wide]) : params_[i].offset;
-      param_low_copy_[v] = c;
+      param_low_[v] = c;
       const int64_t n = (shape_numel(params_[i].shape) + 63) / 64 * 64;  // with the padding
       end[c.wide] += n;
       const int64_t src = static_cast<int64_t>(params_[i].offset), dst = static_cast<int64_t>(c.offset);
@@ -577,19 +577,19 @@ Plan& Session::plan_for(bool training, bool with_loss, const std::map<std::strin
     const Device dev = config_.device;
     options.bound[v] = Tensor::view(DType::Float32, params_[i].shape, nullptr, masters_.data<float>() + params_[i].offset, dev);
     options.variables.insert(v);
-    auto low = param_low_values_.find(v);
-    if (low != param_low_values_.end()) {  // the policy's cast of this parameter reads the flat low copy
-      const LowCopy& c = param_low_copy_.at(v);
+    auto low = param_low_.find(v);
+    if (low != param_low_.end()) {  // the policy's cast of this parameter reads the flat low copy
+      const LowCopy& c = low->second;
       if (c.wide) {
-        options.bound[low->second] = Tensor::view(low_, params_[i].shape, nullptr, nullptr, dev);  // its type
-        options.bound_wide[low->second] =
+        options.bound[c.value] = Tensor::view(low_, params_[i].shape, nullptr, nullptr, dev);  // its type
+        options.bound_wide[c.value] =
             Tensor::view(DType::Float32, params_[i].shape, nullptr, low_wide_.data<float>() + c.offset, dev);
       } else {
-        options.bound[low->second] =
+        options.bound[c.value] =
             Tensor::view(low_, params_[i].shape, nullptr, static_cast<uint16_t*>(low_weights_.raw()) + c.offset, dev);
       }
-      options.variables.insert(low->second);
-      options.precomputed.insert(low->second);
+      options.variables.insert(c.value);
+      options.precomputed.insert(c.value);
     }
     if (training)
       options.bound[param_grads_[v]] =

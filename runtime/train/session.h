@@ -240,11 +240,11 @@ class Session {
   // read as they are instead of widening the copy at each use (TrainConfig::cpu_fp16_wide_weights).
   Tensor low_weights_, low_wide_;
   struct LowCopy {
+    int value = -1;  // the policy cast's output value, which the copy binds
     bool wide = false;
     size_t offset = 0;  // in low_wide_ when wide, else in low_weights_
   };
-  std::map<int, int> param_low_values_;  // parameter value -> its policy cast's output value
-  std::map<int, LowCopy> param_low_copy_;  // parameter value -> where its copy lives
+  std::map<int, LowCopy> param_low_;  // parameter value -> its low-precision copy
   std::vector<LowCopyRun> low_runs_;  // consecutive parameters refreshed by one conversion
   LowCopies low_copies() const;
   AutocastResult autocast_;
