@@ -813,6 +813,7 @@ otter_status otter_session_get_stat(const otter_session* s, const char* key, dou
       {"intermediate_bytes",
        [](const otter::Session& ss, const otter::StepStats&) { return double(ss.train_memory().intermediate_bytes); }},
       {"captured_steps", [](const otter::Session&, const otter::StepStats& st) { return double(st.captured_steps); }},
+      {"plan_seconds", [](const otter::Session&, const otter::StepStats& st) { return st.plan_seconds; }},
       {"device_peak_bytes", [](const otter::Session& ss, const otter::StepStats&) { return double(ss.device_peak_bytes()); }},
       {"rank", [](const otter::Session& ss, const otter::StepStats&) { return double(ss.rank()); }},
       {"world_size", [](const otter::Session& ss, const otter::StepStats&) { return double(ss.world_size()); }},

@@ -375,6 +375,14 @@ void Plan::poison() {
   arena.copy_from(ones);
 }
 
+std::unique_ptr<Plan> build_plan(Graph& graph, const std::map<int, Shape>& input_shapes, PlanOptions options,
+                                 double* seconds) {
+  const auto started = std::chrono::steady_clock::now();
+  auto plan = std::make_unique<Plan>(graph, input_shapes, std::move(options));
+  *seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return plan;
+}
+
 const Tensor& Plan::value(int id) const {
   OTTER_CHECK(id >= 0 && static_cast<size_t>(id) < tensors_.size() && tensors_[id].defined(),
               "plan: value ", id, " is not available");

@@ -10,6 +10,7 @@
 #pragma once
 #include <chrono>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -81,6 +82,12 @@ struct MemoryStats {
 // kernel on its FP16/BF16 inputs (design decision 7: a promoted step, which widens the value at
 // each run): such a value can be bound as FP32 storage with PlanOptions::bound_wide.
 bool cpu_reads_only_widened(const Graph& graph, int value);
+
+class Plan;
+// A new Plan(graph, input_shapes, options); adds the wall time its construction took to *seconds
+// (StepStats::plan_seconds, the "plan_seconds" statistic).
+std::unique_ptr<Plan> build_plan(Graph& graph, const std::map<int, Shape>& input_shapes, PlanOptions options,
+                                 double* seconds);
 
 class Plan {
  public:

@@ -58,18 +58,30 @@ std::vector<size_t> sink_order(const std::vector<std::vector<int>>& reads, const
 
 }  // namespace
 
-// A promoted step whose FP16/BF16 output is read only by a Cast to FP32 bound outside the arena
-// (a weight gradient on its way to the flat FP32 gradient buffer) writes the FP32 value rounded
-// to the half type straight into the Cast's output: the same numbers, without the half value in
-// the arena. (Into an arena value it would not pay: the FP32 value would live from this step.)
+// A promoted step whose FP16/BF16 output is read only by a Cast to FP32 writes the FP32 value
+// rounded to the half type straight into the Cast's output: the same numbers, without the half
+// value, its widened scratch or the Cast's pass. The Cast's output is either bound outside the
+// arena (a weight gradient on its way to the flat FP32 gradient buffer) or an arena value when the
+// Cast follows after steps that write fewer arena bytes than the half value holds (a tied
+// weight's gradient, summed after): the FP32 value then lives from this step, but no step in
+// between holds more than the half and FP32 values held together at the Cast.
 void fuse_output_casts(PlanDraft& d) {
   std::set<int> targets(d.options.targets.begin(), d.options.targets.end());
   std::vector<std::vector<size_t>> needers(d.graph.values.size());
   for (size_t s = 0; s < d.steps.size(); ++s)
     for (int v : d.steps[s].inputs)
       if (v >= 0) needers[v].push_back(s);
+  auto few_bytes_between = [&](size_t from, size_t to, size_t limit) {
+    if (to <= from) return false;
+    size_t written = 0;
+    for (size_t q = from + 1; q < to; ++q)
+      for (int v : d.steps[q].outputs)
+        if (v >= 0 && !d.tensors[v].defined()) written += block_bytes(d.info[v]);
+    return written < limit;
+  };
   std::vector<bool> fused(d.steps.size(), false);
-  for (PlanStep& s : d.steps) {
+  for (size_t p = 0; p < d.steps.size(); ++p) {
+    PlanStep& s = d.steps[p];
     if (!s.promote) continue;
     for (size_t o = 0; o < s.outputs.size(); ++o) {
       int h = s.outputs[o];
@@ -80,7 +92,7 @@ void fuse_output_casts(PlanDraft& d) {
       const Node& cast = d.graph.nodes[d.steps[c].node];
       if (!cast.domain.empty() || cast.op_type != "Cast" || d.steps[c].inputs.size() != 1 || d.steps[c].outputs.size() != 1 ||
           d.steps[c].outputs[0] < 0 || d.info[d.steps[c].outputs[0]].dtype != DType::Float32 ||
-          !d.tensors[d.steps[c].outputs[0]].defined())
+          (!d.tensors[d.steps[c].outputs[0]].defined() && !few_bytes_between(p, c, block_bytes(d.info[h]))))
         continue;
       s.outputs[o] = d.steps[c].outputs[0];
       s.round_to[o] = half;

@@ -187,7 +187,7 @@ Plan& OrtArtifactsSession::plan_for(Graph& g, std::map<std::string, std::unique_
     }
   }
   options.targets = targets;
-  auto plan = std::make_unique<Plan>(g, shapes, options);
+  auto plan = build_plan(g, shapes, options, &stats_.plan_seconds);
   Plan& ref = *plan;
   cache[key] = std::move(plan);
   return ref;

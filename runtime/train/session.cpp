@@ -607,7 +607,7 @@ Plan& Session::plan_for(bool training, bool with_loss, const std::map<std::strin
     options.targets = model_outputs_;
     if (with_loss) options.targets.push_back(loss_.loss);
   }
-  auto plan = std::make_unique<Plan>(graph_, shapes, options);
+  auto plan = build_plan(graph_, shapes, options, &stats_.plan_seconds);
   Plan& ref = *plan;
   plans_[key] = std::move(plan);
   return ref;

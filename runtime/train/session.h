@@ -113,6 +113,7 @@ struct StepStats {
   int64_t skipped_steps = 0;  // optimizer steps skipped for non-finite gradients
   bool last_step_skipped = false;
   int64_t captured_steps = 0;  // CUDA: micro-steps run as a replayed CUDA graph
+  double plan_seconds = 0;     // wall time spent building execution plans (one per input shape and kind)
   int rank = 0;                // data-parallel rank of this process (0 when alone)
   int world_size = 1;          // number of data-parallel processes
 };

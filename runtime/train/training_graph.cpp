@@ -236,7 +236,7 @@ Plan& TrainingGraphSession::plan_for(Program& p, const std::map<std::string, Ten
   options.targets = g.outputs;
   for (auto& u : p.updates) options.targets.push_back(u.second);
   if (p.loss >= 0) options.targets.push_back(p.loss);
-  auto plan = std::make_unique<Plan>(*p.graph, shapes, options);
+  auto plan = build_plan(*p.graph, shapes, options, &stats_.plan_seconds);
   Plan& ref = *plan;
   p.plans[key] = std::move(plan);
   return ref;
@@ -311,7 +311,7 @@ std::map<std::string, Tensor> TrainingGraphSession::eval_step(const std::map<std
         options.variables.insert(v);
       }
     options.targets = inference_outputs_;
-    eval_plan_ = std::make_unique<Plan>(inference_, shapes, options);
+    eval_plan_ = build_plan(inference_, shapes, options, &stats_.plan_seconds);
     eval_key_ = key;
   }
   RunOptions ro;

@@ -741,10 +741,13 @@ static void test_train(otter_session* s) {
   CHECK(CHECK_OK(otter_session_get_stat(s, "intermediate_bytes", &v)) && v > 0 && v < 1e9);
   expect_stat(s, "captured_steps", 0, __LINE__);    /* CUDA only */
   expect_stat(s, "device_peak_bytes", 0, __LINE__); /* a CPU session */
+  double planned = -1;                               /* the training plan was built at the first step */
+  CHECK(CHECK_OK(otter_session_get_stat(s, "plan_seconds", &planned)) && planned > 0 && planned < 60);
 
   /* a step with out_loss NULL */
   CHECK_OK(otter_session_train_step(s, 2, g_names_xy, in, NULL));
   expect_stat(s, "step", STEPS + 1, __LINE__);
+  expect_stat(s, "plan_seconds", planned, __LINE__); /* the same shapes: the plan is reused */
   CHECK(CHECK_OK(otter_session_get_stat(s, "last_loss", &v)) && isfinite(v) && v < losses[0]);
 
   /* learning rate */

@@ -263,7 +263,8 @@ OTTER_API otter_status otter_session_set_parameter(otter_session* session, const
  * 0), loss_scale (1 without loss scaling), skipped_steps (steps skipped for non-finite
  * gradients), arena_bytes and intermediate_bytes (planned activation memory of the last training
  * plan and the sum of its intermediates), captured_steps (CUDA: micro-steps replayed as a CUDA
- * graph), device_peak_bytes (CUDA: peak bytes in use in the device memory pool since the session
+ * graph), plan_seconds (wall time spent building execution plans so far: Otter plans at the
+ * first step of each input shape, so this is the planning part of that step), device_peak_bytes (CUDA: peak bytes in use in the device memory pool since the session
  * was created; 0 on the CPU), rank and world_size (data parallelism: this process's rank and the
  * number of ranks; 0 and 1 when training alone). Reading a statistic of a CUDA session waits for the GPU. Unknown
  * keys: OTTER_ERROR_NOT_FOUND. */
