@@ -536,7 +536,10 @@ void register_elementwise_kernels(KernelRegistry& r) {
   r.add("", "Sum", cpu, f, variadic_kernel<math::Add>);
   r.add("", "Mean", cpu, f, variadic_kernel<math::Add, true>);
   r.add("", "Neg", cpu, {DType::Float32, DType::Float64, DType::Int64, DType::Int32, DType::Int8}, neg_kernel);
-  r.add("", "Identity", cpu, all, identity_kernel);
+  std::vector<DType> all_and_half = all;  // Identity copies bytes: no widening for 16-bit floats
+  all_and_half.push_back(DType::Float16);
+  all_and_half.push_back(DType::BFloat16);
+  r.add("", "Identity", cpu, all_and_half, identity_kernel);
   r.add("", "Not", cpu, {DType::Bool}, not_kernel);
   r.add("", "Cast", cpu, all, cast_kernel);
   r.add("", "CastLike", cpu, all, cast_kernel);  // the output's dtype is the target

@@ -7,6 +7,9 @@
 // kernels/common/shape_host.h. Only the gradients that add (GatherGrad) and Range are typed.
 #include <algorithm>
 #include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "kernels/common/shape_host.h"
 #include "kernels/common/slice_layout.h"
@@ -22,6 +25,51 @@ Bytes* bytes(Tensor& t) { return static_cast<Bytes*>(t.raw()); }
 
 // The product of shape[b, e).
 // ---- strided copy ----
+
+// Transposes one B x B block: dst[r * dst_stride + c] = src[r + c * src_stride] for r, c < B.
+// B is 8 for 16-bit and 4 for 32-bit elements, where SSE2 moves whole rows (the classic unpack
+// ladder: bits are only moved, so every value, NaN payloads included, is copied exactly); other
+// element sizes and targets copy element by element.
+template <class E>
+constexpr int64_t kBlock = sizeof(E) == 2 ? 8 : 4;
+
+template <class E>
+inline void transpose_block(const E* src, int64_t src_stride, E* dst, int64_t dst_stride) {
+#if defined(__SSE2__)
+  if constexpr (sizeof(E) == 2) {
+    __m128i a[8], b[8], c[8];
+    for (int i = 0; i < 8; ++i) a[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i * src_stride));
+    for (int i = 0; i < 4; ++i) {
+      b[2 * i] = _mm_unpacklo_epi16(a[2 * i], a[2 * i + 1]);
+      b[2 * i + 1] = _mm_unpackhi_epi16(a[2 * i], a[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; ++i) {  // b[0..3] hold rows 0-3, b[4..7] rows 4-7
+      c[4 * i] = _mm_unpacklo_epi32(b[4 * i], b[4 * i + 2]);
+      c[4 * i + 1] = _mm_unpackhi_epi32(b[4 * i], b[4 * i + 2]);
+      c[4 * i + 2] = _mm_unpacklo_epi32(b[4 * i + 1], b[4 * i + 3]);
+      c[4 * i + 3] = _mm_unpackhi_epi32(b[4 * i + 1], b[4 * i + 3]);
+    }
+    for (int i = 0; i < 4; ++i) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (2 * i) * dst_stride), _mm_unpacklo_epi64(c[i], c[4 + i]));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + (2 * i + 1) * dst_stride), _mm_unpackhi_epi64(c[i], c[4 + i]));
+    }
+    return;
+  } else if constexpr (sizeof(E) == 4) {
+    __m128i a[4];
+    for (int i = 0; i < 4; ++i) a[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i * src_stride));
+    const __m128i t0 = _mm_unpacklo_epi32(a[0], a[1]), t1 = _mm_unpackhi_epi32(a[0], a[1]);
+    const __m128i t2 = _mm_unpacklo_epi32(a[2], a[3]), t3 = _mm_unpackhi_epi32(a[2], a[3]);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm_unpacklo_epi64(t0, t2));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + dst_stride), _mm_unpackhi_epi64(t0, t2));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 2 * dst_stride), _mm_unpacklo_epi64(t1, t3));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 3 * dst_stride), _mm_unpackhi_epi64(t1, t3));
+    return;
+  }
+#endif
+  constexpr int64_t B = kBlock<E>;
+  for (int64_t r = 0; r < B; ++r)
+    for (int64_t c = 0; c < B; ++c) dst[r * dst_stride + c] = src[r + c * src_stride];
+}
 
 // For every index i of `shape` (row-major): with src_off(i) = base + sum_k i_k * strides[k],
 // gather: dst[i] = src[src_off(i)];  scatter: dst[src_off(i)] = src[i]. E is an element-sized
@@ -53,10 +101,18 @@ void strided_copy_typed(const E* src, E* dst, int64_t base, const Shape& shape, 
           rest /= shape[k];
         }
         E* out = dst + p * plane;
+        constexpr int64_t B = kBlock<E>;
         for (int64_t ct = 0; ct < c_tiles; ++ct) {
           const int64_t c0 = ct * kTile, c1 = std::min(c_n, c0 + kTile);
-          for (int64_t r = r0; r < r1; ++r)
-            for (int64_t c = c0; c < c1; ++c) out[r * c_n + c] = src[off + r + c * inner_stride];
+          for (int64_t rb = r0; rb < r1; rb += B)
+            for (int64_t cb = c0; cb < c1; cb += B) {
+              if (rb + B <= r1 && cb + B <= c1) {
+                transpose_block(src + off + rb + cb * inner_stride, inner_stride, out + rb * c_n + cb, c_n);
+                continue;
+              }
+              for (int64_t r = rb; r < std::min(r1, rb + B); ++r)
+                for (int64_t c = cb; c < std::min(c1, cb + B); ++c) out[r * c_n + c] = src[off + r + c * inner_stride];
+            }
         }
       }
     }, std::max<int64_t>(1, 32768 / (kTile * c_n)));

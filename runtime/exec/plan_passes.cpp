@@ -79,10 +79,13 @@ void fuse_output_casts(PlanDraft& d) {
         if (v >= 0 && !d.tensors[v].defined()) written += block_bytes(d.info[v]);
     return written < limit;
   };
+  const OpRegistry& ops = OpRegistry::instance();
   std::vector<bool> fused(d.steps.size(), false);
   for (size_t p = 0; p < d.steps.size(); ++p) {
     PlanStep& s = d.steps[p];
-    if (!s.promote) continue;
+    const Node& node = d.graph.nodes[s.node];
+    // A step that may become a view of its input (make_views) costs nothing as it is.
+    if (!s.promote || !ops.find(node.domain, node.op_type)->views.empty()) continue;
     for (size_t o = 0; o < s.outputs.size(); ++o) {
       int h = s.outputs[o];
       if (h < 0 || d.tensors[h].defined() || targets.count(h) || needers[h].size() != 1) continue;
