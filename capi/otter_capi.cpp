@@ -170,6 +170,7 @@ const std::map<std::string, OptSpec>& option_specs() {
       {"precision_node", {OptType::Names, {}}},
       {"device", {OptType::String, {}}},
       {"cuda_graphs", {OptType::String, {"on", "off"}}},
+      {"denormals", {OptType::String, {"keep", "flush"}}},
       {"batchnorm", {OptType::String, {"train", "frozen"}}},
       {"nonfinite", {OptType::String, {"error", "skip"}}},
       {"tensorboard", {OptType::String, {}}},
@@ -342,6 +343,7 @@ otter::TrainConfig config_from(const otter_options* options, std::string* device
   if (auto s = get("device")) c.device = otter::resolve_device(*s);
   *device = c.device == otter::Device::CPU ? "cpu" : "cuda:0";
   if (auto s = get("cuda_graphs")) c.cuda_graphs = *s == "on";
+  if (auto s = get("denormals")) c.flush_denormals = *s == "flush";
   c.track_grad_norm = get("tensorboard") != nullptr;  // logged as train/grad_norm
   if (auto s = get("distributed")) c.dist.mode = *s;
   num("dist_timeout", &c.dist.timeout_s);

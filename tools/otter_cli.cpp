@@ -132,6 +132,7 @@ const char* kTrainHelp =
     "  --loss-scale dynamic|none|VALUE (default: dynamic for fp16, none otherwise)\n"
     "  --device auto|cpu|cuda[:0]\n"
     "  --cuda-graphs on|off   capture each CUDA training step as a graph (default on)\n"
+    "  --denormals keep|flush flush subnormal floats to zero on the CPU threads (default keep)\n"
     "data parallelism (docs/distributed.md): `mpirun -np N otter train ...` trains on N processes;\n"
     "global batch = N x --batch-size x --grad-accum; rank 0 logs and writes every file\n"
     "  --distributed auto|mpi|off   join the MPI world (default auto: when started by mpirun)\n"
@@ -383,6 +384,7 @@ void set_common(otter::cpp::Options& o, const Args& a, bool training) {
   pass("--precision-node", "precision_node");
   o.set("device", a.get("--device", "auto"));  // CUDA when a usable GPU is present, else the CPU
   pass("--cuda-graphs", "cuda_graphs");
+  pass("--denormals", "denormals");
   pass("--freeze", "freeze");
   pass("--train-only", "trainable");
   pass("--training-graph", "training_graph");
@@ -410,7 +412,7 @@ void set_common(otter::cpp::Options& o, const Args& a, bool training) {
 int cmd_train(int argc, char** argv) {
   Args a(argc, argv, 2, {"--data", "--label", "--loss", "--loss-output", "--optimizer", "--lr", "--momentum",
                          "--weight-decay", "--schedule", "--warmup", "--epochs", "--steps", "--batch-size",
-                         "--grad-accum", "--clip-norm", "--precision", "--loss-scale", "--device", "--cuda-graphs", "--seed",
+                         "--grad-accum", "--clip-norm", "--precision", "--loss-scale", "--device", "--cuda-graphs", "--denormals", "--seed",
                          "--freeze", "--val", "--checkpoint", "--checkpoint-every", "--resume", "--out", "--metrics",
                          "--plot", "--precision-op", "--precision-node", "--nonfinite", "--train-only",
                          "--tensorboard", "--metrics-csv", "--plot-scale", "--distributed", "--shard", "--dist-timeout",

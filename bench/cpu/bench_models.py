@@ -145,9 +145,11 @@ def import_otter():
         return otter
 
 
-def otter_session(otter, path, precision):
+def otter_session(otter, path, precision, extra_options=""):
+    """extra_options: "key=value,..." (--otter-options), e.g. denormals=flush."""
+    extra = dict(kv.split("=", 1) for kv in extra_options.split(",") if kv)
     return otter.TrainingSession(path, loss="cross_entropy", label="label", loss_output="logits",
-                                 optimizer="adamw", precision=precision, device="cpu", **ADAMW)
+                                 optimizer="adamw", precision=precision, device="cpu", **ADAMW, **extra)
 
 
 def otter_stats(sess):
@@ -173,7 +175,7 @@ def otter_worker(args):
     stage = "session creation"
     try:
         t = time.perf_counter()
-        sess = otter_session(otter, path, args.precision)
+        sess = otter_session(otter, path, args.precision, args.otter_options)
         res["create_s"] = time.perf_counter() - t
         res["device"] = sess.device
         res["notes"] = [n[:300] for n in sess.notes][:10]
@@ -379,6 +381,9 @@ def main():
     ap.add_argument("--no-first-step", action="store_true",
                     help="with --creation-only: do not run the first two steps (Otter plans lazily, at the "
                          "first step, and its plan_seconds statistic is read after it)")
+    ap.add_argument("--otter-options", default="", metavar="KEY=VALUE,...",
+                    help="more Otter session options for every Otter measurement (e.g. denormals=flush; "
+                         "PyTorch keeps its defaults)")
     ap.add_argument("--quick", action="store_true",
                     help="fewer steps: warmup 3, reps 3, rep-seconds 0.3, min-steps 3, tries 1 (unless given)")
     ap.add_argument("--warmup", type=int, help="untimed steps (default 10; quick 3)")
@@ -451,16 +456,18 @@ def main():
           "onnx %s; python %s" % (otter_version, lib_info["source"], lib_info["mtime"], versions.get("torch"),
                                   versions.get("torch_cpu_capability"), versions.get("torchvision"),
                                   versions.get("numpy"), versions.get("onnx"), versions["python"]))
-    print("settings: warmup %d, reps %d, rep-seconds %.2f, min-steps %d, tries %d; AdamW %s" % (
+    print("settings: warmup %d, reps %d, rep-seconds %.2f, min-steps %d, tries %d; AdamW %s%s" % (
         args.warmup, args.reps, args.rep_seconds, args.min_steps, args.tries,
-        ", ".join("%s=%g" % kv for kv in ADAMW.items())))
+        ", ".join("%s=%g" % kv for kv in ADAMW.items()),
+        "; Otter options " + args.otter_options if args.otter_options else ""))
     load0 = os.getloadavg()
     print("load average before: %.2f %.2f %.2f" % load0, flush=True)
     if load0[0] > 0.5:
         print("warning: the machine is not idle (1-min load %.2f); other work skews these numbers" % load0[0])
 
     common = ["--model-dir", args.workdir, "--warmup", str(args.warmup), "--reps", str(args.reps),
-              "--rep-seconds", str(args.rep_seconds), "--min-steps", str(args.min_steps)]
+              "--rep-seconds", str(args.rep_seconds), "--min-steps", str(args.min_steps),
+              "--otter-options", args.otter_options]
     me = os.path.abspath(__file__)
     rows, t_start = [], time.perf_counter()
     for name in models:

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "runtime/core/convert.h"
+#include "runtime/core/denormals.h"
 #include "runtime/core/half.h"
 #include "runtime/exec/infer.h"
 #include "runtime/passes/autodiff.h"
@@ -128,6 +129,8 @@ Device resolve_device(const std::string& name) {
 Session::~Session() = default;
 
 Session::Session(LoadedModel model, TrainConfig config) : config_(std::move(config)) {
+  OTTER_CHECK_KIND(Unsupported, !config_.flush_denormals || can_flush_denormals(),
+                   "denormals=flush: this build cannot flush subnormal floats to zero on this CPU (x86-64 only)");
   OTTER_CHECK(config_.training_graph == "auto" || config_.training_graph == "on" || config_.training_graph == "off",
               "training_graph must be auto, on or off, got '", config_.training_graph, "'");
   // Training graphs and ORT artifacts run their own update: data parallelism is not wired for them.
@@ -620,6 +623,7 @@ double Session::train_step(const std::map<std::string, Tensor>& feeds) {
 }
 
 void Session::train_step(const std::map<std::string, Tensor>& feeds, double* loss) {
+  DenormalsFlushed flushed(config_.flush_denormals);
   if (training_graph_) return training_graph_->train_step(feeds, loss);
   if (ort_) return ort_->train_step(feeds, loss);
   if (!comm_) return run_train_step(feeds, loss);
@@ -821,6 +825,7 @@ void Session::enqueue_step(Plan& plan, const std::map<int, Tensor>& bound, bool 
 }
 
 std::map<std::string, Tensor> Session::eval_step(const std::map<std::string, Tensor>& feeds, double* loss, bool* has_loss) {
+  DenormalsFlushed flushed(config_.flush_denormals);
   if (training_graph_) return training_graph_->eval_step(feeds, loss, has_loss);
   if (ort_) return ort_->eval_step(feeds, loss, has_loss);
   bool with_loss = loss != nullptr && (loss_.label < 0 || feeds.count(graph_.values[loss_.label].name));

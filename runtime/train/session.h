@@ -83,6 +83,10 @@ struct TrainConfig {
   // values rounded to FP16, read as they are instead of widened at each use. The same numbers;
   // false keeps every copy in FP16 (the tests compare the two bit for bit).
   bool cpu_fp16_wide_weights = true;
+  // Subnormal floats are flushed to zero (inputs and results) on the CPU threads during train_step
+  // and eval_step (runtime/core/denormals.h; the "denormals=flush" option). Faster where kernels
+  // meet many subnormals; values that would be subnormal become 0. Off by default.
+  bool flush_denormals = false;
   // Data-parallel training (docs/distributed.md): join the MPI world (auto: when started by mpirun
   // with more than one process). Every rank starts from rank 0's weights; gradients are averaged
   // once per effective batch; checkpoints and exports are written by rank 0.

@@ -391,6 +391,19 @@ def test_train_step_without_loss(data):
             np.testing.assert_array_equal(v, b.parameters[k])
 
 
+def test_denormals_option(data):
+    # denormals=flush (CPU threads flush subnormals to zero during the step) trains; a value other
+    # than keep/flush is rejected when the session is created.
+    x, y = data["x"][:32], data["y"][:32]
+    with new_session(denormals="flush") as s:
+        first = s.train_step(x=x, label=y)
+        for _ in range(5):
+            last = s.train_step(x=x, label=y)
+        assert np.isfinite(first) and last < first
+    with pytest.raises(otter.InvalidArgumentError, match="denormals"):
+        new_session(denormals="sometimes")
+
+
 def test_device_statistics():
     with new_session() as s:
         assert s.stat("captured_steps") == 0

@@ -139,6 +139,11 @@ OTTER_API void otter_options_free(otter_options* options);
  *                  else the CPU; one GPU per process: pick another with CUDA_VISIBLE_DEVICES)
  *   cuda_graphs    on (default: a static-shape CUDA training step is captured as a CUDA graph after
  *                  one warm-up step and replayed) | off (kernels launched one by one; same results)
+ *   denormals      keep (default) | flush: during train_step and eval_step the CPU threads flush
+ *                  subnormal floats to zero (inputs and results), as torch.set_flush_denormal(True)
+ *                  does; faster where kernels meet many subnormals, and values that would be
+ *                  subnormal become 0. x86-64 only (elsewhere OTTER_ERROR_UNSUPPORTED). CUDA kernels
+ *                  are not affected.
  *   batchnorm      train (default: batch statistics in train_step, running statistics updated and
  *                  exported) | frozen (the model's own training_mode and statistics)
  *   nonfinite      error (default) | skip. A NaN/Inf gradient never updates the weights: the step is
