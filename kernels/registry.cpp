@@ -61,6 +61,15 @@ KernelFn KernelRegistry::find(const std::string& domain, const std::string& op_t
   return it == kernels_.end() ? nullptr : it->second;
 }
 
+void KernelRegistry::add_widening(const std::string& domain, const std::string& op_type, WideningKernelFn fn) {
+  widening_[{domain == "ai.onnx" ? "" : domain, op_type}] = fn;
+}
+
+WideningKernelFn KernelRegistry::find_widening(const std::string& domain, const std::string& op_type) const {
+  auto it = widening_.find({domain == "ai.onnx" ? "" : domain, op_type});
+  return it == widening_.end() ? nullptr : it->second;
+}
+
 std::vector<DType> KernelRegistry::dtypes(const std::string& domain, const std::string& op_type,
                                           Device device) const {
   std::vector<DType> r;

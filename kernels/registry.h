@@ -62,6 +62,12 @@ struct TypedKernel {
   KernelFn fn;
 };
 
+// A CPU step the plan widens (an FP32 kernel on FP16/BF16 data, design decision 7) may also have
+// a widening kernel: it takes the step's 16-bit inputs and outputs as they are and converts while
+// it computes, for the cases it handles. It returns false, having written nothing, for any other
+// case, and the plan then widens the whole operands for the FP32 kernel as usual.
+using WideningKernelFn = bool (*)(KernelContext&);
+
 class KernelRegistry {
  public:
   static const KernelRegistry& instance();
@@ -72,9 +78,13 @@ class KernelRegistry {
   KernelFn find(const std::string& domain, const std::string& op_type, Device device, DType dtype) const;
   // The dtypes with a kernel for (domain, op, device); empty if none.
   std::vector<DType> dtypes(const std::string& domain, const std::string& op_type, Device device) const;
+  // The CPU widening kernel of an op (WideningKernelFn), nullptr if none.
+  void add_widening(const std::string& domain, const std::string& op_type, WideningKernelFn fn);
+  WideningKernelFn find_widening(const std::string& domain, const std::string& op_type) const;
 
  private:
   std::map<std::tuple<std::string, std::string, int, int>, KernelFn> kernels_;
+  std::map<std::pair<std::string, std::string>, WideningKernelFn> widening_;
 };
 
 void register_cpu_kernels(KernelRegistry& registry);

@@ -6,8 +6,12 @@
 // into the output.
 #include <cblas.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "kernels/cpu/cpu_common.h"
 #include "kernels/cpu/onednn.h"
+#include "runtime/core/convert.h"
 
 namespace otter::cpu {
 namespace {
@@ -73,11 +77,38 @@ void matmul_gemms(Shape a, Shape b, Fn gemm) {
   for (int64_t i = 0; i < nb; ++i, it.next()) gemm(m, n, k, it.offset(0) * m * k, it.offset(1) * k * n, i * m * n);
 }
 
+// Whether the batch items of a same-batch MatMul (items GEMMs of m x n x k) run in parallel, one
+// single-threaded GEMM each: when there are enough of them, or they are too small for a threaded
+// GEMM to pay (attention's products); else one after another, each on all threads.
+int64_t min_items_per_thread(int64_t items, int64_t m, int64_t n, int64_t k) {
+  const int64_t work = std::max<int64_t>(1, m * n * std::max<int64_t>(k, 1));
+#if defined(_OPENMP)
+  const int64_t threads = omp_get_max_threads();
+#else
+  const int64_t threads = 1;
+#endif
+  if (items < 2 * threads && work >= (int64_t(1) << 22)) return items;  // serial items
+  return std::max<int64_t>(1, (int64_t(1) << 17) / work);
+}
+
+bool same_batch(const Shape& a, const Shape& b) {
+  return a.size() >= 3 && a.size() == b.size() && std::equal(a.begin(), a.end() - 2, b.begin());
+}
+
 template <class T>
 void matmul_typed(const Tensor& A, const Tensor& B, Tensor& Y) {
   const T* pa = A.data<T>();
   const T* pb = B.data<T>();
   T* py = Y.data<T>();
+  if (same_batch(A.shape(), B.shape())) {
+    const Shape& a = A.shape();
+    const int64_t m = a[a.size() - 2], k = a.back(), n = B.shape().back(), items = shape_numel(Shape(a.begin(), a.end() - 2));
+    parallel_for(items, [&](int64_t first, int64_t last) {
+      for (int64_t i = first; i < last; ++i)
+        gemm_any<T>(false, false, m, n, k, 1.0, pa + i * m * k, k, pb + i * k * n, n, 0.0, py + i * m * n, n);
+    }, min_items_per_thread(items, m, n, k));
+    return;
+  }
   matmul_gemms(A.shape(), B.shape(), [&](int64_t m, int64_t n, int64_t k, int64_t oa, int64_t ob, int64_t oy) {
     gemm_any<T>(false, false, m, n, k, 1.0, pa + oa, k, pb + ob, n, 0.0, py + oy, n);
   });
@@ -143,6 +174,38 @@ void matmul_kernel(KernelContext& ctx) {
                          matmul_typed<scalar_t>(ctx.in(0), ctx.in(1), ctx.out(0)));
 }
 
+// The widening kernel of MatMul (registry.h) for FP16/BF16 storage with FP32 compute (design
+// decision 7), for the same batch on both sides (attention's [batch, heads, t, d] products): the
+// batch items run in parallel, each widened into the thread's FP32 buffers, multiplied by the FP32
+// GEMM and rounded into the output while it is in cache, instead of whole-tensor widening and
+// rounding passes around matmul_kernel. Each item is the FP32 GEMM call the widened path makes,
+// on the same FP32 values. Other shapes (a weight matrix, broadcast batches) return false.
+bool matmul_widening_kernel(KernelContext& ctx) {
+  const Tensor& A = ctx.in(0);
+  const Tensor& B = ctx.in(1);
+  Tensor& Y = ctx.out(0);
+  const DType t = A.dtype();
+  const Shape& a = A.shape();
+  const Shape& b = B.shape();
+  if ((t != DType::Float16 && t != DType::BFloat16) || B.dtype() != t || Y.dtype() != t || !same_batch(a, b)) return false;
+  const auto widen = t == DType::Float16 ? half_to_float_n : bfloat16_to_float_n;
+  const auto round = t == DType::Float16 ? float_to_half_n : float_to_bfloat16_n;
+  const auto* pa = static_cast<const uint16_t*>(A.raw());
+  const auto* pb = static_cast<const uint16_t*>(B.raw());
+  auto* py = static_cast<uint16_t*>(Y.raw());
+  const int64_t m = a[a.size() - 2], k = a.back(), n = b.back(), items = shape_numel(Shape(a.begin(), a.end() - 2));
+  parallel_for(items, [&](int64_t first, int64_t last) {
+    std::vector<float> fa(static_cast<size_t>(m * k)), fb(static_cast<size_t>(k * n)), fy(static_cast<size_t>(m * n));
+    for (int64_t i = first; i < last; ++i) {
+      widen(pa + i * m * k, fa.data(), m * k);
+      widen(pb + i * k * n, fb.data(), k * n);
+      gemm_any<float>(false, false, m, n, k, 1.0, fa.data(), k, fb.data(), n, 0.0, fy.data(), n);
+      round(fy.data(), py + i * m * n, m * n);
+    }
+  }, min_items_per_thread(items, m, n, k));
+  return true;
+}
+
 // Broadcasts Gemm's C into Y ([m, n]) as raw elements of `bytes` each; false when there is no C
 // to add (absent, or beta = 0).
 bool broadcast_c(KernelContext& ctx, double beta, size_t bytes) {
@@ -201,6 +264,7 @@ void gemm_bf16_kernel(KernelContext& ctx) {
 
 void register_matmul_kernels(KernelRegistry& r) {
   r.add("", "MatMul", Device::CPU, {DType::Float32, DType::Float64, DType::Int64, DType::Int32}, matmul_kernel);
+  r.add_widening("", "MatMul", matmul_widening_kernel);
   r.add("", "Gemm", Device::CPU, OTTER_CPU_FLOAT_KERNELS(gemm_typed));
   if (onednn::native_bf16()) {
     r.add("", "MatMul", Device::CPU, {DType::BFloat16}, matmul_bf16_kernel);

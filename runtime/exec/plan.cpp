@@ -98,7 +98,8 @@ void select_kernels(PlanDraft& d) {
     }
     d.steps.push_back({n, fn, node.inputs, node.outputs, promote, shape_only,
                       std::vector<DType>(node.outputs.size(), DType::Undefined),
-                      std::vector<DType>(node.inputs.size(), DType::Undefined)});
+                      std::vector<DType>(node.inputs.size(), DType::Undefined),
+                      promote ? kernels.find_widening(node.domain, node.op_type) : nullptr});
   }
 
 }
@@ -330,6 +331,12 @@ Tensor Plan::promoted_scratch(size_t slot, const Shape& shape) {
 // round_in/round_to emulate an FP16/BF16 round trip (the policy's boundaries) on FP32 values.
 void Plan::run_promoted(const Step& s, KernelContext& ctx) {
   auto is_half = [](DType t) { return t == DType::Float16 || t == DType::BFloat16; };
+  if (s.widening) {  // the op converts while it computes, for the cases it handles
+    bool plain = true;  // no rounding emulated on FP32 values (fused casts)
+    for (DType t : s.round_in) plain = plain && t == DType::Undefined;
+    for (DType t : s.round_to) plain = plain && t == DType::Undefined;
+    if (plain && s.widening(ctx)) return;
+  }
   std::vector<Tensor> wide_in(ctx.inputs.size()), wide_out(ctx.outputs.size());
   size_t slot = 0;
   for (size_t i = 0; i < ctx.inputs.size(); ++i)

@@ -70,6 +70,8 @@ struct PlanStep {
   // Per input of a promoted step: Undefined, or the FP16/BF16 type the FP32 input is rounded to
   // when it is widened (the step reads the FP32 source of a Cast that then does not run).
   std::vector<DType> round_in;
+  // Promoted: the op's widening kernel (registry.h), tried on the 16-bit data before widening.
+  WideningKernelFn widening = nullptr;
 };
 struct ArenaBlock;  // runtime/exec/plan_arena.h
 

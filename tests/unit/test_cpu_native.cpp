@@ -244,6 +244,47 @@ TEST(CpuNative, HalfElementwiseKernelsEqualTheWidenedFp32Path) {
   }
 }
 
+// MatMul's widening kernel (kernels/cpu/matmul.cpp) converts each batch item while it computes:
+// the bits must be the widened path's (both operands widened whole, the FP32 kernel, the result
+// rounded). It handles only the same batch on both sides and says so for other shapes.
+TEST(CpuNative, MatMulWideningKernelEqualsTheWidenedPath) {
+  WideningKernelFn widening = KernelRegistry::instance().find_widening("", "MatMul");
+  ASSERT_NE(widening, nullptr);
+  struct Case {
+    Shape a, b;
+    bool handled;
+  };
+  const std::vector<Case> cases = {{{16, 2, 32, 32}, {16, 2, 32, 32}, true},  // attention's products
+                                   {{3, 5, 7}, {3, 7, 4}, true},
+                                   {{2, 3, 40, 1}, {2, 3, 1, 9}, true},       // k = 1
+                                   {{2, 4, 0}, {2, 0, 6}, true},              // k = 0: zeros
+                                   {{4, 0, 8}, {4, 8, 5}, true},              // nothing to write
+                                   {{6, 8, 16}, {16, 12}, false},             // a weight matrix
+                                   {{1, 8, 16}, {3, 16, 12}, false}};         // a broadcast batch
+  for (DType half : {DType::Float16, DType::BFloat16}) {
+    for (const Case& c : cases) {
+      Tensor a = half_values(c.a, half, 5, false), b = half_values(c.b, half, 6, false);
+      Shape out_shape = c.a;
+      out_shape.back() = c.b.back();
+      if (c.b.size() > c.a.size()) out_shape.insert(out_shape.begin(), c.b[0]);
+      Tensor got(half, out_shape);
+      std::memset(got.raw(), 0x7f, got.nbytes());
+      Node node;
+      node.op_type = "MatMul";
+      KernelContext ctx(node);
+      ctx.inputs = {&a, &b};
+      ctx.outputs = {&got};
+      const std::string what = shape_str(c.a) + " x " + shape_str(c.b) + " " + dtype_name(half);
+      ASSERT_EQ(widening(ctx), c.handled) << what;
+      if (!c.handled) continue;
+      Tensor wa = a.cast(DType::Float32), wb = b.cast(DType::Float32), wide_out(DType::Float32, out_shape);
+      run("MatMul", DType::Float32, {}, {&wa, &wb}, wide_out);
+      Tensor want = wide_out.cast(half);
+      ASSERT_EQ(std::memcmp(got.raw(), want.raw(), want.nbytes()), 0) << what << ": bits differ from the widened path";
+    }
+  }
+}
+
 TEST(CpuNative, HalfCastsConvertDirectly) {
   for (DType half : {DType::Float16, DType::BFloat16}) {
     Tensor x = half_values({1000}, half, 5, false);
