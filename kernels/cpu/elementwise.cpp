@@ -460,20 +460,24 @@ void arith_half_kernel(KernelContext& ctx) {
       for (int64_t i = 0; i < n; ++i) widen(t.dtype(), element(t, at + i * stride), buf + i, 1);
     }
   };
-  parallel_for(g.rows(), [&](int64_t r0, int64_t r1) {
+  // The threads split (row, chunk) pairs, so that one long row (same shapes, a scalar operand)
+  // runs in parallel too.
+  const int64_t per_row = std::max<int64_t>(1, (inner + kChunk - 1) / kChunk);
+  parallel_for(g.rows() * per_row, [&](int64_t p0, int64_t p1) {
     std::vector<int64_t> off;
     float x[kChunk], y[kChunk], z[kChunk];
-    for (int64_t r = r0; r < r1; ++r) {
-      g.row_offsets(r, off);
-      for (int64_t c = 0; c < inner; c += kChunk) {
-        const int64_t n = std::min(kChunk, inner - c);
-        load(a, off[0] + c * sa, sa, n, x);
-        load(b, off[1] + c * sb, sb, n, y);
-        for (int64_t i = 0; i < n; ++i) z[i] = f(x[i], y[i]);
-        narrow(out.dtype(), z, element(out, r * inner + c), n);
-      }
+    int64_t row = -1;
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t r = p / per_row, c = (p % per_row) * kChunk;
+      if (r != row) g.row_offsets(row = r, off);
+      const int64_t n = std::min(kChunk, inner - c);
+      if (n <= 0) continue;
+      load(a, off[0] + c * sa, sa, n, x);
+      load(b, off[1] + c * sb, sb, n, y);
+      for (int64_t i = 0; i < n; ++i) z[i] = f(x[i], y[i]);
+      narrow(out.dtype(), z, element(out, r * inner + c), n);
     }
-  }, std::max<int64_t>(1, 32768 / std::max<int64_t>(inner, 1)));
+  }, std::max<int64_t>(1, 32768 / kChunk));
 }
 
 // SumToShapeOf for 16-bit data: widened into FP32, summed exactly as the FP32 kernel sums, rounded

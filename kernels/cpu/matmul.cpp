@@ -7,6 +7,9 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <cstring>
+#include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/cpu/cpu_common.h"
@@ -174,6 +177,33 @@ void matmul_kernel(KernelContext& ctx) {
                          matmul_typed<scalar_t>(ctx.in(0), ctx.in(1), ctx.out(0)));
 }
 
+// Per-thread FP32 buffers of the widening kernels, `which` of 3: kept between calls up to 1M
+// floats each (a fresh block every call costs page faults), uninitialised.
+class ThreadBuffer {
+ public:
+  ThreadBuffer(int which, int64_t n) {
+    constexpr size_t kKept = size_t(1) << 20;
+    thread_local std::unique_ptr<float[]> kept[3];
+    thread_local size_t size[3] = {0, 0, 0};
+    const size_t want = static_cast<size_t>(std::max<int64_t>(n, 1));
+    if (want > kKept) {
+      own_.reset(new float[want]);
+      data_ = own_.get();
+      return;
+    }
+    if (size[which] < want) {
+      kept[which].reset(new float[want]);
+      size[which] = want;
+    }
+    data_ = kept[which].get();
+  }
+  float* get() const { return data_; }
+
+ private:
+  std::unique_ptr<float[]> own_;
+  float* data_ = nullptr;
+};
+
 // The widening kernel of MatMul (registry.h) for FP16/BF16 storage with FP32 compute (design
 // decision 7), for the same batch on both sides (attention's [batch, heads, t, d] products): the
 // batch items run in parallel, each widened into the thread's FP32 buffers, multiplied by the FP32
@@ -195,12 +225,12 @@ bool matmul_widening_kernel(KernelContext& ctx) {
   auto* py = static_cast<uint16_t*>(Y.raw());
   const int64_t m = a[a.size() - 2], k = a.back(), n = b.back(), items = shape_numel(Shape(a.begin(), a.end() - 2));
   parallel_for(items, [&](int64_t first, int64_t last) {
-    std::vector<float> fa(static_cast<size_t>(m * k)), fb(static_cast<size_t>(k * n)), fy(static_cast<size_t>(m * n));
+    ThreadBuffer fa(0, m * k), fb(1, k * n), fy(2, m * n);
     for (int64_t i = first; i < last; ++i) {
-      widen(pa + i * m * k, fa.data(), m * k);
-      widen(pb + i * k * n, fb.data(), k * n);
-      gemm_any<float>(false, false, m, n, k, 1.0, fa.data(), k, fb.data(), n, 0.0, fy.data(), n);
-      round(fy.data(), py + i * m * n, m * n);
+      widen(pa + i * m * k, fa.get(), m * k);
+      widen(pb + i * k * n, fb.get(), k * n);
+      gemm_any<float>(false, false, m, n, k, 1.0, fa.get(), k, fb.get(), n, 0.0, fy.get(), n);
+      round(fy.get(), py + i * m * n, m * n);
     }
   }, min_items_per_thread(items, m, n, k));
   return true;
@@ -244,12 +274,81 @@ GemmArgs gemm_args(KernelContext& ctx, size_t bytes) {
   return g;
 }
 
+// A small GEMM without transA (a d64 transformer's linear layers) runs as one block of rows per
+// thread, each a single-threaded GEMM: the threads then share the widening and rounding of the
+// FP16/BF16 path (gemm_widening_kernel), which makes the same GEMM calls as the FP32 kernel on the
+// same FP32 values, and so gives the same bits. Larger GEMMs are one GEMM on all threads.
+bool row_blocked(const GemmArgs& g) {
+  return !g.ta && g.m > 0 && g.n > 0 && g.k > 0 && g.m * g.n * g.k <= (int64_t(1) << 24);
+}
+
+template <class Fn>
+void for_row_blocks(int64_t m, Fn fn) {
+  parallel_for(m, [&](int64_t r0, int64_t r1) { fn(r0, r1); }, 16);
+}
+
 template <class T>
 void gemm_typed(KernelContext& ctx) {
   GemmArgs g = gemm_args(ctx, sizeof(T));
   const Tensor &A = ctx.in(0), &B = ctx.in(1);
-  gemm_any<T>(g.ta, g.tb, g.m, g.n, g.k, g.alpha, A.data<T>(), A.shape()[1], B.data<T>(), B.shape()[1], g.beta,
-              ctx.out(0).data<T>(), g.n);
+  const int64_t lda = A.shape()[1], ldb = B.shape()[1];
+  if (std::is_same_v<T, float> && row_blocked(g)) {
+    for_row_blocks(g.m, [&](int64_t r0, int64_t r1) {
+      gemm_any<T>(false, g.tb, r1 - r0, g.n, g.k, g.alpha, A.data<T>() + r0 * lda, lda, B.data<T>(), ldb, g.beta,
+                  ctx.out(0).data<T>() + r0 * g.n, g.n);
+    });
+    return;
+  }
+  gemm_any<T>(g.ta, g.tb, g.m, g.n, g.k, g.alpha, A.data<T>(), lda, B.data<T>(), ldb, g.beta, ctx.out(0).data<T>(), g.n);
+}
+
+// The widening kernel of Gemm (registry.h) for a row-blocked GEMM (row_blocked) with FP16/BF16 A
+// and output: each thread widens its rows of A, runs its GEMM and rounds its rows of the output
+// while they are in cache. B and a bias row C may be 16-bit (widened once) or FP32 (the wide
+// weight copies). Other cases return false.
+bool gemm_widening_kernel(KernelContext& ctx) {
+  const Tensor &A = ctx.in(0), &B = ctx.in(1);
+  Tensor& Y = ctx.out(0);
+  const DType t = A.dtype();
+  auto usable = [&](const Tensor& x) { return x.dtype() == t || x.dtype() == DType::Float32; };
+  if ((t != DType::Float16 && t != DType::BFloat16) || Y.dtype() != t || !usable(B) || A.rank() != 2 || B.rank() != 2)
+    return false;
+  GemmArgs g;
+  g.ta = ctx.node.attr_int("transA", 0) != 0;
+  g.tb = ctx.node.attr_int("transB", 0) != 0;
+  g.alpha = ctx.node.attr_float("alpha", 1.0);
+  g.beta = ctx.node.attr_float("beta", 1.0);
+  g.m = Y.shape()[0];
+  g.n = Y.shape()[1];
+  g.k = A.shape()[1];
+  if (!row_blocked(g)) return false;
+  const Tensor* C = ctx.has_input(2) && g.beta != 0.0 ? &ctx.in(2) : nullptr;
+  if (C && (!usable(*C) || C->numel() != g.n || (C->rank() != 1 && !(C->rank() == 2 && C->shape()[0] == 1))))
+    return false;  // only a bias row (the linear layers')
+  const auto widen = t == DType::Float16 ? half_to_float_n : bfloat16_to_float_n;
+  const auto round = t == DType::Float16 ? float_to_half_n : float_to_bfloat16_n;
+  auto as_float = [&](const Tensor& x, std::vector<float>& buf) -> const float* {
+    if (x.dtype() == DType::Float32) return x.data<float>();
+    buf.resize(static_cast<size_t>(x.numel()));
+    widen(static_cast<const uint16_t*>(x.raw()), buf.data(), x.numel());
+    return buf.data();
+  };
+  std::vector<float> b_buf, c_buf;
+  const float* pb = as_float(B, b_buf);
+  const float* pc = C ? as_float(*C, c_buf) : nullptr;
+  const auto* pa = static_cast<const uint16_t*>(A.raw());
+  auto* py = static_cast<uint16_t*>(Y.raw());
+  const int64_t lda = A.shape()[1], ldb = B.shape()[1];
+  for_row_blocks(g.m, [&](int64_t r0, int64_t r1) {
+    const int64_t rows = r1 - r0;
+    ThreadBuffer fa(0, rows * g.k), fy(2, rows * g.n);
+    widen(pa + r0 * lda, fa.get(), rows * g.k);
+    if (pc)
+      for (int64_t i = 0; i < rows; ++i) std::memcpy(fy.get() + i * g.n, pc, static_cast<size_t>(g.n) * sizeof(float));
+    gemm_any<float>(false, g.tb, rows, g.n, g.k, g.alpha, fa.get(), g.k, pb, ldb, pc ? g.beta : 0.0, fy.get(), g.n);
+    round(fy.get(), py + r0 * g.n, rows * g.n);
+  });
+  return true;
 }
 
 void gemm_bf16_kernel(KernelContext& ctx) {
@@ -266,6 +365,7 @@ void register_matmul_kernels(KernelRegistry& r) {
   r.add("", "MatMul", Device::CPU, {DType::Float32, DType::Float64, DType::Int64, DType::Int32}, matmul_kernel);
   r.add_widening("", "MatMul", matmul_widening_kernel);
   r.add("", "Gemm", Device::CPU, OTTER_CPU_FLOAT_KERNELS(gemm_typed));
+  r.add_widening("", "Gemm", gemm_widening_kernel);
   if (onednn::native_bf16()) {
     r.add("", "MatMul", Device::CPU, {DType::BFloat16}, matmul_bf16_kernel);
     r.add("", "Gemm", Device::CPU, {DType::BFloat16}, gemm_bf16_kernel);

@@ -285,6 +285,61 @@ TEST(CpuNative, MatMulWideningKernelEqualsTheWidenedPath) {
   }
 }
 
+// Gemm's widening kernel (row blocks, kernels/cpu/matmul.cpp) against the widened path: the FP32
+// kernel on widened operands, rounded; B and the bias row either 16-bit or FP32 (the wide weight
+// copies). transA and large GEMMs are left to the widened path.
+TEST(CpuNative, GemmWideningKernelEqualsTheWidenedPath) {
+  WideningKernelFn widening = KernelRegistry::instance().find_widening("", "Gemm");
+  ASSERT_NE(widening, nullptr);
+  struct Case {
+    int64_t m, n, k;
+    bool trans_a, trans_b, bias, wide_b;
+    double alpha, beta;
+    bool handled;
+  };
+  const std::vector<Case> cases = {
+      {512, 256, 64, false, true, true, true, 1.0, 1.0, true},     // a linear layer, wide weight and bias
+      {768, 64, 64, false, false, false, true, 1.0, 1.0, true},    // dX = dY W
+      {37, 19, 23, false, true, true, false, 0.5, 2.0, true},      // 16-bit B and bias, alpha, beta
+      {5, 8, 3, false, false, true, false, 1.0, 0.0, true},        // beta 0: the bias is ignored
+      {200, 64, 512, true, false, false, false, 1.0, 1.0, false},  // dW = dY^T X: transA
+      {1024, 1024, 64, false, true, false, true, 1.0, 1.0, false}, // large: one GEMM on all threads
+  };
+  for (DType half : {DType::Float16, DType::BFloat16}) {
+    uint32_t seed = 11;
+    for (const Case& c : cases) {
+      Tensor a = half_values(c.trans_a ? Shape{c.k, c.m} : Shape{c.m, c.k}, half, seed++, false);
+      Tensor b = half_values(c.trans_b ? Shape{c.n, c.k} : Shape{c.k, c.n}, half, seed++, false);
+      Tensor bias = half_values({c.n}, half, seed++, false);
+      Tensor wb = b.cast(DType::Float32), wbias = bias.cast(DType::Float32), wa = a.cast(DType::Float32);
+      Attributes attrs;
+      attrs["transA"] = Attribute::of_int(c.trans_a);
+      attrs["transB"] = Attribute::of_int(c.trans_b);
+      attrs["alpha"] = Attribute::of_float(c.alpha);
+      attrs["beta"] = Attribute::of_float(c.beta);
+      Node node;
+      node.op_type = "Gemm";
+      node.attrs = attrs;
+      Tensor got(half, {c.m, c.n});
+      std::memset(got.raw(), 0x7f, got.nbytes());
+      KernelContext ctx(node);
+      ctx.inputs = {&a, c.wide_b ? &wb : &b};
+      if (c.bias) ctx.inputs.push_back(c.wide_b ? &wbias : &bias);
+      ctx.outputs = {&got};
+      const std::string what = std::to_string(c.m) + "x" + std::to_string(c.n) + "x" + std::to_string(c.k) + " " +
+                               dtype_name(half);
+      ASSERT_EQ(widening(ctx), c.handled) << what;
+      if (!c.handled) continue;
+      Tensor wide_out(DType::Float32, {c.m, c.n});
+      std::vector<const Tensor*> in = {&wa, &wb};
+      if (c.bias) in.push_back(&wbias);
+      run("Gemm", DType::Float32, attrs, in, wide_out);
+      Tensor want = wide_out.cast(half);
+      ASSERT_EQ(std::memcmp(got.raw(), want.raw(), want.nbytes()), 0) << what << ": bits differ from the widened path";
+    }
+  }
+}
+
 TEST(CpuNative, HalfCastsConvertDirectly) {
   for (DType half : {DType::Float16, DType::BFloat16}) {
     Tensor x = half_values({1000}, half, 5, false);
