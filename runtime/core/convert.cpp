@@ -86,6 +86,21 @@ __attribute__((target("avx512f"))) void avx512_h2f(const uint16_t* s, float* d, 
   scalar_h2f(s + i, d + i, n - i);
 }
 
+// FP32 -> FP16 -> FP32 in registers (round_through_n's FP16 case): one pass instead of two. NaN
+// lanes take the scalar round trip, as the two passes' fix-ups would.
+__attribute__((target("avx512f"))) void avx512_round_half(const float* s, float* d, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 v = _mm512_loadu_ps(s + i);
+    _mm512_storeu_ps(d + i, _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+    if (__mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q))
+      for (int k = 0; k < 16; ++k)
+        if (nan & (1u << k)) d[i + k] = math::half_bits_to_float(math::float_to_half_bits(s[i + k]));
+  }
+  _mm256_zeroupper();  // as in avx512_f2h
+  for (; i < n; ++i) d[i] = math::half_bits_to_float(math::float_to_half_bits(s[i]));
+}
+
 __attribute__((target("avx512f"))) void avx512_f2b(const float* s, uint16_t* d, int64_t n) {
   const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
   int64_t i = 0;
@@ -163,6 +178,12 @@ OTTER_CONVERT(bfloat16_to_float_n, uint16_t, float, avx512_b2f, scalar_b2f)
 #undef OTTER_CONVERT
 
 void round_through_n(const float* src, float* dst, int64_t n, bool to_half) {
+#if defined(OTTER_X86_DISPATCH)
+  if (to_half && use_avx512()) {
+    chunked(n, [&](int64_t b, int64_t e) { avx512_round_half(src + b, dst + b, e - b); });
+    return;
+  }
+#endif
   chunked(n, [&](int64_t b, int64_t e) {
     constexpr int64_t kBlock = 2048;  // the 16-bit values of one block stay in L1
     uint16_t low[kBlock];
