@@ -282,9 +282,12 @@ bool row_blocked(const GemmArgs& g) {
   return !g.ta && g.m > 0 && g.n > 0 && g.k > 0 && g.m * g.n * g.k <= (int64_t(1) << 24);
 }
 
+// fn(r0, r1) over blocks of rows, in parallel when each thread gets at least 2^17 multiply-adds
+// (and 16 rows); a tiny GEMM is one block, without a parallel region.
 template <class Fn>
-void for_row_blocks(int64_t m, Fn fn) {
-  parallel_for(m, [&](int64_t r0, int64_t r1) { fn(r0, r1); }, 16);
+void for_row_blocks(int64_t m, int64_t n, int64_t k, Fn fn) {
+  parallel_for(m, [&](int64_t r0, int64_t r1) { fn(r0, r1); },
+               std::max<int64_t>(16, (int64_t(1) << 17) / std::max<int64_t>(1, n * k)));
 }
 
 template <class T>
@@ -293,7 +296,7 @@ void gemm_typed(KernelContext& ctx) {
   const Tensor &A = ctx.in(0), &B = ctx.in(1);
   const int64_t lda = A.shape()[1], ldb = B.shape()[1];
   if (std::is_same_v<T, float> && row_blocked(g)) {
-    for_row_blocks(g.m, [&](int64_t r0, int64_t r1) {
+    for_row_blocks(g.m, g.n, g.k, [&](int64_t r0, int64_t r1) {
       gemm_any<T>(false, g.tb, r1 - r0, g.n, g.k, g.alpha, A.data<T>() + r0 * lda, lda, B.data<T>(), ldb, g.beta,
                   ctx.out(0).data<T>() + r0 * g.n, g.n);
     });
@@ -339,7 +342,7 @@ bool gemm_widening_kernel(KernelContext& ctx) {
   const auto* pa = static_cast<const uint16_t*>(A.raw());
   auto* py = static_cast<uint16_t*>(Y.raw());
   const int64_t lda = A.shape()[1], ldb = B.shape()[1];
-  for_row_blocks(g.m, [&](int64_t r0, int64_t r1) {
+  for_row_blocks(g.m, g.n, g.k, [&](int64_t r0, int64_t r1) {
     const int64_t rows = r1 - r0;
     ThreadBuffer fa(0, rows * g.k), fy(2, rows * g.n);
     widen(pa + r0 * lda, fa.get(), rows * g.k);
