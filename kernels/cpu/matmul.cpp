@@ -1,9 +1,12 @@
 // CPU GEMM kernels, all on the OpenMP pool: FP32 through oneDNN's sgemm (OpenBLAS's cblas_sgemm
 // without oneDNN), FP64 through OpenBLAS (cblas_dgemm), BF16 through oneDNN (BF16 operands, FP32
 // accumulation, BF16 result; registered only where the CPU has BF16 dot products,
-// kernels/cpu/onednn.h; elsewhere BF16 data is widened to FP32 by the plan). MatMul folds the batch into M when B is a plain matrix (the common linear-layer case) and
-// otherwise runs one GEMM per broadcast batch item; Gemm maps onto one GEMM after broadcasting C
-// into the output.
+// kernels/cpu/onednn.h; elsewhere BF16 data is widened to FP32 by the plan). MatMul folds the
+// batch into M when B is a plain matrix (the common linear-layer case), runs the items of a batch
+// both sides share in parallel (attention), and otherwise one GEMM per broadcast batch item; Gemm
+// maps onto one GEMM after broadcasting C into the output, or one row block per thread when it is
+// small. FP16 (and BF16 without BF16 dot products) has widening kernels for those parallel cases
+// (registry.h): each thread converts its part in cache and makes the FP32 kernel's GEMM calls.
 #include <cblas.h>
 
 #include <algorithm>
@@ -80,9 +83,10 @@ void matmul_gemms(Shape a, Shape b, Fn gemm) {
   for (int64_t i = 0; i < nb; ++i, it.next()) gemm(m, n, k, it.offset(0) * m * k, it.offset(1) * k * n, i * m * n);
 }
 
-// Whether the batch items of a same-batch MatMul (items GEMMs of m x n x k) run in parallel, one
-// single-threaded GEMM each: when there are enough of them, or they are too small for a threaded
-// GEMM to pay (attention's products); else one after another, each on all threads.
+// The parallel_for grain for the batch items of a same-batch MatMul (items GEMMs of m x n x k):
+// in parallel, one single-threaded GEMM each, when there are enough of them or they are too small
+// for a threaded GEMM to pay (attention's products); else one after another (grain = items), each
+// GEMM on all threads.
 int64_t min_items_per_thread(int64_t items, int64_t m, int64_t n, int64_t k) {
   const int64_t work = std::max<int64_t>(1, m * n * std::max<int64_t>(k, 1));
 #if defined(_OPENMP)
