@@ -378,19 +378,6 @@ void sum_to_shape_kernel(KernelContext& ctx) {
 
 constexpr int64_t kChunk = 512;
 
-// FP16/BF16 (or FP32, for a mixed-type node) <-> FP32.
-void widen(DType t, const void* src, float* dst, int64_t n) {
-  if (t == DType::Float16) half_to_float_n(static_cast<const uint16_t*>(src), dst, n);
-  else if (t == DType::BFloat16) bfloat16_to_float_n(static_cast<const uint16_t*>(src), dst, n);
-  else std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
-}
-
-void narrow(DType t, const float* src, void* dst, int64_t n) {
-  if (t == DType::Float16) float_to_half_n(src, static_cast<uint16_t*>(dst), n);
-  else if (t == DType::BFloat16) float_to_bfloat16_n(src, static_cast<uint16_t*>(dst), n);
-  else std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
-}
-
 // Element i of a 16- or 32-bit float tensor's storage.
 const void* element(const Tensor& t, int64_t i) { return static_cast<const char*>(t.raw()) + i * dtype_size(t.dtype()); }
 void* element(Tensor& t, int64_t i) { return static_cast<char*>(t.raw()) + i * dtype_size(t.dtype()); }
@@ -405,12 +392,12 @@ void unary_half_kernel(KernelContext& ctx) {
     float x[kChunk], y[kChunk];
     for (int64_t c = b; c < e; c += kChunk) {
       const int64_t n = std::min(kChunk, e - c);
-      widen(tx.dtype(), element(tx, c), x, n);
+      widen_n(tx.dtype(), element(tx, c), x, n);
       bool done = false;
       if constexpr (std::is_same_v<F, math::Gelu>) done = vec_gelu(x, y, n, f.tanh_approx);
       if (!done)
         for (int64_t i = 0; i < n; ++i) y[i] = f(x[i]);
-      narrow(ty.dtype(), y, element(ty, c), n);
+      narrow_n(ty.dtype(), y, element(ty, c), n);
     }
   });
 }
@@ -425,15 +412,15 @@ void unary_grad_half_kernel(KernelContext& ctx) {
       float dy[kChunk], x[kChunk], y[kChunk], dx[kChunk];
       for (int64_t c = b; c < e; c += kChunk) {
         const int64_t n = std::min(kChunk, e - c);
-        widen(tdy.dtype(), element(tdy, c), dy, n);
-        widen(tx.dtype(), element(tx, c), x, n);
+        widen_n(tdy.dtype(), element(tdy, c), dy, n);
+        widen_n(tx.dtype(), element(tx, c), x, n);
         bool done = false;
         if constexpr (std::is_same_v<F, math::Gelu>) done = vec_gelu_grad(x, dy, dx, n, f.tanh_approx);
         if (!done) {
-          widen(ty.dtype(), element(ty, c), y, n);
+          widen_n(ty.dtype(), element(ty, c), y, n);
           for (int64_t i = 0; i < n; ++i) dx[i] = f.grad(x[i], y[i], dy[i]);
         }
-        narrow(tdx.dtype(), dx, element(tdx, c), n);
+        narrow_n(tdx.dtype(), dx, element(tdx, c), n);
       }
     });
   });
@@ -451,13 +438,13 @@ void arith_half_kernel(KernelContext& ctx) {
   // One operand's chunk from element `at`: contiguous (widened), one broadcast value, or strided.
   auto load = [&](const Tensor& t, int64_t at, int64_t stride, int64_t n, float* buf) {
     if (stride == 1) {
-      widen(t.dtype(), element(t, at), buf, n);
+      widen_n(t.dtype(), element(t, at), buf, n);
     } else if (stride == 0) {
       float v;
-      widen(t.dtype(), element(t, at), &v, 1);
+      widen_n(t.dtype(), element(t, at), &v, 1);
       std::fill(buf, buf + n, v);
     } else {
-      for (int64_t i = 0; i < n; ++i) widen(t.dtype(), element(t, at + i * stride), buf + i, 1);
+      for (int64_t i = 0; i < n; ++i) widen_n(t.dtype(), element(t, at + i * stride), buf + i, 1);
     }
   };
   // The threads split (row, chunk) pairs, so that one long row (same shapes, a scalar operand)
@@ -475,7 +462,7 @@ void arith_half_kernel(KernelContext& ctx) {
       load(a, off[0] + c * sa, sa, n, x);
       load(b, off[1] + c * sb, sb, n, y);
       for (int64_t i = 0; i < n; ++i) z[i] = f(x[i], y[i]);
-      narrow(out.dtype(), z, element(out, r * inner + c), n);
+      narrow_n(out.dtype(), z, element(out, r * inner + c), n);
     }
   }, std::max<int64_t>(1, 32768 / kChunk));
 }
@@ -492,11 +479,11 @@ void sum_to_shape_half_kernel(KernelContext& ctx) {
       double acc = 0;
       for (int64_t c = 0; c < g.numel(); c += kChunk) {
         const int64_t n = std::min(kChunk, g.numel() - c);
-        widen(g.dtype(), element(g, c), x, n);
+        widen_n(g.dtype(), element(g, c), x, n);
         for (int64_t i = 0; i < n; ++i) acc += x[i];
       }
       const float sum = static_cast<float>(acc);
-      narrow(out.dtype(), &sum, out.raw(), 1);
+      narrow_n(out.dtype(), &sum, out.raw(), 1);
       return;
     }
     std::vector<float> acc(static_cast<size_t>(n_out), 0.0f);
@@ -504,22 +491,22 @@ void sum_to_shape_half_kernel(KernelContext& ctx) {
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t c = 0; c < n_out; c += kChunk) {
         const int64_t n = std::min(kChunk, n_out - c);
-        widen(g.dtype(), element(g, r * n_out + c), x, n);
+        widen_n(g.dtype(), element(g, r * n_out + c), x, n);
         float* a = acc.data() + c;
         for (int64_t i = 0; i < n; ++i) a[i] += x[i];
       }
-    narrow(out.dtype(), acc.data(), out.raw(), n_out);
+    narrow_n(out.dtype(), acc.data(), out.raw(), n_out);
     return;
   }
   // Scratch written in full before it is read (the FP32 kernel zero-fills its output itself).
   Tensor wide_g = Tensor::uninitialized(DType::Float32, g.shape());
   Tensor wide_out = Tensor::uninitialized(DType::Float32, out.shape());
-  widen(g.dtype(), g.raw(), wide_g.data<float>(), g.numel());
+  widen_n(g.dtype(), g.raw(), wide_g.data<float>(), g.numel());
   KernelContext wide(ctx.node);
   wide.inputs = {&wide_g, ctx.inputs.size() > 1 ? ctx.inputs[1] : nullptr};
   wide.outputs = {&wide_out};
   sum_to_shape_kernel(wide);
-  narrow(out.dtype(), wide_out.data<float>(), out.raw(), out.numel());
+  narrow_n(out.dtype(), wide_out.data<float>(), out.raw(), out.numel());
 }
 
 }  // namespace

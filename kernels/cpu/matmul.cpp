@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -98,8 +99,14 @@ int64_t min_items_per_thread(int64_t items, int64_t m, int64_t n, int64_t k) {
   return std::max<int64_t>(1, (int64_t(1) << 17) / work);
 }
 
-bool same_batch(const Shape& a, const Shape& b) {
-  return a.size() >= 3 && a.size() == b.size() && std::equal(a.begin(), a.end() - 2, b.begin());
+// A MatMul whose operands share their batch dims (attention's [batch, heads, t, d] products):
+// `items` GEMMs of [m, k] x [k, n], stored one after another.
+struct SameBatch {
+  int64_t items = 0, m = 0, k = 0, n = 0;
+};
+std::optional<SameBatch> same_batch(const Shape& a, const Shape& b) {
+  if (!(a.size() >= 3 && a.size() == b.size() && std::equal(a.begin(), a.end() - 2, b.begin()))) return std::nullopt;
+  return SameBatch{shape_numel(Shape(a.begin(), a.end() - 2)), a[a.size() - 2], a.back(), b.back()};
 }
 
 template <class T>
@@ -107,13 +114,12 @@ void matmul_typed(const Tensor& A, const Tensor& B, Tensor& Y) {
   const T* pa = A.data<T>();
   const T* pb = B.data<T>();
   T* py = Y.data<T>();
-  if (same_batch(A.shape(), B.shape())) {
-    const Shape& a = A.shape();
-    const int64_t m = a[a.size() - 2], k = a.back(), n = B.shape().back(), items = shape_numel(Shape(a.begin(), a.end() - 2));
-    parallel_for(items, [&](int64_t first, int64_t last) {
+  if (const auto sb = same_batch(A.shape(), B.shape())) {
+    const int64_t m = sb->m, k = sb->k, n = sb->n;
+    parallel_for(sb->items, [&](int64_t first, int64_t last) {
       for (int64_t i = first; i < last; ++i)
         gemm_any<T>(false, false, m, n, k, 1.0, pa + i * m * k, k, pb + i * k * n, n, 0.0, py + i * m * n, n);
-    }, min_items_per_thread(items, m, n, k));
+    }, min_items_per_thread(sb->items, m, n, k));
     return;
   }
   matmul_gemms(A.shape(), B.shape(), [&](int64_t m, int64_t n, int64_t k, int64_t oa, int64_t ob, int64_t oy) {
@@ -151,18 +157,17 @@ void matmul_bf16_kernel(KernelContext& ctx) {
   uint16_t* py = static_cast<uint16_t*>(ctx.out(0).raw());
   const Shape& a = ctx.in(0).shape();
   const Shape& b = ctx.in(1).shape();
-  if (a.size() >= 3 && a.size() == b.size() && std::equal(a.begin(), a.end() - 2, b.begin())) {
-    // The same batch on both sides (attention's [batch, heads, t, d] products): one batched
-    // oneDNN primitive instead of one call per batch item.
+  if (const auto sb = same_batch(a, b)) {
+    // One batched oneDNN primitive instead of one call per batch item.
     onednn::Gemm g;
     g.ab = g.c = DType::BFloat16;
-    g.m = a[a.size() - 2];
-    g.k = a.back();
-    g.n = b.back();
+    g.m = sb->m;
+    g.k = sb->k;
+    g.n = sb->n;
     g.lda = g.k;
     g.ldb = g.n;
     g.ldc = g.n;
-    g.batch = shape_numel(Shape(a.begin(), a.end() - 2));
+    g.batch = sb->items;
     g.stride_a = g.m * g.k;
     g.stride_b = g.k * g.n;
     g.stride_c = g.m * g.n;
@@ -219,24 +224,21 @@ bool matmul_widening_kernel(KernelContext& ctx) {
   const Tensor& B = ctx.in(1);
   Tensor& Y = ctx.out(0);
   const DType t = A.dtype();
-  const Shape& a = A.shape();
-  const Shape& b = B.shape();
-  if ((t != DType::Float16 && t != DType::BFloat16) || B.dtype() != t || Y.dtype() != t || !same_batch(a, b)) return false;
-  const auto widen = t == DType::Float16 ? half_to_float_n : bfloat16_to_float_n;
-  const auto round = t == DType::Float16 ? float_to_half_n : float_to_bfloat16_n;
+  const auto sb = same_batch(A.shape(), B.shape());
+  if ((t != DType::Float16 && t != DType::BFloat16) || B.dtype() != t || Y.dtype() != t || !sb) return false;
   const auto* pa = static_cast<const uint16_t*>(A.raw());
   const auto* pb = static_cast<const uint16_t*>(B.raw());
   auto* py = static_cast<uint16_t*>(Y.raw());
-  const int64_t m = a[a.size() - 2], k = a.back(), n = b.back(), items = shape_numel(Shape(a.begin(), a.end() - 2));
-  parallel_for(items, [&](int64_t first, int64_t last) {
+  const int64_t m = sb->m, k = sb->k, n = sb->n;
+  parallel_for(sb->items, [&](int64_t first, int64_t last) {
     ThreadBuffer fa(0, m * k), fb(1, k * n), fy(2, m * n);
     for (int64_t i = first; i < last; ++i) {
-      widen(pa + i * m * k, fa.get(), m * k);
-      widen(pb + i * k * n, fb.get(), k * n);
+      widen_n(t, pa + i * m * k, fa.get(), m * k);
+      widen_n(t, pb + i * k * n, fb.get(), k * n);
       gemm_any<float>(false, false, m, n, k, 1.0, fa.get(), k, fb.get(), n, 0.0, fy.get(), n);
-      round(fy.get(), py + i * m * n, m * n);
+      narrow_n(t, fy.get(), py + i * m * n, m * n);
     }
-  }, min_items_per_thread(items, m, n, k));
+  }, min_items_per_thread(sb->items, m, n, k));
   return true;
 }
 
@@ -265,7 +267,8 @@ struct GemmArgs {
   int64_t m, n, k;
 };
 
-GemmArgs gemm_args(KernelContext& ctx, size_t bytes) {
+// The node's attributes and the GEMM's sizes, C not looked at.
+GemmArgs gemm_shape(const KernelContext& ctx) {
   GemmArgs g;
   g.ta = ctx.node.attr_int("transA", 0) != 0;
   g.tb = ctx.node.attr_int("transB", 0) != 0;
@@ -274,6 +277,12 @@ GemmArgs gemm_args(KernelContext& ctx, size_t bytes) {
   g.m = ctx.out(0).shape()[0];
   g.n = ctx.out(0).shape()[1];
   g.k = ctx.in(0).shape()[g.ta ? 0 : 1];
+  return g;
+}
+
+// gemm_shape, with C broadcast into the output (beta 0 when there is no C to add).
+GemmArgs gemm_args(KernelContext& ctx, size_t bytes) {
+  GemmArgs g = gemm_shape(ctx);
   if (!broadcast_c(ctx, g.beta, bytes)) g.beta = 0.0;
   return g;
 }
@@ -320,24 +329,15 @@ bool gemm_widening_kernel(KernelContext& ctx) {
   auto usable = [&](const Tensor& x) { return x.dtype() == t || x.dtype() == DType::Float32; };
   if ((t != DType::Float16 && t != DType::BFloat16) || Y.dtype() != t || !usable(B) || A.rank() != 2 || B.rank() != 2)
     return false;
-  GemmArgs g;
-  g.ta = ctx.node.attr_int("transA", 0) != 0;
-  g.tb = ctx.node.attr_int("transB", 0) != 0;
-  g.alpha = ctx.node.attr_float("alpha", 1.0);
-  g.beta = ctx.node.attr_float("beta", 1.0);
-  g.m = Y.shape()[0];
-  g.n = Y.shape()[1];
-  g.k = A.shape()[1];
+  const GemmArgs g = gemm_shape(ctx);
   if (!row_blocked(g)) return false;
   const Tensor* C = ctx.has_input(2) && g.beta != 0.0 ? &ctx.in(2) : nullptr;
   if (C && (!usable(*C) || C->numel() != g.n || (C->rank() != 1 && !(C->rank() == 2 && C->shape()[0] == 1))))
     return false;  // only a bias row (the linear layers')
-  const auto widen = t == DType::Float16 ? half_to_float_n : bfloat16_to_float_n;
-  const auto round = t == DType::Float16 ? float_to_half_n : float_to_bfloat16_n;
   auto as_float = [&](const Tensor& x, std::vector<float>& buf) -> const float* {
     if (x.dtype() == DType::Float32) return x.data<float>();
     buf.resize(static_cast<size_t>(x.numel()));
-    widen(static_cast<const uint16_t*>(x.raw()), buf.data(), x.numel());
+    widen_n(t, x.raw(), buf.data(), x.numel());
     return buf.data();
   };
   std::vector<float> b_buf, c_buf;
@@ -349,11 +349,11 @@ bool gemm_widening_kernel(KernelContext& ctx) {
   for_row_blocks(g.m, g.n, g.k, [&](int64_t r0, int64_t r1) {
     const int64_t rows = r1 - r0;
     ThreadBuffer fa(0, rows * g.k), fy(2, rows * g.n);
-    widen(pa + r0 * lda, fa.get(), rows * g.k);
+    widen_n(t, pa + r0 * lda, fa.get(), rows * g.k);
     if (pc)
       for (int64_t i = 0; i < rows; ++i) std::memcpy(fy.get() + i * g.n, pc, static_cast<size_t>(g.n) * sizeof(float));
     gemm_any<float>(false, g.tb, rows, g.n, g.k, g.alpha, fa.get(), g.k, pb, ldb, pc ? g.beta : 0.0, fy.get(), g.n);
-    round(fy.get(), py + r0 * g.n, rows * g.n);
+    narrow_n(t, fy.get(), py + r0 * g.n, rows * g.n);
   });
   return true;
 }

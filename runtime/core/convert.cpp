@@ -177,6 +177,18 @@ OTTER_CONVERT(float_to_bfloat16_n, float, uint16_t, avx512_f2b, scalar_f2b)
 OTTER_CONVERT(bfloat16_to_float_n, uint16_t, float, avx512_b2f, scalar_b2f)
 #undef OTTER_CONVERT
 
+void widen_n(DType from, const void* src, float* dst, int64_t n) {
+  if (from == DType::Float16) half_to_float_n(static_cast<const uint16_t*>(src), dst, n);
+  else if (from == DType::BFloat16) bfloat16_to_float_n(static_cast<const uint16_t*>(src), dst, n);
+  else std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+}
+
+void narrow_n(DType to, const float* src, void* dst, int64_t n) {
+  if (to == DType::Float16) float_to_half_n(src, static_cast<uint16_t*>(dst), n);
+  else if (to == DType::BFloat16) float_to_bfloat16_n(src, static_cast<uint16_t*>(dst), n);
+  else std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+}
+
 void round_through_n(const float* src, float* dst, int64_t n, bool to_half) {
 #if defined(OTTER_X86_DISPATCH)
   if (to_half && use_avx512()) {

@@ -7,6 +7,8 @@
 #pragma once
 #include <cstdint>
 
+#include "runtime/core/dtype.h"
+
 namespace otter {
 
 void float_to_half_n(const float* src, uint16_t* dst, int64_t n);
@@ -14,6 +16,10 @@ void half_to_float_n(const uint16_t* src, float* dst, int64_t n);
 void float_to_bfloat16_n(const float* src, uint16_t* dst, int64_t n);
 void bfloat16_to_float_n(const uint16_t* src, float* dst, int64_t n);
 
+// By dtype: FP16 or BF16 storage to FP32 and back (FP32 storage is copied), for kernels that take
+// either 16-bit type (or FP32 for a mixed-type node).
+void widen_n(DType from, const void* src, float* dst, int64_t n);
+void narrow_n(DType to, const float* src, void* dst, int64_t n);
 // dst[i] = src[i] rounded to FP16 (to_half) or BF16 and widened back: the FP32 value a 16-bit
 // store and load would give, without a 16-bit tensor (src == dst is allowed).
 void round_through_n(const float* src, float* dst, int64_t n, bool to_half);

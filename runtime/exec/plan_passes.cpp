@@ -74,7 +74,7 @@ void fuse_output_casts(PlanDraft& d) {
   auto few_bytes_between = [&](size_t from, size_t to, size_t limit) {
     if (to <= from) return false;
     size_t written = 0;
-    for (size_t q = from + 1; q < to; ++q)
+    for (size_t q = from + 1; q < to && written < limit; ++q)
       for (int v : d.steps[q].outputs)
         if (v >= 0 && !d.tensors[v].defined()) written += block_bytes(d.info[v]);
     return written < limit;
