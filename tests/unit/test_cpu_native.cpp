@@ -285,6 +285,52 @@ TEST(CpuNative, MatMulWideningKernelEqualsTheWidenedPath) {
   }
 }
 
+// The FP32 kernels' parallel paths against naive float64 loops: a same-batch MatMul (batch items
+// on the threads) and small Gemms without transA (one row block per thread, several blocks here),
+// with transB, a bias row, alpha and beta.
+TEST(CpuNative, Fp32BatchItemsAndRowBlocksMatchNaiveFp64) {
+  {
+    const int64_t items = 32, m = 32, k = 32, n = 24;
+    Tensor a = bf16_values({16, 2, m, k}, DType::Float32, 21), b = bf16_values({16, 2, k, n}, DType::Float32, 22);
+    Tensor got(DType::Float32, {16, 2, m, n}), want(DType::Float64, {16, 2, m, n});
+    run("MatMul", DType::Float32, {}, {&a, &b}, got);
+    const float *pa = a.data<float>(), *pb = b.data<float>();
+    for (int64_t i = 0; i < items; ++i)
+      for (int64_t r = 0; r < m; ++r)
+        for (int64_t c = 0; c < n; ++c) {
+          double acc = 0;
+          for (int64_t p = 0; p < k; ++p) acc += double(pa[(i * m + r) * k + p]) * double(pb[(i * k + p) * n + c]);
+          want.data<double>()[(i * m + r) * n + c] = acc;
+        }
+    expect_close(got, want, 1e-6, "same-batch MatMul");
+  }
+  struct Case {
+    int64_t m, n, k;
+    bool trans_b;
+    double alpha, beta;
+  };
+  for (const Case& c : {Case{512, 256, 64, true, 1.0, 1.0}, Case{768, 64, 64, false, 0.5, 2.0}}) {
+    Tensor a = bf16_values({c.m, c.k}, DType::Float32, 23);
+    Tensor b = bf16_values(c.trans_b ? Shape{c.n, c.k} : Shape{c.k, c.n}, DType::Float32, 24);
+    Tensor bias = bf16_values({c.n}, DType::Float32, 25);
+    Attributes attrs;
+    attrs["transB"] = Attribute::of_int(c.trans_b);
+    attrs["alpha"] = Attribute::of_float(c.alpha);
+    attrs["beta"] = Attribute::of_float(c.beta);
+    Tensor got(DType::Float32, {c.m, c.n}), want(DType::Float64, {c.m, c.n});
+    run("Gemm", DType::Float32, attrs, {&a, &b, &bias}, got);
+    for (int64_t r = 0; r < c.m; ++r)
+      for (int64_t j = 0; j < c.n; ++j) {
+        double acc = 0;
+        for (int64_t p = 0; p < c.k; ++p)
+          acc += double(a.data<float>()[r * c.k + p]) *
+                 double(b.data<float>()[c.trans_b ? j * c.k + p : p * c.n + j]);
+        want.data<double>()[r * c.n + j] = c.alpha * acc + c.beta * double(bias.data<float>()[j]);
+      }
+    expect_close(got, want, 1e-6, "row-blocked Gemm " + std::to_string(c.m) + "x" + std::to_string(c.n));
+  }
+}
+
 // Gemm's widening kernel (row blocks, kernels/cpu/matmul.cpp) against the widened path: the FP32
 // kernel on widened operands, rounded; B and the bias row either 16-bit or FP32 (the wide weight
 // copies). transA and large GEMMs are left to the widened path.
