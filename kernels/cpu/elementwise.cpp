@@ -377,6 +377,7 @@ void sum_to_shape_kernel(KernelContext& ctx) {
 // arithmetic per element), at the memory traffic of the 16-bit data.
 
 constexpr int64_t kChunk = 512;
+constexpr int64_t kSumBlock = 4096;  // floats of rows widened at once by SumToShapeOf (16 KB, in L1)
 
 // Element i of a 16- or 32-bit float tensor's storage.
 const void* element(const Tensor& t, int64_t i) { return static_cast<const char*>(t.raw()) + i * dtype_size(t.dtype()); }
@@ -467,6 +468,19 @@ void arith_half_kernel(KernelContext& ctx) {
   }, std::max<int64_t>(1, 32768 / kChunk));
 }
 
+// The widening kernel (registry.h) of Add/Sub/Mul/Div: a promoted step whose inputs and output
+// are FP16/BF16 or FP32 in any mix (an FP16 branch added to the FP32 residual, an FP16 tensor
+// times an FP32 scalar) runs the chunked kernel above; the same FP32 functor on the same values.
+template <class F>
+bool arith_widening_kernel(KernelContext& ctx) {
+  auto ok = [](const Tensor& t) {
+    return t.dtype() == DType::Float16 || t.dtype() == DType::BFloat16 || t.dtype() == DType::Float32;
+  };
+  if (!ok(ctx.in(0)) || !ok(ctx.in(1)) || !ok(ctx.out(0))) return false;
+  arith_half_kernel<F>(ctx);
+  return true;
+}
+
 // SumToShapeOf for 16-bit data: widened into FP32, summed exactly as the FP32 kernel sums, rounded
 // once (the trailing-dims case, a bias gradient, accumulates rows chunk by chunk).
 void sum_to_shape_half_kernel(KernelContext& ctx) {
@@ -488,13 +502,27 @@ void sum_to_shape_half_kernel(KernelContext& ctx) {
     }
     std::vector<float> acc(static_cast<size_t>(n_out), 0.0f);
     const int64_t rows = g.numel() / n_out;
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < n_out; c += kChunk) {
-        const int64_t n = std::min(kChunk, n_out - c);
-        widen_n(g.dtype(), element(g, r * n_out + c), x, n);
-        float* a = acc.data() + c;
-        for (int64_t i = 0; i < n; ++i) a[i] += x[i];
+    if (n_out <= kSumBlock / 2) {  // short rows (a bias gradient): many rows widened per call
+      std::vector<float> block(static_cast<size_t>(kSumBlock));
+      const int64_t per_block = kSumBlock / n_out;
+      for (int64_t r0 = 0; r0 < rows; r0 += per_block) {
+        const int64_t nr = std::min(per_block, rows - r0);
+        widen_n(g.dtype(), element(g, r0 * n_out), block.data(), nr * n_out);
+        for (int64_t r = 0; r < nr; ++r) {
+          const float* row = block.data() + r * n_out;
+          float* a = acc.data();
+          for (int64_t i = 0; i < n_out; ++i) a[i] += row[i];
+        }
       }
+    } else {
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < n_out; c += kChunk) {
+          const int64_t n = std::min(kChunk, n_out - c);
+          widen_n(g.dtype(), element(g, r * n_out + c), x, n);
+          float* a = acc.data() + c;
+          for (int64_t i = 0; i < n; ++i) a[i] += x[i];
+        }
+    }
     narrow_n(out.dtype(), acc.data(), out.raw(), n_out);
     return;
   }
@@ -567,6 +595,10 @@ void register_elementwise_kernels(KernelRegistry& r) {
   r.add("", "Sub", cpu, half, arith_half_kernel<math::Sub>);
   r.add("", "Mul", cpu, half, arith_half_kernel<math::Mul>);
   r.add("", "Div", cpu, half, arith_half_kernel<math::Div>);
+  r.add_widening("", "Add", arith_widening_kernel<math::Add>);
+  r.add_widening("", "Sub", arith_widening_kernel<math::Sub>);
+  r.add_widening("", "Mul", arith_widening_kernel<math::Mul>);
+  r.add_widening("", "Div", arith_widening_kernel<math::Div>);
   r.add("otter", "SumToShapeOf", cpu, half, sum_to_shape_half_kernel);
   for (const char* op : {"Cast", "CastLike"}) r.add("", op, cpu, half, cast_kernel);  // Tensor::cast_into converts
 }

@@ -169,6 +169,32 @@ bool cpu_reads_only_widened(const Graph& graph, int value) {
   return read;
 }
 
+namespace {
+// OTTER_DEBUG_PLAN=steps: every step of a new plan on stderr, in order: its op, "widened" for a
+// promoted step, and each input and output as name:dtype[shape] (an FP32 value that a promoted
+// step rounds as it reads or writes it is marked "~fp16"/"~bf16"; "@" names the block's root).
+void print_steps(const PlanDraft& d) {
+  auto describe = [&](int v, DType rounded) {
+    if (v < 0) return std::string("-");
+    std::string s = d.graph.values[d.origin[v]].name + ":" + dtype_name(d.info[v].dtype) + shape_str(d.info[v].shape);
+    if (rounded != DType::Undefined) s += std::string("~") + dtype_name(rounded);
+    if (d.root[v] != v) s += "@" + d.graph.values[d.origin[d.root[v]]].name + (d.wide[v] ? "(fp32)" : "");
+    return s;
+  };
+  std::fprintf(stderr, "[plan] %zu steps\n", d.steps.size());
+  for (size_t k = 0; k < d.steps.size(); ++k) {
+    const PlanStep& s = d.steps[k];
+    std::string line = d.graph.nodes[s.node].op_type + (s.promote ? " widened" : "") + (s.widening ? "+kernel" : "") + " (";
+    for (size_t i = 0; i < s.inputs.size(); ++i)
+      line += (i ? ", " : "") + describe(s.inputs[i], i < s.round_in.size() ? s.round_in[i] : DType::Undefined);
+    line += ") -> ";
+    for (size_t o = 0; o < s.outputs.size(); ++o)
+      line += (o ? ", " : "") + describe(s.outputs[o], o < s.round_to.size() ? s.round_to[o] : DType::Undefined);
+    std::fprintf(stderr, "[plan] %4zu %s\n", k, line.c_str());
+  }
+}
+}  // namespace
+
 Plan::Plan(Graph& graph, const std::map<int, Shape>& input_shapes, PlanOptions options)
     : graph_(graph), options_(std::move(options)) {
   PlanDraft d(graph_, options_);
@@ -176,6 +202,7 @@ Plan::Plan(Graph& graph, const std::map<int, Shape>& input_shapes, PlanOptions o
   select_kernels(d);
   bind_constants(d);
   optimise_memory(d, options_.optimize_memory ? options_.memory_passes : 0u);
+  if (const char* debug = std::getenv("OTTER_DEBUG_PLAN"); debug && std::string(debug) == "steps") print_steps(d);
   ArenaLayout layout = plan_arena(d);
   memory_.arena_bytes = layout.arena_bytes;
   memory_.intermediate_bytes = layout.intermediate_bytes;

@@ -30,7 +30,8 @@ enum MemoryPass : unsigned {
   kSinkSchedule = 1u << 2,     // steps move next to their first consumer
   kFuseInputCasts = 1u << 3,   // promoted readers round the FP32 source of a policy Cast themselves
   kRecompute = 1u << 4,        // cheap activations are computed again next to late readers
-  kAllMemoryPasses = (1u << 5) - 1,
+  kPromoteThroughCasts = 1u << 5,  // CPU: an FP32 step between policy Casts reads and writes the half values
+  kAllMemoryPasses = (1u << 6) - 1,
 };
 
 struct PlanOptions {

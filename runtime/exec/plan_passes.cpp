@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <functional>
 
+#include "kernels/registry.h"
 #include "runtime/exec/plan_arena.h"
 
 namespace otter {
@@ -57,6 +58,94 @@ std::vector<size_t> sink_order(const std::vector<std::vector<int>>& reads, const
 }
 
 }  // namespace
+
+// On the CPU, an FP32 step between policy Casts (a softmax in FP32 between FP16 MatMuls, the
+// attention scale's Mul by an FP32 scalar, a residual Add of an FP16 branch) reads the FP16/BF16
+// value itself instead of a Cast's FP32 copy that only it reads, and writes its FP16/BF16 output
+// itself instead of an FP32 value that only a Cast to that type reads: the step becomes promoted
+// (it widens and rounds as the Casts did: the same numbers), the Casts and their FP32 values
+// leave the plan, and an op with a widening kernel converts in cache-sized chunks.
+void promote_through_casts(PlanDraft& d) {
+  if (d.options.device != Device::CPU) return;
+  std::set<int> pinned(d.options.targets.begin(), d.options.targets.end());
+  for (auto& kv : d.options.bound) pinned.insert(kv.first);
+  auto is_half = [](DType t) { return t == DType::Float16 || t == DType::BFloat16; };
+  std::vector<std::vector<size_t>> readers(d.graph.values.size());  // steps, one entry per input slot
+  std::vector<int> producer(d.graph.values.size(), -1);
+  for (size_t k = 0; k < d.steps.size(); ++k) {
+    for (int v : d.steps[k].inputs)
+      if (v >= 0) readers[v].push_back(k);
+    for (int v : d.steps[k].outputs)
+      if (v >= 0) producer[v] = static_cast<int>(k);
+  }
+  auto is_cast = [&](size_t k) {
+    const Node& n = d.graph.nodes[d.steps[k].node];
+    return n.domain.empty() && n.op_type == "Cast" && d.steps[k].inputs.size() == 1 && d.steps[k].outputs.size() == 1 &&
+           d.steps[k].inputs[0] >= 0 && d.steps[k].outputs[0] >= 0;
+  };
+  // An FP32 arena value whose data only step k reads (other steps may read its shape).
+  auto only_read_by = [&](int v, size_t k) {
+    if (pinned.count(v) || d.tensors[v].defined() || d.info[v].dtype != DType::Float32) return false;
+    for (size_t r : readers[v])
+      for (size_t i = 0; i < d.steps[r].inputs.size(); ++i)
+        if (d.steps[r].inputs[i] == v && r != k && !d.steps[r].shape_only[i]) return false;
+    return true;
+  };
+  const OpRegistry& ops = OpRegistry::instance();
+  const KernelRegistry& kernels = KernelRegistry::instance();
+  std::vector<bool> dropped(d.steps.size(), false);
+  for (size_t k = 0; k < d.steps.size(); ++k) {
+    PlanStep& s = d.steps[k];
+    const Node& node = d.graph.nodes[s.node];
+    // A step that may become a view of its input (make_views) costs nothing as it is.
+    if (is_cast(k) || dropped[k] || !ops.find(node.domain, node.op_type)->views.empty()) continue;
+    // An FP32 kernel: a promoted step, or one whose floating data are all FP32.
+    bool fp32 = s.promote;
+    if (!fp32) {
+      fp32 = true;
+      for (size_t i = 0; i < s.inputs.size(); ++i)
+        if (s.inputs[i] >= 0 && !s.shape_only[i] && is_floating(d.info[s.inputs[i]].dtype))
+          fp32 = fp32 && d.info[s.inputs[i]].dtype == DType::Float32;
+      for (int v : s.outputs)
+        if (v >= 0 && is_floating(d.info[v].dtype)) fp32 = fp32 && d.info[v].dtype == DType::Float32;
+    }
+    if (!fp32) continue;
+    bool changed = false;
+    for (size_t i = 0; i < s.inputs.size(); ++i) {
+      int f = s.inputs[i];
+      if (f < 0 || s.shape_only[i] || producer[f] < 0 || !is_cast(static_cast<size_t>(producer[f])) || !only_read_by(f, k))
+        continue;
+      const size_t c = static_cast<size_t>(producer[f]);
+      const int h = d.steps[c].inputs[0];
+      if (!is_half(d.info[h].dtype)) continue;
+      for (size_t r : readers[f])  // shape-only readers read the same shape from the half value
+        for (int& in : d.steps[r].inputs)
+          if (in == f) in = h;
+      readers[h].insert(readers[h].end(), readers[f].begin(), readers[f].end());
+      dropped[c] = true;
+      changed = true;
+    }
+    for (size_t o = 0; o < s.outputs.size(); ++o) {
+      int f = s.outputs[o];
+      if (f < 0 || d.info[f].dtype != DType::Float32 || readers[f].size() != 1 || pinned.count(f) || d.tensors[f].defined())
+        continue;
+      const size_t c = readers[f][0];
+      const int h = d.steps[c].outputs[0];
+      if (!is_cast(c) || dropped[c] || !is_half(d.info[h].dtype) || pinned.count(h) || d.tensors[h].defined()) continue;
+      s.outputs[o] = h;
+      dropped[c] = true;
+      changed = true;
+    }
+    if (changed && !s.promote) {
+      s.promote = true;
+      s.widening = kernels.find_widening(node.domain, node.op_type);
+    }
+  }
+  std::vector<PlanStep> kept;
+  for (size_t k = 0; k < d.steps.size(); ++k)
+    if (!dropped[k]) kept.push_back(std::move(d.steps[k]));
+  d.steps = std::move(kept);
+}
 
 // A promoted step whose FP16/BF16 output is read only by a Cast to FP32 writes the FP32 value
 // rounded to the half type straight into the Cast's output: the same numbers, without the half
@@ -454,6 +543,7 @@ void recompute_late_values(PlanDraft& d) {
 }
 
 void optimise_memory(PlanDraft& d, unsigned passes) {
+  if (passes & kPromoteThroughCasts) promote_through_casts(d);
   if (passes & kFuseOutputCasts) fuse_output_casts(d);
   if (passes & kViews) make_views(d);
   d.target_roots.clear();

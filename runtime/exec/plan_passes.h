@@ -26,6 +26,9 @@ struct PlanDraft {
   std::set<int> target_roots;  // the roots of the targets: they live to the end
 };
 
+// CPU: an FP32 step reads a half value instead of the FP32 Cast only it reads, and writes a half
+// value instead of the FP32 value only a Cast to it reads (the step becomes promoted).
+void promote_through_casts(PlanDraft& d);
 // A promoted step whose FP16/BF16 output is read only by a Cast to FP32 bound outside the arena
 // writes the FP32 value rounded to the half type straight into the Cast's output.
 void fuse_output_casts(PlanDraft& d);

@@ -314,7 +314,7 @@ TEST(Memory, RewritesGiveTheSameBitsAsThePlainPlan) {
 
 // Each memory pass (runtime/exec/plan_passes.h) alone keeps every bit too.
 TEST(Memory, EachRewriteAloneGivesTheSameBits) {
-  for (unsigned pass : {kFuseOutputCasts, kViews, kSinkSchedule, kFuseInputCasts, kRecompute}) {
+  for (unsigned pass : {kFuseOutputCasts, kViews, kSinkSchedule, kFuseInputCasts, kRecompute, kPromoteThroughCasts}) {
     std::string what = "transformer, pass " + std::to_string(pass);
     expect_same_bits([] { return load(transformer_model(true)); }, transformer_feeds(), what, pass);
     expect_same_bits([] { return load(cnn_model()); }, cnn_feeds(), "cnn, pass " + std::to_string(pass), pass);
@@ -334,6 +334,21 @@ TEST(Memory, OutputCastsIntoTheArenaAreFused) {
   size_t plain = run_plan(t, transformer_feeds(), true, 0).steps;
   std::printf("tied transformer fp16: %zu steps with fused output casts, %zu without\n", fused, plain);
   EXPECT_LT(fused, plain);
+}
+
+// On the CPU the FP32 steps between policy Casts (the attention softmax between FP16 MatMuls,
+// residual Adds of FP16 branches) read and write the FP16 values themselves: fewer steps, and
+// every bit the same.
+TEST(Memory, StepsBetweenPolicyCastsReadAndWriteHalfValues) {
+  auto model = [] { return load(transformer_model(true)); };
+  expect_same_bits(model, transformer_feeds(), "transformer, promoted through casts", kPromoteThroughCasts);
+  for (const char* precision : {"fp16", "bf16"}) {
+    TrainGraph t = train_graph(model(), precision);
+    size_t fused = run_plan(t, transformer_feeds(), true, kPromoteThroughCasts).steps;
+    size_t plain = run_plan(t, transformer_feeds(), true, 0).steps;
+    std::printf("transformer %s: %zu steps promoted through casts, %zu without\n", precision, fused, plain);
+    EXPECT_LT(fused, plain) << precision;
+  }
 }
 
 TEST(Memory, RewritesGiveTheSameBitsOnTheModelFixtures) {

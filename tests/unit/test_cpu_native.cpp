@@ -386,6 +386,48 @@ TEST(CpuNative, GemmWideningKernelEqualsTheWidenedPath) {
   }
 }
 
+// The widening kernels of Add/Sub/Mul/Div (kernels/cpu/elementwise.cpp) with FP16/BF16 and FP32
+// operands mixed, as promote_through_casts leaves them (an FP16 tensor times an FP32 scalar, an
+// FP16 branch added to the FP32 residual, an FP16 score plus an FP32 mask into an FP32 output):
+// the same bits as the FP32 kernel on the widened operands, rounded when the output is 16-bit.
+TEST(CpuNative, ArithmeticWideningKernelsTakeMixedOperands) {
+  struct Case {
+    const char* op;
+    Shape a, b, out;
+    bool a_wide, b_wide, out_wide;
+  };
+  const std::vector<Case> cases = {
+      {"Mul", {16, 2, 32, 32}, {1}, {16, 2, 32, 32}, false, true, false},       // the attention scale
+      {"Add", {16, 32, 64}, {16, 32, 64}, {16, 32, 64}, true, false, true},     // residual + FP16 branch
+      {"Add", {16, 2, 32, 32}, {32, 32}, {16, 2, 32, 32}, false, true, true},   // scores + FP32 mask
+      {"Sub", {7, 1, 33}, {5, 1}, {7, 5, 33}, false, false, true},              // both 16-bit, broadcast, FP32 out
+      {"Div", {3, 4097}, {3, 1}, {3, 4097}, false, true, false},                // rows longer than a chunk
+  };
+  for (DType half : {DType::Float16, DType::BFloat16}) {
+    uint32_t seed = 31;
+    for (const Case& c : cases) {
+      WideningKernelFn widening = KernelRegistry::instance().find_widening("", c.op);
+      ASSERT_NE(widening, nullptr) << c.op;
+      Tensor a = half_values(c.a, half, seed++, true), b = half_values(c.b, half, seed++, true);
+      Tensor wa = a.cast(DType::Float32), wb = b.cast(DType::Float32);
+      const Shape& out_shape = c.out;
+      Tensor got(c.out_wide ? DType::Float32 : half, out_shape);
+      std::memset(got.raw(), 0x7f, got.nbytes());
+      Node node;
+      node.op_type = c.op;
+      KernelContext ctx(node);
+      ctx.inputs = {c.a_wide ? &wa : &a, c.b_wide ? &wb : &b};
+      ctx.outputs = {&got};
+      const std::string what = std::string(c.op) + " " + dtype_name(half);
+      ASSERT_TRUE(widening(ctx)) << what;
+      Tensor wide_out(DType::Float32, out_shape);
+      run(c.op, DType::Float32, {}, {&wa, &wb}, wide_out);
+      Tensor want = c.out_wide ? wide_out : wide_out.cast(half);
+      ASSERT_EQ(std::memcmp(got.raw(), want.raw(), want.nbytes()), 0) << what << ": bits differ from the widened path";
+    }
+  }
+}
+
 TEST(CpuNative, HalfCastsConvertDirectly) {
   for (DType half : {DType::Float16, DType::BFloat16}) {
     Tensor x = half_values({1000}, half, 5, false);
