@@ -451,6 +451,16 @@ void arith_half_kernel(KernelContext& ctx) {
   // The threads split (row, chunk) pairs, so that one long row (same shapes, a scalar operand)
   // runs in parallel too.
   const int64_t per_row = std::max<int64_t>(1, (inner + kChunk - 1) / kChunk);
+  // FP16 or FP32 operands, contiguous or one value, into FP16 or FP32: one AVX-512 pass per chunk.
+  auto fp16_or_fp32 = [](const Tensor& t) { return t.dtype() == DType::Float16 || t.dtype() == DType::Float32; };
+  static_assert(std::is_same_v<F, math::Add> || std::is_same_v<F, math::Sub> || std::is_same_v<F, math::Mul> ||
+                std::is_same_v<F, math::Div>);
+  constexpr BinaryOp kOp = std::is_same_v<F, math::Add>   ? BinaryOp::Add
+                           : std::is_same_v<F, math::Sub> ? BinaryOp::Sub
+                           : std::is_same_v<F, math::Mul> ? BinaryOp::Mul
+                                                          : BinaryOp::Div;
+  const bool one_pass = fp16_or_fp32(a) && fp16_or_fp32(b) && fp16_or_fp32(out) && (sa == 0 || sa == 1) &&
+                        (sb == 0 || sb == 1);
   parallel_for(g.rows() * per_row, [&](int64_t p0, int64_t p1) {
     std::vector<int64_t> off;
     float x[kChunk], y[kChunk], z[kChunk];
@@ -460,6 +470,10 @@ void arith_half_kernel(KernelContext& ctx) {
       if (r != row) g.row_offsets(row = r, off);
       const int64_t n = std::min(kChunk, inner - c);
       if (n <= 0) continue;
+      if (one_pass && vec_binary_half(kOp, element(a, off[0] + c * sa), a.dtype() == DType::Float16, sa == 0,
+                                      element(b, off[1] + c * sb), b.dtype() == DType::Float16, sb == 0,
+                                      element(out, r * inner + c), out.dtype() == DType::Float16, n))
+        continue;
       load(a, off[0] + c * sa, sa, n, x);
       load(b, off[1] + c * sb, sb, n, y);
       for (int64_t i = 0; i < n; ++i) z[i] = f(x[i], y[i]);
@@ -477,6 +491,9 @@ bool arith_widening_kernel(KernelContext& ctx) {
     return t.dtype() == DType::Float16 || t.dtype() == DType::BFloat16 || t.dtype() == DType::Float32;
   };
   if (!ok(ctx.in(0)) || !ok(ctx.in(1)) || !ok(ctx.out(0))) return false;
+  // Short rows (a [B, 1, 1, T] mask broadcast over [B, H, T, T] scores) cost a call per row:
+  // widening the whole tensor once and the FP32 kernel's row loop are faster there.
+  if (collapse_broadcast(ctx.out(0).shape(), {&ctx.in(0).shape(), &ctx.in(1).shape()}).inner() < kChunk / 2) return false;
   arith_half_kernel<F>(ctx);
   return true;
 }

@@ -2,8 +2,10 @@
 #include "kernels/cpu/vec_math.h"
 
 #include <cmath>
+#include <cstring>
 
 #include "runtime/core/convert.h"
+#include "runtime/core/half.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 // GCC 12 warns about the deliberately undefined pass-through operand inside the AVX-512 min/max/
@@ -285,6 +287,99 @@ bool vec_softmax_row(const float* x, float* y, int64_t n, bool log) {
   return true;
 }
 
+namespace {
+template <BinaryOp OP>
+inline float binary_scalar(float x, float y) {
+  if constexpr (OP == BinaryOp::Add) return x + y;
+  if constexpr (OP == BinaryOp::Sub) return x - y;
+  if constexpr (OP == BinaryOp::Mul) return x * y;
+  return x / y;
+}
+template <BinaryOp OP>
+OTTER_AVX512 inline __m512 binary16(__m512 x, __m512 y) {
+  if constexpr (OP == BinaryOp::Add) return _mm512_add_ps(x, y);
+  if constexpr (OP == BinaryOp::Sub) return _mm512_sub_ps(x, y);
+  if constexpr (OP == BinaryOp::Mul) return _mm512_mul_ps(x, y);
+  return _mm512_div_ps(x, y);
+}
+// Operand i of an FP16-bits-or-FP32 array, or its one value.
+struct HalfOrFloat {
+  const void* p;
+  bool half, one;
+  float one_value;
+  float at(int64_t i) const {
+    if (one) return one_value;
+    return half ? otter::math::half_bits_to_float(static_cast<const uint16_t*>(p)[i]) : static_cast<const float*>(p)[i];
+  }
+  OTTER_AVX512 __m512 load16(int64_t i, __m512 one16) const {
+    if (one) return one16;
+    if (half) return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(p) + i)));
+    return _mm512_loadu_ps(static_cast<const float*>(p) + i);
+  }
+};
+template <BinaryOp OP>
+OTTER_AVX512 void binary_half_avx512(const HalfOrFloat& a, const HalfOrFloat& b, void* z, bool z_half, int64_t n) {
+  const __m512 a1 = _mm512_set1_ps(a.one_value), b1 = _mm512_set1_ps(b.one_value);
+  auto scalar = [&](int64_t i) {
+    const float r = binary_scalar<OP>(a.at(i), b.at(i));
+    if (z_half) static_cast<uint16_t*>(z)[i] = otter::math::float_to_half_bits(r);
+    else static_cast<float*>(z)[i] = r;
+  };
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 r = binary16<OP>(a.load16(i, a1), b.load16(i, b1));
+    if (_mm512_cmp_ps_mask(r, r, _CMP_UNORD_Q)) {  // a NaN: the scalar conversions keep its bits
+      for (int64_t k = i; k < i + 16; ++k) scalar(k);
+      continue;
+    }
+    if (z_half)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(static_cast<uint16_t*>(z) + i),
+                          _mm512_cvtps_ph(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    else
+      _mm512_storeu_ps(static_cast<float*>(z) + i, r);
+  }
+  if (i < n) {  // the tail through 16-element buffers, one vector like the others
+    const int64_t rest = n - i;
+    alignas(64) float fa[16] = {}, fb[16] = {};
+    for (int64_t k = 0; k < rest; ++k) {
+      fa[k] = a.at(i + k);
+      fb[k] = b.at(i + k);
+    }
+    const __m512 r = binary16<OP>(_mm512_load_ps(fa), _mm512_load_ps(fb));
+    if (_mm512_cmp_ps_mask(r, r, _CMP_UNORD_Q) & ((1u << rest) - 1)) {
+      for (; i < n; ++i) scalar(i);
+    } else if (z_half) {
+      alignas(32) uint16_t h[16];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(h), _mm512_cvtps_ph(r, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      std::memcpy(static_cast<uint16_t*>(z) + i, h, static_cast<size_t>(rest) * sizeof(uint16_t));
+    } else {
+      alignas(64) float f[16];
+      _mm512_store_ps(f, r);
+      std::memcpy(static_cast<float*>(z) + i, f, static_cast<size_t>(rest) * sizeof(float));
+    }
+  }
+  _mm256_zeroupper();  // leave no dirty upper state for SSE code after us (docs/architecture.md)
+}
+}  // namespace
+
+bool vec_binary_half(BinaryOp op, const void* a, bool a_half, bool a_one, const void* b, bool b_half, bool b_one,
+                     void* z, bool z_half, int64_t n) {
+  if (!host_avx512()) return false;
+  auto operand = [](const void* p, bool half, bool one) {
+    HalfOrFloat o{p, half, one, 0.0f};
+    if (one) o.one_value = half ? otter::math::half_bits_to_float(*static_cast<const uint16_t*>(p)) : *static_cast<const float*>(p);
+    return o;
+  };
+  const HalfOrFloat x = operand(a, a_half, a_one), y = operand(b, b_half, b_one);
+  switch (op) {
+    case BinaryOp::Add: binary_half_avx512<BinaryOp::Add>(x, y, z, z_half, n); break;
+    case BinaryOp::Sub: binary_half_avx512<BinaryOp::Sub>(x, y, z, z_half, n); break;
+    case BinaryOp::Mul: binary_half_avx512<BinaryOp::Mul>(x, y, z, z_half, n); break;
+    case BinaryOp::Div: binary_half_avx512<BinaryOp::Div>(x, y, z, z_half, n); break;
+  }
+  return true;
+}
+
 bool vec_gelu(const float* x, float* y, int64_t n, bool tanh_approx) {
   if (!host_avx512()) return false;
   gelu_avx512(x, y, n, tanh_approx);
@@ -307,6 +402,7 @@ bool vec_layer_norm_grad_row(const float*, const float*, const double*, float*, 
 bool vec_exp(const float*, float*, int64_t) { return false; }
 bool vec_softmax_row(const float*, float*, int64_t, bool) { return false; }
 bool vec_gelu(const float*, float*, int64_t, bool) { return false; }
+bool vec_binary_half(BinaryOp, const void*, bool, bool, const void*, bool, bool, void*, bool, int64_t) { return false; }
 bool vec_gelu_grad(const float*, const float*, float*, int64_t, bool) { return false; }
 #endif
 

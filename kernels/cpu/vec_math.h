@@ -31,4 +31,13 @@ bool vec_layer_norm_row(const float* x, const double* w, const double* b, float*
 bool vec_layer_norm_grad_row(const float* x, const float* dy, const double* w, float* dx, double* gw, double* gb,
                              int64_t n, double eps);
 
+// z = a op b over n elements for FP16 storage on a CPU without FP16 arithmetic: each operand is
+// FP16 bits or FP32 (`*_half`), contiguous (stride 1) or one value (stride 0), and so is z. The
+// FP32 operation on the widened values, rounded once to nearest even: the same bits as widening,
+// the FP32 functor and narrowing (kernels/cpu/elementwise.cpp's chunks; NaN lanes take those
+// scalar conversions, runtime/core/convert.h), in one pass over the 16-bit data.
+enum class BinaryOp { Add, Sub, Mul, Div };
+bool vec_binary_half(BinaryOp op, const void* a, bool a_half, bool a_one, const void* b, bool b_half, bool b_one,
+                     void* z, bool z_half, int64_t n);
+
 }  // namespace otter::cpu
