@@ -390,6 +390,11 @@ void unary_half_kernel(KernelContext& ctx) {
   const Tensor& tx = ctx.in(0);
   Tensor& ty = ctx.out(0);
   parallel_for(tx.numel(), [&](int64_t b, int64_t e) {
+    if constexpr (std::is_same_v<F, math::Gelu>)  // FP16 GELU in registers, one pass
+      if (tx.dtype() == DType::Float16 && ty.dtype() == DType::Float16 &&
+          vec_gelu_half(static_cast<const uint16_t*>(tx.raw()) + b, static_cast<uint16_t*>(ty.raw()) + b, e - b,
+                        f.tanh_approx))
+        return;
     float x[kChunk], y[kChunk];
     for (int64_t c = b; c < e; c += kChunk) {
       const int64_t n = std::min(kChunk, e - c);
@@ -410,6 +415,11 @@ void unary_grad_half_kernel(KernelContext& ctx) {
   math::visit_grad_functor(ctx.node, [&](auto f) {
     using F = decltype(f);
     parallel_for(tdy.numel(), [&](int64_t b, int64_t e) {
+      if constexpr (std::is_same_v<F, math::Gelu>)  // FP16 GELU gradient in registers, one pass
+        if (tdy.dtype() == DType::Float16 && tx.dtype() == DType::Float16 && tdx.dtype() == DType::Float16 &&
+            vec_gelu_grad_half(static_cast<const uint16_t*>(tx.raw()) + b, static_cast<const uint16_t*>(tdy.raw()) + b,
+                               static_cast<uint16_t*>(tdx.raw()) + b, e - b, f.tanh_approx))
+          return;
       float dy[kChunk], x[kChunk], y[kChunk], dx[kChunk];
       for (int64_t c = b; c < e; c += kChunk) {
         const int64_t n = std::min(kChunk, e - c);

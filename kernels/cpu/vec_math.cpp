@@ -129,6 +129,50 @@ OTTER_AVX512 void gelu_grad_avx512(const float* x, const float* dy, float* dx, i
   _mm256_zeroupper();
 }
 
+// GELU and its gradient on FP16 storage: the lanes widened, computed and rounded in registers;
+// the tail takes the chunked path of the kernels (widen_n, the FP32 function, narrow_n). Every
+// result that is a number has the bits of that path; a NaN result is a NaN (its sign and payload
+// may differ: which NaN operand an instruction passes on is not kept across these two paths).
+void gelu_half_chunk(const uint16_t* x, uint16_t* y, int64_t n, bool tanh_approx);
+void gelu_grad_half_chunk(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t n, bool tanh_approx);
+
+OTTER_AVX512 inline __m512 load_half16(const uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+OTTER_AVX512 inline void store_half16(uint16_t* p, __m512 v) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+OTTER_AVX512 void gelu_half_avx512(const uint16_t* x, uint16_t* y, int64_t n, bool tanh_approx) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) store_half16(y + i, gelu16(load_half16(x + i), tanh_approx));
+  _mm256_zeroupper();  // leave no dirty upper state for SSE code after us (docs/architecture.md)
+  if (i < n) gelu_half_chunk(x + i, y + i, n - i, tanh_approx);
+}
+
+OTTER_AVX512 void gelu_grad_half_avx512(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t n,
+                                        bool tanh_approx) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) store_half16(dx + i, gelu_grad16(load_half16(x + i), load_half16(dy + i), tanh_approx));
+  _mm256_zeroupper();
+  if (i < n) gelu_grad_half_chunk(x + i, dy + i, dx + i, n - i, tanh_approx);
+}
+
+void gelu_half_chunk(const uint16_t* x, uint16_t* y, int64_t n, bool tanh_approx) {
+  float fx[16], fy[16];
+  widen_n(DType::Float16, x, fx, n);
+  gelu_avx512(fx, fy, n, tanh_approx);
+  narrow_n(DType::Float16, fy, y, n);
+}
+
+void gelu_grad_half_chunk(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t n, bool tanh_approx) {
+  float fx[16], fdy[16], fdx[16];
+  widen_n(DType::Float16, x, fx, n);
+  widen_n(DType::Float16, dy, fdy, n);
+  gelu_grad_avx512(fx, fdy, fdx, n, tanh_approx);
+  narrow_n(DType::Float16, fdx, dx, n);
+}
+
 OTTER_AVX512 void softmax_row_avx512(const float* x, float* y, int64_t n, bool log) {
   auto mask_of = [](int64_t left) { return static_cast<__mmask16>(left >= 16 ? 0xffff : (1u << left) - 1); };
   __m512 mx = _mm512_set1_ps(-INFINITY);
@@ -392,6 +436,18 @@ bool vec_gelu_grad(const float* x, const float* dy, float* dx, int64_t n, bool t
   return true;
 }
 
+bool vec_gelu_half(const uint16_t* x, uint16_t* y, int64_t n, bool tanh_approx) {
+  if (!host_avx512()) return false;
+  gelu_half_avx512(x, y, n, tanh_approx);
+  return true;
+}
+
+bool vec_gelu_grad_half(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t n, bool tanh_approx) {
+  if (!host_avx512()) return false;
+  gelu_grad_half_avx512(x, dy, dx, n, tanh_approx);
+  return true;
+}
+
 #else
 bool vec_layer_norm_row(const float*, const double*, const double*, float*, int64_t, double, double*, double*) {
   return false;
@@ -404,6 +460,8 @@ bool vec_softmax_row(const float*, float*, int64_t, bool) { return false; }
 bool vec_gelu(const float*, float*, int64_t, bool) { return false; }
 bool vec_binary_half(BinaryOp, const void*, bool, bool, const void*, bool, bool, void*, bool, int64_t) { return false; }
 bool vec_gelu_grad(const float*, const float*, float*, int64_t, bool) { return false; }
+bool vec_gelu_half(const uint16_t*, uint16_t*, int64_t, bool) { return false; }
+bool vec_gelu_grad_half(const uint16_t*, const uint16_t*, uint16_t*, int64_t, bool) { return false; }
 #endif
 
 }  // namespace otter::cpu

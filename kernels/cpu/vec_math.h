@@ -15,6 +15,12 @@ bool vec_gelu(const float* x, float* y, int64_t n, bool tanh_approx);
 // dx = dy * Gelu'(x) over n elements.
 bool vec_gelu_grad(const float* x, const float* dy, float* dx, int64_t n, bool tanh_approx);
 
+// The same over FP16 storage (bits), widened and rounded in registers: the bits of widening the
+// data, the FP32 functions above and rounding back (runtime/core/convert.h) for every result that
+// is a number; a NaN stays a NaN, its sign and payload not kept.
+bool vec_gelu_half(const uint16_t* x, uint16_t* y, int64_t n, bool tanh_approx);
+bool vec_gelu_grad_half(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t n, bool tanh_approx);
+
 // One softmax (or log-softmax) line of n contiguous floats: max subtracted, exp in float
 // (Cephes' expf, within 2 ulp), the sum accumulated in float lanes then in double, divided once.
 bool vec_softmax_row(const float* x, float* y, int64_t n, bool log);
