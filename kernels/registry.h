@@ -34,6 +34,18 @@ struct KernelContext {
   std::vector<bool> checked_inputs;
   bool input_checked(size_t i) const { return i < checked_inputs.size() && checked_inputs[i]; }
   void* stream = nullptr;             // CUDA: the cudaStream_t to launch on
+  // Widening kernels (below): per input / output, Undefined or the FP16/BF16 type that an FP32
+  // tensor stands for (the plan's fused Casts, PlanStep::round_in / round_to): an input is read
+  // rounded to that type, an output written rounded through it. A kernel that does not handle a
+  // rounding declines the step (rounds_nothing()).
+  std::vector<DType> rounded_inputs, rounded_outputs;
+  bool rounds_nothing() const {
+    for (DType t : rounded_inputs)
+      if (t != DType::Undefined) return false;
+    for (DType t : rounded_outputs)
+      if (t != DType::Undefined) return false;
+    return true;
+  }
   // Host copies of inputs known when the plan was built (constants: axes, shapes, starts...),
   // nullptr otherwise; device kernels read such small inputs here rather than from the device.
   std::vector<const Tensor*> host_inputs;

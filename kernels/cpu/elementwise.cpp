@@ -500,7 +500,7 @@ bool arith_widening_kernel(KernelContext& ctx) {
   auto ok = [](const Tensor& t) {
     return t.dtype() == DType::Float16 || t.dtype() == DType::BFloat16 || t.dtype() == DType::Float32;
   };
-  if (!ok(ctx.in(0)) || !ok(ctx.in(1)) || !ok(ctx.out(0))) return false;
+  if (!ctx.rounds_nothing() || !ok(ctx.in(0)) || !ok(ctx.in(1)) || !ok(ctx.out(0))) return false;
   // Short rows (a [B, 1, 1, T] mask broadcast over [B, H, T, T] scores) cost a call per row:
   // widening the whole tensor once and the FP32 kernel's row loop are faster there.
   if (collapse_broadcast(ctx.out(0).shape(), {&ctx.in(0).shape(), &ctx.in(1).shape()}).inner() < kChunk / 2) return false;

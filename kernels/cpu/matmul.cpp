@@ -6,10 +6,13 @@
 // both sides share in parallel (attention), and otherwise one GEMM per broadcast batch item; Gemm
 // maps onto one GEMM after broadcasting C into the output, or one row block per thread when it is
 // small. FP16 (and BF16 without BF16 dot products) has widening kernels for those parallel cases
-// (registry.h): each thread converts its part in cache and makes the FP32 kernel's GEMM calls.
+// (registry.h): each thread converts its part in cache and makes the FP32 kernel's GEMM calls, or,
+// for an FP16 Gemm, runs gemm_half.h's register tiles, which give the same bits without the FP32
+// copies.
 #include <cblas.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -17,8 +20,10 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_common.h"
+#include "kernels/cpu/gemm_half.h"
 #include "kernels/cpu/onednn.h"
 #include "runtime/core/convert.h"
+#include "runtime/core/half.h"
 
 namespace otter::cpu {
 namespace {
@@ -225,7 +230,8 @@ bool matmul_widening_kernel(KernelContext& ctx) {
   Tensor& Y = ctx.out(0);
   const DType t = A.dtype();
   const auto sb = same_batch(A.shape(), B.shape());
-  if ((t != DType::Float16 && t != DType::BFloat16) || B.dtype() != t || Y.dtype() != t || !sb) return false;
+  if (!ctx.rounds_nothing() || (t != DType::Float16 && t != DType::BFloat16) || B.dtype() != t || Y.dtype() != t || !sb)
+    return false;
   const auto* pa = static_cast<const uint16_t*>(A.raw());
   const auto* pb = static_cast<const uint16_t*>(B.raw());
   auto* py = static_cast<uint16_t*>(Y.raw());
@@ -318,22 +324,90 @@ void gemm_typed(KernelContext& ctx) {
   gemm_any<T>(g.ta, g.tb, g.m, g.n, g.k, g.alpha, A.data<T>(), lda, B.data<T>(), ldb, g.beta, ctx.out(0).data<T>(), g.n);
 }
 
+// half_gemm (gemm_half.h) over the threads by the FP32 kernel's row blocks, B packed once.
+void run_half_gemm(const HalfGemm& h) {
+  ThreadBuffer packed(1, half_gemm_packed_size(h));
+  half_gemm_pack(h, packed.get());
+  for_row_blocks(h.m, h.n, h.k, [&](int64_t r0, int64_t r1) {
+    ThreadBuffer rows(0, (r1 - r0) * h.k);
+    half_gemm_rows(h, packed.get(), r0, r1, rows.get());
+  });
+}
+
+// Whether half_gemm gives the bits of the widened path here (the FP32 GEMM of this build and
+// CPU on widened operands, rounded): checked once on two GEMMs with and without a bias row.
+bool half_gemm_probe() {
+  static const bool same = [] {
+    struct Probe {
+      int64_t m, n, k;
+      bool trans_b, bias;
+    };
+    for (const Probe& p : {Probe{20, 70, 200, true, true}, Probe{9, 64, 33, false, false}}) {
+      std::vector<uint16_t> a(static_cast<size_t>(p.m * p.k)), want(static_cast<size_t>(p.m * p.n)),
+          got(static_cast<size_t>(p.m * p.n));
+      std::vector<float> wa(a.size()), b(static_cast<size_t>(p.k * p.n)), bias(static_cast<size_t>(p.n)), y(want.size());
+      for (size_t i = 0; i < a.size(); ++i) a[i] = math::float_to_half_bits(std::sin(0.37f * static_cast<float>(i)));
+      for (size_t i = 0; i < b.size(); ++i) b[i] = std::cos(0.61f * static_cast<float>(i));
+      for (size_t i = 0; i < bias.size(); ++i) bias[i] = 0.1f * static_cast<float>(i % 7);
+      widen_n(DType::Float16, a.data(), wa.data(), static_cast<int64_t>(a.size()));
+      for (int64_t i = 0; i < p.m; ++i)
+        for (int64_t j = 0; j < p.n; ++j) y[static_cast<size_t>(i * p.n + j)] = p.bias ? bias[static_cast<size_t>(j)] : 0.0f;
+      gemm_any<float>(false, p.trans_b, p.m, p.n, p.k, 1.0, wa.data(), p.k, b.data(), p.trans_b ? p.k : p.n,
+                      p.bias ? 1.0 : 0.0, y.data(), p.n);
+      narrow_n(DType::Float16, y.data(), want.data(), static_cast<int64_t>(y.size()));
+      HalfGemm h;
+      h.m = p.m, h.n = p.n, h.k = p.k;
+      h.a = a.data(), h.lda = p.k;
+      h.b = b.data(), h.ldb = p.trans_b ? p.k : p.n, h.trans_b = p.trans_b;
+      if (p.bias) h.bias = bias.data();
+      h.y = got.data(), h.ldy = p.n;
+      run_half_gemm(h);
+      if (want != got) return false;
+    }
+    return true;
+  }();
+  return same;
+}
+
 // The widening kernel of Gemm (registry.h) for a row-blocked GEMM (row_blocked) with FP16/BF16 A
-// and output: each thread widens its rows of A, runs its GEMM and rounds its rows of the output
-// while they are in cache. B and a bias row C may be 16-bit (widened once) or FP32 (the wide
-// weight copies). Other cases return false.
+// and output. FP16 with alpha 1 and at most a bias row takes half_gemm (gemm_half.h), which
+// converts inside its register tiles, where it gives the widened path's bits
+// (half_gemm_matches_sgemm); its output may also be an FP32 tensor standing for the FP16 one (a
+// fused output Cast, KernelContext::rounded_outputs). Otherwise each thread widens its rows of A,
+// runs its GEMM and rounds its rows of the output while they are in cache. B and a bias row C may
+// be 16-bit (widened once) or FP32 (the wide weight copies). Other cases return false.
 bool gemm_widening_kernel(KernelContext& ctx) {
   const Tensor &A = ctx.in(0), &B = ctx.in(1);
   Tensor& Y = ctx.out(0);
   const DType t = A.dtype();
   auto usable = [&](const Tensor& x) { return x.dtype() == t || x.dtype() == DType::Float32; };
-  if ((t != DType::Float16 && t != DType::BFloat16) || Y.dtype() != t || !usable(B) || A.rank() != 2 || B.rank() != 2)
+  for (DType r : ctx.rounded_inputs)
+    if (r != DType::Undefined) return false;
+  // An FP32 output that stands for an FP16 one (a fused output Cast): the FP16 GEMM only.
+  const bool wide_y = !ctx.rounded_outputs.empty() && ctx.rounded_outputs[0] == DType::Float16 &&
+                      Y.dtype() == DType::Float32 && t == DType::Float16;
+  if ((t != DType::Float16 && t != DType::BFloat16) || (Y.dtype() != t && !wide_y) || !usable(B) || A.rank() != 2 ||
+      B.rank() != 2)
     return false;
   const GemmArgs g = gemm_shape(ctx);
   if (!row_blocked(g)) return false;
   const Tensor* C = ctx.has_input(2) && g.beta != 0.0 ? &ctx.in(2) : nullptr;
   if (C && (!usable(*C) || C->numel() != g.n || (C->rank() != 1 && !(C->rank() == 2 && C->shape()[0] == 1))))
     return false;  // only a bias row (the linear layers')
+  if (t == DType::Float16 && g.alpha == 1.0 && (!C || g.beta == 1.0) && half_gemm_supported(g.m, g.n, g.k) &&
+      half_gemm_probe()) {
+    HalfGemm h;
+    h.m = g.m, h.n = g.n, h.k = g.k;
+    h.a = static_cast<const uint16_t*>(A.raw()), h.lda = A.shape()[1];
+    h.b = B.raw(), h.b_type = B.dtype(), h.ldb = B.shape()[1], h.trans_b = g.tb;
+    if (C) h.bias = C->raw(), h.bias_type = C->dtype();
+    if (wide_y) h.y_wide = Y.data<float>();
+    else h.y = static_cast<uint16_t*>(Y.raw());
+    h.ldy = g.n;
+    run_half_gemm(h);
+    return true;
+  }
+  if (wide_y) return false;
   auto as_float = [&](const Tensor& x, std::vector<float>& buf) -> const float* {
     if (x.dtype() == DType::Float32) return x.data<float>();
     buf.resize(static_cast<size_t>(x.numel()));
@@ -367,6 +441,8 @@ void gemm_bf16_kernel(KernelContext& ctx) {
 }
 
 }  // namespace
+
+bool half_gemm_matches_sgemm() { return half_gemm_probe(); }
 
 void register_matmul_kernels(KernelRegistry& r) {
   r.add("", "MatMul", Device::CPU, {DType::Float32, DType::Float64, DType::Int64, DType::Int32}, matmul_kernel);

@@ -10,8 +10,10 @@
 #include <cstring>
 #include <random>
 
+#include "kernels/cpu/gemm_half.h"
 #include "kernels/cpu/onednn.h"
 #include "kernels/registry.h"
+#include "runtime/core/convert.h"
 #include "runtime/core/half.h"
 
 namespace otter {
@@ -372,6 +374,9 @@ TEST(CpuNative, GemmWideningKernelEqualsTheWidenedPath) {
   const std::vector<Case> cases = {
       {512, 256, 64, false, true, true, true, 1.0, 1.0, true},     // a linear layer, wide weight and bias
       {768, 64, 64, false, false, false, true, 1.0, 1.0, true},    // dX = dY W
+      {512, 64, 256, false, false, false, true, 1.0, 1.0, true},   // dX of a wider layer (k = 256)
+      {301, 70, 200, false, true, true, false, 1.0, 1.0, true},    // partial tiles and panels, 16-bit B and bias
+      {40, 33, 300, false, true, true, true, 1.0, 1.0, true},      // k > 256: rows widened for the FP32 GEMM
       {37, 19, 23, false, true, true, false, 0.5, 2.0, true},      // 16-bit B and bias, alpha, beta
       {5, 8, 3, false, false, true, false, 1.0, 0.0, true},        // beta 0: the bias is ignored
       {200, 64, 512, true, false, false, false, 1.0, 1.0, false},  // dW = dY^T X: transA
@@ -408,7 +413,31 @@ TEST(CpuNative, GemmWideningKernelEqualsTheWidenedPath) {
       run("Gemm", DType::Float32, attrs, in, wide_out);
       Tensor want = wide_out.cast(half);
       ASSERT_EQ(std::memcmp(got.raw(), want.raw(), want.nbytes()), 0) << what << ": bits differ from the widened path";
+      // An FP32 output standing for the FP16 one (a fused output Cast): the FP16 GEMM's cases only,
+      // the widened path's result rounded through FP16.
+      Tensor got_wide(DType::Float32, {c.m, c.n});
+      std::memset(got_wide.raw(), 0x7f, got_wide.nbytes());
+      ctx.outputs = {&got_wide};
+      ctx.rounded_outputs = {half};
+      const bool half_gemm = half == DType::Float16 && c.alpha == 1.0 && (c.beta == 1.0 || c.beta == 0.0) && c.k <= 256;
+      const bool rounded = widening(ctx);
+      if (half_gemm && cpu::half_gemm_matches_sgemm()) {
+        EXPECT_TRUE(rounded) << what;
+      }
+      if (!half_gemm) {
+        EXPECT_FALSE(rounded) << what;
+      }
+      if (!rounded) continue;
+      Tensor want_wide = want.cast(DType::Float32);
+      ASSERT_EQ(std::memcmp(got_wide.raw(), want_wide.raw(), want_wide.nbytes()), 0) << what << ", FP32 output: bits differ";
     }
+  }
+  std::printf("half_gemm (kernels/cpu/gemm_half.h) %s here\n",
+              cpu::half_gemm_matches_sgemm() ? "gives the FP32 GEMM's bits and is used" : "is not used (another summation order)");
+  // With oneDNN 2.6's AVX-512 sgemm (Intel and AMD Zen 4 alike) the orders agree: a mismatch here
+  // means a broken tile or a oneDNN that sums otherwise (FP16 GEMMs then widen, slower).
+  if (host_avx512() && cpu::onednn::available()) {
+    EXPECT_TRUE(cpu::half_gemm_matches_sgemm()) << "half_gemm does not give oneDNN's sgemm bits on this host";
   }
 }
 
