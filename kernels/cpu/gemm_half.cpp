@@ -84,6 +84,33 @@ OTTER_AVX512 void tile(const float* a, int64_t k, const float* b, const float* b
   _mm256_zeroupper();  // leave no dirty upper state for SSE code after us (docs/architecture.md)
 }
 
+// FP16 -> FP32 for n elements, inline (no call per row): runtime/core/convert.h's bits, NaN lanes
+// through the scalar conversion as there.
+OTTER_AVX512 inline void widen_row(const uint16_t* s, float* d, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i)));
+    _mm512_storeu_ps(d + i, v);
+    if (__mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q))
+      for (int l = 0; l < 16; ++l)
+        if (nan & (1u << l)) d[i + l] = math::half_bits_to_float(s[i + l]);
+  }
+  for (; i < n; ++i) d[i] = math::half_bits_to_float(s[i]);
+}
+
+OTTER_AVX512 void widen_rows(const uint16_t* s, int64_t ld, float* d, int64_t rows, int64_t n) {
+  if (ld == n) widen_row(s, d, rows * n);
+  else
+    for (int64_t r = 0; r < rows; ++r) widen_row(s + r * ld, d + r * n, n);
+  _mm256_zeroupper();
+}
+
+// Rows of a [k, n] FP16 B (row stride ld) into a panel's rows (stride kCols): `cols` of each.
+OTTER_AVX512 void widen_panel(const uint16_t* s, int64_t ld, float* panel, int64_t k, int64_t cols) {
+  for (int64_t p = 0; p < k; ++p) widen_row(s + p * ld, panel + p * kCols, cols);
+  _mm256_zeroupper();
+}
+
 using TileFn = void (*)(const float*, int64_t, const float*, const float*, uint16_t*, float*, int64_t, int);
 constexpr TileFn kTiles[kRows + 1] = {nullptr, tile<1>, tile<2>, tile<3>, tile<4>,  tile<5>,  tile<6>,
                                       tile<7>, tile<8>, tile<9>, tile<10>, tile<11>, tile<12>};
@@ -99,6 +126,8 @@ bool half_gemm_supported(int64_t m, int64_t n, int64_t k) {
   return false;
 #endif
 }
+
+int half_gemm_panel_width() { return kCols; }
 
 int64_t half_gemm_packed_size(const HalfGemm& g) {
   const int64_t panels = (g.n + kCols - 1) / kCols;
@@ -122,12 +151,13 @@ void half_gemm_pack(const HalfGemm& g, float* packed) {
         else
           for (int64_t p = 0; p < g.k; ++p) panel[p * kCols + j] = element(g.b, g.b_type, row + p);
       }
-    } else {  // B is [k, n]: each row of the panel is part of a row of B
-      for (int64_t p = 0; p < g.k; ++p) {
-        const int64_t at = p * g.ldb + q * kCols;
-        if (wide) std::memcpy(panel + p * kCols, bf + at, static_cast<size_t>(cols) * sizeof(float));
-        else widen_n(g.b_type, static_cast<const uint16_t*>(g.b) + at, panel + p * kCols, cols);
-      }
+    } else if (wide) {  // B is [k, n]: each row of the panel is part of a row of B
+      for (int64_t p = 0; p < g.k; ++p)
+        std::memcpy(panel + p * kCols, bf + p * g.ldb + q * kCols, static_cast<size_t>(cols) * sizeof(float));
+    } else {
+#if defined(OTTER_HALF_GEMM_X86)
+      widen_panel(static_cast<const uint16_t*>(g.b) + q * kCols, g.ldb, panel, g.k, cols);
+#endif
     }
   }
   float* bias = packed + panels * g.k * kCols;
@@ -138,7 +168,7 @@ void half_gemm_rows(const HalfGemm& g, const float* packed, int64_t r0, int64_t 
 #if defined(OTTER_HALF_GEMM_X86)
   const int64_t panels = (g.n + kCols - 1) / kCols;
   const float* bias = g.bias ? packed + panels * g.k * kCols : nullptr;
-  for (int64_t i = r0; i < r1; ++i) widen_n(DType::Float16, g.a + i * g.lda, a_rows + (i - r0) * g.k, g.k);
+  widen_rows(g.a + r0 * g.lda, g.lda, a_rows, r1 - r0, g.k);
   for (int64_t q = 0; q < panels; ++q) {  // each panel of B once, from L1, over all the rows
     const int cols = static_cast<int>(std::min<int64_t>(kCols, g.n - q * kCols));
     for (int64_t i = r0; i < r1; i += kRows) {

@@ -34,6 +34,9 @@ struct HalfGemm {
 bool half_gemm_matches_sgemm();
 // The sizes this GEMM takes (k <= 256, m >= 2) on a host with AVX-512.
 bool half_gemm_supported(int64_t m, int64_t n, int64_t k);
+// The columns of a panel of the packed B (B with that many columns, no bias, FP32 and not
+// transposed is its own packed form).
+int half_gemm_panel_width();
 // Floats of the packed B (and bias) that half_gemm_pack writes.
 int64_t half_gemm_packed_size(const HalfGemm& g);
 // B (and the bias) in 64-column panels, widened: once per GEMM, shared by the row blocks.

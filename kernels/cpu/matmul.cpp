@@ -223,7 +223,11 @@ class ThreadBuffer {
 // batch items run in parallel, each widened into the thread's FP32 buffers, multiplied by the FP32
 // GEMM and rounded into the output while it is in cache, instead of whole-tensor widening and
 // rounding passes around matmul_kernel. Each item is the FP32 GEMM call the widened path makes,
-// on the same FP32 values. Other shapes (a weight matrix, broadcast batches) return false.
+// on the same FP32 values; FP16 items go through half_gemm (gemm_half.h), which converts in its
+// register tiles and gives the same bits. Other shapes (a weight matrix, broadcast batches)
+// return false.
+bool half_gemm_probe();  // below
+
 bool matmul_widening_kernel(KernelContext& ctx) {
   const Tensor& A = ctx.in(0);
   const Tensor& B = ctx.in(1);
@@ -236,6 +240,27 @@ bool matmul_widening_kernel(KernelContext& ctx) {
   const auto* pb = static_cast<const uint16_t*>(B.raw());
   auto* py = static_cast<uint16_t*>(Y.raw());
   const int64_t m = sb->m, k = sb->k, n = sb->n;
+  // gemm_half.h per item, where its panels have no padded columns (small items with a partial
+  // panel, such as 24 columns, are faster through the FP32 GEMM).
+  if (t == DType::Float16 && n % half_gemm_panel_width() == 0 && half_gemm_supported(m, n, k) && half_gemm_probe()) {
+    parallel_for(sb->items, [&](int64_t first, int64_t last) {
+      HalfGemm h;
+      h.m = m, h.n = n, h.k = k, h.lda = k, h.b_type = DType::Float16, h.ldb = n, h.ldy = n;
+      const int64_t packed_size = half_gemm_packed_size(h);
+      // A panel of B is B itself when n is the panel width (attention's head size 32): the items'
+      // B widened in one pass is then their packed form.
+      const bool b_is_packed = n == half_gemm_panel_width();
+      ThreadBuffer rows(0, m * k), packed(1, b_is_packed ? (last - first) * k * n : packed_size);
+      if (b_is_packed) widen_n(DType::Float16, pb + first * k * n, packed.get(), (last - first) * k * n);
+      for (int64_t i = first; i < last; ++i) {
+        h.a = pa + i * m * k, h.b = pb + i * k * n, h.y = py + i * m * n;
+        const float* pack = b_is_packed ? packed.get() + (i - first) * k * n : packed.get();
+        if (!b_is_packed) half_gemm_pack(h, packed.get());
+        half_gemm_rows(h, pack, 0, m, rows.get());
+      }
+    }, min_items_per_thread(sb->items, m, n, k));
+    return true;
+  }
   parallel_for(sb->items, [&](int64_t first, int64_t last) {
     ThreadBuffer fa(0, m * k), fb(1, k * n), fy(2, m * n);
     for (int64_t i = first; i < last; ++i) {
