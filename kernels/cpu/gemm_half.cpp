@@ -24,7 +24,10 @@ namespace {
 constexpr int kRows = 12;      // rows of a register tile
 constexpr int kVectors = 2;    // 16-float vectors across a tile: 32 columns (a K x 32 panel stays in L1)
 constexpr int kCols = 16 * kVectors;
-constexpr int64_t kMaxK = 256;  // oneDNN's sgemm sums k <= 256 in one chain (see gemm_half.h)
+// oneDNN 2.6's sgemm (one thread) sums k <= 384 in one chain, and 384 < k <= 768 in two: the
+// first ceil(k / 2) terms, the rest, then their sum (checked against it, see gemm_half.h).
+constexpr int64_t kOneChain = 384;
+constexpr int64_t kTwoChains = 768;
 
 float element(const void* p, DType t, int64_t i) {
   return t == DType::Float16 ? math::half_bits_to_float(static_cast<const uint16_t*>(p)[i])
@@ -34,27 +37,49 @@ float element(const void* p, DType t, int64_t i) {
 #if defined(OTTER_HALF_GEMM_X86)
 #define OTTER_AVX512 __attribute__((target("avx512f")))
 
-// One tile: rows x 64 columns of Y from `rows` widened rows of A (a[r * k + p]) and a packed
-// panel (b[p * 64 + j]), each output one FMA chain over p from zero, then + bias, rounded to FP16
-// (NaN lanes through the scalar conversion, as runtime/core/convert.h narrows).
-template <int R>
-OTTER_AVX512 void tile(const float* a, int64_t k, const float* b, const float* bias, uint16_t* y, float* y_wide,
-                       int64_t ldy, int cols) {
-  __m512 acc[R][kVectors];
+// One tile: R rows x 32 columns of Y from widened A (row r, term p at a[r * k + p], or with
+// KMajor at a[p * lda + r]) and a packed panel (b[p * 32 + j]). Each output is one FMA chain over
+// p from zero (two with `split` < k: [0, split) and [split, k), then their sum), then + bias,
+// rounded to FP16 (NaN lanes through the scalar conversion, as runtime/core/convert.h narrows).
+// chain(): acc = the FMA chains over terms [p0, p1).
+template <int R, bool KMajor>
+OTTER_AVX512 __attribute__((always_inline)) inline void chain(__m512 (&acc)[R][kVectors], const float* a, int64_t lda,
+                                                              const float* b, int64_t p0, int64_t p1) {
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
     for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm512_setzero_ps();
-  for (int64_t p = 0; p < k; ++p) {
+  for (int64_t p = p0; p < p1; ++p) {
     __m512 bv[kVectors];
 #pragma GCC unroll 4
     for (int v = 0; v < kVectors; ++v) bv[v] = _mm512_loadu_ps(b + p * kCols + 16 * v);
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
-      const __m512 av = _mm512_set1_ps(a[r * k + p]);
+      const __m512 av = _mm512_set1_ps(KMajor ? a[p * lda + r] : a[r * lda + p]);
 #pragma GCC unroll 4
       for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
     }
+  }
+}
+
+template <int R, bool KMajor>
+OTTER_AVX512 void tile(const float* a, int64_t lda, int64_t k, int64_t split, const float* b, const float* bias,
+                       uint16_t* y, float* y_wide, int64_t ldy, int cols) {
+  __m512 acc[R][kVectors];
+  if (split < k) {
+    alignas(64) float first[R][kCols];  // the first chain's sums
+    chain<R, KMajor>(acc, a, lda, b, 0, split);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < kVectors; ++v) _mm512_store_ps(first[r] + 16 * v, acc[r][v]);
+    chain<R, KMajor>(acc, a, lda, b, split, k);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm512_add_ps(_mm512_load_ps(first[r] + 16 * v), acc[r][v]);
+  } else {
+    chain<R, KMajor>(acc, a, lda, b, 0, k);
   }
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
@@ -105,24 +130,44 @@ OTTER_AVX512 void widen_rows(const uint16_t* s, int64_t ld, float* d, int64_t ro
   _mm256_zeroupper();
 }
 
+// `rows` columns of a [k, m] FP16 A (row stride ld) as k dense rows of `rows` floats.
+OTTER_AVX512 void widen_panel_rows(const uint16_t* s, int64_t ld, float* d, int64_t k, int64_t rows) {
+  for (int64_t p = 0; p < k; ++p) widen_row(s + p * ld, d + p * rows, rows);
+  _mm256_zeroupper();
+}
+
 // Rows of a [k, n] FP16 B (row stride ld) into a panel's rows (stride kCols): `cols` of each.
 OTTER_AVX512 void widen_panel(const uint16_t* s, int64_t ld, float* panel, int64_t k, int64_t cols) {
   for (int64_t p = 0; p < k; ++p) widen_row(s + p * ld, panel + p * kCols, cols);
   _mm256_zeroupper();
 }
 
-using TileFn = void (*)(const float*, int64_t, const float*, const float*, uint16_t*, float*, int64_t, int);
-constexpr TileFn kTiles[kRows + 1] = {nullptr, tile<1>, tile<2>, tile<3>, tile<4>,  tile<5>,  tile<6>,
-                                      tile<7>, tile<8>, tile<9>, tile<10>, tile<11>, tile<12>};
+using TileFn = void (*)(const float*, int64_t, int64_t, int64_t, const float*, const float*, uint16_t*, float*, int64_t,
+                       int);
+template <bool KMajor>
+constexpr TileFn kTiles[kRows + 1] = {nullptr,
+                                      tile<1, KMajor>,
+                                      tile<2, KMajor>,
+                                      tile<3, KMajor>,
+                                      tile<4, KMajor>,
+                                      tile<5, KMajor>,
+                                      tile<6, KMajor>,
+                                      tile<7, KMajor>,
+                                      tile<8, KMajor>,
+                                      tile<9, KMajor>,
+                                      tile<10, KMajor>,
+                                      tile<11, KMajor>,
+                                      tile<12, KMajor>};
 #endif
 
 }  // namespace
 
-bool half_gemm_supported(int64_t m, int64_t n, int64_t k) {
+bool half_gemm_supported(int64_t m, int64_t n, int64_t k, bool bias) {
 #if defined(OTTER_HALF_GEMM_X86)
-  return host_avx512() && m >= 2 && n >= 1 && k >= 1 && k <= kMaxK;
+  // Two chains only without a bias (where it is added among the chains' sums is not checked).
+  return host_avx512() && m >= 2 && n >= 1 && k >= 1 && (k <= kOneChain || (k <= kTwoChains && !bias));
 #else
-  (void)m, (void)n, (void)k;
+  (void)m, (void)n, (void)k, (void)bias;
   return false;
 #endif
 }
@@ -134,11 +179,11 @@ int64_t half_gemm_packed_size(const HalfGemm& g) {
   return panels * kCols * (g.k + 1);  // the panels, then the bias in panel order
 }
 
-void half_gemm_pack(const HalfGemm& g, float* packed) {
+void half_gemm_pack(const HalfGemm& g, float* packed, int64_t q0, int64_t q1) {
   const int64_t panels = (g.n + kCols - 1) / kCols;
   const bool wide = g.b_type == DType::Float32;
   const auto* bf = static_cast<const float*>(g.b);
-  for (int64_t q = 0; q < panels; ++q) {
+  for (int64_t q = q0; q < q1; ++q) {
     float* panel = packed + q * g.k * kCols;
     const int64_t cols = std::min<int64_t>(kCols, g.n - q * kCols);
     if (cols < kCols)
@@ -160,6 +205,7 @@ void half_gemm_pack(const HalfGemm& g, float* packed) {
 #endif
     }
   }
+  if (q0 > 0) return;
   float* bias = packed + panels * g.k * kCols;
   for (int64_t j = 0; j < panels * kCols; ++j) bias[j] = g.bias && j < g.n ? element(g.bias, g.bias_type, j) : 0.0f;
 }
@@ -168,14 +214,19 @@ void half_gemm_rows(const HalfGemm& g, const float* packed, int64_t r0, int64_t 
 #if defined(OTTER_HALF_GEMM_X86)
   const int64_t panels = (g.n + kCols - 1) / kCols;
   const float* bias = g.bias ? packed + panels * g.k * kCols : nullptr;
-  widen_rows(g.a + r0 * g.lda, g.lda, a_rows, r1 - r0, g.k);
+  const int64_t rows = r1 - r0;
+  const int64_t split = g.k <= kOneChain ? g.k : (g.k + 1) / 2;
+  if (g.trans_a) widen_panel_rows(g.a + r0, g.lda, a_rows, g.k, rows);  // A is [k, m]: k-major rows
+  else widen_rows(g.a + r0 * g.lda, g.lda, a_rows, rows, g.k);
   for (int64_t q = 0; q < panels; ++q) {  // each panel of B once, from L1, over all the rows
     const int cols = static_cast<int>(std::min<int64_t>(kCols, g.n - q * kCols));
     for (int64_t i = r0; i < r1; i += kRows) {
-      const int rows = static_cast<int>(std::min<int64_t>(kRows, r1 - i));
+      const int n_rows = static_cast<int>(std::min<int64_t>(kRows, r1 - i));
       const int64_t at = i * g.ldy + q * kCols;
-      kTiles[rows](a_rows + (i - r0) * g.k, g.k, packed + q * g.k * kCols, bias ? bias + q * kCols : nullptr,
-                   g.y ? g.y + at : nullptr, g.y_wide ? g.y_wide + at : nullptr, g.ldy, cols);
+      const float* a = g.trans_a ? a_rows + (i - r0) : a_rows + (i - r0) * g.k;
+      (g.trans_a ? kTiles<true> : kTiles<false>)[n_rows](a, g.trans_a ? rows : g.k, g.k, split, packed + q * g.k * kCols,
+                                                       bias ? bias + q * kCols : nullptr, g.y ? g.y + at : nullptr,
+                                                       g.y_wide ? g.y_wide + at : nullptr, g.ldy, cols);
     }
   }
 #else

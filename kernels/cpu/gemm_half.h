@@ -1,12 +1,16 @@
-// An FP16 GEMM for CPUs without FP16 arithmetic (the widening kernel of Gemm, kernels/cpu/
-// matmul.cpp): Y = A op(B) (+ a bias row), A FP16, B and the bias FP32 (the wide weight copies)
-// or FP16, Y FP16 (or FP32 holding FP16 values, the plan's fused output Casts). A's rows are widened a register tile at a time and Y is rounded as each tile
-// leaves the registers, so the FP32 copies of A and Y that the widened path writes and reads
-// again never exist. AVX-512 tiles of 12 rows x 32 columns; every output is one FMA chain over k
-// ascending from zero, the bias added last: the order in which oneDNN's sgemm sums for k <= 256,
-// so the bits are the widened path's. half_gemm_matches_sgemm() checks that order once against
-// the FP32 GEMM the plan would run (a different BLAS or oneDNN release may sum otherwise; the
-// caller then widens as before).
+// An FP16 GEMM for CPUs without FP16 arithmetic (the widening kernels of Gemm and MatMul,
+// kernels/cpu/matmul.cpp): Y = op(A) op(B) (+ a bias row); A FP16; B and the bias FP32 (the wide
+// weight copies) or FP16; Y FP16, or FP32 holding FP16 values (the plan's fused output Casts).
+// The thread's rows of A are widened once, B once per GEMM into 32-column panels, and Y is
+// rounded as each 12 x 32 register tile (AVX-512) leaves the registers: the FP32 copies of A and Y
+// that the widened path writes and reads again never exist.
+//
+// The bits are the widened path's (oneDNN's sgemm on widened operands, rounded) because every
+// output is summed in sgemm's order on one thread: one FMA chain over k ascending from zero, the
+// bias added last, for k <= 384; for 384 < k <= 768, a chain over the first ceil(k / 2) terms, one
+// over the rest, then their sum (measured on oneDNN 2.6; m = 1 and larger k sum otherwise).
+// half_gemm_matches_sgemm() checks this once against the FP32 GEMM the plan would run; where it
+// does not hold (another BLAS or release) the callers widen as before.
 #pragma once
 #include <cstdint>
 
@@ -16,8 +20,9 @@ namespace otter::cpu {
 
 struct HalfGemm {
   int64_t m = 0, n = 0, k = 0;
-  const uint16_t* a = nullptr;  // FP16 [m, k], row stride lda
+  const uint16_t* a = nullptr;  // FP16 [m, k], or [k, m] with trans_a; row stride lda
   int64_t lda = 0;
+  bool trans_a = false;
   const void* b = nullptr;  // [k, n], or [n, k] with trans_b; FP32 or FP16
   DType b_type = DType::Float32;
   int64_t ldb = 0;
@@ -32,15 +37,17 @@ struct HalfGemm {
 // Whether this GEMM gives the bits of the FP32 GEMM the CPU kernels run (oneDNN's sgemm) on
 // widened operands here: checked once, on two small GEMMs (kernels/cpu/matmul.cpp).
 bool half_gemm_matches_sgemm();
-// The sizes this GEMM takes (k <= 256, m >= 2) on a host with AVX-512.
-bool half_gemm_supported(int64_t m, int64_t n, int64_t k);
+// The sizes this GEMM takes on a host with AVX-512: m >= 2 (oneDNN's m = 1 GEMV sums otherwise),
+// k <= 384 (one chain), or k <= 768 without a bias (two).
+bool half_gemm_supported(int64_t m, int64_t n, int64_t k, bool bias);
 // The columns of a panel of the packed B (B with that many columns, no bias, FP32 and not
 // transposed is its own packed form).
 int half_gemm_panel_width();
 // Floats of the packed B (and bias) that half_gemm_pack writes.
 int64_t half_gemm_packed_size(const HalfGemm& g);
-// B (and the bias) in 64-column panels, widened: once per GEMM, shared by the row blocks.
-void half_gemm_pack(const HalfGemm& g, float* packed);
+// Panels [q0, q1) of B (32 columns each; the bias with the first), widened: once per GEMM,
+// shared by the row blocks.
+void half_gemm_pack(const HalfGemm& g, float* packed, int64_t q0, int64_t q1);
 // Rows [r0, r1) of Y; `a_rows` holds (r1 - r0) * k floats of scratch (those rows of A, widened).
 void half_gemm_rows(const HalfGemm& g, const float* packed, int64_t r0, int64_t r1, float* a_rows);
 

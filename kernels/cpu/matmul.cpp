@@ -242,7 +242,8 @@ bool matmul_widening_kernel(KernelContext& ctx) {
   const int64_t m = sb->m, k = sb->k, n = sb->n;
   // gemm_half.h per item, where its panels have no padded columns (small items with a partial
   // panel, such as 24 columns, are faster through the FP32 GEMM).
-  if (t == DType::Float16 && n % half_gemm_panel_width() == 0 && half_gemm_supported(m, n, k) && half_gemm_probe()) {
+  if (t == DType::Float16 && n % half_gemm_panel_width() == 0 && half_gemm_supported(m, n, k, false) &&
+      half_gemm_probe()) {
     parallel_for(sb->items, [&](int64_t first, int64_t last) {
       HalfGemm h;
       h.m = m, h.n = n, h.k = k, h.lda = k, h.b_type = DType::Float16, h.ldb = n, h.ldy = n;
@@ -255,7 +256,7 @@ bool matmul_widening_kernel(KernelContext& ctx) {
       for (int64_t i = first; i < last; ++i) {
         h.a = pa + i * m * k, h.b = pb + i * k * n, h.y = py + i * m * n;
         const float* pack = b_is_packed ? packed.get() + (i - first) * k * n : packed.get();
-        if (!b_is_packed) half_gemm_pack(h, packed.get());
+        if (!b_is_packed) half_gemm_pack(h, packed.get(), 0, (n + half_gemm_panel_width() - 1) / half_gemm_panel_width());
         half_gemm_rows(h, pack, 0, m, rows.get());
       }
     }, min_items_per_thread(sb->items, m, n, k));
@@ -318,12 +319,13 @@ GemmArgs gemm_args(KernelContext& ctx, size_t bytes) {
   return g;
 }
 
-// A small GEMM without transA (a d64 transformer's linear layers) runs as one block of rows per
-// thread, each a single-threaded GEMM: the threads then share the widening and rounding of the
-// FP16/BF16 path (gemm_widening_kernel), which makes the same GEMM calls as the FP32 kernel on the
-// same FP32 values, and so gives the same bits. Larger GEMMs are one GEMM on all threads.
+// A small GEMM (a d64 transformer's linear layers and their gradients; with transA, a weight
+// gradient summing at most 768 rows) runs as one block of rows per thread, each a
+// single-threaded GEMM: the threads then share the widening and rounding of the FP16/BF16 path
+// (gemm_widening_kernel), which sums as the FP32 kernel does on the same FP32 values, and so
+// gives the same bits, whatever the number of threads. Larger GEMMs are one GEMM on all threads.
 bool row_blocked(const GemmArgs& g) {
-  return !g.ta && g.m > 0 && g.n > 0 && g.k > 0 && g.m * g.n * g.k <= (int64_t(1) << 24);
+  return (!g.ta || g.k <= 768) && g.m > 0 && g.n > 0 && g.k > 0 && g.m * g.n * g.k <= (int64_t(1) << 24);
 }
 
 // fn(r0, r1) over blocks of rows, in parallel when each thread gets at least 2^17 multiply-adds
@@ -340,19 +342,22 @@ void gemm_typed(KernelContext& ctx) {
   const Tensor &A = ctx.in(0), &B = ctx.in(1);
   const int64_t lda = A.shape()[1], ldb = B.shape()[1];
   if (std::is_same_v<T, float> && row_blocked(g)) {
-    for_row_blocks(g.m, g.n, g.k, [&](int64_t r0, int64_t r1) {
-      gemm_any<T>(false, g.tb, r1 - r0, g.n, g.k, g.alpha, A.data<T>() + r0 * lda, lda, B.data<T>(), ldb, g.beta,
-                  ctx.out(0).data<T>() + r0 * g.n, g.n);
+    for_row_blocks(g.m, g.n, g.k, [&](int64_t r0, int64_t r1) {  // with transA, rows of Y are columns of A
+      gemm_any<T>(g.ta, g.tb, r1 - r0, g.n, g.k, g.alpha, A.data<T>() + (g.ta ? r0 : r0 * lda), lda, B.data<T>(), ldb,
+                  g.beta, ctx.out(0).data<T>() + r0 * g.n, g.n);
     });
     return;
   }
   gemm_any<T>(g.ta, g.tb, g.m, g.n, g.k, g.alpha, A.data<T>(), lda, B.data<T>(), ldb, g.beta, ctx.out(0).data<T>(), g.n);
 }
 
-// half_gemm (gemm_half.h) over the threads by the FP32 kernel's row blocks, B packed once.
+// half_gemm (gemm_half.h) over the threads by the FP32 kernel's row blocks, B packed once (its
+// panels on all threads: a weight gradient's B is the larger operand).
 void run_half_gemm(const HalfGemm& h) {
   ThreadBuffer packed(1, half_gemm_packed_size(h));
-  half_gemm_pack(h, packed.get());
+  const int64_t panels = (h.n + half_gemm_panel_width() - 1) / half_gemm_panel_width();
+  parallel_for(panels, [&](int64_t q0, int64_t q1) { half_gemm_pack(h, packed.get(), q0, q1); },
+               std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, h.k * half_gemm_panel_width())));
   for_row_blocks(h.m, h.n, h.k, [&](int64_t r0, int64_t r1) {
     ThreadBuffer rows(0, (r1 - r0) * h.k);
     half_gemm_rows(h, packed.get(), r0, r1, rows.get());
@@ -360,14 +365,16 @@ void run_half_gemm(const HalfGemm& h) {
 }
 
 // Whether half_gemm gives the bits of the widened path here (the FP32 GEMM of this build and
-// CPU on widened operands, rounded): checked once on two GEMMs with and without a bias row.
+// CPU on widened operands, rounded): checked once on three GEMMs, with and without a bias row,
+// and one with transA summing in two chains.
 bool half_gemm_probe() {
   static const bool same = [] {
     struct Probe {
       int64_t m, n, k;
-      bool trans_b, bias;
+      bool trans_a, trans_b, bias;
     };
-    for (const Probe& p : {Probe{20, 70, 200, true, true}, Probe{9, 64, 33, false, false}}) {
+    for (const Probe& p : {Probe{20, 70, 200, false, true, true}, Probe{9, 64, 33, false, false, false},
+                           Probe{24, 40, 600, true, false, false}}) {
       std::vector<uint16_t> a(static_cast<size_t>(p.m * p.k)), want(static_cast<size_t>(p.m * p.n)),
           got(static_cast<size_t>(p.m * p.n));
       std::vector<float> wa(a.size()), b(static_cast<size_t>(p.k * p.n)), bias(static_cast<size_t>(p.n)), y(want.size());
@@ -377,12 +384,12 @@ bool half_gemm_probe() {
       widen_n(DType::Float16, a.data(), wa.data(), static_cast<int64_t>(a.size()));
       for (int64_t i = 0; i < p.m; ++i)
         for (int64_t j = 0; j < p.n; ++j) y[static_cast<size_t>(i * p.n + j)] = p.bias ? bias[static_cast<size_t>(j)] : 0.0f;
-      gemm_any<float>(false, p.trans_b, p.m, p.n, p.k, 1.0, wa.data(), p.k, b.data(), p.trans_b ? p.k : p.n,
-                      p.bias ? 1.0 : 0.0, y.data(), p.n);
+      gemm_any<float>(p.trans_a, p.trans_b, p.m, p.n, p.k, 1.0, wa.data(), p.trans_a ? p.m : p.k, b.data(),
+                      p.trans_b ? p.k : p.n, p.bias ? 1.0 : 0.0, y.data(), p.n);
       narrow_n(DType::Float16, y.data(), want.data(), static_cast<int64_t>(y.size()));
       HalfGemm h;
       h.m = p.m, h.n = p.n, h.k = p.k;
-      h.a = a.data(), h.lda = p.k;
+      h.a = a.data(), h.lda = p.trans_a ? p.m : p.k, h.trans_a = p.trans_a;
       h.b = b.data(), h.ldb = p.trans_b ? p.k : p.n, h.trans_b = p.trans_b;
       if (p.bias) h.bias = bias.data();
       h.y = got.data(), h.ldy = p.n;
@@ -419,11 +426,13 @@ bool gemm_widening_kernel(KernelContext& ctx) {
   const Tensor* C = ctx.has_input(2) && g.beta != 0.0 ? &ctx.in(2) : nullptr;
   if (C && (!usable(*C) || C->numel() != g.n || (C->rank() != 1 && !(C->rank() == 2 && C->shape()[0] == 1))))
     return false;  // only a bias row (the linear layers')
-  if (t == DType::Float16 && g.alpha == 1.0 && (!C || g.beta == 1.0) && half_gemm_supported(g.m, g.n, g.k) &&
-      half_gemm_probe()) {
+  // With transA (a weight gradient) only over at most 384 rows: past that, B's panels no longer
+  // stay in L1 across the row tiles and widening for the FP32 GEMM is faster.
+  if (t == DType::Float16 && g.alpha == 1.0 && (!C || g.beta == 1.0) && (!g.ta || g.k <= 384) &&
+      half_gemm_supported(g.m, g.n, g.k, C) && half_gemm_probe()) {
     HalfGemm h;
     h.m = g.m, h.n = g.n, h.k = g.k;
-    h.a = static_cast<const uint16_t*>(A.raw()), h.lda = A.shape()[1];
+    h.a = static_cast<const uint16_t*>(A.raw()), h.lda = A.shape()[1], h.trans_a = g.ta;
     h.b = B.raw(), h.b_type = B.dtype(), h.ldb = B.shape()[1], h.trans_b = g.tb;
     if (C) h.bias = C->raw(), h.bias_type = C->dtype();
     if (wide_y) h.y_wide = Y.data<float>();
@@ -432,7 +441,7 @@ bool gemm_widening_kernel(KernelContext& ctx) {
     run_half_gemm(h);
     return true;
   }
-  if (wide_y) return false;
+  if (wide_y || g.ta) return false;  // the rows of A below are rows: no transA
   auto as_float = [&](const Tensor& x, std::vector<float>& buf) -> const float* {
     if (x.dtype() == DType::Float32) return x.data<float>();
     buf.resize(static_cast<size_t>(x.numel()));

@@ -269,7 +269,7 @@ void layer_norm_grad_typed(KernelContext& ctx) {
   T* pdx = ctx.out(0).data<T>();
   size_t nw = w.v.size(), nb = bias.v.size();
   int64_t numel = v.rows * v.cols;
-  int64_t blocks = numel < 65536 ? 1 : std::min<int64_t>(v.rows, max_threads());
+  int64_t blocks = numel < 16384 ? 1 : std::min<int64_t>(v.rows, max_threads());
   blocks = std::max<int64_t>(1, std::min<int64_t>(blocks, numel / static_cast<int64_t>(std::max<size_t>({nw, nb, 1}))));
   std::vector<double> part_w(static_cast<size_t>(blocks) * nw, 0.0), part_b(static_cast<size_t>(blocks) * nb, 0.0);
   double cols = static_cast<double>(v.cols);

@@ -334,14 +334,16 @@ TEST(CpuNative, Fp32BatchItemsAndRowBlocksMatchNaiveFp64) {
   }
   struct Case {
     int64_t m, n, k;
-    bool trans_b;
+    bool trans_a, trans_b;
     double alpha, beta;
   };
-  for (const Case& c : {Case{512, 256, 64, true, 1.0, 1.0}, Case{768, 64, 64, false, 0.5, 2.0}}) {
-    Tensor a = bf16_values({c.m, c.k}, DType::Float32, 23);
+  for (const Case& c : {Case{512, 256, 64, false, true, 1.0, 1.0}, Case{768, 64, 64, false, false, 0.5, 2.0},
+                        Case{256, 64, 768, true, false, 1.0, 1.0}}) {  // the last: a weight gradient's row blocks
+    Tensor a = bf16_values(c.trans_a ? Shape{c.k, c.m} : Shape{c.m, c.k}, DType::Float32, 23);
     Tensor b = bf16_values(c.trans_b ? Shape{c.n, c.k} : Shape{c.k, c.n}, DType::Float32, 24);
     Tensor bias = bf16_values({c.n}, DType::Float32, 25);
     Attributes attrs;
+    attrs["transA"] = Attribute::of_int(c.trans_a);
     attrs["transB"] = Attribute::of_int(c.trans_b);
     attrs["alpha"] = Attribute::of_float(c.alpha);
     attrs["beta"] = Attribute::of_float(c.beta);
@@ -351,7 +353,7 @@ TEST(CpuNative, Fp32BatchItemsAndRowBlocksMatchNaiveFp64) {
       for (int64_t j = 0; j < c.n; ++j) {
         double acc = 0;
         for (int64_t p = 0; p < c.k; ++p)
-          acc += double(a.data<float>()[r * c.k + p]) *
+          acc += double(a.data<float>()[c.trans_a ? p * c.m + r : r * c.k + p]) *
                  double(b.data<float>()[c.trans_b ? j * c.k + p : p * c.n + j]);
         want.data<double>()[r * c.n + j] = c.alpha * acc + c.beta * double(bias.data<float>()[j]);
       }
@@ -361,7 +363,8 @@ TEST(CpuNative, Fp32BatchItemsAndRowBlocksMatchNaiveFp64) {
 
 // Gemm's widening kernel (row blocks, kernels/cpu/matmul.cpp) against the widened path: the FP32
 // kernel on widened operands, rounded; B and the bias row either 16-bit or FP32 (the wide weight
-// copies). transA and large GEMMs are left to the widened path.
+// copies). FP16 takes half_gemm (gemm_half.h), transA included; large GEMMs and the cases
+// half_gemm leaves are widened whole.
 TEST(CpuNative, GemmWideningKernelEqualsTheWidenedPath) {
   WideningKernelFn widening = KernelRegistry::instance().find_widening("", "Gemm");
   ASSERT_NE(widening, nullptr);
@@ -379,7 +382,10 @@ TEST(CpuNative, GemmWideningKernelEqualsTheWidenedPath) {
       {40, 33, 300, false, true, true, true, 1.0, 1.0, true},      // k > 256: rows widened for the FP32 GEMM
       {37, 19, 23, false, true, true, false, 0.5, 2.0, true},      // 16-bit B and bias, alpha, beta
       {5, 8, 3, false, false, true, false, 1.0, 0.0, true},        // beta 0: the bias is ignored
-      {200, 64, 512, true, false, false, false, 1.0, 1.0, false},  // dW = dY^T X: transA
+      {200, 64, 512, true, false, false, false, 1.0, 1.0, false},  // dW = dY^T X over 512 rows: widened
+      {48, 40, 300, true, true, false, false, 1.0, 1.0, true},     // transA (FP16) and transB, one chain
+      {100, 64, 600, false, false, false, true, 1.0, 1.0, true},   // two chains (k = 600, no bias)
+      {40, 33, 500, false, true, true, false, 1.0, 1.0, true},     // two chains and a bias: widened rows
       {1024, 1024, 64, false, true, false, true, 1.0, 1.0, false}, // large: one GEMM on all threads
   };
   for (DType half : {DType::Float16, DType::BFloat16}) {
@@ -405,8 +411,9 @@ TEST(CpuNative, GemmWideningKernelEqualsTheWidenedPath) {
       ctx.outputs = {&got};
       const std::string what = std::to_string(c.m) + "x" + std::to_string(c.n) + "x" + std::to_string(c.k) + " " +
                                dtype_name(half);
-      ASSERT_EQ(widening(ctx), c.handled) << what;
-      if (!c.handled) continue;
+      const bool handled = c.handled && (half == DType::Float16 || !c.trans_a);  // transA: the FP16 GEMM only
+      ASSERT_EQ(widening(ctx), handled) << what;
+      if (!handled) continue;
       Tensor wide_out(DType::Float32, {c.m, c.n});
       std::vector<const Tensor*> in = {&wa, &wb};
       if (c.bias) in.push_back(&wbias);
@@ -419,7 +426,8 @@ TEST(CpuNative, GemmWideningKernelEqualsTheWidenedPath) {
       std::memset(got_wide.raw(), 0x7f, got_wide.nbytes());
       ctx.outputs = {&got_wide};
       ctx.rounded_outputs = {half};
-      const bool half_gemm = half == DType::Float16 && c.alpha == 1.0 && (c.beta == 1.0 || c.beta == 0.0) && c.k <= 256;
+      const bool half_gemm = half == DType::Float16 && c.alpha == 1.0 && (c.beta == 1.0 || c.beta == 0.0) &&
+                             (c.k <= 384 || (c.k <= 768 && !c.trans_a && !(c.bias && c.beta != 0.0)));
       const bool rounded = widening(ctx);
       if (half_gemm && cpu::half_gemm_matches_sgemm()) {
         EXPECT_TRUE(rounded) << what;
