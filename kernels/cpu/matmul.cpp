@@ -369,6 +369,7 @@ void run_half_gemm(const HalfGemm& h) {
 // and one with transA summing in two chains.
 bool half_gemm_probe() {
   static const bool same = [] {
+    if (!half_gemm_supported(2, 1, 1, false)) return false;  // no AVX-512 (or OTTER_CPU_ISA=scalar)
     struct Probe {
       int64_t m, n, k;
       bool trans_a, trans_b, bias;

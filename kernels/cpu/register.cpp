@@ -1,6 +1,7 @@
 // The CPU backend's one registration function: every CPU kernel family of runtime/ops/families.h.
 #include "kernels/registry.h"
 
+#include "kernels/cpu/gemm_half.h"
 #include "kernels/cpu/onednn.h"
 #include "runtime/core/convert.h"
 
@@ -23,6 +24,7 @@ std::string describe_cpu_compute() {
   else s += "; bf16: fp32 compute on widened copies";
   s += "; fp16: storage only (fp32 compute, gemm/conv weights kept as fp16-rounded fp32), conversions ";
   s += conversion_path();
+  if (cpu::half_gemm_matches_sgemm()) s += "; fp16 small gemm: avx512 register tiles, converted in registers";
   return s;
 }
 

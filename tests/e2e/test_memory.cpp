@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "runtime/exec/infer.h"
@@ -349,6 +350,21 @@ TEST(Memory, StepsBetweenPolicyCastsReadAndWriteHalfValues) {
     std::printf("transformer %s: %zu steps promoted through casts, %zu without\n", precision, fused, plain);
     EXPECT_LT(fused, plain) << precision;
   }
+}
+
+// OTTER_DEBUG_PLAN=steps lists every step of a new plan: one line each, promoted steps marked.
+TEST(Memory, DebugPlanStepsListsEveryStep) {
+  TrainGraph t = train_graph(load(transformer_model(true)), "fp16");
+  ::setenv("OTTER_DEBUG_PLAN", "steps", 1);
+  ::testing::internal::CaptureStderr();
+  const size_t steps = run_plan(t, transformer_feeds(), true).steps;
+  const std::string out = ::testing::internal::GetCapturedStderr();
+  ::unsetenv("OTTER_DEBUG_PLAN");
+  size_t lines = 0;
+  for (size_t at = out.find("[plan] "); at != std::string::npos; at = out.find("[plan] ", at + 1)) ++lines;
+  EXPECT_EQ(lines, steps + 1) << out.substr(0, 2000);  // a header, then one line per step
+  EXPECT_NE(out.find("[plan] " + std::to_string(steps) + " steps"), std::string::npos);
+  EXPECT_NE(out.find(" widened"), std::string::npos);
 }
 
 TEST(Memory, RewritesGiveTheSameBitsOnTheModelFixtures) {
