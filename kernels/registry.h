@@ -35,15 +35,18 @@ struct KernelContext {
   bool input_checked(size_t i) const { return i < checked_inputs.size() && checked_inputs[i]; }
   void* stream = nullptr;             // CUDA: the cudaStream_t to launch on
   // Widening kernels (below): per input / output, Undefined or the FP16/BF16 type that an FP32
-  // tensor stands for (the plan's fused Casts, PlanStep::round_in / round_to): an input is read
-  // rounded to that type, an output written rounded through it. A kernel that does not handle a
-  // rounding declines the step (rounds_nothing()).
-  std::vector<DType> rounded_inputs, rounded_outputs;
+  // tensor stands for (the plan's fused Casts, PlanStep::round_in / round_to, pointed at, not
+  // copied, at each step; null: none): an input is read rounded to that type, an output written
+  // rounded through it. A kernel that does not handle a rounding declines the step
+  // (rounds_nothing()).
+  const std::vector<DType>* rounded_inputs = nullptr;
+  const std::vector<DType>* rounded_outputs = nullptr;
+  DType rounded_input(size_t i) const { return rounded_at(rounded_inputs, i); }
+  DType rounded_output(size_t i) const { return rounded_at(rounded_outputs, i); }
   bool rounds_nothing() const {
-    for (DType t : rounded_inputs)
-      if (t != DType::Undefined) return false;
-    for (DType t : rounded_outputs)
-      if (t != DType::Undefined) return false;
+    for (const std::vector<DType>* v : {rounded_inputs, rounded_outputs})
+      for (size_t i = 0; v && i < v->size(); ++i)
+        if ((*v)[i] != DType::Undefined) return false;
     return true;
   }
   // Host copies of inputs known when the plan was built (constants: axes, shapes, starts...),
@@ -62,6 +65,11 @@ struct KernelContext {
   const Tensor& in(size_t i) const;
   bool has_output(size_t i) const { return i < outputs.size() && outputs[i] != nullptr; }
   Tensor& out(size_t i) const;
+
+ private:
+  static DType rounded_at(const std::vector<DType>* v, size_t i) {
+    return v && i < v->size() ? (*v)[i] : DType::Undefined;
+  }
 };
 
 using KernelFn = void (*)(KernelContext&);

@@ -109,37 +109,11 @@ OTTER_AVX512 void tile(const float* a, int64_t lda, int64_t k, int64_t split, co
   _mm256_zeroupper();  // leave no dirty upper state for SSE code after us (docs/architecture.md)
 }
 
-// FP16 -> FP32 for n elements, inline (no call per row): runtime/core/convert.h's bits, NaN lanes
-// through the scalar conversion as there.
-OTTER_AVX512 inline void widen_row(const uint16_t* s, float* d, int64_t n) {
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m512 v = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i)));
-    _mm512_storeu_ps(d + i, v);
-    if (__mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q))
-      for (int l = 0; l < 16; ++l)
-        if (nan & (1u << l)) d[i + l] = math::half_bits_to_float(s[i + l]);
-  }
-  for (; i < n; ++i) d[i] = math::half_bits_to_float(s[i]);
-}
-
-OTTER_AVX512 void widen_rows(const uint16_t* s, int64_t ld, float* d, int64_t rows, int64_t n) {
-  if (ld == n) widen_row(s, d, rows * n);
-  else
-    for (int64_t r = 0; r < rows; ++r) widen_row(s + r * ld, d + r * n, n);
-  _mm256_zeroupper();
-}
-
-// `rows` columns of a [k, m] FP16 A (row stride ld) as k dense rows of `rows` floats.
-OTTER_AVX512 void widen_panel_rows(const uint16_t* s, int64_t ld, float* d, int64_t k, int64_t rows) {
-  for (int64_t p = 0; p < k; ++p) widen_row(s + p * ld, d + p * rows, rows);
-  _mm256_zeroupper();
-}
-
-// Rows of a [k, n] FP16 B (row stride ld) into a panel's rows (stride kCols): `cols` of each.
-OTTER_AVX512 void widen_panel(const uint16_t* s, int64_t ld, float* panel, int64_t k, int64_t cols) {
-  for (int64_t p = 0; p < k; ++p) widen_row(s + p * ld, panel + p * kCols, cols);
-  _mm256_zeroupper();
+// FP16 rows (row stride ld) as dense rows of n floats: one conversion call when they are
+// contiguous.
+void widen_rows(const uint16_t* s, int64_t ld, float* d, int64_t rows, int64_t n) {
+  if (ld == n) return widen_n(DType::Float16, s, d, rows * n);
+  for (int64_t r = 0; r < rows; ++r) widen_n(DType::Float16, s + r * ld, d + r * n, n);
 }
 
 using TileFn = void (*)(const float*, int64_t, int64_t, int64_t, const float*, const float*, uint16_t*, float*, int64_t,
@@ -196,13 +170,10 @@ void half_gemm_pack(const HalfGemm& g, float* packed, int64_t q0, int64_t q1) {
         else
           for (int64_t p = 0; p < g.k; ++p) panel[p * kCols + j] = element(g.b, g.b_type, row + p);
       }
-    } else if (wide) {  // B is [k, n]: each row of the panel is part of a row of B
+    } else {  // B is [k, n]: each row of the panel is part of a row of B (copied, or widened)
+      const auto* b = static_cast<const char*>(g.b);
       for (int64_t p = 0; p < g.k; ++p)
-        std::memcpy(panel + p * kCols, bf + p * g.ldb + q * kCols, static_cast<size_t>(cols) * sizeof(float));
-    } else {
-#if defined(OTTER_HALF_GEMM_X86)
-      widen_panel(static_cast<const uint16_t*>(g.b) + q * kCols, g.ldb, panel, g.k, cols);
-#endif
+        widen_n(g.b_type, b + (p * g.ldb + q * kCols) * dtype_size(g.b_type), panel + p * kCols, cols);
     }
   }
   if (q0 > 0) return;
@@ -216,7 +187,7 @@ void half_gemm_rows(const HalfGemm& g, const float* packed, int64_t r0, int64_t 
   const float* bias = g.bias ? packed + panels * g.k * kCols : nullptr;
   const int64_t rows = r1 - r0;
   const int64_t split = g.k <= kOneChain ? g.k : (g.k + 1) / 2;
-  if (g.trans_a) widen_panel_rows(g.a + r0, g.lda, a_rows, g.k, rows);  // A is [k, m]: k-major rows
+  if (g.trans_a) widen_rows(g.a + r0, g.lda, a_rows, g.k, rows);  // A is [k, m]: k-major rows
   else widen_rows(g.a + r0 * g.lda, g.lda, a_rows, rows, g.k);
   for (int64_t q = 0; q < panels; ++q) {  // each panel of B once, from L1, over all the rows
     const int cols = static_cast<int>(std::min<int64_t>(kCols, g.n - q * kCols));

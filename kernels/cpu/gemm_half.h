@@ -35,7 +35,7 @@ struct HalfGemm {
 };
 
 // Whether this GEMM gives the bits of the FP32 GEMM the CPU kernels run (oneDNN's sgemm) on
-// widened operands here: checked once, on two small GEMMs (kernels/cpu/matmul.cpp).
+// widened operands here: checked once, on three small GEMMs (kernels/cpu/matmul.cpp).
 bool half_gemm_matches_sgemm();
 // The sizes this GEMM takes on a host with AVX-512: m >= 2 (oneDNN's m = 1 GEMV sums otherwise),
 // k <= 384 (one chain), or k <= 768 without a bias (two).

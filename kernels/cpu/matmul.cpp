@@ -226,8 +226,6 @@ class ThreadBuffer {
 // on the same FP32 values; FP16 items go through half_gemm (gemm_half.h), which converts in its
 // register tiles and gives the same bits. Other shapes (a weight matrix, broadcast batches)
 // return false.
-bool half_gemm_probe();  // below
-
 bool matmul_widening_kernel(KernelContext& ctx) {
   const Tensor& A = ctx.in(0);
   const Tensor& B = ctx.in(1);
@@ -243,7 +241,7 @@ bool matmul_widening_kernel(KernelContext& ctx) {
   // gemm_half.h per item, where its panels have no padded columns (small items with a partial
   // panel, such as 24 columns, are faster through the FP32 GEMM).
   if (t == DType::Float16 && n % half_gemm_panel_width() == 0 && half_gemm_supported(m, n, k, false) &&
-      half_gemm_probe()) {
+      half_gemm_matches_sgemm()) {
     parallel_for(sb->items, [&](int64_t first, int64_t last) {
       HalfGemm h;
       h.m = m, h.n = n, h.k = k, h.lda = k, h.b_type = DType::Float16, h.ldb = n, h.ldy = n;
@@ -364,44 +362,6 @@ void run_half_gemm(const HalfGemm& h) {
   });
 }
 
-// Whether half_gemm gives the bits of the widened path here (the FP32 GEMM of this build and
-// CPU on widened operands, rounded): checked once on three GEMMs, with and without a bias row,
-// and one with transA summing in two chains.
-bool half_gemm_probe() {
-  static const bool same = [] {
-    if (!half_gemm_supported(2, 1, 1, false)) return false;  // no AVX-512 (or OTTER_CPU_ISA=scalar)
-    struct Probe {
-      int64_t m, n, k;
-      bool trans_a, trans_b, bias;
-    };
-    for (const Probe& p : {Probe{20, 70, 200, false, true, true}, Probe{9, 64, 33, false, false, false},
-                           Probe{24, 40, 600, true, false, false}}) {
-      std::vector<uint16_t> a(static_cast<size_t>(p.m * p.k)), want(static_cast<size_t>(p.m * p.n)),
-          got(static_cast<size_t>(p.m * p.n));
-      std::vector<float> wa(a.size()), b(static_cast<size_t>(p.k * p.n)), bias(static_cast<size_t>(p.n)), y(want.size());
-      for (size_t i = 0; i < a.size(); ++i) a[i] = math::float_to_half_bits(std::sin(0.37f * static_cast<float>(i)));
-      for (size_t i = 0; i < b.size(); ++i) b[i] = std::cos(0.61f * static_cast<float>(i));
-      for (size_t i = 0; i < bias.size(); ++i) bias[i] = 0.1f * static_cast<float>(i % 7);
-      widen_n(DType::Float16, a.data(), wa.data(), static_cast<int64_t>(a.size()));
-      for (int64_t i = 0; i < p.m; ++i)
-        for (int64_t j = 0; j < p.n; ++j) y[static_cast<size_t>(i * p.n + j)] = p.bias ? bias[static_cast<size_t>(j)] : 0.0f;
-      gemm_any<float>(p.trans_a, p.trans_b, p.m, p.n, p.k, 1.0, wa.data(), p.trans_a ? p.m : p.k, b.data(),
-                      p.trans_b ? p.k : p.n, p.bias ? 1.0 : 0.0, y.data(), p.n);
-      narrow_n(DType::Float16, y.data(), want.data(), static_cast<int64_t>(y.size()));
-      HalfGemm h;
-      h.m = p.m, h.n = p.n, h.k = p.k;
-      h.a = a.data(), h.lda = p.trans_a ? p.m : p.k, h.trans_a = p.trans_a;
-      h.b = b.data(), h.ldb = p.trans_b ? p.k : p.n, h.trans_b = p.trans_b;
-      if (p.bias) h.bias = bias.data();
-      h.y = got.data(), h.ldy = p.n;
-      run_half_gemm(h);
-      if (want != got) return false;
-    }
-    return true;
-  }();
-  return same;
-}
-
 // The widening kernel of Gemm (registry.h) for a row-blocked GEMM (row_blocked) with FP16/BF16 A
 // and output. FP16 with alpha 1 and at most a bias row takes half_gemm (gemm_half.h), which
 // converts inside its register tiles, where it gives the widened path's bits
@@ -414,11 +374,10 @@ bool gemm_widening_kernel(KernelContext& ctx) {
   Tensor& Y = ctx.out(0);
   const DType t = A.dtype();
   auto usable = [&](const Tensor& x) { return x.dtype() == t || x.dtype() == DType::Float32; };
-  for (DType r : ctx.rounded_inputs)
-    if (r != DType::Undefined) return false;
+  for (size_t i = 0; i < ctx.inputs.size(); ++i)
+    if (ctx.rounded_input(i) != DType::Undefined) return false;
   // An FP32 output that stands for an FP16 one (a fused output Cast): the FP16 GEMM only.
-  const bool wide_y = !ctx.rounded_outputs.empty() && ctx.rounded_outputs[0] == DType::Float16 &&
-                      Y.dtype() == DType::Float32 && t == DType::Float16;
+  const bool wide_y = ctx.rounded_output(0) == DType::Float16 && Y.dtype() == DType::Float32 && t == DType::Float16;
   if ((t != DType::Float16 && t != DType::BFloat16) || (Y.dtype() != t && !wide_y) || !usable(B) || A.rank() != 2 ||
       B.rank() != 2)
     return false;
@@ -430,7 +389,7 @@ bool gemm_widening_kernel(KernelContext& ctx) {
   // With transA (a weight gradient) only over at most 384 rows: past that, B's panels no longer
   // stay in L1 across the row tiles and widening for the FP32 GEMM is faster.
   if (t == DType::Float16 && g.alpha == 1.0 && (!C || g.beta == 1.0) && (!g.ta || g.k <= 384) &&
-      half_gemm_supported(g.m, g.n, g.k, C) && half_gemm_probe()) {
+      half_gemm_supported(g.m, g.n, g.k, C) && half_gemm_matches_sgemm()) {
     HalfGemm h;
     h.m = g.m, h.n = g.n, h.k = g.k;
     h.a = static_cast<const uint16_t*>(A.raw()), h.lda = A.shape()[1], h.trans_a = g.ta;
@@ -477,7 +436,43 @@ void gemm_bf16_kernel(KernelContext& ctx) {
 
 }  // namespace
 
-bool half_gemm_matches_sgemm() { return half_gemm_probe(); }
+// Whether half_gemm gives the bits of the widened path here (the FP32 GEMM of this build and
+// CPU on widened operands, rounded): checked once on three GEMMs, with and without a bias row,
+// and one with transA summing in two chains.
+bool half_gemm_matches_sgemm() {
+  static const bool same = [] {
+    if (!half_gemm_supported(2, 1, 1, false)) return false;  // no AVX-512 (or OTTER_CPU_ISA=scalar)
+    struct Probe {
+      int64_t m, n, k;
+      bool trans_a, trans_b, bias;
+    };
+    for (const Probe& p : {Probe{20, 70, 200, false, true, true}, Probe{9, 64, 33, false, false, false},
+                           Probe{24, 40, 600, true, false, false}}) {
+      std::vector<uint16_t> a(static_cast<size_t>(p.m * p.k)), want(static_cast<size_t>(p.m * p.n)),
+          got(static_cast<size_t>(p.m * p.n));
+      std::vector<float> wa(a.size()), b(static_cast<size_t>(p.k * p.n)), bias(static_cast<size_t>(p.n)), y(want.size());
+      for (size_t i = 0; i < a.size(); ++i) a[i] = math::float_to_half_bits(std::sin(0.37f * static_cast<float>(i)));
+      for (size_t i = 0; i < b.size(); ++i) b[i] = std::cos(0.61f * static_cast<float>(i));
+      for (size_t i = 0; i < bias.size(); ++i) bias[i] = 0.1f * static_cast<float>(i % 7);
+      widen_n(DType::Float16, a.data(), wa.data(), static_cast<int64_t>(a.size()));
+      for (int64_t i = 0; i < p.m; ++i)
+        for (int64_t j = 0; j < p.n; ++j) y[static_cast<size_t>(i * p.n + j)] = p.bias ? bias[static_cast<size_t>(j)] : 0.0f;
+      gemm_any<float>(p.trans_a, p.trans_b, p.m, p.n, p.k, 1.0, wa.data(), p.trans_a ? p.m : p.k, b.data(),
+                      p.trans_b ? p.k : p.n, p.bias ? 1.0 : 0.0, y.data(), p.n);
+      narrow_n(DType::Float16, y.data(), want.data(), static_cast<int64_t>(y.size()));
+      HalfGemm h;
+      h.m = p.m, h.n = p.n, h.k = p.k;
+      h.a = a.data(), h.lda = p.trans_a ? p.m : p.k, h.trans_a = p.trans_a;
+      h.b = b.data(), h.ldb = p.trans_b ? p.k : p.n, h.trans_b = p.trans_b;
+      if (p.bias) h.bias = bias.data();
+      h.y = got.data(), h.ldy = p.n;
+      run_half_gemm(h);
+      if (want != got) return false;
+    }
+    return true;
+  }();
+  return same;
+}
 
 void register_matmul_kernels(KernelRegistry& r) {
   r.add("", "MatMul", Device::CPU, {DType::Float32, DType::Float64, DType::Int64, DType::Int32}, matmul_kernel);

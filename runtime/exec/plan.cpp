@@ -359,11 +359,10 @@ Tensor Plan::promoted_scratch(size_t slot, const Shape& shape) {
 void Plan::run_promoted(const Step& s, KernelContext& ctx) {
   auto is_half = [](DType t) { return t == DType::Float16 || t == DType::BFloat16; };
   if (s.widening) {  // the op converts while it computes, for the cases it handles
-    ctx.rounded_inputs = s.round_in;
-    ctx.rounded_outputs = s.round_to;
+    ctx.rounded_inputs = &s.round_in;
+    ctx.rounded_outputs = &s.round_to;
     const bool done = s.widening(ctx);
-    ctx.rounded_inputs.clear();
-    ctx.rounded_outputs.clear();
+    ctx.rounded_inputs = ctx.rounded_outputs = nullptr;
     if (done) return;
   }
   std::vector<Tensor> wide_in(ctx.inputs.size()), wide_out(ctx.outputs.size());

@@ -425,7 +425,8 @@ TEST(CpuNative, GemmWideningKernelEqualsTheWidenedPath) {
       Tensor got_wide(DType::Float32, {c.m, c.n});
       std::memset(got_wide.raw(), 0x7f, got_wide.nbytes());
       ctx.outputs = {&got_wide};
-      ctx.rounded_outputs = {half};
+      const std::vector<DType> round_to = {half};
+      ctx.rounded_outputs = &round_to;
       const bool half_gemm = half == DType::Float16 && c.alpha == 1.0 && (c.beta == 1.0 || c.beta == 0.0) &&
                              (c.k <= 384 || (c.k <= 768 && !c.trans_a && !(c.bias && c.beta != 0.0)));
       const bool rounded = widening(ctx);
