@@ -1,9 +1,10 @@
 // An FP16 GEMM for CPUs without FP16 arithmetic (the widening kernels of Gemm and MatMul,
 // kernels/cpu/matmul.cpp): Y = op(A) op(B) (+ a bias row); A FP16; B and the bias FP32 (the wide
 // weight copies) or FP16; Y FP16, or FP32 holding FP16 values (the plan's fused output Casts).
-// The thread's rows of A are widened once, B once per GEMM into 32-column panels, and Y is
-// rounded as each 12 x 32 register tile (AVX-512) leaves the registers: the FP32 copies of A and Y
-// that the widened path writes and reads again never exist.
+// B is widened once per GEMM into 32-column panels; each 12-row tile of A is widened into L1
+// scratch and multiplied by every panel, and Y is rounded as each 12 x 32 register tile (AVX-512)
+// leaves the registers: the FP32 copies of A and Y that the widened path writes and reads again
+// never exist.
 //
 // The bits are the widened path's (oneDNN's sgemm on widened operands, rounded) because every
 // output is summed in sgemm's order on one thread: one FMA chain over k ascending from zero, the
@@ -48,7 +49,12 @@ int64_t half_gemm_packed_size(const HalfGemm& g);
 // Panels [q0, q1) of B (32 columns each; the bias with the first), widened: once per GEMM,
 // shared by the row blocks.
 void half_gemm_pack(const HalfGemm& g, float* packed, int64_t q0, int64_t q1);
-// Rows [r0, r1) of Y; `a_rows` holds (r1 - r0) * k floats of scratch (those rows of A, widened).
-void half_gemm_rows(const HalfGemm& g, const float* packed, int64_t r0, int64_t r1, float* a_rows);
+// Whether half_gemm_rows walks k in blocks (many terms) and widens B's blocks itself, on each
+// thread: no half_gemm_pack then.
+bool half_gemm_blocked(const HalfGemm& g);
+// Floats of scratch that half_gemm_rows needs for `rows` rows of Y.
+int64_t half_gemm_scratch_size(const HalfGemm& g, int64_t rows);
+// Rows [r0, r1) of Y; `scratch` holds half_gemm_scratch_size(g, r1 - r0) floats.
+void half_gemm_rows(const HalfGemm& g, const float* packed, int64_t r0, int64_t r1, float* scratch);
 
 }  // namespace otter::cpu

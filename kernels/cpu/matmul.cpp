@@ -249,7 +249,7 @@ bool matmul_widening_kernel(KernelContext& ctx) {
       // A panel of B is B itself when n is the panel width (attention's head size 32): the items'
       // B widened in one pass is then their packed form.
       const bool b_is_packed = n == half_gemm_panel_width();
-      ThreadBuffer rows(0, m * k), packed(1, b_is_packed ? (last - first) * k * n : packed_size);
+      ThreadBuffer rows(0, half_gemm_scratch_size(h, m)), packed(1, b_is_packed ? (last - first) * k * n : packed_size);
       if (b_is_packed) widen_n(DType::Float16, pb + first * k * n, packed.get(), (last - first) * k * n);
       for (int64_t i = first; i < last; ++i) {
         h.a = pa + i * m * k, h.b = pb + i * k * n, h.y = py + i * m * n;
@@ -352,12 +352,14 @@ void gemm_typed(KernelContext& ctx) {
 // half_gemm (gemm_half.h) over the threads by the FP32 kernel's row blocks, B packed once (its
 // panels on all threads: a weight gradient's B is the larger operand).
 void run_half_gemm(const HalfGemm& h) {
-  ThreadBuffer packed(1, half_gemm_packed_size(h));
+  const bool blocked = half_gemm_blocked(h);
+  ThreadBuffer packed(1, blocked ? 0 : half_gemm_packed_size(h));
   const int64_t panels = (h.n + half_gemm_panel_width() - 1) / half_gemm_panel_width();
-  parallel_for(panels, [&](int64_t q0, int64_t q1) { half_gemm_pack(h, packed.get(), q0, q1); },
-               std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, h.k * half_gemm_panel_width())));
+  if (!blocked)
+    parallel_for(panels, [&](int64_t q0, int64_t q1) { half_gemm_pack(h, packed.get(), q0, q1); },
+                 std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, h.k * half_gemm_panel_width())));
   for_row_blocks(h.m, h.n, h.k, [&](int64_t r0, int64_t r1) {
-    ThreadBuffer rows(0, (r1 - r0) * h.k);
+    ThreadBuffer rows(0, half_gemm_scratch_size(h, r1 - r0));
     half_gemm_rows(h, packed.get(), r0, r1, rows.get());
   });
 }
@@ -388,7 +390,7 @@ bool gemm_widening_kernel(KernelContext& ctx) {
     return false;  // only a bias row (the linear layers')
   // With transA (a weight gradient) only over at most 384 rows: past that, B's panels no longer
   // stay in L1 across the row tiles and widening for the FP32 GEMM is faster.
-  if (t == DType::Float16 && g.alpha == 1.0 && (!C || g.beta == 1.0) && (!g.ta || g.k <= 384) &&
+  if (t == DType::Float16 && g.alpha == 1.0 && (!C || g.beta == 1.0) && (!g.ta || g.k <= 768) &&
       half_gemm_supported(g.m, g.n, g.k, C) && half_gemm_matches_sgemm()) {
     HalfGemm h;
     h.m = g.m, h.n = g.n, h.k = g.k;

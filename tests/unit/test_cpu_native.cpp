@@ -283,6 +283,8 @@ TEST(CpuNative, MatMulWideningKernelEqualsTheWidenedPath) {
     bool handled;
   };
   const std::vector<Case> cases = {{{16, 2, 32, 32}, {16, 2, 32, 32}, true},  // attention's products
+                                   {{8, 2, 24, 24}, {8, 2, 24, 32}, true},    // k = 24: rows widened as one run
+                                   {{4, 30, 20}, {4, 20, 64}, true},          // two panels, a partial row tile
                                    {{3, 5, 7}, {3, 7, 4}, true},
                                    {{2, 3, 40, 1}, {2, 3, 1, 9}, true},       // k = 1
                                    {{2, 4, 0}, {2, 0, 6}, true},              // k = 0: zeros
@@ -382,7 +384,10 @@ TEST(CpuNative, GemmWideningKernelEqualsTheWidenedPath) {
       {40, 33, 300, false, true, true, true, 1.0, 1.0, true},      // k > 256: rows widened for the FP32 GEMM
       {37, 19, 23, false, true, true, false, 0.5, 2.0, true},      // 16-bit B and bias, alpha, beta
       {5, 8, 3, false, false, true, false, 1.0, 0.0, true},        // beta 0: the bias is ignored
-      {200, 64, 512, true, false, false, false, 1.0, 1.0, false},  // dW = dY^T X over 512 rows: widened
+      {200, 64, 512, true, false, false, false, 1.0, 1.0, true},   // dW = dY^T X over 512 rows: k in blocks
+      {64, 256, 768, true, false, false, false, 1.0, 1.0, true},   // dW over 768 rows: blocks, two chains
+      {30, 70, 200, true, false, true, false, 1.0, 1.0, true},     // transA in blocks, a bias, partial tiles
+      {37, 64, 700, false, false, false, false, 1.0, 1.0, true},   // 16-bit B widened block by block
       {48, 40, 300, true, true, false, false, 1.0, 1.0, true},     // transA (FP16) and transB, one chain
       {100, 64, 600, false, false, false, true, 1.0, 1.0, true},   // two chains (k = 600, no bias)
       {40, 33, 500, false, true, true, false, 1.0, 1.0, true},     // two chains and a bias: widened rows
@@ -428,7 +433,7 @@ TEST(CpuNative, GemmWideningKernelEqualsTheWidenedPath) {
       const std::vector<DType> round_to = {half};
       ctx.rounded_outputs = &round_to;
       const bool half_gemm = half == DType::Float16 && c.alpha == 1.0 && (c.beta == 1.0 || c.beta == 0.0) &&
-                             (c.k <= 384 || (c.k <= 768 && !c.trans_a && !(c.bias && c.beta != 0.0)));
+                             (c.k <= 384 || (c.k <= 768 && !(c.bias && c.beta != 0.0)));
       const bool rounded = widening(ctx);
       if (half_gemm && cpu::half_gemm_matches_sgemm()) {
         EXPECT_TRUE(rounded) << what;
