@@ -376,6 +376,17 @@ def test_contiguous_input_is_not_copied(data, monkeypatch):
         # So is a Fortran-ordered array and a big-endian one.
         np.testing.assert_array_equal(s.eval_step(x=np.asfortranarray(x))["logits"], out_strided)
         np.testing.assert_array_equal(s.eval_step(x=x.astype(">f4"))["logits"], out_strided)
+        # A read-only array is read in place too (its address is taken another way), and a call
+        # with another batch size after it gets its own shape (the bindings cache shape arrays).
+        seen.clear()
+        frozen = x.copy()
+        frozen.flags.writeable = False
+        np.testing.assert_array_equal(s.eval_step(x=frozen)["logits"], out_strided)
+        assert seen["x"] == frozen.ctypes.data
+        five = s.eval_step(x=x[:5])["logits"]
+        assert five.shape == (5, 10)
+        np.testing.assert_allclose(five, out_strided[:5], rtol=1e-5, atol=1e-6)  # another GEMM shape
+        np.testing.assert_array_equal(s.eval_step({"x": x[:5].copy()})["logits"], five)
 
 
 def test_train_step_without_loss(data):

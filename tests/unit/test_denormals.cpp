@@ -4,11 +4,17 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
 #include <vector>
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
 
+#include "kernels/common/train_math.h"
+#include "kernels/step_ops.h"
 #include "runtime/core/denormals.h"
 
 namespace otter {
@@ -62,6 +68,59 @@ TEST(Denormals, FlushedOnEveryThreadInsideTheScopeOnly) {
   {
     DenormalsFlushed off(false);  // the option's default: nothing changes
     EXPECT_TRUE(on_every_thread().product_subnormal);
+  }
+}
+
+// The CPU's Adam/AdamW update (kernels/cpu/step_ops.cpp) computes the multiplies, divides and
+// square roots that may meet subnormals in double (no microcode assists) and the rest in float:
+// every result must still have the bits of the float arithmetic of math::adam_element, here run
+// element by element as the reference (this file is built for baseline x86-64: no FMA, so no
+// contraction). Values cover every range the update's bounds separate: zeros, subnormals, tiny
+// normals, ordinary values, huge ones, infinities.
+TEST(Denormals, AdamUpdateKeepsTheFloatBitsAroundSubnormals) {
+  std::mt19937 rng(7);
+  auto draw = [&](int kind) -> float {
+    std::uniform_real_distribution<float> unit(0.5f, 1.0f);
+    const float sign = rng() % 2 ? -1.0f : 1.0f;
+    switch (kind) {
+      case 0: return 0.0f;
+      case 1: return sign * unit(rng) * std::ldexp(1.0f, -127 - static_cast<int>(rng() % 22));  // subnormal
+      case 2: return sign * unit(rng) * std::ldexp(1.0f, -126 + static_cast<int>(rng() % 70));  // tiny normal
+      case 3: return sign * unit(rng) * std::ldexp(1.0f, -20 + static_cast<int>(rng() % 24));   // ordinary
+      case 4: return sign * unit(rng) * std::ldexp(1.0f, 100);                                  // huge
+      default: return sign * std::numeric_limits<float>::infinity();
+    }
+  };
+  const int64_t n = 16 * 200 + 7;  // whole vectors and a tail
+  for (bool decoupled : {true, false}) {
+    for (int64_t step : {0, 1, 250}) {
+      math::OptimizerParams opt;
+      opt.kind = decoupled ? math::OptimizerKind::AdamW : math::OptimizerKind::Adam;
+      opt.weight_decay = 0.01;
+      std::vector<float> p(n), g(n), m(n), v(n);
+      for (int64_t i = 0; i < n; ++i) {
+        // Mostly ordinary values, the others often enough that most vectors hold one.
+        auto kind = [&] { const uint32_t r = rng() % 16; return r < 10 ? 3 : static_cast<int>(r % 6); };
+        p[i] = draw(kind()), g[i] = draw(kind()), m[i] = draw(kind());
+        v[i] = std::fabs(draw(kind()));
+      }
+      std::vector<float> rp = p, rm = m, rv = v;
+      const math::UpdateScalars u = math::update_scalars(opt, 1e-3, step);
+      for (int64_t i = 0; i < n; ++i) math::adam_element(rp[i], g[i], rm[i], rv[i], decoupled, u);
+      int64_t counters[4] = {step, 0, 0, 0};
+      step_ops(Device::CPU)->optimizer_step(opt, math::ScheduleParams{}, 1e-3, p.data(), g.data(), m.data(), v.data(), n,
+                                            nullptr, counters);
+      auto same = [](float a, float b) {
+        uint32_t x, y;
+        std::memcpy(&x, &a, 4), std::memcpy(&y, &b, 4);
+        return x == y || (std::isnan(a) && std::isnan(b));
+      };
+      for (int64_t i = 0; i < n; ++i) {
+        ASSERT_TRUE(same(p[i], rp[i])) << "p at " << i << ": " << p[i] << " vs " << rp[i] << " (step " << step << ")";
+        ASSERT_TRUE(same(m[i], rm[i])) << "m at " << i << ": " << m[i] << " vs " << rm[i];
+        ASSERT_TRUE(same(v[i], rv[i])) << "v at " << i << ": " << v[i] << " vs " << rv[i];
+      }
+    }
   }
 }
 

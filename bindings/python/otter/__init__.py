@@ -251,38 +251,69 @@ def _array_type(item: Any, n: int) -> Any:
     return t
 
 
+# Per-call costs of a small model's train_step (bench/cpu/bench_train.py, digits at batch 32: a
+# ~40 us step) are dominated by ctypes object construction; the shape arrays and the name arrays are
+# therefore made once per distinct shape and name tuple (read-only for the library, which copies
+# them during the call; each cache is emptied when it reaches 1024 entries).
+_SHAPE_POINTERS: Dict[Tuple[int, ...], Any] = {}
+_NAME_ARRAYS: Dict[Tuple[str, ...], Any] = {}
+
+
+def _shape_pointer(shape: Tuple[int, ...]) -> Any:
+    p = _SHAPE_POINTERS.get(shape)
+    if p is None:
+        if len(_SHAPE_POINTERS) >= 1024:
+            _SHAPE_POINTERS.clear()
+        arr = _array_type(ctypes.c_int64, max(len(shape), 1))(*shape)
+        p = _SHAPE_POINTERS[shape] = ctypes.cast(arr, ctypes.POINTER(ctypes.c_int64))  # keeps arr alive
+    return p
+
+
+def _name_array(names: Tuple[str, ...]) -> Any:
+    a = _NAME_ARRAYS.get(names)
+    if a is None:
+        encoded = [n.encode("utf-8") for n in names]
+        if len(_NAME_ARRAYS) >= 1024:
+            _NAME_ARRAYS.clear()
+        a = _NAME_ARRAYS[names] = _array_type(ctypes.c_char_p, max(len(names), 1))(*encoded)
+    return a
+
+
+def _address(arr: np.ndarray) -> int:
+    """The address of a C-contiguous array's data (through the buffer protocol where it can: a
+    third of arr.ctypes.data's cost)."""
+    if arr.flags.writeable and arr.nbytes:
+        try:
+            return ctypes.addressof(ctypes.c_char.from_buffer(arr))
+        except (TypeError, ValueError, BufferError):  # dtypes the buffer protocol does not export
+            pass
+    return arr.ctypes.data
+
+
 class _Feeds:
     """Names and tensor views for one call; holds every buffer alive until it is dropped."""
 
     def __init__(self, feeds: Optional[Mapping[str, Any]], arrays: Mapping[str, Any]):
-        merged: Dict[str, Any] = {}
+        merged: Mapping[str, Any] = arrays
         if feeds is not None:
-            merged.update(feeds)
-        for k, v in arrays.items():
-            if k in merged:
-                raise TypeError("input '%s' given twice" % k)
-            merged[k] = v
+            merged = dict(feeds)
+            for k, v in arrays.items():
+                if k in merged:
+                    raise TypeError("input '%s' given twice" % k)
+                merged[k] = v
         n = len(merged)
         self.count = n
+        self.names = _name_array(tuple(merged))
         # The ctypes array types are made once per length (making one costs more than the rest of
-        # a small model's train_step call: bench/cpu/bench_train.py, digits).
-        self.names = _array_type(ctypes.c_char_p, max(n, 1))()
-        self.views = _array_type(_capi.TensorView, max(n, 1))()
+        # a small model's train_step call).
+        self.views = views = _array_type(_capi.TensorView, max(n, 1))()
         self._keep: List[Any] = []
         hook = _capi.input_hook
         for i, (name, value) in enumerate(merged.items()):
             arr, code = _as_input(name, value)
-            bname = name.encode("utf-8")
-            shape = _array_type(ctypes.c_int64, max(arr.ndim, 1))(*arr.shape)
-            self._keep.extend((arr, bname, shape))
-            self.names[i] = bname
-            v = self.views[i]
-            data = arr.ctypes.data
-            v.data = data
-            v.dtype = code
-            v.ndim = arr.ndim
-            v.shape = shape  # the array converts to the pointer field
-            v.device_type = _capi.OTTER_DEVICE_CPU
+            self._keep.append(arr)
+            data = _address(arr)
+            views[i] = _capi.TensorView(data, code, arr.ndim, _shape_pointer(arr.shape), _capi.OTTER_DEVICE_CPU)
             if hook is not None:
                 hook(name, data, arr)
 
