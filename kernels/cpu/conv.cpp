@@ -23,6 +23,7 @@
 #include "kernels/common/conv_host.h"
 #include "kernels/cpu/cpu_common.h"
 #include "kernels/cpu/onednn.h"
+#include "runtime/core/convert.h"
 #include "runtime/core/half.h"
 
 namespace otter::cpu {
@@ -263,6 +264,90 @@ void weight_grad(const T* grid, const T* image, T* dw, const Geometry& g) {
   }
 }
 
+// dW over the whole batch in one GEMM per group, dW = dY' cols^T with dY' [grid channels, batch x
+// grid] and cols [image channels x live taps, batch x grid]: for grids of a few positions, the
+// last stages of a CNN at low resolution, where weight_grad's per-item GEMMs have k = the grid
+// size and oneDNN's backward-weights kernel ran at a fifth of a GEMM's speed or less (ResNet-18
+// at 32x32: 5-7 ms a call for its 512x512 3x3 convolutions on 1x1 grids). Taps that reach no
+// image position for any grid position (8 of 9 on a 1x1 grid with pad 1) have zero gradients and
+// stay out of the GEMM.
+constexpr int64_t kBatchedGridMax = 8;        // grid positions per item
+constexpr int64_t kBatchedColsMax = 1 << 22;  // floats of the batch's column matrix (16 MB)
+
+bool batched_weight_grad_fits(const Geometry& g) {
+  return g.grid_size <= kBatchedGridMax && g.batch > 1 &&
+         g.image_channels * g.kernel_size * g.batch * g.grid_size <= kBatchedColsMax;
+}
+
+// dW (FP32) written through emit(values, first, count), elements [first, first + count) of the
+// whole gradient, in blocks; or, where every tap is live, by the GEMM straight into `direct`
+// when it is given (the FP32 kernel's own output).
+template <class Emit>
+void weight_grad_batched(const float* grid, const float* image, const Geometry& g, float* direct, Emit emit) {
+  const int64_t ci = g.image_channels, co = g.grid_channels, K = g.kernel_size, G = g.grid_size;
+  const int64_t NG = g.batch * G, last = g.grid[g.dims - 1], s = g.strides[g.dims - 1], n = g.image[g.dims - 1];
+  // at[k * G + pos]: the image offset tap k reads at grid position pos, or -1 (padding).
+  std::vector<int64_t> at(static_cast<size_t>(K * G), -1);
+  std::vector<int64_t> live;  // the taps that read the image somewhere
+  for (int64_t k = 0; k < K; ++k) {
+    for_each_run(g, k, [&](int64_t gofs, int64_t iofs, int64_t i0) {
+      if (iofs < 0) return;
+      for (int64_t x = 0; x < last; ++x)
+        if (i0 + x * s >= 0 && i0 + x * s < n) at[static_cast<size_t>(k * G + gofs + x)] = iofs + i0 + x * s;
+    });
+    for (int64_t pos = 0; pos < G; ++pos)
+      if (at[static_cast<size_t>(k * G + pos)] >= 0) { live.push_back(k); break; }
+  }
+  const int64_t L = static_cast<int64_t>(live.size()), rows = ci * L;
+  const bool straight = direct && L == K;
+  std::vector<float> cols(static_cast<size_t>(rows * NG)), dy(static_cast<size_t>(co * NG));
+  std::vector<float> packed(straight ? 0 : static_cast<size_t>(co * rows));
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(NG, 1));
+  for (int64_t grp = 0; grp < g.group; ++grp) {
+    const float* img = image + grp * ci * g.image_size;  // item n at + n * group * ci * image_size
+    const int64_t item_stride = g.group * ci * g.image_size;
+    parallel_for(rows, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const float* src = img + (r / L) * g.image_size;
+        const int64_t* tap = at.data() + live[static_cast<size_t>(r % L)] * G;
+        float* dst = cols.data() + r * NG;
+        for (int64_t item = 0; item < g.batch; ++item, src += item_stride, dst += G)
+          for (int64_t pos = 0; pos < G; ++pos) dst[pos] = tap[pos] < 0 ? 0.0f : src[tap[pos]];
+      }
+    }, grain);
+    parallel_for(co, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c)
+        for (int64_t item = 0; item < g.batch; ++item)
+          std::memcpy(dy.data() + c * NG + item * G, grid + ((item * g.group + grp) * co + c) * G,
+                      static_cast<size_t>(G) * sizeof(float));
+    }, grain);
+    const int64_t first = grp * co * ci * K;
+    if (straight) {
+      gemm<float>(false, true, co, rows, NG, dy.data(), NG, cols.data(), NG, 0.0f, direct + first, rows);
+      continue;
+    }
+    gemm<float>(false, true, co, rows, NG, dy.data(), NG, cols.data(), NG, 0.0f, packed.data(), rows);
+    // Rows (output channel, image channel) of K taps in blocks, dead taps' gradients zeros (with
+    // every tap live the GEMM's rows are dW's).
+    constexpr int64_t kBlockRows = 256;
+    parallel_for((co * ci + kBlockRows - 1) / kBlockRows, [&](int64_t b0, int64_t b1) {
+      std::vector<float> block(L == K ? 0 : static_cast<size_t>(kBlockRows * K));
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        const int64_t r0 = blk * kBlockRows, r1 = std::min(co * ci, r0 + kBlockRows);
+        if (L == K) {
+          emit(packed.data() + r0 * K, first + r0 * K, (r1 - r0) * K);
+          continue;
+        }
+        std::fill(block.begin(), block.end(), 0.0f);
+        for (int64_t oc = r0; oc < r1; ++oc)
+          for (int64_t l = 0; l < L; ++l)
+            block[static_cast<size_t>((oc - r0) * K + live[static_cast<size_t>(l)])] = packed[static_cast<size_t>(oc * L + l)];
+        emit(block.data(), first + r0 * K, (r1 - r0) * K);
+      }
+    }, std::max<int64_t>(1, 4096 / (kBlockRows * std::max<int64_t>(K, 1))));
+  }
+}
+
 // Any op of the family, resolved by kernels/common/conv_host.h.
 template <class T>
 void conv_family_typed(const conv::Call& c) {
@@ -346,15 +431,67 @@ void onednn_run(const conv::Call& c, const onednn::Conv& d) {
 void conv_family_kernel(KernelContext& ctx) {
   conv::Call c = conv::resolve(ctx);
   onednn::Conv d;
+  if (ctx.in(0).dtype() == DType::Float32 && c.move == conv::Move::WeightGrad) {
+    Geometry g(c.geometry);
+    if (batched_weight_grad_fits(g)) {
+      float* dw = c.out->data<float>();
+      return weight_grad_batched(c.grid->data<float>(), c.image->data<float>(), g, dw,
+                                 [&](const float* v, int64_t first, int64_t count) {
+                                   std::memcpy(dw + first, v, static_cast<size_t>(count) * sizeof(float));
+                                 });
+    }
+  }
   if (ctx.in(0).dtype() == DType::Float32 && onednn_form(c.geometry, DType::Float32, d)) return onednn_run(c, d);
   OTTER_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), conv_family_typed<scalar_t>(c));
 }
 
+// The weight gradient of a small grid (batched_weight_grad_fits) from FP16/BF16 dY and image:
+// both widened (they are small: a few grid positions), the FP32 batched GEMM, and dW written
+// from it block by block into `out`: 16-bit (rounded), or FP32, rounded through `round` where
+// that is FP16/BF16 (a fused output Cast). The FP32 values are those of the FP32 kernel on the
+// widened operands, so the bits are the widened path's, without its full-size FP32 dW.
+void weight_grad_batched_16(const conv::Call& c, const Geometry& g, Tensor& out, DType round) {
+  auto wide = [](const Tensor& t) {
+    std::vector<float> v(static_cast<size_t>(t.numel()));
+    widen_n(t.dtype(), t.raw(), v.data(), t.numel());
+    return v;
+  };
+  const std::vector<float> grid = wide(*c.grid), image = wide(*c.image);
+  const DType to = out.dtype();
+  weight_grad_batched(grid.data(), image.data(), g, nullptr, [&](const float* v, int64_t first, int64_t count) {
+    if (to != DType::Float32) return narrow_n(to, v, static_cast<uint16_t*>(out.raw()) + first, count);
+    float* o = out.data<float>() + first;
+    if (round == DType::Float16 || round == DType::BFloat16) return round_through_n(v, o, count, round == DType::Float16);
+    std::memcpy(o, v, static_cast<size_t>(count) * sizeof(float));
+  });
+}
+
+// The widening kernel (registry.h) of ConvGradWeight for grids of a few positions; other cases
+// return false (the plan widens the operands for conv_family_kernel).
+bool conv_grad_weight_widening_kernel(KernelContext& ctx) {
+  for (size_t i = 0; i < ctx.inputs.size(); ++i)
+    if (ctx.rounded_input(i) != DType::Undefined) return false;
+  conv::Call c = conv::resolve(ctx);
+  if (c.move != conv::Move::WeightGrad) return false;
+  const DType t = c.grid->dtype();
+  const bool half = t == DType::Float16 || t == DType::BFloat16;
+  if (!half || c.image->dtype() != t || (c.out->dtype() != t && c.out->dtype() != DType::Float32)) return false;
+  Geometry g(c.geometry);
+  if (!batched_weight_grad_fits(g)) return false;
+  weight_grad_batched_16(c, g, *c.out, ctx.rounded_output(0));
+  return true;
+}
+
 // BF16 storage, BF16 dot products with FP32 accumulation (registered only with native BF16). A
 // geometry oneDNN cannot take is computed in FP32 on widened copies and rounded once, as the
-// plan's widening would.
+// plan's widening would; so is the weight gradient of a small grid, where oneDNN's BF16 kernels
+// are slower than the FP32 batched GEMM (ResNet-18 at 32x32: 6.6 ms a call on its 1x1 grids).
 void conv_family_bf16_kernel(KernelContext& ctx) {
   conv::Call c = conv::resolve(ctx);
+  if (c.move == conv::Move::WeightGrad) {
+    Geometry g(c.geometry);
+    if (batched_weight_grad_fits(g)) return weight_grad_batched_16(c, g, *c.out, DType::Undefined);
+  }
   onednn::Conv d;
   if (onednn_form(c.geometry, DType::BFloat16, d)) return onednn_run(c, d);
   std::vector<Tensor> wide;
@@ -379,6 +516,7 @@ void register_conv_kernels(KernelRegistry& r) {
   for (const char* op : {"Conv", "ConvTranspose"}) r.add("", op, Device::CPU, f, conv_family_kernel);
   for (const char* op : {"ConvGradInput", "ConvGradWeight", "ConvTransposeGradInput", "ConvTransposeGradWeight"})
     r.add("otter", op, Device::CPU, f, conv_family_kernel);
+  r.add_widening("otter", "ConvGradWeight", conv_grad_weight_widening_kernel);
   if (onednn::native_bf16()) {
     for (const char* op : {"Conv", "ConvTranspose"}) r.add("", op, Device::CPU, {DType::BFloat16}, conv_family_bf16_kernel);
     for (const char* op : {"ConvGradInput", "ConvGradWeight", "ConvTransposeGradInput", "ConvTransposeGradWeight"})

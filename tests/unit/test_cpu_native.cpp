@@ -146,6 +146,13 @@ std::vector<ConvCase> conv_cases() {
       {"1-D stride 3", false, {3, 5, 20}, {7, 5, 4}, {3, 7, 7}, {{"strides", ints({3})}, {"pads", ints({2, 0})}}},
       {"3-D", false, {1, 2, 5, 6, 4}, {3, 2, 2, 3, 2}, {1, 3, 4, 6, 4}, {{"pads", ints({0, 1, 0, 0, 1, 1})}}},
       {"negative end pad", false, {2, 3, 6, 6}, {4, 3, 3, 3}, {2, 4, 2, 2}, {{"strides", ints({2, 2})}}},
+      // Grids of a few positions (the weight gradient's batched GEMM): a 1x1 grid whose 3x3 window
+      // reads the image at its centre tap only, a 2x2 grid with groups and stride 2, a 3-D one.
+      {"1x1 grid, pad 1", false, {4, 8, 1, 1}, {6, 8, 3, 3}, {4, 6, 1, 1}, {{"pads", ints({1, 1, 1, 1})}}},
+      {"2x2 grid, groups, stride 2", false, {3, 4, 4, 4}, {6, 2, 3, 3}, {3, 6, 2, 2},
+       {{"group", Attribute::of_int(2)}, {"strides", ints({2, 2})}, {"pads", ints({1, 1, 1, 1})}}},
+      {"3-D 2x2x2 grid", false, {2, 2, 2, 2, 2}, {3, 2, 3, 3, 3}, {2, 3, 2, 2, 2}, {{"pads", ints({1, 1, 1, 1, 1, 1})}}},
+      {"transpose from a 2x2 grid, stride 2", true, {3, 4, 2, 2}, {4, 3, 3, 3}, {3, 3, 5, 5}, {{"strides", ints({2, 2})}}},
       {"transpose: groups, strides, pads, output_padding", true, {2, 4, 5, 6}, {4, 3, 3, 3}, {2, 6, 10, 12},
        {{"group", Attribute::of_int(2)}, {"strides", ints({2, 2})}, {"pads", ints({1, 0, 1, 1})}, {"output_padding", ints({1, 0})}}},
   };
@@ -459,6 +466,57 @@ TEST(CpuNative, GemmWideningKernelEqualsTheWidenedPath) {
 // operands mixed, as promote_through_casts leaves them (an FP16 tensor times an FP32 scalar, an
 // FP16 branch added to the FP32 residual, an FP16 score plus an FP32 mask into an FP32 output):
 // the same bits as the FP32 kernel on the widened operands, rounded when the output is 16-bit.
+// ConvGradWeight's widening kernel (grids of a few positions: the batched GEMM) against the
+// widened path: the FP32 kernel on widened operands, rounded; into a 16-bit dW and into an FP32
+// one standing for it (a fused output Cast). A larger grid is declined.
+TEST(CpuNative, ConvGradWeightWideningKernelEqualsTheWidenedPath) {
+  WideningKernelFn widening = KernelRegistry::instance().find_widening("otter", "ConvGradWeight");
+  ASSERT_NE(widening, nullptr);
+  auto ints = [](std::vector<int64_t> v) { return Attribute::of_ints(std::move(v)); };
+  struct Case {
+    Shape x, w, y;
+    Attributes attrs;
+    bool handled;
+  };
+  const std::vector<Case> cases = {
+      {{32, 16, 1, 1}, {24, 16, 3, 3}, {32, 24, 1, 1}, {{"pads", ints({1, 1, 1, 1})}}, true},
+      {{8, 4, 4, 4}, {6, 2, 3, 3}, {8, 6, 2, 2},
+       {{"group", Attribute::of_int(2)}, {"strides", ints({2, 2})}, {"pads", ints({1, 1, 1, 1})}}, true},
+      {{2, 3, 8, 8}, {4, 3, 3, 3}, {2, 4, 8, 8}, {{"pads", ints({1, 1, 1, 1})}}, false},  // 64 positions
+  };
+  for (DType half : {DType::Float16, DType::BFloat16}) {
+    uint32_t seed = 3;
+    for (const Case& c : cases) {
+      Tensor dy = half_values(c.y, half, seed++, false), x = half_values(c.x, half, seed++, false);
+      Tensor w = half_values(c.w, half, seed++, false);
+      Node node;
+      node.domain = "otter";
+      node.op_type = "ConvGradWeight";
+      node.attrs = c.attrs;
+      Tensor got(half, c.w);
+      std::memset(got.raw(), 0x7f, got.nbytes());
+      KernelContext ctx(node);
+      ctx.inputs = {&dy, &x, &w};
+      ctx.outputs = {&got};
+      const std::string what = shape_str(c.x) + " " + dtype_name(half);
+      ASSERT_EQ(widening(ctx), c.handled) << what;
+      if (!c.handled) continue;
+      Tensor wdy = dy.cast(DType::Float32), wx = x.cast(DType::Float32), ww = w.cast(DType::Float32);
+      Tensor wide_out(DType::Float32, c.w);
+      run("ConvGradWeight", DType::Float32, c.attrs, {&wdy, &wx, &ww}, wide_out, "otter");
+      Tensor want = wide_out.cast(half);
+      ASSERT_EQ(std::memcmp(got.raw(), want.raw(), want.nbytes()), 0) << what << ": bits differ from the widened path";
+      Tensor got_wide(DType::Float32, c.w);
+      ctx.outputs = {&got_wide};
+      const std::vector<DType> round_to = {half};
+      ctx.rounded_outputs = &round_to;
+      ASSERT_TRUE(widening(ctx)) << what;
+      Tensor want_wide = want.cast(DType::Float32);
+      ASSERT_EQ(std::memcmp(got_wide.raw(), want_wide.raw(), want_wide.nbytes()), 0) << what << ", FP32 output";
+    }
+  }
+}
+
 TEST(CpuNative, ArithmeticWideningKernelsTakeMixedOperands) {
   struct Case {
     const char* op;
