@@ -264,88 +264,223 @@ void weight_grad(const T* grid, const T* image, T* dw, const Geometry& g) {
   }
 }
 
-// dW over the whole batch in one GEMM per group, dW = dY' cols^T with dY' [grid channels, batch x
-// grid] and cols [image channels x live taps, batch x grid]: for grids of a few positions, the
-// last stages of a CNN at low resolution, where weight_grad's per-item GEMMs have k = the grid
-// size and oneDNN's backward-weights kernel ran at a fifth of a GEMM's speed or less (ResNet-18
-// at 32x32: 5-7 ms a call for its 512x512 3x3 convolutions on 1x1 grids). Taps that reach no
-// image position for any grid position (8 of 9 on a 1x1 grid with pad 1) have zero gradients and
-// stay out of the GEMM.
-constexpr int64_t kBatchedGridMax = 8;        // grid positions per item
-constexpr int64_t kBatchedColsMax = 1 << 22;  // floats of the batch's column matrix (16 MB)
+// Grids of a few positions (the last stages of a CNN at low resolution: ResNet-18 at 32x32 ends on
+// 2x2 and 1x1 grids) run as one GEMM over the whole batch per group, on the taps that read the
+// image somewhere (a 3x3 window with pad 1 over a 1x1 grid reads it with its centre tap only):
+//   Correlate:  Y'[grid ch, batch x grid] = W_live[grid ch, image ch x live taps] @ cols
+//   Scatter:    cols' = W_live^T @ dY', added back into the image (col2im over the live taps)
+//   WeightGrad: dW_live = dY' @ cols^T, the other taps' gradients zeros
+// where cols [image ch x live taps, batch x grid] is every item's im2col side by side. Per-item
+// GEMMs there have k or n = the grid size, and oneDNN's kernels ran at a fifth of a GEMM's speed
+// or less (5-7 ms a call for the 512x512 3x3 convolutions on 1x1 grids; AMX BF16 alike).
+//
+// The operands are read in any of FP32, FP16 and BF16 (converted exactly as they are gathered:
+// the BF16 kernels and the FP16 widening kernels take this path without widening whole weights),
+// the arithmetic is FP32, and the output is written through one conversion at the end: FP32,
+// 16-bit, or FP32 rounded through FP16/BF16 (a fused output Cast). On 16-bit operands the FP32
+// values are the widened path's, so the bits are too.
+constexpr int64_t kSmallGridMax = 8;         // grid positions per item
+constexpr int64_t kSmallGridCols = 1 << 22;  // floats of the batch's column matrix (16 MB)
 
-bool batched_weight_grad_fits(const Geometry& g) {
-  return g.grid_size <= kBatchedGridMax && g.batch > 1 &&
-         g.image_channels * g.kernel_size * g.batch * g.grid_size <= kBatchedColsMax;
+bool small_grid(const Geometry& g) {
+  return g.grid_size <= kSmallGridMax && g.batch > 1 && g.group >= 1 &&
+         g.image_channels * g.kernel_size * g.batch * g.grid_size <= kSmallGridCols;
 }
 
-// dW (FP32) written through emit(values, first, count), elements [first, first + count) of the
-// whole gradient, in blocks; or, where every tap is live, by the GEMM straight into `direct`
-// when it is given (the FP32 kernel's own output).
-template <class Emit>
-void weight_grad_batched(const float* grid, const float* image, const Geometry& g, float* direct, Emit emit) {
-  const int64_t ci = g.image_channels, co = g.grid_channels, K = g.kernel_size, G = g.grid_size;
-  const int64_t NG = g.batch * G, last = g.grid[g.dims - 1], s = g.strides[g.dims - 1], n = g.image[g.dims - 1];
-  // at[k * G + pos]: the image offset tap k reads at grid position pos, or -1 (padding).
-  std::vector<int64_t> at(static_cast<size_t>(K * G), -1);
+// Calls fn(read) with read(i) = element i of `t` as FP32 (exact), the dtype chosen once.
+template <class Fn>
+void with_reader(const Tensor& t, Fn fn) {
+  const void* p = t.raw();
+  switch (t.dtype()) {
+    case DType::Float16: {
+      const auto* h = static_cast<const uint16_t*>(p);
+      return fn([h](int64_t i) { return math::half_bits_to_float(h[i]); });
+    }
+    case DType::BFloat16: {
+      const auto* b = static_cast<const uint16_t*>(p);
+      return fn([b](int64_t i) { return math::bfloat16_bits_to_float(b[i]); });
+    }
+    default: {
+      const auto* f = static_cast<const float*>(p);
+      return fn([f](int64_t i) { return f[i]; });
+    }
+  }
+}
+
+struct SmallGrid {
+  std::vector<int64_t> at;    // at[k * G + pos]: the image offset tap k reads at grid position pos, or -1
   std::vector<int64_t> live;  // the taps that read the image somewhere
+};
+
+SmallGrid small_grid_taps(const Geometry& g) {
+  const int64_t K = g.kernel_size, G = g.grid_size;
+  const int64_t last = g.grid[g.dims - 1], s = g.strides[g.dims - 1], n = g.image[g.dims - 1];
+  SmallGrid t;
+  t.at.assign(static_cast<size_t>(K * G), -1);
   for (int64_t k = 0; k < K; ++k) {
     for_each_run(g, k, [&](int64_t gofs, int64_t iofs, int64_t i0) {
       if (iofs < 0) return;
       for (int64_t x = 0; x < last; ++x)
-        if (i0 + x * s >= 0 && i0 + x * s < n) at[static_cast<size_t>(k * G + gofs + x)] = iofs + i0 + x * s;
+        if (i0 + x * s >= 0 && i0 + x * s < n) t.at[static_cast<size_t>(k * G + gofs + x)] = iofs + i0 + x * s;
     });
     for (int64_t pos = 0; pos < G; ++pos)
-      if (at[static_cast<size_t>(k * G + pos)] >= 0) { live.push_back(k); break; }
+      if (t.at[static_cast<size_t>(k * G + pos)] >= 0) {
+        t.live.push_back(k);
+        break;
+      }
   }
-  const int64_t L = static_cast<int64_t>(live.size()), rows = ci * L;
-  const bool straight = direct && L == K;
-  std::vector<float> cols(static_cast<size_t>(rows * NG)), dy(static_cast<size_t>(co * NG));
-  std::vector<float> packed(straight ? 0 : static_cast<size_t>(co * rows));
+  return t;
+}
+
+// Whether the FP32 kernel (and so the FP16 widening kernel) takes small_grid_conv: a weight
+// gradient, or a window with taps that read no image position. oneDNN's FP32 forward and
+// backward-data kernels keep up on small grids where every tap is live (2x2 grids: ~1.4 ms a
+// call); its weight gradient does not.
+bool takes_small_grid_fp32(const conv::Call& c, const Geometry& g) {
+  if (!small_grid(g)) return false;
+  return c.move == conv::Move::WeightGrad || static_cast<int64_t>(small_grid_taps(g).live.size()) < g.kernel_size;
+}
+
+// Writes FP32 values as elements [first, first + n) of `out` (FP32, FP16 or BF16), rounded through
+// `round` (FP16/BF16) where an FP32 output stands for a 16-bit one.
+void store(const float* v, Tensor& out, int64_t first, int64_t n, DType round) {
+  if (out.dtype() != DType::Float32)
+    return narrow_n(out.dtype(), v, static_cast<uint16_t*>(out.raw()) + first, n);
+  float* o = out.data<float>() + first;
+  if (round == DType::Float16 || round == DType::BFloat16) return round_through_n(v, o, n, round == DType::Float16);
+  std::memcpy(o, v, static_cast<size_t>(n) * sizeof(float));
+}
+
+void small_grid_conv(const conv::Call& c, const Geometry& g, DType round) {
+  const int64_t ci = g.image_channels, co = g.grid_channels, K = g.kernel_size, G = g.grid_size;
+  const int64_t NG = g.batch * g.grid_size, IS = g.image_size;
+  const SmallGrid t = small_grid_taps(g);
+  const int64_t L = static_cast<int64_t>(t.live.size()), rows = ci * L;
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(NG, 1));
+  const bool correlate = c.move == conv::Move::Correlate, scatter = c.move == conv::Move::Scatter;
+  const Tensor& image_t = correlate ? *c.source : scatter ? *c.out : *c.image;
+  const Tensor& grid_t = correlate ? *c.out : scatter ? *c.source : *c.grid;
+  // FP32 results straight into an FP32 output; into a scratch copy for a 16-bit or rounded one
+  // (the weight gradient, the large one, in blocks instead).
+  const bool direct = c.out->dtype() == DType::Float32 && round != DType::Float16 && round != DType::BFloat16;
+  const bool blocks = !direct && c.move == conv::Move::WeightGrad;
+  std::vector<float> scratch(direct || blocks ? 0 : static_cast<size_t>(c.out->numel()));
+  float* const out = direct ? c.out->data<float>() : scratch.data();
+  if (scatter) std::fill(out, out + c.out->numel(), 0.0f);  // summed into; the other moves write every element
+  auto bias_at = [&](int64_t i) {
+    float v = 0.0f;
+    with_reader(*c.bias, [&](auto b) { v = b(i); });
+    return v;
+  };
+  std::vector<float> cols(static_cast<size_t>(rows * NG)), gridp(static_cast<size_t>(co * NG));
+  std::vector<float> wl(c.move == conv::Move::WeightGrad ? 0 : static_cast<size_t>(co * rows));
   for (int64_t grp = 0; grp < g.group; ++grp) {
-    const float* img = image + grp * ci * g.image_size;  // item n at + n * group * ci * image_size
-    const int64_t item_stride = g.group * ci * g.image_size;
-    parallel_for(rows, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        const float* src = img + (r / L) * g.image_size;
-        const int64_t* tap = at.data() + live[static_cast<size_t>(r % L)] * G;
-        float* dst = cols.data() + r * NG;
-        for (int64_t item = 0; item < g.batch; ++item, src += item_stride, dst += G)
-          for (int64_t pos = 0; pos < G; ++pos) dst[pos] = tap[pos] < 0 ? 0.0f : src[tap[pos]];
+    // The image's columns (Correlate, WeightGrad) and the grid as [grid ch, batch x grid] (Scatter,
+    // WeightGrad); W's live taps as [grid ch, image ch x live taps] (Correlate, Scatter).
+    if (!scatter)
+      with_reader(image_t, [&](auto img) {
+        parallel_for(rows, [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; ++r) {
+            const int64_t* tap = t.at.data() + t.live[static_cast<size_t>(r % L)] * G;
+            const int64_t plane = (grp * ci + r / L) * IS;
+            float* dst = cols.data() + r * NG;
+            for (int64_t item = 0; item < g.batch; ++item, dst += G) {
+              const int64_t base = item * g.group * ci * IS + plane;
+              for (int64_t pos = 0; pos < G; ++pos) dst[pos] = tap[pos] < 0 ? 0.0f : img(base + tap[pos]);
+            }
+          }
+        }, grain);
+      });
+    if (!correlate)
+      with_reader(grid_t, [&](auto grid) {
+        parallel_for(co, [&](int64_t c0, int64_t c1) {
+          for (int64_t m = c0; m < c1; ++m)
+            for (int64_t item = 0; item < g.batch; ++item) {
+              const int64_t base = ((item * g.group + grp) * co + m) * G;
+              float* dst = gridp.data() + m * NG + item * G;
+              for (int64_t pos = 0; pos < G; ++pos) dst[pos] = grid(base + pos);
+            }
+        }, grain);
+      });
+    // W's live taps: W itself (this group's rows) when every tap is live and W is FP32.
+    const float* w_live = wl.data();
+    if (c.move != conv::Move::WeightGrad && L == K && c.weight->dtype() == DType::Float32)
+      w_live = c.weight->data<float>() + grp * co * rows;
+    else if (c.move != conv::Move::WeightGrad)
+      with_reader(*c.weight, [&](auto w) {
+        parallel_for(co, [&](int64_t c0, int64_t c1) {
+          for (int64_t m = c0; m < c1; ++m)
+            for (int64_t r = 0; r < rows; ++r)
+              wl[static_cast<size_t>(m * rows + r)] = w(((grp * co + m) * ci + r / L) * K + t.live[static_cast<size_t>(r % L)]);
+        }, std::max<int64_t>(1, 16384 / std::max<int64_t>(rows, 1)));
+      });
+    switch (c.move) {
+      case conv::Move::Correlate: {
+        gemm<float>(false, false, co, NG, rows, w_live, rows, cols.data(), NG, 0.0f, gridp.data(), NG);
+        parallel_for(co, [&](int64_t c0, int64_t c1) {
+          for (int64_t m = c0; m < c1; ++m) {
+            const float b = c.bias ? bias_at(grp * co + m) : 0.0f;
+            for (int64_t item = 0; item < g.batch; ++item)
+              for (int64_t pos = 0; pos < G; ++pos) {
+                float v = gridp[static_cast<size_t>(m * NG + item * G + pos)];
+                if (c.bias) v += b;
+                out[((item * g.group + grp) * co + m) * G + pos] = v;
+              }
+          }
+        }, grain);
+        break;
       }
-    }, grain);
-    parallel_for(co, [&](int64_t c0, int64_t c1) {
-      for (int64_t c = c0; c < c1; ++c)
-        for (int64_t item = 0; item < g.batch; ++item)
-          std::memcpy(dy.data() + c * NG + item * G, grid + ((item * g.group + grp) * co + c) * G,
-                      static_cast<size_t>(G) * sizeof(float));
-    }, grain);
-    const int64_t first = grp * co * ci * K;
-    if (straight) {
-      gemm<float>(false, true, co, rows, NG, dy.data(), NG, cols.data(), NG, 0.0f, direct + first, rows);
-      continue;
+      case conv::Move::Scatter: {
+        gemm<float>(true, false, rows, NG, co, w_live, rows, gridp.data(), NG, 0.0f, cols.data(), NG);
+        parallel_for(ci, [&](int64_t c0, int64_t c1) {  // each image channel from its own rows
+          for (int64_t ch = c0; ch < c1; ++ch)
+            for (int64_t l = 0; l < L; ++l) {
+              const int64_t* tap = t.at.data() + t.live[static_cast<size_t>(l)] * G;
+              const float* src = cols.data() + (ch * L + l) * NG;
+              for (int64_t item = 0; item < g.batch; ++item)
+                for (int64_t pos = 0; pos < G; ++pos)
+                  if (tap[pos] >= 0)
+                    out[((item * g.group + grp) * ci + ch) * IS + tap[pos]] += src[item * G + pos];
+            }
+          if (c.bias)
+            for (int64_t ch = c0; ch < c1; ++ch) {
+              const float b = bias_at(grp * ci + ch);
+              for (int64_t item = 0; item < g.batch; ++item) {
+                float* plane = out + ((item * g.group + grp) * ci + ch) * IS;
+                for (int64_t x = 0; x < IS; ++x) plane[x] += b;
+              }
+            }
+        }, std::max<int64_t>(1, grain / std::max<int64_t>(L, 1)));
+        break;
+      }
+      case conv::Move::WeightGrad: {
+        std::vector<float> dwl(static_cast<size_t>(co * rows));
+        gemm<float>(false, true, co, rows, NG, gridp.data(), NG, cols.data(), NG, 0.0f, dwl.data(), rows);
+        // Rows (grid channel, image channel) of K taps, zeros where no tap is live, in blocks:
+        // each written, and converted into a 16-bit or rounded output, while it is in cache.
+        const int64_t first = grp * co * ci * K;
+        constexpr int64_t kBlockRows = 256;
+        parallel_for((co * ci + kBlockRows - 1) / kBlockRows, [&](int64_t b0, int64_t b1) {
+          std::vector<float> buffer(direct ? 0 : static_cast<size_t>(kBlockRows * K));
+          for (int64_t blk = b0; blk < b1; ++blk) {
+            const int64_t r0 = blk * kBlockRows, r1 = std::min(co * ci, r0 + kBlockRows);
+            float* dw = direct ? out + first + r0 * K : buffer.data();
+            if (L == K) {
+              std::memcpy(dw, dwl.data() + r0 * K, static_cast<size_t>((r1 - r0) * K) * sizeof(float));
+            } else {
+              std::fill(dw, dw + (r1 - r0) * K, 0.0f);
+              for (int64_t oc = r0; oc < r1; ++oc)
+                for (int64_t l = 0; l < L; ++l)
+                  dw[(oc - r0) * K + t.live[static_cast<size_t>(l)]] = dwl[static_cast<size_t>(oc * L + l)];
+            }
+            if (!direct) store(dw, *c.out, first + r0 * K, (r1 - r0) * K, round);
+          }
+        }, std::max<int64_t>(1, 8192 / (kBlockRows * std::max<int64_t>(K, 1))));
+        break;
+      }
     }
-    gemm<float>(false, true, co, rows, NG, dy.data(), NG, cols.data(), NG, 0.0f, packed.data(), rows);
-    // Rows (output channel, image channel) of K taps in blocks, dead taps' gradients zeros (with
-    // every tap live the GEMM's rows are dW's).
-    constexpr int64_t kBlockRows = 256;
-    parallel_for((co * ci + kBlockRows - 1) / kBlockRows, [&](int64_t b0, int64_t b1) {
-      std::vector<float> block(L == K ? 0 : static_cast<size_t>(kBlockRows * K));
-      for (int64_t blk = b0; blk < b1; ++blk) {
-        const int64_t r0 = blk * kBlockRows, r1 = std::min(co * ci, r0 + kBlockRows);
-        if (L == K) {
-          emit(packed.data() + r0 * K, first + r0 * K, (r1 - r0) * K);
-          continue;
-        }
-        std::fill(block.begin(), block.end(), 0.0f);
-        for (int64_t oc = r0; oc < r1; ++oc)
-          for (int64_t l = 0; l < L; ++l)
-            block[static_cast<size_t>((oc - r0) * K + live[static_cast<size_t>(l)])] = packed[static_cast<size_t>(oc * L + l)];
-        emit(block.data(), first + r0 * K, (r1 - r0) * K);
-      }
-    }, std::max<int64_t>(1, 4096 / (kBlockRows * std::max<int64_t>(K, 1))));
   }
+  if (!direct && !blocks) store(out, *c.out, 0, c.out->numel(), round);
 }
 
 // Any op of the family, resolved by kernels/common/conv_host.h.
@@ -431,66 +566,38 @@ void onednn_run(const conv::Call& c, const onednn::Conv& d) {
 void conv_family_kernel(KernelContext& ctx) {
   conv::Call c = conv::resolve(ctx);
   onednn::Conv d;
-  if (ctx.in(0).dtype() == DType::Float32 && c.move == conv::Move::WeightGrad) {
+  if (ctx.in(0).dtype() == DType::Float32) {
     Geometry g(c.geometry);
-    if (batched_weight_grad_fits(g)) {
-      float* dw = c.out->data<float>();
-      return weight_grad_batched(c.grid->data<float>(), c.image->data<float>(), g, dw,
-                                 [&](const float* v, int64_t first, int64_t count) {
-                                   std::memcpy(dw + first, v, static_cast<size_t>(count) * sizeof(float));
-                                 });
-    }
+    if (takes_small_grid_fp32(c, g)) return small_grid_conv(c, g, DType::Undefined);
   }
   if (ctx.in(0).dtype() == DType::Float32 && onednn_form(c.geometry, DType::Float32, d)) return onednn_run(c, d);
   OTTER_DISPATCH_FLOAT(ctx.in(0).dtype(), ctx.node.describe(), conv_family_typed<scalar_t>(c));
 }
 
-// The weight gradient of a small grid (batched_weight_grad_fits) from FP16/BF16 dY and image:
-// both widened (they are small: a few grid positions), the FP32 batched GEMM, and dW written
-// from it block by block into `out`: 16-bit (rounded), or FP32, rounded through `round` where
-// that is FP16/BF16 (a fused output Cast). The FP32 values are those of the FP32 kernel on the
-// widened operands, so the bits are the widened path's, without its full-size FP32 dW.
-void weight_grad_batched_16(const conv::Call& c, const Geometry& g, Tensor& out, DType round) {
-  auto wide = [](const Tensor& t) {
-    std::vector<float> v(static_cast<size_t>(t.numel()));
-    widen_n(t.dtype(), t.raw(), v.data(), t.numel());
-    return v;
-  };
-  const std::vector<float> grid = wide(*c.grid), image = wide(*c.image);
-  const DType to = out.dtype();
-  weight_grad_batched(grid.data(), image.data(), g, nullptr, [&](const float* v, int64_t first, int64_t count) {
-    if (to != DType::Float32) return narrow_n(to, v, static_cast<uint16_t*>(out.raw()) + first, count);
-    float* o = out.data<float>() + first;
-    if (round == DType::Float16 || round == DType::BFloat16) return round_through_n(v, o, count, round == DType::Float16);
-    std::memcpy(o, v, static_cast<size_t>(count) * sizeof(float));
-  });
-}
-
-// The widening kernel (registry.h) of ConvGradWeight for grids of a few positions; other cases
-// return false (the plan widens the operands for conv_family_kernel).
-bool conv_grad_weight_widening_kernel(KernelContext& ctx) {
+// The widening kernel (registry.h) of the family for grids of a few positions (small_grid_conv:
+// 16-bit operands read as they are); other cases return false (the plan widens the operands for
+// conv_family_kernel).
+bool conv_widening_kernel(KernelContext& ctx) {
   for (size_t i = 0; i < ctx.inputs.size(); ++i)
     if (ctx.rounded_input(i) != DType::Undefined) return false;
   conv::Call c = conv::resolve(ctx);
-  if (c.move != conv::Move::WeightGrad) return false;
-  const DType t = c.grid->dtype();
-  const bool half = t == DType::Float16 || t == DType::BFloat16;
-  if (!half || c.image->dtype() != t || (c.out->dtype() != t && c.out->dtype() != DType::Float32)) return false;
+  for (const Tensor* x : {c.source, c.weight, c.bias, c.grid, c.image, static_cast<const Tensor*>(c.out)})
+    if (x && x->dtype() != DType::Float32 && x->dtype() != DType::Float16 && x->dtype() != DType::BFloat16) return false;
   Geometry g(c.geometry);
-  if (!batched_weight_grad_fits(g)) return false;
-  weight_grad_batched_16(c, g, *c.out, ctx.rounded_output(0));
+  if (!takes_small_grid_fp32(c, g)) return false;  // the FP32 kernel's choice: the same sums
+  small_grid_conv(c, g, ctx.rounded_output(0));
   return true;
 }
 
 // BF16 storage, BF16 dot products with FP32 accumulation (registered only with native BF16). A
 // geometry oneDNN cannot take is computed in FP32 on widened copies and rounded once, as the
-// plan's widening would; so is the weight gradient of a small grid, where oneDNN's BF16 kernels
-// are slower than the FP32 batched GEMM (ResNet-18 at 32x32: 6.6 ms a call on its 1x1 grids).
+// plan's widening would; so is a grid of a few positions (small_grid_conv), where oneDNN's AMX
+// kernels took 3.5-6.6 ms a call on ResNet-18's 1x1 grids.
 void conv_family_bf16_kernel(KernelContext& ctx) {
   conv::Call c = conv::resolve(ctx);
-  if (c.move == conv::Move::WeightGrad) {
+  {
     Geometry g(c.geometry);
-    if (batched_weight_grad_fits(g)) return weight_grad_batched_16(c, g, *c.out, DType::Undefined);
+    if (small_grid(g)) return small_grid_conv(c, g, DType::Undefined);
   }
   onednn::Conv d;
   if (onednn_form(c.geometry, DType::BFloat16, d)) return onednn_run(c, d);
@@ -516,7 +623,9 @@ void register_conv_kernels(KernelRegistry& r) {
   for (const char* op : {"Conv", "ConvTranspose"}) r.add("", op, Device::CPU, f, conv_family_kernel);
   for (const char* op : {"ConvGradInput", "ConvGradWeight", "ConvTransposeGradInput", "ConvTransposeGradWeight"})
     r.add("otter", op, Device::CPU, f, conv_family_kernel);
-  r.add_widening("otter", "ConvGradWeight", conv_grad_weight_widening_kernel);
+  for (const char* op : {"Conv", "ConvTranspose"}) r.add_widening("", op, conv_widening_kernel);
+  for (const char* op : {"ConvGradInput", "ConvGradWeight", "ConvTransposeGradInput", "ConvTransposeGradWeight"})
+    r.add_widening("otter", op, conv_widening_kernel);
   if (onednn::native_bf16()) {
     for (const char* op : {"Conv", "ConvTranspose"}) r.add("", op, Device::CPU, {DType::BFloat16}, conv_family_bf16_kernel);
     for (const char* op : {"ConvGradInput", "ConvGradWeight", "ConvTransposeGradInput", "ConvTransposeGradWeight"})

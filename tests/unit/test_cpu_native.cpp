@@ -466,54 +466,70 @@ TEST(CpuNative, GemmWideningKernelEqualsTheWidenedPath) {
 // operands mixed, as promote_through_casts leaves them (an FP16 tensor times an FP32 scalar, an
 // FP16 branch added to the FP32 residual, an FP16 score plus an FP32 mask into an FP32 output):
 // the same bits as the FP32 kernel on the widened operands, rounded when the output is 16-bit.
-// ConvGradWeight's widening kernel (grids of a few positions: the batched GEMM) against the
-// widened path: the FP32 kernel on widened operands, rounded; into a 16-bit dW and into an FP32
-// one standing for it (a fused output Cast). A larger grid is declined.
-TEST(CpuNative, ConvGradWeightWideningKernelEqualsTheWidenedPath) {
-  WideningKernelFn widening = KernelRegistry::instance().find_widening("otter", "ConvGradWeight");
-  ASSERT_NE(widening, nullptr);
+// The conv family's widening kernels (grids of a few positions: one GEMM over the batch) against
+// the widened path, the FP32 kernel on widened operands, rounded: the forward op with a bias,
+// the input gradient and the weight gradient, each into a 16-bit output and into an FP32 one
+// standing for it (a fused output Cast), with 16-bit weights and with FP32 ones (the wide weight
+// copy). A larger grid is declined.
+TEST(CpuNative, ConvWideningKernelsEqualTheWidenedPath) {
   auto ints = [](std::vector<int64_t> v) { return Attribute::of_ints(std::move(v)); };
   struct Case {
     Shape x, w, y;
     Attributes attrs;
-    bool handled;
+    bool weight_grad, all;  // handled: the weight gradient; every op (taps that read no image)
   };
   const std::vector<Case> cases = {
-      {{32, 16, 1, 1}, {24, 16, 3, 3}, {32, 24, 1, 1}, {{"pads", ints({1, 1, 1, 1})}}, true},
-      {{8, 4, 4, 4}, {6, 2, 3, 3}, {8, 6, 2, 2},
-       {{"group", Attribute::of_int(2)}, {"strides", ints({2, 2})}, {"pads", ints({1, 1, 1, 1})}}, true},
-      {{2, 3, 8, 8}, {4, 3, 3, 3}, {2, 4, 8, 8}, {{"pads", ints({1, 1, 1, 1})}}, false},  // 64 positions
+      {{32, 16, 1, 1}, {24, 16, 3, 3}, {32, 24, 1, 1}, {{"pads", ints({1, 1, 1, 1})}}, true, true},
+      {{8, 4, 4, 4}, {6, 2, 3, 3}, {8, 6, 2, 2},  // every tap live: oneDNN's forward and dX
+       {{"group", Attribute::of_int(2)}, {"strides", ints({2, 2})}, {"pads", ints({1, 1, 1, 1})}}, true, false},
+      {{4, 6, 2, 2}, {5, 6, 5, 5}, {4, 5, 2, 2}, {{"pads", ints({2, 2, 2, 2})}}, true, true},  // 5x5 over 2x2
+      {{2, 3, 8, 8}, {4, 3, 3, 3}, {2, 4, 8, 8}, {{"pads", ints({1, 1, 1, 1})}}, false, false},  // 64 positions
   };
   for (DType half : {DType::Float16, DType::BFloat16}) {
     uint32_t seed = 3;
-    for (const Case& c : cases) {
-      Tensor dy = half_values(c.y, half, seed++, false), x = half_values(c.x, half, seed++, false);
-      Tensor w = half_values(c.w, half, seed++, false);
-      Node node;
-      node.domain = "otter";
-      node.op_type = "ConvGradWeight";
-      node.attrs = c.attrs;
-      Tensor got(half, c.w);
-      std::memset(got.raw(), 0x7f, got.nbytes());
-      KernelContext ctx(node);
-      ctx.inputs = {&dy, &x, &w};
-      ctx.outputs = {&got};
-      const std::string what = shape_str(c.x) + " " + dtype_name(half);
-      ASSERT_EQ(widening(ctx), c.handled) << what;
-      if (!c.handled) continue;
-      Tensor wdy = dy.cast(DType::Float32), wx = x.cast(DType::Float32), ww = w.cast(DType::Float32);
-      Tensor wide_out(DType::Float32, c.w);
-      run("ConvGradWeight", DType::Float32, c.attrs, {&wdy, &wx, &ww}, wide_out, "otter");
-      Tensor want = wide_out.cast(half);
-      ASSERT_EQ(std::memcmp(got.raw(), want.raw(), want.nbytes()), 0) << what << ": bits differ from the widened path";
-      Tensor got_wide(DType::Float32, c.w);
-      ctx.outputs = {&got_wide};
-      const std::vector<DType> round_to = {half};
-      ctx.rounded_outputs = &round_to;
-      ASSERT_TRUE(widening(ctx)) << what;
-      Tensor want_wide = want.cast(DType::Float32);
-      ASSERT_EQ(std::memcmp(got_wide.raw(), want_wide.raw(), want_wide.nbytes()), 0) << what << ", FP32 output";
-    }
+    for (const Case& c : cases)
+      for (bool wide_w : {false, true}) {
+        Tensor x = half_values(c.x, half, seed++, false), dy = half_values(c.y, half, seed++, false);
+        Tensor w16 = half_values(c.w, half, seed++, false), b16 = half_values({c.y[1]}, half, seed++, false);
+        Tensor w32 = w16.cast(DType::Float32);
+        const Tensor& w = wide_w ? w32 : w16;
+        struct Op { std::string domain, type; std::vector<const Tensor*> in; Shape out; };
+        const std::vector<Op> ops = {{"", "Conv", {&x, &w, &b16}, c.y},
+                                     {"otter", "ConvGradInput", {&dy, &w, &x}, c.x},
+                                     {"otter", "ConvGradWeight", {&dy, &x, &w}, c.w}};
+        for (const Op& op : ops) {
+          WideningKernelFn widening = KernelRegistry::instance().find_widening(op.domain, op.type);
+          ASSERT_NE(widening, nullptr) << op.type;
+          Node node;
+          node.domain = op.domain;
+          node.op_type = op.type;
+          node.attrs = c.attrs;
+          Tensor got(half, op.out);
+          std::memset(got.raw(), 0x7f, got.nbytes());
+          KernelContext ctx(node);
+          for (const Tensor* t : op.in) ctx.inputs.push_back(t);
+          ctx.outputs = {&got};
+          const std::string what = op.type + " " + shape_str(c.x) + " " + dtype_name(half) + (wide_w ? " (FP32 W)" : "");
+          const bool handled = op.type == "ConvGradWeight" ? c.weight_grad : c.all;
+          ASSERT_EQ(widening(ctx), handled) << what;
+          if (!handled) continue;
+          std::vector<Tensor> wide;
+          std::vector<const Tensor*> wide_in;
+          for (const Tensor* t : op.in) wide.push_back(t->cast(DType::Float32));
+          for (const Tensor& t : wide) wide_in.push_back(&t);
+          Tensor wide_out(DType::Float32, op.out);
+          run(op.type, DType::Float32, c.attrs, wide_in, wide_out, op.domain);
+          Tensor want = wide_out.cast(half);
+          ASSERT_EQ(std::memcmp(got.raw(), want.raw(), want.nbytes()), 0) << what << ": bits differ from the widened path";
+          Tensor got_wide(DType::Float32, op.out);
+          ctx.outputs = {&got_wide};
+          const std::vector<DType> round_to = {half};
+          ctx.rounded_outputs = &round_to;
+          ASSERT_TRUE(widening(ctx)) << what;
+          Tensor want_wide = want.cast(DType::Float32);
+          ASSERT_EQ(std::memcmp(got_wide.raw(), want_wide.raw(), want_wide.nbytes()), 0) << what << ", FP32 output";
+        }
+      }
   }
 }
 
