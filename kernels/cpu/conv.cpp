@@ -372,13 +372,22 @@ void small_grid_conv(const conv::Call& c, const Geometry& g, DType round) {
     with_reader(*c.bias, [&](auto b) { v = b(i); });
     return v;
   };
+  // A 16-bit image or grid (an operand, not the output; small here) widened whole, vectorised:
+  // the gathers below then read FP32.
+  auto widened = [](const Tensor& x, bool operand) {
+    if (!operand || x.dtype() == DType::Float32) return x;
+    Tensor w(DType::Float32, x.shape());
+    widen_n(x.dtype(), x.raw(), w.data<float>(), x.numel());
+    return w;
+  };
+  const Tensor image_wide = widened(image_t, !scatter), grid_wide = widened(grid_t, !correlate);
   std::vector<float> cols(static_cast<size_t>(rows * NG)), gridp(static_cast<size_t>(co * NG));
   std::vector<float> wl(c.move == conv::Move::WeightGrad ? 0 : static_cast<size_t>(co * rows));
   for (int64_t grp = 0; grp < g.group; ++grp) {
     // The image's columns (Correlate, WeightGrad) and the grid as [grid ch, batch x grid] (Scatter,
     // WeightGrad); W's live taps as [grid ch, image ch x live taps] (Correlate, Scatter).
     if (!scatter)
-      with_reader(image_t, [&](auto img) {
+      with_reader(image_wide, [&](auto img) {
         parallel_for(rows, [&](int64_t r0, int64_t r1) {
           for (int64_t r = r0; r < r1; ++r) {
             const int64_t* tap = t.at.data() + t.live[static_cast<size_t>(r % L)] * G;
@@ -392,7 +401,7 @@ void small_grid_conv(const conv::Call& c, const Geometry& g, DType round) {
         }, grain);
       });
     if (!correlate)
-      with_reader(grid_t, [&](auto grid) {
+      with_reader(grid_wide, [&](auto grid) {
         parallel_for(co, [&](int64_t c0, int64_t c1) {
           for (int64_t m = c0; m < c1; ++m)
             for (int64_t item = 0; item < g.batch; ++item) {
