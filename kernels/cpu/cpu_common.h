@@ -13,9 +13,12 @@
 
 namespace otter::cpu {
 
-// Runs fn(begin, end) over [0, n) in chunks, in parallel when n * cost_per_item is large.
+// Runs fn(begin, end) over [0, n) in chunks, in parallel when n * cost_per_item is large; never
+// with an empty range (several callers handle their first item before checking the range: an
+// empty batch wrote one softmax row past its tensor).
 template <class Fn>
 void parallel_for(int64_t n, Fn fn, int64_t min_items_per_thread = 32768) {
+  if (n <= 0) return;
   if (n <= min_items_per_thread) {
     fn(int64_t(0), n);
     return;

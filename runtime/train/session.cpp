@@ -623,6 +623,11 @@ double Session::train_step(const std::map<std::string, Tensor>& feeds) {
 }
 
 void Session::train_step(const std::map<std::string, Tensor>& feeds, double* loss) {
+  // A batch of no samples has no loss (a mean over nothing) and would put NaN into BatchNorm's
+  // running statistics: refused before anything runs.
+  for (const auto& kv : feeds)
+    OTTER_CHECK_KIND(InvalidArgument, kv.second.numel() > 0, "train_step: input '", kv.first, "' is empty (",
+                     shape_str(kv.second.shape()), "): a training step needs at least one sample");
   DenormalsFlushed flushed(config_.flush_denormals);
   if (training_graph_) return training_graph_->train_step(feeds, loss);
   if (ort_) return ort_->train_step(feeds, loss);

@@ -168,6 +168,10 @@ TEST(Digits, BadInputsGiveClearErrorsAndKeepTheSessionUsable) {
   auto extra = good;
   extra["typo"] = Tensor(DType::Float32, {1});
   expect_error([&] { s.train_step(extra); }, "unknown input 'typo'");
+  auto empty = good;  // a batch of no samples: its loss is 0/0
+  empty["x"] = Tensor(DType::Float32, {0, 64});
+  empty["label"] = Tensor(DType::Int64, {0});
+  expect_error([&] { s.train_step(empty); }, "input 'label' is empty");
   EXPECT_EQ(before, all_params(s));  // nothing changed
   EXPECT_EQ(s.stats().step, 1);
   s.train_step(good);                // and it still trains

@@ -533,6 +533,16 @@ TEST(CpuNative, ConvWideningKernelsEqualTheWidenedPath) {
   }
 }
 
+// Kernels on tensors with no elements write nothing (an empty batch once wrote a whole softmax
+// row past its buffer: parallel_for handed the kernel an empty range; the ASan job checks).
+TEST(CpuNative, EmptyTensorsWriteNothing) {
+  for (const char* op : {"Softmax", "LogSoftmax"}) {
+    Tensor x(DType::Float32, {0, 37}), y(DType::Float32, {0, 37});
+    run(op, DType::Float32, {}, {&x}, y);
+    EXPECT_EQ(y.numel(), 0);
+  }
+}
+
 TEST(CpuNative, ArithmeticWideningKernelsTakeMixedOperands) {
   struct Case {
     const char* op;
