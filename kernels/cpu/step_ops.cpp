@@ -145,6 +145,28 @@ OTTER_AVX512 __attribute__((optimize("fp-contract=off"))) void update(float* p, 
   _mm256_zeroupper();
 }
 
+// SGD (math::sgd_element) on elements [0, n) (n a multiple of 16), the same way: its multiplies
+// (wd * p, mu * buf, lr * d) in double where a vector may meet a subnormal. A dead unit's momentum
+// decays by mu a step into subnormals, as Adam's first moment does. `buf` null: no momentum.
+OTTER_AVX512 __attribute__((optimize("fp-contract=off"))) void sgd(float* p, const float* g, float* buf, int64_t n,
+                                                                  bool nesterov, const math::UpdateScalars& u) {
+  const Vec wd = _mm512_set1_ps(u.wd), mu = _mm512_set1_ps(u.mu), lr = _mm512_set1_ps(u.lr);
+  const uint32_t p_bound = product_bound(u.wd), buf_bound = product_bound(u.mu), d_bound = product_bound(u.lr);
+  for (int64_t i = 0; i < n; i += 16) {
+    Vec P = _mm512_loadu_ps(p + i);
+    Vec D = _mm512_add_ps(_mm512_loadu_ps(g + i), mul(wd, P, any_below(P, p_bound)));
+    if (buf) {
+      Vec B = _mm512_loadu_ps(buf + i);
+      B = u.first ? D : _mm512_add_ps(mul(mu, B, any_below(B, buf_bound)), D);
+      _mm512_storeu_ps(buf + i, B);
+      D = nesterov ? _mm512_add_ps(D, mul(mu, B, any_below(B, buf_bound))) : B;
+    }
+    P = _mm512_sub_ps(P, mul(lr, D, any_below(D, d_bound)));
+    _mm512_storeu_ps(p + i, P);
+  }
+  _mm256_zeroupper();
+}
+
 }  // namespace adam_avx512
 #endif
 
@@ -158,6 +180,23 @@ void adam_range(float* __restrict p, const float* __restrict g, float* __restric
   }
 #endif
   adam_range_clones(p, g, m, v, b, e, decoupled, u);
+}
+
+// SGD over [b, e): the AVX-512 loop above where the CPU has it, then the scalar element.
+void sgd_range(float* p, const float* g, float* buf, int64_t b, int64_t e, bool nesterov, const math::UpdateScalars& u) {
+#if defined(OTTER_ADAM_AVX512)
+  if (host_avx512()) {
+    const int64_t whole = (e - b) / 16 * 16;
+    adam_avx512::sgd(p + b, g + b, buf ? buf + b : nullptr, whole, nesterov, u);
+    b += whole;
+  }
+#endif
+  if (buf) {
+    for (int64_t i = b; i < e; ++i) math::sgd_element(p[i], g[i], buf + i, nesterov, u);
+  } else {
+#pragma omp simd
+    for (int64_t i = b; i < e; ++i) math::sgd_element(p[i], g[i], nullptr, false, u);
+  }
 }
 
 class CpuStepOps : public StepOps {
@@ -265,11 +304,8 @@ class CpuStepOps : public StepOps {
       const int64_t e = std::min(n, b + kBlock);
       if (!sgd) {
         adam_range(p, g, m, v, b, e, decoupled, u);
-      } else if (m) {
-        for (int64_t i = b; i < e; ++i) math::sgd_element(p[i], g[i], m + i, nesterov, u);
       } else {
-#pragma omp simd
-        for (int64_t i = b; i < e; ++i) math::sgd_element(p[i], g[i], nullptr, false, u);
+        sgd_range(p, g, m, b, e, nesterov, u);
       }
       if (copies) {  // the runs overlapping [b, e)
         const LowCopyRun* end = copies->runs + copies->count;
