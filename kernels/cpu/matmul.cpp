@@ -248,13 +248,16 @@ bool matmul_widening_kernel(KernelContext& ctx) {
       const int64_t packed_size = half_gemm_packed_size(h);
       // A panel of B is B itself when n is the panel width (attention's head size 32): the items'
       // B widened in one pass is then their packed form.
-      const bool b_is_packed = n == half_gemm_panel_width();
-      ThreadBuffer rows(0, half_gemm_scratch_size(h, m)), packed(1, b_is_packed ? (last - first) * k * n : packed_size);
+      // A blocked item (k past 384) widens its B block by block itself: nothing to pack.
+      const bool blocked = half_gemm_blocked(h), b_is_packed = !blocked && n == half_gemm_panel_width();
+      ThreadBuffer rows(0, half_gemm_scratch_size(h, m)),
+          packed(1, blocked ? 0 : b_is_packed ? (last - first) * k * n : packed_size);
       if (b_is_packed) widen_n(DType::Float16, pb + first * k * n, packed.get(), (last - first) * k * n);
       for (int64_t i = first; i < last; ++i) {
         h.a = pa + i * m * k, h.b = pb + i * k * n, h.y = py + i * m * n;
         const float* pack = b_is_packed ? packed.get() + (i - first) * k * n : packed.get();
-        if (!b_is_packed) half_gemm_pack(h, packed.get(), 0, (n + half_gemm_panel_width() - 1) / half_gemm_panel_width());
+        if (!b_is_packed && !blocked)
+          half_gemm_pack(h, packed.get(), 0, (n + half_gemm_panel_width() - 1) / half_gemm_panel_width());
         half_gemm_rows(h, pack, 0, m, rows.get());
       }
     }, min_items_per_thread(sb->items, m, n, k));

@@ -13,7 +13,7 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #include <immintrin.h>
-#define OTTER_ADAM_AVX512 1
+#define OTTER_UPDATE_AVX512 1
 #define OTTER_AVX512 __attribute__((target("avx512f")))
 #endif
 
@@ -48,11 +48,12 @@ OTTER_ISA_CLONES void adam_range_clones(float* __restrict p, const float* __rest
   for (int64_t i = b; i < e; ++i) math::adam_element(p[i], g[i], m[i], v[i], decoupled, u);
 }
 
-#if defined(OTTER_ADAM_AVX512)
-// Adam/AdamW on 16 lanes, with math::adam_element's operations in its order, for CPUs whose float
+#if defined(OTTER_UPDATE_AVX512)
+// The optimizer updates on 16 lanes (Adam/AdamW here, SGD below), with math::adam_element's and
+// math::sgd_element's operations in their order, for CPUs whose float
 // multiplies, divides and square roots take a microcode assist on a subnormal operand or result
-// (x86: 35-80 ns an instruction on the benchmark VM, against ~1; adds, conversions and compares
-// take none). Moment estimates become subnormal in ordinary training: the weights of a ReLU unit
+// (x86: 35-80 ns an instruction on the benchmark VM, against ~1; adds, conversions and
+// compares take none). Moment estimates become subnormal in ordinary training: the weights of a ReLU unit
 // that stays off get exact-zero gradients, and their first moment decays by beta1 a step (digits:
 // 11% of the first moments after a few thousand steps, which made the update 3-4x slower).
 //
@@ -62,7 +63,7 @@ OTTER_ISA_CLONES void adam_range_clones(float* __restrict p, const float* __rest
 // doubles, and the result has the float operation's bits (rounding twice is harmless for *, / and
 // sqrt when the wider format has at least 2p + 2 bits, 53 >= 2 * 24 + 2: S. Figueroa, "When is
 // double rounding innocuous?", 1995). The other vectors run in float at full speed.
-namespace adam_avx512 {
+namespace update_avx512 {
 
 using Vec = __m512;
 
@@ -167,15 +168,15 @@ OTTER_AVX512 __attribute__((optimize("fp-contract=off"))) void sgd(float* p, con
   _mm256_zeroupper();
 }
 
-}  // namespace adam_avx512
+}  // namespace update_avx512
 #endif
 
 void adam_range(float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v, int64_t b,
                 int64_t e, bool decoupled, const math::UpdateScalars& u) {
-#if defined(OTTER_ADAM_AVX512)
+#if defined(OTTER_UPDATE_AVX512)
   if (host_avx512()) {
     const int64_t whole = (e - b) / 16 * 16;
-    adam_avx512::update(p + b, g + b, m + b, v + b, whole, decoupled, u);
+    update_avx512::update(p + b, g + b, m + b, v + b, whole, decoupled, u);
     b += whole;
   }
 #endif
@@ -184,10 +185,10 @@ void adam_range(float* __restrict p, const float* __restrict g, float* __restric
 
 // SGD over [b, e): the AVX-512 loop above where the CPU has it, then the scalar element.
 void sgd_range(float* p, const float* g, float* buf, int64_t b, int64_t e, bool nesterov, const math::UpdateScalars& u) {
-#if defined(OTTER_ADAM_AVX512)
+#if defined(OTTER_UPDATE_AVX512)
   if (host_avx512()) {
     const int64_t whole = (e - b) / 16 * 16;
-    adam_avx512::sgd(p + b, g + b, buf ? buf + b : nullptr, whole, nesterov, u);
+    update_avx512::sgd(p + b, g + b, buf ? buf + b : nullptr, whole, nesterov, u);
     b += whole;
   }
 #endif

@@ -292,6 +292,7 @@ TEST(CpuNative, MatMulWideningKernelEqualsTheWidenedPath) {
   const std::vector<Case> cases = {{{16, 2, 32, 32}, {16, 2, 32, 32}, true},  // attention's products
                                    {{8, 2, 24, 24}, {8, 2, 24, 32}, true},    // k = 24: rows widened as one run
                                    {{4, 30, 20}, {4, 20, 64}, true},          // two panels, a partial row tile
+                                   {{2, 16, 400}, {2, 400, 32}, true},        // k past 384: B widened in blocks
                                    {{3, 5, 7}, {3, 7, 4}, true},
                                    {{2, 3, 40, 1}, {2, 3, 1, 9}, true},       // k = 1
                                    {{2, 4, 0}, {2, 0, 6}, true},              // k = 0: zeros

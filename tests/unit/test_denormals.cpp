@@ -71,6 +71,13 @@ TEST(Denormals, FlushedOnEveryThreadInsideTheScopeOnly) {
   }
 }
 
+// The same float bits, or both NaN (which NaN an instruction passes on is not pinned).
+bool same_bits(float a, float b) {
+  uint32_t x, y;
+  std::memcpy(&x, &a, 4), std::memcpy(&y, &b, 4);
+  return x == y || (std::isnan(a) && std::isnan(b));
+}
+
 // The CPU's Adam/AdamW update (kernels/cpu/step_ops.cpp) computes the multiplies, divides and
 // square roots that may meet subnormals in double (no microcode assists) and the rest in float:
 // every result must still have the bits of the float arithmetic of math::adam_element, here run
@@ -110,15 +117,10 @@ TEST(Denormals, AdamUpdateKeepsTheFloatBitsAroundSubnormals) {
       int64_t counters[4] = {step, 0, 0, 0};
       step_ops(Device::CPU)->optimizer_step(opt, math::ScheduleParams{}, 1e-3, p.data(), g.data(), m.data(), v.data(), n,
                                             nullptr, counters);
-      auto same = [](float a, float b) {
-        uint32_t x, y;
-        std::memcpy(&x, &a, 4), std::memcpy(&y, &b, 4);
-        return x == y || (std::isnan(a) && std::isnan(b));
-      };
       for (int64_t i = 0; i < n; ++i) {
-        ASSERT_TRUE(same(p[i], rp[i])) << "p at " << i << ": " << p[i] << " vs " << rp[i] << " (step " << step << ")";
-        ASSERT_TRUE(same(m[i], rm[i])) << "m at " << i << ": " << m[i] << " vs " << rm[i];
-        ASSERT_TRUE(same(v[i], rv[i])) << "v at " << i << ": " << v[i] << " vs " << rv[i];
+        ASSERT_TRUE(same_bits(p[i], rp[i])) << "p at " << i << ": " << p[i] << " vs " << rp[i] << " (step " << step << ")";
+        ASSERT_TRUE(same_bits(m[i], rm[i])) << "m at " << i << ": " << m[i] << " vs " << rm[i];
+        ASSERT_TRUE(same_bits(v[i], rv[i])) << "v at " << i << ": " << v[i] << " vs " << rv[i];
       }
     }
   }
@@ -158,15 +160,10 @@ TEST(Denormals, SgdUpdateKeepsTheFloatBitsAroundSubnormals) {
       int64_t counters[4] = {step, 0, 0, 0};
       step_ops(Device::CPU)->optimizer_step(opt, math::ScheduleParams{}, 0.05, p.data(), g.data(),
                                             momentum ? buf.data() : nullptr, nullptr, n, nullptr, counters);
-      auto same = [](float a, float b) {
-        uint32_t x, y;
-        std::memcpy(&x, &a, 4), std::memcpy(&y, &b, 4);
-        return x == y || (std::isnan(a) && std::isnan(b));
-      };
       for (int64_t i = 0; i < n; ++i) {
-        ASSERT_TRUE(same(p[i], rp[i])) << "p at " << i << ": " << p[i] << " vs " << rp[i] << " (step " << step << ")";
+        ASSERT_TRUE(same_bits(p[i], rp[i])) << "p at " << i << ": " << p[i] << " vs " << rp[i] << " (step " << step << ")";
         if (momentum) {
-          ASSERT_TRUE(same(buf[i], rbuf[i])) << "buf at " << i << ": " << buf[i] << " vs " << rbuf[i];
+          ASSERT_TRUE(same_bits(buf[i], rbuf[i])) << "buf at " << i << ": " << buf[i] << " vs " << rbuf[i];
         }
       }
     }
