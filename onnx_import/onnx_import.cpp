@@ -350,7 +350,7 @@ onnx::ModelProto parse_model(const void* data, size_t size) {
 namespace {
 
 // The model in `bytes`, which the result keeps (for export) without copying them.
-LoadedModel load_model_owned(std::string bytes, const std::string& base_dir) {
+LoadedModel load_model_owned(SharedBytes bytes, const std::string& base_dir) {
   onnx::ModelProto model = parse_model(bytes.data(), bytes.size());
   LoadedModel out;
   out.model_bytes = std::move(bytes);
@@ -367,12 +367,12 @@ LoadedModel load_model_owned(std::string bytes, const std::string& base_dir) {
 }  // namespace
 
 LoadedModel load_model_buffer(const void* data, size_t size, const std::string& base_dir) {
-  return load_model_owned(std::string(static_cast<const char*>(data), size), base_dir);
+  return load_model_owned(SharedBytes(std::string(static_cast<const char*>(data), size)), base_dir);
 }
 
 LoadedModel load_model_file(const std::string& path) {
   // Protobuf cannot parse 2 GiB or more: larger models keep their weights in external data.
-  std::string bytes = read_file(path, "model", (uint64_t(1) << 31) - 1);
+  SharedBytes bytes = SharedBytes::map_file(path, "model", (uint64_t(1) << 31) - 1);
   OTTER_CHECK_KIND(InvalidModel, !bytes.empty(), "model '", path, "' is empty");
   fs::path p(path);
   try {
@@ -390,10 +390,13 @@ Tensor load_tensor_file(const std::string& path, std::string* name) {
   return tensor_from_proto(p, fs::path(path).parent_path().string());
 }
 
-void export_model(const std::string& original_bytes, const std::map<std::string, Tensor>& replacements,
+void export_model(const SharedBytes& original_bytes, const std::map<std::string, Tensor>& replacements,
                   const std::string& path, const std::map<std::string, std::string>& metadata) {
+  original_bytes.check_unchanged("export");
   onnx::ModelProto model;
-  OTTER_CHECK(model.ParseFromString(original_bytes), "export: the original model bytes do not parse");
+  OTTER_CHECK(original_bytes.size() < (size_t(1) << 31) &&
+                  model.ParseFromArray(original_bytes.data(), static_cast<int>(original_bytes.size())),
+              "export: the original model bytes do not parse");
   std::set<std::string> done;
   auto replace_in = [&](onnx::GraphProto* graph) {
     for (auto& init : *graph->mutable_initializer()) {

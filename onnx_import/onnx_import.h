@@ -8,6 +8,7 @@
 #include <map>
 #include <string>
 
+#include "runtime/core/file_io.h"
 #include "runtime/ir/graph.h"
 
 namespace otter {
@@ -18,7 +19,9 @@ constexpr int64_t kMaxOpset = 28;
 
 struct LoadedModel {
   Graph graph;
-  std::string model_bytes;  // the original serialized ModelProto, for export
+  // The original serialized ModelProto, for export: the model file mapped (file_io.h), or a copy
+  // of the caller's buffer.
+  SharedBytes model_bytes;
   std::string base_dir;     // the folder external data is resolved against
   // ModelProto.training_info entries (ONNX training graphs: onnx_import/training_info.h); the
   // graph above is the inference graph alone.
@@ -31,11 +34,11 @@ LoadedModel load_model_buffer(const void* data, size_t size, const std::string& 
 // A serialized TensorProto file (the ONNX backend tests' input_N.pb format).
 Tensor load_tensor_file(const std::string& path, std::string* name = nullptr);
 
-// Writes `original_bytes` with the listed initializers' data replaced (same dtype and shape
+// Writes `original_bytes` (checked unchanged first: SharedBytes::check_unchanged) with the listed initializers' data replaced (same dtype and shape
 // required) to `path`, through a temporary file and a rename. Initializers are looked up in the
 // graph and in every training_info algorithm graph; `metadata` entries are set in
 // ModelProto.metadata_props (replacing an entry of the same key).
-void export_model(const std::string& original_bytes, const std::map<std::string, Tensor>& replacements,
+void export_model(const SharedBytes& original_bytes, const std::map<std::string, Tensor>& replacements,
                   const std::string& path, const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace otter

@@ -494,8 +494,9 @@ OrtArtifacts load_ort_artifacts(LoadedModel training, const std::string& checkpo
   return a;
 }
 
-void export_ort_eval_model(const std::string& eval_bytes, const std::map<std::string, Tensor>& params,
+void export_ort_eval_model(const SharedBytes& eval_bytes, const std::map<std::string, Tensor>& params,
                            const std::string& path) {
+  eval_bytes.check_unchanged("export");
   onnx::ModelProto m = parse_model(eval_bytes.data(), eval_bytes.size());
   onnx::GraphProto* g = m.mutable_graph();
   std::set<std::string> done;

@@ -90,7 +90,7 @@ OrtArtifacts load_ort_artifacts(LoadedModel training, const std::string& checkpo
 bool is_ort_checkpoint_file(const std::string& path);
 
 // Writes eval_model.onnx with the parameters as initializers (an inference file for any runtime).
-void export_ort_eval_model(const std::string& eval_bytes, const std::map<std::string, Tensor>& params,
+void export_ort_eval_model(const SharedBytes& eval_bytes, const std::map<std::string, Tensor>& params,
                            const std::string& path);
 
 }  // namespace otter

@@ -2,6 +2,7 @@
 #include "runtime/core/file_io.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -60,21 +61,32 @@ void fsync_folder(const fs::path& folder, const std::string& path) {
 
 }  // namespace
 
-std::string read_file(const std::string& path, const std::string& what, uint64_t max_bytes) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0)
+namespace {
+
+// Opens `path` for reading after read_file's checks; `st` gets its status.
+int open_regular(const std::string& path, const std::string& what, uint64_t max_bytes, struct stat* st) {
+  if (::stat(path.c_str(), st) != 0)
     OTTER_FAIL_KIND(NotFound, "cannot open '", path, "' (", what, "): ", errno_text(errno));
-  OTTER_CHECK(!S_ISDIR(st.st_mode), what, " '", path, "' is a folder, not a file");
-  OTTER_CHECK(S_ISREG(st.st_mode), what, " '", path, "' is not a regular file (a device, FIFO or socket cannot be read as a ",
+  OTTER_CHECK(!S_ISDIR(st->st_mode), what, " '", path, "' is a folder, not a file");
+  OTTER_CHECK(S_ISREG(st->st_mode), what, " '", path, "' is not a regular file (a device, FIFO or socket cannot be read as a ",
               what, ")");
-  OTTER_CHECK(static_cast<uint64_t>(st.st_size) <= max_bytes, what, " '", path, "' is ", st.st_size,
+  OTTER_CHECK(static_cast<uint64_t>(st->st_size) <= max_bytes, what, " '", path, "' is ", st->st_size,
               " bytes, over the limit of ", max_bytes);
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.fd < 0) OTTER_FAIL_KIND(NotFound, "cannot open '", path, "' (", what, "): ", errno_text(errno));
-  std::string bytes(static_cast<size_t>(st.st_size), '\0');
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) OTTER_FAIL_KIND(NotFound, "cannot open '", path, "' (", what, "): ", errno_text(errno));
+  if (::fstat(fd, st) != 0) {  // the file opened, which may not be the one stat saw
+    const int e = errno;
+    ::close(fd);
+    OTTER_FAIL_KIND(Io, "cannot read '", path, "' (", what, "): ", errno_text(e));
+  }
+  return fd;
+}
+
+std::string read_fd(int fd, size_t size, const std::string& path, const std::string& what) {
+  std::string bytes(size, '\0');
   size_t done = 0;
   while (done < bytes.size()) {
-    ssize_t n = ::read(fd.fd, bytes.data() + done, bytes.size() - done);
+    ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) OTTER_FAIL_KIND(Io, "reading ", what, " '", path, "' failed: ", errno_text(errno));
     if (n == 0) break;  // the file shrank while being read
@@ -82,6 +94,67 @@ std::string read_file(const std::string& path, const std::string& what, uint64_t
   }
   bytes.resize(done);
   return bytes;
+}
+
+}  // namespace
+
+std::string read_file(const std::string& path, const std::string& what, uint64_t max_bytes) {
+  struct stat st;
+  Fd fd(open_regular(path, what, max_bytes, &st));
+  return read_fd(fd.fd, static_cast<size_t>(st.st_size), path, what);
+}
+
+struct SharedBytes::Mapping {
+  std::string path, what;
+  int fd = -1;
+  void* addr = nullptr;
+  size_t size = 0;
+  struct timespec mtime {};
+  ~Mapping() {
+    if (addr) ::munmap(addr, size);
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+SharedBytes::SharedBytes(std::string bytes) {
+  auto owned = std::make_shared<const std::string>(std::move(bytes));
+  data_ = owned->data();
+  size_ = owned->size();
+  owner_ = std::move(owned);
+}
+
+SharedBytes SharedBytes::map_file(const std::string& path, const std::string& what, uint64_t max_bytes) {
+  struct stat st;
+  Fd fd(open_regular(path, what, max_bytes, &st));
+  const size_t size = static_cast<size_t>(st.st_size);
+  // An empty file cannot be mapped; MAP_POPULATE maps the whole file in one call (the caller
+  // parses all of it) instead of a page fault per few pages.
+  void* addr = size == 0 ? MAP_FAILED : ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd.fd, 0);
+  if (addr == MAP_FAILED) return SharedBytes(read_fd(fd.fd, size, path, what));
+  auto m = std::make_shared<Mapping>();
+  m->path = path;
+  m->what = what;
+  m->addr = addr;
+  m->size = size;
+  m->mtime = st.st_mtim;
+  m->fd = fd.fd;
+  fd.fd = -1;  // the mapping owns it now
+  SharedBytes out;
+  out.data_ = static_cast<const char*>(addr);
+  out.size_ = size;
+  out.mapping_ = std::move(m);
+  return out;
+}
+
+void SharedBytes::check_unchanged(const std::string& use) const {
+  if (!mapping_) return;
+  const Mapping& m = *mapping_;
+  struct stat st;
+  const bool same = ::fstat(m.fd, &st) == 0 && static_cast<size_t>(st.st_size) == m.size &&
+                    st.st_mtim.tv_sec == m.mtime.tv_sec && st.st_mtim.tv_nsec == m.mtime.tv_nsec;
+  OTTER_CHECK(same, use, ": the ", m.what, " file '", m.path, "' was changed in place since it was loaded (",
+              "written or truncated, not replaced), so its original bytes are gone; load the ", m.what,
+              " again (a file replaced through a rename, as Otter's own exports do, is not affected)");
 }
 
 void write_file_atomic(const std::string& requested, const void* data, size_t size, const std::string& what) {

@@ -277,6 +277,10 @@ Session::Session(LoadedModel model, TrainConfig config) : config_(std::move(conf
     std::memcpy(masters.data<float>() + params_[i].offset, init.raw(), init.nbytes());
   }
   masters_ = masters.to(dev);
+  // The masters are now the parameters' only copy that anything reads (plans bind them as
+  // variables, export reads the masters): the import's copy goes before the buffers below are
+  // allocated, so a session holds its weights once and creation reuses that memory.
+  for (int v : param_values_) graph_.values[v].data = Tensor();
   grads_ = Tensor(DType::Float32, {n_total}, dev);
   if (config_.grad_accum > 1) accum_ = Tensor(DType::Float32, {n_total}, dev);
   if (low_ != DType::Float32) {

@@ -226,7 +226,7 @@ class Session {
 
   std::unique_ptr<TrainingGraphSession> training_graph_;
   std::unique_ptr<OrtArtifactsSession> ort_;
-  std::string model_bytes_;
+  SharedBytes model_bytes_;
   Graph graph_;
   TrainConfig config_;
   LossInfo loss_;

@@ -68,7 +68,7 @@ class TrainingGraphSession {
   void run_initialization(TrainingInfo& info);
   void write_model(const std::string& path, const std::map<std::string, std::string>& metadata) const;
 
-  std::string model_bytes_;
+  SharedBytes model_bytes_;
   Graph inference_;
   std::vector<int> inference_outputs_;
   TrainConfig config_;

@@ -216,6 +216,30 @@ def test_export_refuses_non_finite_weights(tmp_path):
     s.close()
 
 
+def test_export_over_the_mapped_model_and_after_an_in_place_rewrite(tmp_path, digits):
+    """The session maps its model file (SharedBytes): exports over the model's own path replace it by
+    a rename and keep working; a file rewritten in place is refused at export, nothing written."""
+    import shutil
+    x, y = digits
+    model = tmp_path / "m.onnx"
+    shutil.copy(MODEL, model)
+    original = model.read_bytes()
+    s = otter.TrainingSession(model, loss="cross_entropy", optimizer="sgd", lr=0.1, device="cpu")
+    s.train_step(x=x[:32], label=y[:32])
+    s.export(model)  # over its own file: a rename, the mapped original stays intact
+    first = weights(model)
+    s.train_step(x=x[32:64], label=y[32:64])
+    s.export(model)
+    assert not np.array_equal(weights(model)["fc1.weight"], first["fc1.weight"])
+    s.close()
+    s = otter.TrainingSession(model, loss="cross_entropy", device="cpu")
+    model.write_bytes(original + b"\0")  # in place (truncate + write), as torch.onnx.export does
+    with pytest.raises(otter.InvalidArgumentError, match="was changed in place"):
+        s.export(tmp_path / "out.onnx")
+    assert not (tmp_path / "out.onnx").exists()
+    s.close()
+
+
 # ---- 8: checkpoints: checksum, metadata, offsets -------------------------------------------------
 
 

@@ -79,6 +79,38 @@ TEST(FileIo, ReadsRegularFilesOnly) {
   fs::remove_all(d);
 }
 
+TEST(FileIo, MappedFilesSurviveRenamesAndRefuseInPlaceChanges) {
+  fs::path d = fresh_dir("map");
+  const fs::path f = d / "m.onnx";
+  write_file_atomic(f.string(), "model bytes", 11, "model");
+  SharedBytes mapped = SharedBytes::map_file(f.string(), "model");
+  const SharedBytes copy = mapped;  // handles share the mapping
+  EXPECT_EQ(copy.str(), "model bytes");
+  // An atomic replace (a rename over the path, as exports do) leaves the mapped file as it was.
+  write_file_atomic(f.string(), "new", 3, "model");
+  EXPECT_NO_THROW(mapped.check_unchanged("export"));
+  EXPECT_EQ(mapped.str(), "model bytes");
+  EXPECT_EQ(slurp(f), "new");
+  // Truncated and rewritten in place: refused before a byte is read.
+  SharedBytes again = SharedBytes::map_file(f.string(), "model");
+  EXPECT_EQ(again.str(), "new");
+  std::ofstream(f, std::ios::binary | std::ios::trunc) << "rewritten in place";
+  const std::string err = error_of([&] { again.check_unchanged("export"); });
+  EXPECT_NE(err.find("export: the model file '" + f.string() + "' was changed in place"), std::string::npos) << err;
+  EXPECT_NO_THROW(mapped.check_unchanged("export"));  // the first mapping's file is another inode
+  // The checks of read_file; an empty file and owned bytes.
+  EXPECT_NE(error_of([&] { SharedBytes::map_file(d.string(), "model"); }).find("is a folder"), std::string::npos);
+  EXPECT_NE(error_of([] { SharedBytes::map_file("/dev/zero", "model"); }).find("not a regular file"), std::string::npos);
+  EXPECT_NE(error_of([&] { SharedBytes::map_file((d / "missing").string(), "model"); }).find("(model)"), std::string::npos);
+  EXPECT_NE(error_of([&] { SharedBytes::map_file(f.string(), "model", 3); }).find("over the limit"), std::string::npos);
+  std::ofstream(d / "empty.onnx").close();
+  EXPECT_TRUE(SharedBytes::map_file((d / "empty.onnx").string(), "model").empty());
+  const SharedBytes owned(std::string("abc"));
+  EXPECT_EQ(owned.str(), "abc");
+  EXPECT_NO_THROW(owned.check_unchanged("export"));
+  fs::remove_all(d);
+}
+
 TEST(FileIo, AtomicWritesKeepModesAndLeaveNoTemporaries) {
   fs::path d = fresh_dir("write");
   fs::path f = d / "out.bin";
