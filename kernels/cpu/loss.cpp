@@ -1,8 +1,9 @@
 // CPU kernels for SoftmaxCrossEntropyLoss, NegativeLogLikelihoodLoss and their gradients.
 // Scores are [N, C, d1, ...] viewed as [N, C, D]; labels [N, D]. A label equal to ignore_index
 // contributes nothing and is left out of the mean's denominator (ONNX semantics); any other
-// label outside [0, C) is an error that names it. FP32 with contiguous classes ([N, C]) takes the
-// vectorised log-softmax and exp of kernels/cpu/vec_math.h where the CPU has AVX-512.
+// label outside [0, C) is an error that names it. FP32 takes the vectorised log-softmax and exp of
+// kernels/cpu/vec_math.h where the CPU has AVX-512, with the same bits for contiguous classes
+// ([N, C]) and strided ones ([N, C, D], e.g. a language model's [batch, vocab, time] scores).
 #include <cmath>
 
 #include "kernels/cpu/cpu_common.h"
@@ -65,12 +66,18 @@ void sce_typed(KernelContext& ctx) {
   if (!log_prob) { scratch = Tensor(x.dtype(), x.shape()); log_prob = &scratch; }
   const T* px = x.data<T>();
   T* lp = log_prob->data<T>();
-  bool vectorised = false;  // FP32 rows of contiguous classes: log-softmax per row (vec_math.h)
-  if constexpr (std::is_same_v<T, float>)
+  // FP32: log-softmax per row of contiguous classes, or down the columns of each item's [C, D]
+  // block, with the same bits (vec_math.h).
+  bool vectorised = false;
+  if constexpr (std::is_same_v<T, float>) {
     if (l.d == 1 && l.n > 0 && vec_softmax_row(px, lp, l.c, true)) {
       for (int64_t n = 1; n < l.n; ++n) vec_softmax_row(px + n * l.c, lp + n * l.c, l.c, true);
       vectorised = true;
+    } else if (l.d > 1 && l.n > 0 && vec_log_softmax_columns(px, lp, l.c, l.d)) {
+      for (int64_t n = 1; n < l.n; ++n) vec_log_softmax_columns(px + n * l.c * l.d, lp + n * l.c * l.d, l.c, l.d);
+      vectorised = true;
     }
+  }
   if (!vectorised)
     for (int64_t n = 0; n < l.n; ++n)
       for (int64_t d = 0; d < l.d; ++d) {
@@ -134,18 +141,19 @@ void sce_grad_typed(KernelContext& ctx) {
   std::vector<T> f = upstream_factors<T>(ctx, ctx.in(0), t.size(), wsum);
   const T* plp = lp.data<T>();
   T* pdx = ctx.out(0).data<T>();
-  if constexpr (std::is_same_v<T, float>) {  // contiguous classes: softmax = exp(log_prob), vectorised
-    if (l.d == 1 && vec_exp(plp, pdx, lp.numel())) {
-      for (int64_t n = 0; n < l.n; ++n) {
-        const size_t i = static_cast<size_t>(n);
-        const T scale = w[i] * f[i];
-        T* row = pdx + n * l.c;
-        if (scale == T(0)) {
-          std::fill(row, row + l.c, T(0));
-          continue;
+  if constexpr (std::is_same_v<T, float>) {  // softmax = exp(log_prob), vectorised over the whole tensor
+    if (vec_exp(plp, pdx, lp.numel())) {
+      std::vector<T> scale(t.size());
+      for (size_t i = 0; i < t.size(); ++i) scale[i] = w[i] * f[i];
+      for (int64_t n = 0; n < l.n; ++n)
+        for (int64_t c = 0; c < l.c; ++c) {  // in memory order: class c of item n's D columns
+          T* row = pdx + (n * l.c + c) * l.d;
+          const size_t i0 = static_cast<size_t>(n * l.d);
+          for (int64_t d = 0; d < l.d; ++d) {
+            const T s = scale[i0 + static_cast<size_t>(d)];
+            row[d] = s == T(0) ? T(0) : s * (row[d] - (c == t[i0 + static_cast<size_t>(d)] ? T(1) : T(0)));
+          }
         }
-        for (int64_t c = 0; c < l.c; ++c) row[c] = scale * (row[c] - (c == t[i] ? T(1) : T(0)));
-      }
       return;
     }
   }

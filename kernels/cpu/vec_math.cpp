@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "runtime/core/convert.h"
 #include "runtime/core/half.h"
@@ -206,6 +207,44 @@ OTTER_AVX512 void softmax_row_avx512(const float* x, float* y, int64_t n, bool l
   _mm256_zeroupper();
 }
 
+// softmax_row_avx512(log = true) down the d columns of a [c, d] block, 16 columns a vector: the
+// row kernel's lane j sums the classes k = j (mod 16) in order, so column sums keep 16
+// accumulators a column (acc[j * d + col]), added in double in lane order. The block is read in
+// memory order (class by class) in each of the three passes, as the row kernel reads a line.
+OTTER_AVX512 void log_softmax_columns_avx512(const float* x, float* y, int64_t c, int64_t d) {
+  auto mask_of = [](int64_t left) { return static_cast<__mmask16>(left >= 16 ? 0xffff : (1u << left) - 1); };
+  thread_local std::vector<float> mx, acc;
+  mx.assign(static_cast<size_t>(d), -INFINITY);
+  acc.assign(static_cast<size_t>(16 * d), 0.0f);
+  for (int64_t k = 0; k < c; ++k)
+    for (int64_t j = 0; j < d; j += 16) {
+      const __mmask16 m = mask_of(d - j);
+      const __m512 cur = _mm512_maskz_loadu_ps(m, mx.data() + j);
+      _mm512_mask_storeu_ps(mx.data() + j, m, _mm512_max_ps(cur, _mm512_maskz_loadu_ps(m, x + k * d + j)));
+    }
+  for (int64_t k = 0; k < c; ++k) {
+    float* lane = acc.data() + (k % 16) * d;
+    for (int64_t j = 0; j < d; j += 16) {
+      const __mmask16 m = mask_of(d - j);
+      const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + k * d + j), _mm512_maskz_loadu_ps(m, mx.data() + j)));
+      _mm512_mask_storeu_ps(lane + j, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, lane + j), e));
+    }
+  }
+  std::vector<float>& log_sum = acc;  // column j's log(sum) goes to acc[j] once its lanes are summed
+  for (int64_t j = 0; j < d; ++j) {
+    double sum = 0;
+    for (int64_t l = 0; l < 16; ++l) sum += acc[static_cast<size_t>(l * d + j)];
+    log_sum[static_cast<size_t>(j)] = static_cast<float>(std::log(sum));
+  }
+  for (int64_t k = 0; k < c; ++k)
+    for (int64_t j = 0; j < d; j += 16) {  // (x - max) - log(sum), as the row kernel rounds
+      const __mmask16 m = mask_of(d - j);
+      const __m512 shifted = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + k * d + j), _mm512_maskz_loadu_ps(m, mx.data() + j));
+      _mm512_mask_storeu_ps(y + k * d + j, m, _mm512_sub_ps(shifted, _mm512_maskz_loadu_ps(m, log_sum.data() + j)));
+    }
+  _mm256_zeroupper();
+}
+
 OTTER_AVX512 void exp_avx512(const float* x, float* y, int64_t n) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, exp16(_mm512_loadu_ps(x + i)));
@@ -328,6 +367,12 @@ bool vec_exp(const float* x, float* y, int64_t n) {
 bool vec_softmax_row(const float* x, float* y, int64_t n, bool log) {
   if (!host_avx512() || n <= 0) return false;
   softmax_row_avx512(x, y, n, log);
+  return true;
+}
+
+bool vec_log_softmax_columns(const float* x, float* y, int64_t c, int64_t d) {
+  if (!host_avx512() || c <= 0 || d <= 0) return false;
+  log_softmax_columns_avx512(x, y, c, d);
   return true;
 }
 
@@ -457,6 +502,7 @@ bool vec_layer_norm_grad_row(const float*, const float*, const double*, float*, 
 }
 bool vec_exp(const float*, float*, int64_t) { return false; }
 bool vec_softmax_row(const float*, float*, int64_t, bool) { return false; }
+bool vec_log_softmax_columns(const float*, float*, int64_t, int64_t) { return false; }
 bool vec_gelu(const float*, float*, int64_t, bool) { return false; }
 bool vec_binary_half(BinaryOp, const void*, bool, bool, const void*, bool, bool, void*, bool, int64_t) { return false; }
 bool vec_gelu_grad(const float*, const float*, float*, int64_t, bool) { return false; }

@@ -24,6 +24,10 @@ bool vec_gelu_grad_half(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int
 // One softmax (or log-softmax) line of n contiguous floats: max subtracted, exp in float
 // (Cephes' expf, within 2 ulp), the sum accumulated in float lanes then in double, divided once.
 bool vec_softmax_row(const float* x, float* y, int64_t n, bool log);
+// Log-softmax over the classes of a [c, d] block (class stride d: ONNX's [N, C, D...] scores, one
+// item): each of the d columns gets exactly the arithmetic vec_softmax_row(log = true) gives it as
+// a contiguous line (the same 16 partial sums), so both layouts give the same bits.
+bool vec_log_softmax_columns(const float* x, float* y, int64_t c, int64_t d);
 // y = exp(x) over n elements (Cephes' expf, within 2 ulp).
 bool vec_exp(const float* x, float* y, int64_t n);
 

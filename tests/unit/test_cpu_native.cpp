@@ -544,6 +544,73 @@ TEST(CpuNative, EmptyTensorsWriteNothing) {
   }
 }
 
+// FP32 SoftmaxCrossEntropyLoss and its gradient over [N, C, D] scores (classes D apart, as a
+// language model's [batch, vocab, time]) give the bits of the same scores laid out [N * D, C]
+// (the contiguous, vectorised rows), with an ignored label and sample weights; and the loss is
+// within float rounding of FP64.
+TEST(CpuNative, SoftmaxCrossEntropyOverStridedClassesEqualsContiguousRows) {
+  const int64_t N = 3, C = 37, D = 19;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.0f, 5.0f);
+  Tensor x(DType::Float32, {N, C, D}), rows(DType::Float32, {N * D, C});
+  Tensor labels(DType::Int64, {N, D}), row_labels(DType::Int64, {N * D});
+  Tensor weights(DType::Float32, {C});
+  for (int64_t c = 0; c < C; ++c) weights.data<float>()[c] = 0.5f + 0.03f * static_cast<float>(c);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t d = 0; d < D; ++d) {
+      const int64_t label = (n * 7 + d * 5) % C == 4 ? -100 : (n * 7 + d * 5) % C;  // -100: ignored
+      labels.data<int64_t>()[n * D + d] = row_labels.data<int64_t>()[n * D + d] = label;
+      for (int64_t c = 0; c < C; ++c)
+        x.data<float>()[(n * C + c) * D + d] = rows.data<float>()[(n * D + d) * C + c] = normal(rng);
+    }
+  for (const char* reduction : {"mean", "sum"}) {
+    Attributes attrs;
+    attrs["reduction"] = Attribute::of_string(reduction);
+    attrs["ignore_index"] = Attribute::of_int(-100);
+    auto forward = [&](const Tensor& scores, const Tensor& t, Tensor& loss, Tensor& log_prob) {
+      Node node;
+      node.op_type = "SoftmaxCrossEntropyLoss";
+      node.attrs = attrs;
+      KernelContext ctx(node);
+      ctx.inputs = {&scores, &t, &weights};
+      ctx.outputs = {&loss, &log_prob};
+      KernelRegistry::instance().find("", "SoftmaxCrossEntropyLoss", Device::CPU, DType::Float32)(ctx);
+    };
+    Tensor loss(DType::Float32, {}), row_loss(DType::Float32, {});
+    Tensor lp(DType::Float32, {N, C, D}), row_lp(DType::Float32, {N * D, C});
+    forward(x, labels, loss, lp);
+    forward(rows, row_labels, row_loss, row_lp);
+    EXPECT_EQ(std::memcmp(loss.raw(), row_loss.raw(), sizeof(float)), 0) << reduction << ": " << loss.data<float>()[0]
+                                                                          << " vs " << row_loss.data<float>()[0];
+    Tensor dy(DType::Float32, {});
+    dy.data<float>()[0] = 0.75f;
+    Tensor dx(DType::Float32, {N, C, D}), row_dx(DType::Float32, {N * D, C});
+    run("SoftmaxCrossEntropyLossGrad", DType::Float32, attrs, {&dy, &lp, &labels, &weights}, dx, "otter");
+    run("SoftmaxCrossEntropyLossGrad", DType::Float32, attrs, {&dy, &row_lp, &row_labels, &weights}, row_dx, "otter");
+    double want = 0, wsum = 0;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t d = 0; d < D; ++d) {
+        for (int64_t c = 0; c < C; ++c) {
+          const size_t at = static_cast<size_t>((n * C + c) * D + d), row_at = static_cast<size_t>((n * D + d) * C + c);
+          ASSERT_EQ(std::memcmp(lp.data<float>() + at, row_lp.data<float>() + row_at, sizeof(float)), 0)
+              << reduction << " log_prob n " << n << " c " << c << " d " << d;
+          ASSERT_EQ(std::memcmp(dx.data<float>() + at, row_dx.data<float>() + row_at, sizeof(float)), 0)
+              << reduction << " gradient n " << n << " c " << c << " d " << d;
+        }
+        const int64_t t = labels.data<int64_t>()[n * D + d];
+        if (t < 0) continue;
+        double mx = -INFINITY, sum = 0;
+        for (int64_t c = 0; c < C; ++c) mx = std::max(mx, static_cast<double>(x.data<float>()[(n * C + c) * D + d]));
+        for (int64_t c = 0; c < C; ++c) sum += std::exp(static_cast<double>(x.data<float>()[(n * C + c) * D + d]) - mx);
+        const double w = weights.data<float>()[t];
+        want -= w * (static_cast<double>(x.data<float>()[(n * C + t) * D + d]) - mx - std::log(sum));
+        wsum += w;
+      }
+    if (std::string(reduction) == "mean") want /= wsum;
+    EXPECT_NEAR(loss.data<float>()[0], want, 1e-5 * std::abs(want)) << reduction;
+  }
+}
+
 TEST(CpuNative, ArithmeticWideningKernelsTakeMixedOperands) {
   struct Case {
     const char* op;

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
@@ -109,6 +110,37 @@ TEST(VecMath, SoftmaxRowsMatchFloat64) {
         } else {
           EXPECT_NEAR(ly[i], want_log, 4 * std::numeric_limits<float>::epsilon() * std::max(1.0, std::fabs(want_log)))
               << "n " << n << " element " << i;
+        }
+      }
+    }
+  }
+}
+
+// The strided form (classes d apart, as in [N, C, D] scores) gives each column the bits the row
+// kernel gives it as a contiguous line: odd and vector-multiple column counts (the masked tail),
+// fewer classes than the 16 lanes, masked (-inf, -65504) and large logits.
+TEST(VecMath, LogSoftmaxColumnsEqualTheRowKernel) {
+  if (!host_avx512()) GTEST_SKIP() << "no AVX-512 on this CPU (or OTTER_CPU_ISA=scalar): the scalar loops run";
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 6.0f);
+  for (int64_t c : {1, 5, 16, 37, 1000}) {
+    for (int64_t d : {2, 15, 16, 17, 64}) {
+      std::vector<float> x(static_cast<size_t>(c * d));
+      for (size_t i = 0; i < x.size(); ++i) {
+        x[i] = normal(rng) + (i % 7 == 3 ? 90.0f : 0.0f);
+        if (i % 11 == 5) x[i] = i % 2 ? -65504.0f : -INFINITY;
+      }
+      std::vector<float> y(x.size());
+      ASSERT_TRUE(cpu::vec_log_softmax_columns(x.data(), y.data(), c, d));
+      for (int64_t j = 0; j < d; ++j) {
+        std::vector<float> line(static_cast<size_t>(c)), want(static_cast<size_t>(c));
+        for (int64_t k = 0; k < c; ++k) line[static_cast<size_t>(k)] = x[static_cast<size_t>(k * d + j)];
+        ASSERT_TRUE(cpu::vec_softmax_row(line.data(), want.data(), c, true));
+        for (int64_t k = 0; k < c; ++k) {
+          const float got = y[static_cast<size_t>(k * d + j)];
+          ASSERT_EQ(std::memcmp(&got, &want[static_cast<size_t>(k)], sizeof(float)), 0)
+              << "c " << c << " d " << d << " column " << j << " class " << k << ": " << got << " vs "
+              << want[static_cast<size_t>(k)];
         }
       }
     }
