@@ -124,6 +124,19 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def anon_rss_mb():
+    """The process's anonymous resident memory (Linux RssAnon; None elsewhere): the memory it touched
+    itself, without the mapped model file's page-cache pages that peak RSS also counts."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
 def emit(obj):
     print(json.dumps(obj), flush=True)
 
@@ -177,6 +190,7 @@ def otter_worker(args):
         t = time.perf_counter()
         sess = otter_session(otter, path, args.precision, args.otter_options)
         res["create_s"] = time.perf_counter() - t
+        res["anon_after_create_mb"] = anon_rss_mb()
         res["device"] = sess.device
         res["notes"] = [n[:300] for n in sess.notes][:10]
         res["n_parameters"] = len(sess.parameter_info)
@@ -577,22 +591,23 @@ def main():
         print("\nOtter session creation only (import + autodiff + autocast; Otter plans at the first step: "
               "plan s is its plan_seconds statistic)\n")
         print("| model | precision | create s | plan s | create + plan s | first step (plan + 1 step, batch 1) s "
-              "| second step s | arena MB | peak RSS MB |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+              "| second step s | arena MB | anonymous MB after creation | peak RSS MB |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for c in creation_rows:
             r = c["otter"]
             if "error" in r:
                 failed = True
                 errors.append(r)
-                print("| %s | %s | FAIL[%d]%s | | | | | | |" % (c["model"], c["precision"], len(errors),
+                print("| %s | %s | FAIL[%d]%s | | | | | | | |" % (c["model"], c["precision"], len(errors),
                                                            fmt(r.get("create_s"), " (created in %.2f s)", "")))
                 continue
             f1, f2 = r.get("first_step_s"), r.get("second_step_s")
             plan_s = r.get("stats", {}).get("plan_seconds") if f1 is not None else None
-            print("| %s | %s | %.2f | %s | %s | %s | %s | %s | %.0f |" % (
+            print("| %s | %s | %.2f | %s | %s | %s | %s | %s | %s | %.0f |" % (
                 c["model"], c["precision"], r["create_s"], fmt(plan_s, "%.3f"),
                 fmt(None if plan_s is None else r["create_s"] + plan_s, "%.2f"), fmt(f1, "%.2f"), fmt(f2, "%.2f"),
-                fmt(mb(r.get("stats", {}).get("arena_bytes"))), r["peak_rss_mb"]))
+                fmt(mb(r.get("stats", {}).get("arena_bytes"))), fmt(r.get("anon_after_create_mb"), "%.0f"),
+                r["peak_rss_mb"]))
 
     if any((r.get("other_load") or 0) > 0.10 for row in rows for r in row["runs"].values()):
         print("\n* other processes used more than 10%% of a core during this measurement (after %d tries)" % args.tries)

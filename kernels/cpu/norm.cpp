@@ -16,6 +16,7 @@
 #include "kernels/common/norm_host.h"
 #include "kernels/cpu/cpu_common.h"
 #include "kernels/cpu/vec_math.h"
+#include "runtime/core/convert.h"
 
 namespace otter::cpu {
 namespace {
@@ -73,6 +74,23 @@ void moments(const T* p, int64_t blocks, int64_t block_stride, int64_t block_len
 
 // ---- BatchNormalization ----
 
+// Outputs 1-4: running statistics (ONNX: input * momentum + batch * (1 - momentum), biased batch
+// variance); in evaluation they pass through. Opset <= 13's saved_mean/saved_var are the batch
+// statistics.
+void store_batch_norm_statistics(KernelContext& ctx, bool batch, double momentum, const std::vector<double>& in_mean,
+                                 const std::vector<double>& in_var, const std::vector<double>& mean,
+                                 const std::vector<double>& var) {
+  auto running = [&](const std::vector<double>& in, const std::vector<double>& batch_stat) {
+    std::vector<double> r(in.size());
+    for (size_t c = 0; c < in.size(); ++c) r[c] = in[c] * momentum + batch_stat[c] * (1.0 - momentum);
+    return r;
+  };
+  if (ctx.has_output(1)) store(ctx.out(1), batch ? running(in_mean, mean) : in_mean);
+  if (ctx.has_output(2)) store(ctx.out(2), batch ? running(in_var, var) : in_var);
+  if (ctx.has_output(3)) store(ctx.out(3), mean);
+  if (ctx.has_output(4)) store(ctx.out(4), var);
+}
+
 template <class T>
 void batch_norm_typed(KernelContext& ctx, bool batch) {
   const Tensor& x = ctx.in(0);
@@ -101,17 +119,7 @@ void batch_norm_typed(KernelContext& ctx, bool batch) {
       for (int64_t k = 0; k < d.s; ++k) yi[k] = static_cast<T>(xi[k] * a[c] + shift[c]);
     }
   }, grain(d.s));
-  // Running statistics (ONNX: input * momentum + batch * (1 - momentum), biased batch variance);
-  // in evaluation they pass through. Opset <= 13's saved_mean/saved_var are the batch statistics.
-  auto running = [&](const std::vector<double>& in, const std::vector<double>& batch_stat) {
-    std::vector<double> r(in.size());
-    for (size_t c = 0; c < in.size(); ++c) r[c] = in[c] * momentum + batch_stat[c] * (1.0 - momentum);
-    return r;
-  };
-  if (ctx.has_output(1)) store(ctx.out(1), batch ? running(in_mean, mean) : in_mean);
-  if (ctx.has_output(2)) store(ctx.out(2), batch ? running(in_var, var) : in_var);
-  if (ctx.has_output(3)) store(ctx.out(3), mean);
-  if (ctx.has_output(4)) store(ctx.out(4), var);
+  store_batch_norm_statistics(ctx, batch, momentum, in_mean, in_var, mean, var);
 }
 
 void batch_norm_kernel(KernelContext& ctx) {
@@ -173,6 +181,146 @@ void batch_norm_grad_typed(KernelContext& ctx, bool batch) {
 void batch_norm_grad_kernel(KernelContext& ctx) {
   bool batch = ctx.node.attr_int("training_mode", 0) != 0 && ctx.training;
   OTTER_DISPATCH_FLOAT(ctx.in(1).dtype(), ctx.node.describe(), batch_norm_grad_typed<scalar_t>(ctx, batch));
+}
+
+// ---- BatchNormalization on 16-bit data: the widening kernels (registry.h) ----
+//
+// The two kernels above on FP16/BF16 X, dY, Y and dX read and written as they are. Each thread
+// takes a range of channels and walks the items in memory order, widening item n's rows of its
+// channels (one contiguous run) into scratch; every per-channel sum then accumulates in the FP32
+// kernel's order (items, then positions), in double, and each result is the FP32 kernel's float
+// rounded once to 16 bits: the bits of widening the operands, the FP32 kernel and rounding.
+// Declined (false): rounded FP32 operands, mixed 16-bit dtypes, statistics outputs that are not
+// FP32 (the FP32 kernel would round them through float first), empty tensors.
+
+bool is_16bit(DType t) { return t == DType::Float16 || t == DType::BFloat16; }
+
+bool fp32_outputs_from(const KernelContext& ctx, size_t first) {
+  for (size_t i = first; i < ctx.outputs.size(); ++i)
+    if (ctx.has_output(i) && ctx.out(i).dtype() != DType::Float32) return false;
+  return true;
+}
+
+// Item n's run of channels [c0, c1) (S positions each) of a 16-bit [N, C, S] tensor.
+const uint16_t* run_of(const Tensor& t, const NCS& d, int64_t n, int64_t c0) {
+  return static_cast<const uint16_t*>(t.raw()) + (n * d.c + c0) * d.s;
+}
+
+// Batch mean and biased variance of channels [c0, c1) as moments() computes them (two passes).
+void moments_16bit(const Tensor& x, const NCS& d, int64_t c0, int64_t c1, std::vector<float>& buf, double* mean,
+                   double* var) {
+  const int64_t len = (c1 - c0) * d.s;
+  const double count = static_cast<double>(d.n * d.s);
+  std::vector<double> s(static_cast<size_t>(c1 - c0), 0.0), q(static_cast<size_t>(c1 - c0), 0.0);
+  for (int64_t n = 0; n < d.n; ++n) {
+    widen_n(x.dtype(), run_of(x, d, n, c0), buf.data(), len);
+    for (int64_t c = 0; c < c1 - c0; ++c)
+      for (int64_t k = 0; k < d.s; ++k) s[c] += buf[c * d.s + k];
+  }
+  for (int64_t c = 0; c < c1 - c0; ++c) mean[c] = s[c] / count;
+  for (int64_t n = 0; n < d.n; ++n) {
+    widen_n(x.dtype(), run_of(x, d, n, c0), buf.data(), len);
+    for (int64_t c = 0; c < c1 - c0; ++c)
+      for (int64_t k = 0; k < d.s; ++k) {
+        double dev = buf[c * d.s + k] - mean[c];
+        q[c] += dev * dev;
+      }
+  }
+  for (int64_t c = 0; c < c1 - c0; ++c) var[c] = q[c] / count;
+}
+
+bool batch_norm_widening_kernel(KernelContext& ctx) {
+  const Tensor& x = ctx.in(0);
+  if (!ctx.rounds_nothing() || !is_16bit(x.dtype()) || ctx.out(0).dtype() != x.dtype() || x.numel() == 0 ||
+      !fp32_outputs_from(ctx, 1))
+    return false;
+  const bool batch = batch_norm_training_form(ctx.node) && ctx.training;
+  const NCS d = ncs_view(ctx, x.shape());
+  std::vector<double> scale = ctx.in(1).to_double_vector(), bias = ctx.in(2).to_double_vector();
+  std::vector<double> in_mean = ctx.in(3).to_double_vector(), in_var = ctx.in(4).to_double_vector();
+  const double eps = ctx.node.attr_float("epsilon", 1e-5), momentum = ctx.node.attr_float("momentum", 0.9);
+  std::vector<double> mean = in_mean, var = in_var;
+  Tensor& y = ctx.out(0);
+  parallel_for(d.c, [&](int64_t c0, int64_t c1) {
+    thread_local std::vector<float> buf;
+    const int64_t len = (c1 - c0) * d.s;
+    buf.resize(static_cast<size_t>(len));
+    if (batch) moments_16bit(x, d, c0, c1, buf, mean.data() + c0, var.data() + c0);
+    std::vector<double> a(static_cast<size_t>(c1 - c0)), shift(static_cast<size_t>(c1 - c0));
+    for (int64_t c = c0; c < c1; ++c) {
+      a[c - c0] = scale[c] / std::sqrt(var[c] + eps);
+      shift[c - c0] = bias[c] - mean[c] * a[c - c0];
+    }
+    for (int64_t n = 0; n < d.n; ++n) {
+      widen_n(x.dtype(), run_of(x, d, n, c0), buf.data(), len);
+      for (int64_t c = 0; c < c1 - c0; ++c)
+        for (int64_t k = 0; k < d.s; ++k) buf[c * d.s + k] = static_cast<float>(buf[c * d.s + k] * a[c] + shift[c]);
+      narrow_n(y.dtype(), buf.data(), const_cast<uint16_t*>(run_of(y, d, n, c0)), len);
+    }
+  }, grain(3 * d.n * d.s));
+  store_batch_norm_statistics(ctx, batch, momentum, in_mean, in_var, mean, var);
+  return true;
+}
+
+bool batch_norm_grad_widening_kernel(KernelContext& ctx) {
+  const Tensor &dy = ctx.in(0), &x = ctx.in(1);
+  if (!ctx.rounds_nothing() || !is_16bit(x.dtype()) || dy.dtype() != x.dtype() || ctx.out(0).dtype() != x.dtype() ||
+      x.numel() == 0 || !fp32_outputs_from(ctx, 1))
+    return false;
+  const bool batch = ctx.node.attr_int("training_mode", 0) != 0 && ctx.training;
+  const NCS d = ncs_view(ctx, x.shape());
+  std::vector<double> scale = ctx.in(2).to_double_vector();
+  std::vector<double> in_mean = ctx.in(3).to_double_vector(), in_var = ctx.in(4).to_double_vector();
+  const double eps = ctx.node.attr_float("epsilon", 1e-5);
+  const double count = static_cast<double>(d.n * d.s);
+  std::vector<double> dscale(static_cast<size_t>(d.c)), dbias(static_cast<size_t>(d.c));
+  Tensor& dx = ctx.out(0);
+  parallel_for(d.c, [&](int64_t c0, int64_t c1) {
+    thread_local std::vector<float> gbuf, xbuf;
+    const int64_t len = (c1 - c0) * d.s, nc = c1 - c0;
+    gbuf.resize(static_cast<size_t>(len));
+    xbuf.resize(static_cast<size_t>(len));
+    std::vector<double> mean(in_mean.begin() + c0, in_mean.begin() + c1), var(in_var.begin() + c0, in_var.begin() + c1);
+    if (batch) moments_16bit(x, d, c0, c1, xbuf, mean.data(), var.data());
+    std::vector<double> inv(static_cast<size_t>(nc)), sdy(static_cast<size_t>(nc), 0.0), sdyx(static_cast<size_t>(nc), 0.0);
+    for (int64_t c = 0; c < nc; ++c) inv[c] = 1.0 / std::sqrt(var[c] + eps);
+    for (int64_t n = 0; n < d.n; ++n) {
+      widen_n(dy.dtype(), run_of(dy, d, n, c0), gbuf.data(), len);
+      widen_n(x.dtype(), run_of(x, d, n, c0), xbuf.data(), len);
+      for (int64_t c = 0; c < nc; ++c)
+        for (int64_t k = 0; k < d.s; ++k) {
+          double g = gbuf[c * d.s + k];
+          sdy[c] += g;
+          sdyx[c] += g * (xbuf[c * d.s + k] - mean[c]) * inv[c];
+        }
+    }
+    std::vector<double> k0(static_cast<size_t>(nc)), m1(static_cast<size_t>(nc)), m2(static_cast<size_t>(nc));
+    for (int64_t c = 0; c < nc; ++c) {
+      dscale[c0 + c] = sdyx[c];
+      dbias[c0 + c] = sdy[c];
+      k0[c] = scale[c0 + c] * inv[c];
+      m1[c] = count > 0 ? sdy[c] / count : 0;
+      m2[c] = count > 0 ? sdyx[c] / count : 0;
+    }
+    for (int64_t n = 0; n < d.n; ++n) {
+      widen_n(dy.dtype(), run_of(dy, d, n, c0), gbuf.data(), len);
+      if (batch) widen_n(x.dtype(), run_of(x, d, n, c0), xbuf.data(), len);
+      for (int64_t c = 0; c < nc; ++c)
+        for (int64_t k = 0; k < d.s; ++k) {
+          double g = gbuf[c * d.s + k];
+          if (batch) {
+            double xhat = (xbuf[c * d.s + k] - mean[c]) * inv[c];
+            gbuf[c * d.s + k] = static_cast<float>(k0[c] * (g - m1[c] - xhat * m2[c]));
+          } else {
+            gbuf[c * d.s + k] = static_cast<float>(k0[c] * g);
+          }
+        }
+      narrow_n(dx.dtype(), gbuf.data(), const_cast<uint16_t*>(run_of(dx, d, n, c0)), len);
+    }
+  }, grain(3 * d.n * d.s));
+  if (ctx.has_output(1)) store(ctx.out(1), dscale);
+  if (ctx.has_output(2)) store(ctx.out(2), dbias);
+  return true;
 }
 
 // ---- LayerNormalization ----
@@ -439,6 +587,8 @@ void register_norm_kernels(KernelRegistry& r) {
   const std::vector<DType> f = {DType::Float32, DType::Float64};
   r.add("", "BatchNormalization", Device::CPU, f, batch_norm_kernel);
   r.add("otter", "BatchNormalizationGrad", Device::CPU, f, batch_norm_grad_kernel);
+  r.add_widening("", "BatchNormalization", batch_norm_widening_kernel);
+  r.add_widening("otter", "BatchNormalizationGrad", batch_norm_grad_widening_kernel);
   r.add("", "LayerNormalization", Device::CPU, f, layer_norm_kernel);
   r.add("otter", "LayerNormalizationGrad", Device::CPU, f, layer_norm_grad_kernel);
   r.add("", "InstanceNormalization", Device::CPU, f, group_norm_kernel<true>);

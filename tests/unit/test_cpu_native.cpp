@@ -534,6 +534,93 @@ TEST(CpuNative, ConvWideningKernelsEqualTheWidenedPath) {
   }
 }
 
+// BatchNormalization and its gradient on 16-bit X / dY (the widening kernels): the bits of widening
+// the operands, the FP32 kernel and rounding, in training and evaluation forms, over 4-D, 3-D and
+// 2-D inputs (S = 1), channel counts that split over threads unevenly; the running statistics
+// (FP32) too. Declined: 16-bit statistics outputs, a rounded FP32 operand.
+TEST(CpuNative, BatchNormWideningKernelsEqualTheWidenedPath) {
+  const std::vector<Shape> shapes = {{6, 5, 4, 4}, {32, 67, 1, 1}, {3, 7, 9}, {40, 3}, {2, 130, 2, 2}};
+  for (DType half : {DType::Float16, DType::BFloat16}) {
+    uint32_t seed = 50;
+    for (const Shape& xs : shapes)
+      for (bool training : {true, false}) {
+        const Shape cs = {xs[1]};
+        Tensor x = half_values(xs, half, seed++, false), dy = half_values(xs, half, seed++, false);
+        Tensor scale = half_values(cs, DType::Float32, seed++, true), bias = half_values(cs, DType::Float32, seed++, false);
+        Tensor mean = half_values(cs, DType::Float32, seed++, false), var = half_values(cs, DType::Float32, seed++, true);
+        const std::string what = shape_str(xs) + " " + dtype_name(half) + (training ? " training" : " eval");
+        Attributes attrs;
+        attrs["training_mode"] = Attribute::of_int(training ? 1 : 0);
+        attrs["epsilon"] = Attribute::of_float(1e-3f);
+        attrs["momentum"] = Attribute::of_float(0.8f);
+        auto widened = [&](const std::string& domain, const std::string& op, std::vector<const Tensor*> in,
+                           std::vector<Tensor*> out) {
+          std::vector<Tensor> wide;
+          wide.reserve(in.size() + out.size());
+          Node node;
+          node.domain = domain;
+          node.op_type = op;
+          node.attrs = attrs;
+          KernelContext ctx(node);
+          for (const Tensor* t : in) {
+            wide.push_back(t->cast(DType::Float32));
+            ctx.inputs.push_back(&wide.back());
+          }
+          for (Tensor* t : out) {
+            wide.emplace_back(DType::Float32, t->shape());
+            ctx.outputs.push_back(&wide.back());
+          }
+          KernelRegistry::instance().find(domain, op, Device::CPU, DType::Float32)(ctx);
+          for (size_t i = 0; i < out.size(); ++i) ctx.outputs[i]->cast_into(*out[i]);
+        };
+        auto widening = [&](const std::string& domain, const std::string& op, std::vector<const Tensor*> in,
+                            std::vector<Tensor*> out, const std::vector<DType>* rounded_in = nullptr) {
+          Node node;
+          node.domain = domain;
+          node.op_type = op;
+          node.attrs = attrs;
+          KernelContext ctx(node);
+          ctx.inputs = std::move(in);
+          ctx.outputs = std::move(out);
+          ctx.rounded_inputs = rounded_in;
+          return KernelRegistry::instance().find_widening(domain, op)(ctx);
+        };
+        auto same = [&](const Tensor& a, const Tensor& b, const std::string& name) {
+          ASSERT_EQ(a.nbytes(), b.nbytes());
+          ASSERT_EQ(std::memcmp(a.raw(), b.raw(), a.nbytes()), 0) << what << ": " << name << " differs from the widened path";
+        };
+        {  // forward: Y (16-bit) and the running statistics (FP32)
+          Tensor y(half, xs), rm(DType::Float32, cs), rv(DType::Float32, cs), want_y(half, xs), want_rm(DType::Float32, cs),
+              want_rv(DType::Float32, cs);
+          std::memset(y.raw(), 0x7f, y.nbytes());
+          ASSERT_TRUE(widening("", "BatchNormalization", {&x, &scale, &bias, &mean, &var}, {&y, &rm, &rv})) << what;
+          widened("", "BatchNormalization", {&x, &scale, &bias, &mean, &var}, {&want_y, &want_rm, &want_rv});
+          same(y, want_y, "Y");
+          same(rm, want_rm, "running mean");
+          same(rv, want_rv, "running var");
+          Tensor rm16(half, cs);
+          EXPECT_FALSE(widening("", "BatchNormalization", {&x, &scale, &bias, &mean, &var}, {&y, &rm16})) << what;
+        }
+        {  // gradient: dX (16-bit), dScale and dB (FP32)
+          Tensor dx(half, xs), ds(DType::Float32, cs), db(DType::Float32, cs), want_dx(half, xs), want_ds(DType::Float32, cs),
+              want_db(DType::Float32, cs);
+          std::memset(dx.raw(), 0x7f, dx.nbytes());
+          const std::vector<const Tensor*> in = {&dy, &x, &scale, &mean, &var, &bias};
+          ASSERT_TRUE(widening("otter", "BatchNormalizationGrad", in, {&dx, &ds, &db})) << what;
+          widened("otter", "BatchNormalizationGrad", in, {&want_dx, &want_ds, &want_db});
+          same(dx, want_dx, "dX");
+          same(ds, want_ds, "dScale");
+          same(db, want_db, "dB");
+          const std::vector<DType> rounded = {DType::Undefined, half};
+          Tensor x32 = x.cast(DType::Float32);
+          EXPECT_FALSE(widening("otter", "BatchNormalizationGrad", {&dy, &x32, &scale, &mean, &var, &bias}, {&dx, &ds, &db},
+                                &rounded))
+              << what;
+        }
+      }
+  }
+}
+
 // Kernels on tensors with no elements write nothing (an empty batch once wrote a whole softmax
 // row past its buffer: parallel_for handed the kernel an empty range; the ASan job checks).
 TEST(CpuNative, EmptyTensorsWriteNothing) {
