@@ -6,9 +6,12 @@
 // channel) plane; planes are processed in parallel. MaxPool takes the first maximum of a window
 // (strict >), which is also where its gradient goes.
 #include <limits>
+#include <type_traits>
 
 #include "kernels/common/pool_host.h"
 #include "kernels/cpu/cpu_common.h"
+#include "kernels/cpu/vec_math.h"
+#include "runtime/core/convert.h"
 
 namespace otter::cpu {
 namespace {
@@ -103,10 +106,33 @@ int64_t from_column_major(int64_t off, const Shape& in) {
   return r;
 }
 
+// FP32 2-D max pools plane by plane in AVX-512 (vec_max_pool_2d: the same first maximum as the
+// window table's loop); false where it does not apply (rank, dtype, no AVX-512).
+template <class T>
+bool max_pool_2d_fast(const KernelContext& ctx, const Tensor& x, const Shape& y_shape, T* y, int32_t* argmax) {
+  if constexpr (!std::is_same_v<T, float>) {
+    return false;
+  } else {
+    if (x.shape().size() != 4 || !host_avx512()) return false;
+    pool::PoolWindow w = pool::pool_window(ctx.node, x.shape(), y_shape);
+    const MaxPool2d g = {w.in[0], w.in[1], w.out[0], w.out[1], w.kernel[0], w.kernel[1], w.strides[0], w.strides[1],
+                         w.pads_begin[0], w.pads_begin[1], w.dilations[0], w.dilations[1]};
+    const int64_t planes = x.shape()[0] * x.shape()[1], plane_in = g.h * g.w, plane_out = g.oh * g.ow;
+    if (plane_in > std::numeric_limits<int32_t>::max()) return false;
+    const float* px = x.data<float>();
+    parallel_for(planes, [&](int64_t b, int64_t e) {
+      for (int64_t p = b; p < e; ++p)
+        vec_max_pool_2d(px + p * plane_in, g, y ? y + p * plane_out : nullptr, argmax ? argmax + p * plane_out : nullptr);
+    }, std::max<int64_t>(1, 32768 / std::max<int64_t>(1, plane_out * g.kh * g.kw)));
+    return true;
+  }
+}
+
 template <class T>
 void max_pool_typed(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
   Tensor& y = ctx.out(0);
+  if (!ctx.has_output(1) && max_pool_2d_fast<T>(ctx, x, y.shape(), y.data<T>(), nullptr)) return;
   WindowTable t = window_table(ctx.node, x.shape(), y.shape());
   Shape in(x.shape().begin() + 2, x.shape().end());
   bool column_major = ctx.node.attr_int("storage_order", 0) != 0;
@@ -144,6 +170,7 @@ template <class T>
 void max_pool_argmax_typed(KernelContext& ctx) {
   const Tensor& x = ctx.in(0);
   Tensor& idx = ctx.out(0);
+  if (max_pool_2d_fast<T>(ctx, x, idx.shape(), nullptr, idx.data<int32_t>())) return;
   WindowTable t = window_table(ctx.node, x.shape(), idx.shape());
   OTTER_CHECK(t.plane_in <= std::numeric_limits<int32_t>::max(), ctx.node.describe(), ": a plane of ", t.plane_in,
               " elements is too large for int32 offsets");

@@ -1,6 +1,7 @@
 // Vectorised float32 math (see vec_math.h).
 #include "kernels/cpu/vec_math.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -449,7 +450,139 @@ OTTER_AVX512 void binary_half_avx512(const HalfOrFloat& a, const HalfOrFloat& b,
   }
   _mm256_zeroupper();  // leave no dirty upper state for SSE code after us (docs/architecture.md)
 }
+// ---- 2-D max pooling (vec_max_pool_2d) ----
+
+// The first maximum of output (r, c)'s window, scanned as the window table orders its taps.
+void max_pool_at(const float* x, const MaxPool2d& g, int64_t r, int64_t c, float* y, int32_t* argmax) {
+  float v = 0.0f;
+  int64_t best = -1;
+  for (int64_t i = 0; i < g.kh; ++i) {
+    const int64_t ih = r * g.sh - g.ph + i * g.dh;
+    if (ih < 0 || ih >= g.h) continue;
+    for (int64_t j = 0; j < g.kw; ++j) {
+      const int64_t iw = c * g.sw - g.pw + j * g.dw;
+      if (iw < 0 || iw >= g.w) continue;
+      const float u = x[ih * g.w + iw];
+      if (best < 0 || u > v) {
+        v = u;
+        best = ih * g.w + iw;
+      }
+    }
+  }
+  if (y) y[r * g.ow + c] = v;
+  if (argmax) argmax[r * g.ow + c] = static_cast<int32_t>(best);
+}
+
+// 16 input values at p[0], p[stride], ..., p[15 * stride] (all inside the plane's row).
+OTTER_AVX512 inline __m512 load_strided16(const float* p, int64_t stride, __m512i gather_index) {
+  if (stride == 1) return _mm512_loadu_ps(p);
+  if (stride == 2) {  // the even lanes of 31 floats (the 32nd may be past the row: masked)
+    const __m512 lo = _mm512_loadu_ps(p), hi = _mm512_maskz_loadu_ps(0x7fff, p + 16);
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    return _mm512_permutex2var_ps(lo, even, hi);
+  }
+  return _mm512_i32gather_ps(gather_index, p, 4);
+}
+
+// Rows of 16 outputs or more: the output columns whose windows lie inside the row (c * sw - pw >= 0
+// and c * sw - pw + (kw - 1) * dw <= w - 1) 16 a vector, the others max_pool_at.
+OTTER_AVX512 void max_pool_2d_avx512(const float* x, const MaxPool2d& g, float* y, int32_t* argmax) {
+  const int64_t reach = (g.kw - 1) * g.dw;
+  const int64_t lo = std::min(g.ow, (g.pw + g.sw - 1) / g.sw);
+  const int64_t hi = g.w - 1 - reach + g.pw < 0 ? lo : std::max(lo, std::min(g.ow, (g.w - 1 - reach + g.pw) / g.sw + 1));
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i lane_step = _mm512_mullo_epi32(lane, _mm512_set1_epi32(static_cast<int32_t>(g.sw)));
+  for (int64_t r = 0; r < g.oh; ++r) {
+    int64_t first_row = -1;  // the first tap row inside the plane
+    for (int64_t i = 0; i < g.kh && first_row < 0; ++i) {
+      const int64_t ih = r * g.sh - g.ph + i * g.dh;
+      if (ih >= 0 && ih < g.h) first_row = i;
+    }
+    int64_t vector_end = lo;  // [lo, vector_end) is done in vectors
+    if (first_row >= 0)
+      for (; vector_end + 16 <= hi; vector_end += 16) {
+        const int64_t c = vector_end;
+        __m512 v = _mm512_setzero_ps();
+        __m512i best = _mm512_setzero_si512();
+        bool first = true;
+        for (int64_t i = first_row; i < g.kh; ++i) {
+          const int64_t ih = r * g.sh - g.ph + i * g.dh;
+          if (ih < 0 || ih >= g.h) continue;
+          for (int64_t j = 0; j < g.kw; ++j) {
+            const int64_t at = ih * g.w + c * g.sw - g.pw + j * g.dw;  // lane 0's tap
+            const __m512 u = load_strided16(x + at, g.sw, lane_step);
+            const __m512i off = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(at)), lane_step);
+            if (first) {
+              v = u;
+              best = off;
+              first = false;
+            } else {
+              const __mmask16 m = _mm512_cmp_ps_mask(u, v, _CMP_GT_OQ);
+              v = _mm512_mask_mov_ps(v, m, u);
+              best = _mm512_mask_mov_epi32(best, m, off);
+            }
+          }
+        }
+        if (y) _mm512_storeu_ps(y + r * g.ow + c, v);
+        if (argmax) _mm512_storeu_si512(argmax + r * g.ow + c, best);
+      }
+    for (int64_t k = 0; k < g.ow; ++k)
+      if (k < lo || k >= vector_end) max_pool_at(x, g, r, k, y, argmax);
+  }
+  _mm256_zeroupper();
+}
+
+// Planes whose output rows are narrower than a vector: 16 output positions of the flattened
+// [oh, ow] plane a vector, each tap gathered where it lies inside the input (a lane's first such
+// tap is taken whatever its value, as the scalar loop does).
+OTTER_AVX512 void max_pool_2d_flat_avx512(const float* x, const MaxPool2d& g, float* y, int32_t* argmax) {
+  const int64_t n = g.oh * g.ow;
+  thread_local std::vector<int32_t> top, left;  // each output's window origin (may be negative)
+  top.resize(static_cast<size_t>(n));
+  left.resize(static_cast<size_t>(n));
+  for (int64_t r = 0, o = 0; r < g.oh; ++r)
+    for (int64_t c = 0; c < g.ow; ++c, ++o) {
+      top[o] = static_cast<int32_t>(r * g.sh - g.ph);
+      left[o] = static_cast<int32_t>(c * g.sw - g.pw);
+    }
+  const __m512i h = _mm512_set1_epi32(static_cast<int32_t>(g.h)), w = _mm512_set1_epi32(static_cast<int32_t>(g.w));
+  for (int64_t o0 = 0; o0 < n; o0 += 16) {
+    const __mmask16 live = static_cast<__mmask16>(n - o0 >= 16 ? 0xffff : (1u << (n - o0)) - 1);
+    const __m512i r0 = _mm512_maskz_loadu_epi32(live, top.data() + o0), c0 = _mm512_maskz_loadu_epi32(live, left.data() + o0);
+    __m512 v = _mm512_setzero_ps();
+    __m512i best = _mm512_set1_epi32(-1);
+    __mmask16 untaken = live;
+    for (int64_t i = 0; i < g.kh; ++i) {
+      const __m512i ih = _mm512_add_epi32(r0, _mm512_set1_epi32(static_cast<int32_t>(i * g.dh)));
+      const __mmask16 row_ok = _mm512_mask_cmplt_epu32_mask(live, ih, h);  // 0 <= ih < h, unsigned
+      if (!row_ok) continue;
+      const __m512i row = _mm512_mullo_epi32(ih, w);
+      for (int64_t j = 0; j < g.kw; ++j) {
+        const __m512i iw = _mm512_add_epi32(c0, _mm512_set1_epi32(static_cast<int32_t>(j * g.dw)));
+        const __mmask16 ok = _mm512_mask_cmplt_epu32_mask(row_ok, iw, w);
+        const __m512i off = _mm512_add_epi32(row, iw);
+        const __m512 u = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), ok, off, x, 4);
+        const __mmask16 take = ok & (untaken | _mm512_cmp_ps_mask(u, v, _CMP_GT_OQ));
+        v = _mm512_mask_mov_ps(v, take, u);
+        best = _mm512_mask_mov_epi32(best, take, off);
+        untaken &= static_cast<__mmask16>(~ok);
+      }
+    }
+    if (y) _mm512_mask_storeu_ps(y + o0, live, v);
+    if (argmax) _mm512_mask_storeu_epi32(argmax + o0, live, best);
+  }
+  _mm256_zeroupper();
+}
+
 }  // namespace
+
+bool vec_max_pool_2d(const float* x, const MaxPool2d& g, float* y, int32_t* argmax) {
+  // Offsets are int32 lanes; the scalar loop takes planes past that.
+  if (!host_avx512() || g.h * g.w > (int64_t(1) << 31) - 1 || g.oh * g.ow > (int64_t(1) << 31) - 1) return false;
+  if (g.ow >= 16) max_pool_2d_avx512(x, g, y, argmax);
+  else max_pool_2d_flat_avx512(x, g, y, argmax);
+  return true;
+}
 
 bool vec_binary_half(BinaryOp op, const void* a, bool a_half, bool a_one, const void* b, bool b_half, bool b_one,
                      void* z, bool z_half, int64_t n) {
@@ -508,6 +641,7 @@ bool vec_binary_half(BinaryOp, const void*, bool, bool, const void*, bool, bool,
 bool vec_gelu_grad(const float*, const float*, float*, int64_t, bool) { return false; }
 bool vec_gelu_half(const uint16_t*, uint16_t*, int64_t, bool) { return false; }
 bool vec_gelu_grad_half(const uint16_t*, const uint16_t*, uint16_t*, int64_t, bool) { return false; }
+bool vec_max_pool_2d(const float*, const MaxPool2d&, float*, int32_t*) { return false; }
 #endif
 
 }  // namespace otter::cpu

@@ -50,4 +50,16 @@ enum class BinaryOp { Add, Sub, Mul, Div };
 bool vec_binary_half(BinaryOp op, const void* a, bool a_half, bool a_one, const void* b, bool b_half, bool b_one,
                      void* z, bool z_half, int64_t n);
 
+// One [h, w] plane of a 2-D max pool (kernel kh x kw, strides, pads at the start, dilations; the
+// output [oh, ow] as the node's window gives it): y the first maximum of each window (taps in
+// row-major order, strict >, so a NaN tap is kept only when it comes first) and/or `argmax` its
+// row-major offset in the plane (-1 and y = 0 for a window with no input tap), as the window-table
+// loop of kernels/cpu/pool.cpp computes them. Rows of 16 outputs or more: the windows inside the
+// plane's width 16 output columns a vector, the border columns a scalar loop; narrower planes: 16
+// positions of the flattened output a vector, taps gathered. Either output may be null.
+struct MaxPool2d {
+  int64_t h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
+};
+bool vec_max_pool_2d(const float* x, const MaxPool2d& g, float* y, int32_t* argmax);
+
 }  // namespace otter::cpu

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <random>
 
+#include "kernels/common/attributes.h"
 #include "kernels/cpu/gemm_half.h"
 #include "kernels/cpu/onednn.h"
 #include "kernels/registry.h"
@@ -618,6 +619,79 @@ TEST(CpuNative, BatchNormWideningKernelsEqualTheWidenedPath) {
               << what;
         }
       }
+  }
+}
+
+// FP32 2-D MaxPool and otter.MaxPoolArgmax (vec_max_pool_2d: 16 output columns a vector inside
+// the row, scalar borders) against a naive first maximum (row-major taps, strict >) and against the
+// FP64 kernel's window table: ties, NaN (first or not), -inf and -0; strides 1, 2, 3 (the three
+// load forms), pads, dilations, ceil_mode, rows narrower (flattened, gathered) and wider than a
+// vector.
+TEST(CpuNative, MaxPool2dEqualsTheFirstMaximumOfEachWindow) {
+  auto ints = [](std::vector<int64_t> v) { return Attribute::of_ints(std::move(v)); };
+  struct Case {
+    Shape x;
+    std::vector<int64_t> kernel, strides, pads, dilations;
+    int64_t ceil_mode;
+  };
+  const std::vector<Case> cases = {
+      {{2, 3, 16, 16}, {3, 3}, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0},   // ResNet's stem pool
+      {{1, 2, 9, 70}, {3, 3}, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},    // stride 1, a tail
+      {{1, 2, 11, 100}, {2, 2}, {2, 2}, {0, 0, 0, 0}, {1, 1}, 0},  // stride 2, no padding
+      {{2, 1, 13, 97}, {3, 5}, {3, 3}, {1, 2, 0, 1}, {2, 1}, 1},   // stride 3 (gather), ceil_mode
+      {{1, 1, 7, 5}, {2, 2}, {1, 1}, {1, 1, 1, 1}, {3, 3}, 0},     // narrower than a vector, dilated
+      {{1, 2, 6, 40}, {3, 3}, {2, 2}, {2, 2, 2, 2}, {1, 1}, 0},    // wide rows, wide padding
+      {{3, 2, 6, 10}, {3, 3}, {2, 2}, {2, 2, 2, 2}, {1, 1}, 1},    // narrow rows, ceil_mode
+      {{2, 2, 5, 5}, {2, 3}, {1, 1}, {0, 1, 1, 2}, {1, 2}, 0},     // asymmetric pads, dilated
+  };
+  std::mt19937 rng(9);
+  std::uniform_int_distribution<int> pick(0, 15);
+  for (const Case& c : cases) {
+    Tensor x(DType::Float32, c.x);
+    float* px = x.data<float>();
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      const int k = pick(rng);  // few distinct values: ties everywhere
+      px[i] = k < 12 ? static_cast<float>(k % 5 - 2) : k == 12 ? NAN : k == 13 ? -INFINITY : -0.0f;
+    }
+    Node node;
+    node.op_type = "MaxPool";
+    node.attrs["kernel_shape"] = ints(c.kernel);
+    node.attrs["strides"] = ints(c.strides);
+    node.attrs["pads"] = ints(c.pads);
+    node.attrs["dilations"] = ints(c.dilations);
+    node.attrs["ceil_mode"] = Attribute::of_int(c.ceil_mode);
+    const Shape in(c.x.begin() + 2, c.x.end());
+    std::vector<int64_t> strides, dilations, pb, pe, out;
+    window_geometry(node, in, c.kernel, true, strides, dilations, pb, pe, out);
+    const Shape ys = {c.x[0], c.x[1], out[0], out[1]};
+    Tensor y(DType::Float32, ys), arg(DType::Int32, ys);
+    run("MaxPool", DType::Float32, node.attrs, {&x}, y);
+    run("MaxPoolArgmax", DType::Float32, node.attrs, {&x}, arg, "otter");
+    Tensor x64 = x.cast(DType::Float64), y64(DType::Float64, ys), arg64(DType::Int32, ys);
+    run("MaxPool", DType::Float64, node.attrs, {&x64}, y64);
+    run("MaxPoolArgmax", DType::Float64, node.attrs, {&x64}, arg64, "otter");
+    const std::string what = shape_str(c.x) + " kernel " + std::to_string(c.kernel[0]) + "x" + std::to_string(c.kernel[1]);
+    for (int64_t p = 0; p < c.x[0] * c.x[1]; ++p)
+      for (int64_t r = 0; r < out[0]; ++r)
+        for (int64_t q = 0; q < out[1]; ++q) {
+          float v = 0.0f;
+          int64_t best = -1;
+          for (int64_t i = 0; i < c.kernel[0]; ++i)
+            for (int64_t j = 0; j < c.kernel[1]; ++j) {
+              const int64_t ih = r * strides[0] - pb[0] + i * dilations[0], iw = q * strides[1] - pb[1] + j * dilations[1];
+              if (ih < 0 || ih >= in[0] || iw < 0 || iw >= in[1]) continue;
+              const float u = px[p * in[0] * in[1] + ih * in[1] + iw];
+              if (best < 0 || u > v) { v = u; best = ih * in[1] + iw; }
+            }
+          const int64_t o = (p * out[0] + r) * out[1] + q;
+          const float got = y.data<float>()[o];
+          ASSERT_EQ(std::memcmp(&got, &v, sizeof(float)), 0) << what << " plane " << p << " output " << r << "," << q
+                                                                << ": " << got << " vs " << v;
+          ASSERT_EQ(arg.data<int32_t>()[o], best) << what << " plane " << p << " output " << r << "," << q;
+          ASSERT_EQ(arg64.data<int32_t>()[o], best) << what << " (FP64 window table)";
+          const double wide = y64.data<double>()[o];
+          ASSERT_TRUE(std::isnan(v) ? std::isnan(wide) : wide == static_cast<double>(v)) << what << " (FP64)";
+        }
   }
 }
 
