@@ -104,15 +104,17 @@ std::string read_file(const std::string& path, const std::string& what, uint64_t
   return read_fd(fd.fd, static_cast<size_t>(st.st_size), path, what);
 }
 
+// The mapping holds the file (its inode) itself: no descriptor stays open, so a process may hold
+// as many sessions as it likes.
 struct SharedBytes::Mapping {
   std::string path, what;
-  int fd = -1;
   void* addr = nullptr;
   size_t size = 0;
+  dev_t dev = 0;
+  ino_t ino = 0;
   struct timespec mtime {};
   ~Mapping() {
     if (addr) ::munmap(addr, size);
-    if (fd >= 0) ::close(fd);
   }
 };
 
@@ -136,9 +138,9 @@ SharedBytes SharedBytes::map_file(const std::string& path, const std::string& wh
   m->what = what;
   m->addr = addr;
   m->size = size;
+  m->dev = st.st_dev;
+  m->ino = st.st_ino;
   m->mtime = st.st_mtim;
-  m->fd = fd.fd;
-  fd.fd = -1;  // the mapping owns it now
   SharedBytes out;
   out.data_ = static_cast<const char*>(addr);
   out.size_ = size;
@@ -149,9 +151,13 @@ SharedBytes SharedBytes::map_file(const std::string& path, const std::string& wh
 void SharedBytes::check_unchanged(const std::string& use) const {
   if (!mapping_) return;
   const Mapping& m = *mapping_;
+  // The path now names another file (replaced by a rename) or none (deleted): the mapped file is no
+  // longer reachable by that name, so it was not written through it. The same file: its size and
+  // modification time must be the mapped ones.
   struct stat st;
-  const bool same = ::fstat(m.fd, &st) == 0 && static_cast<size_t>(st.st_size) == m.size &&
-                    st.st_mtim.tv_sec == m.mtime.tv_sec && st.st_mtim.tv_nsec == m.mtime.tv_nsec;
+  if (::stat(m.path.c_str(), &st) != 0 || st.st_dev != m.dev || st.st_ino != m.ino) return;
+  const bool same = static_cast<size_t>(st.st_size) == m.size && st.st_mtim.tv_sec == m.mtime.tv_sec &&
+                    st.st_mtim.tv_nsec == m.mtime.tv_nsec;
   OTTER_CHECK(same, use, ": the ", m.what, " file '", m.path, "' was changed in place since it was loaded (",
               "written or truncated, not replaced), so its original bytes are gone; load the ", m.what,
               " again (a file replaced through a rename, as Otter's own exports do, is not affected)");

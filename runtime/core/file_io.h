@@ -16,7 +16,7 @@
 //  - a directory or any other kind of file is refused.
 // Mapping (SharedBytes::map_file): a model is read through a private read-only mapping of its
 // file, so its bytes are the page cache's (no second copy in memory, no fresh pages to touch);
-// the file stays open, and a use after the file was changed in place is refused (below).
+// a use after the file was changed in place is refused (below).
 // This file depends on nothing but runtime/core/error.h, so the CLI compiles it too.
 #pragma once
 #include <cstdint>
@@ -43,11 +43,11 @@ class SharedBytes {
   bool empty() const { return size_ == 0; }
   std::string str() const { return std::string(data_, size_); }
 
-  // Throws (InvalidArgument, naming the file) when the mapped file was written, truncated or
-  // replaced in place since it was mapped: its pages would then no longer hold the bytes that were
-  // loaded, and reading past a truncation would crash the process (SIGBUS). A file replaced by a
-  // rename (as write_file_atomic does, even over the same path) keeps the mapped one intact.
-  // Owned bytes always pass.
+  // Throws (InvalidArgument, naming the file) when the mapped file, still at its path, was written
+  // or truncated in place since it was mapped (its size or modification time changed): its pages
+  // would then no longer hold the bytes that were loaded, and reading past a truncation would
+  // crash the process (SIGBUS). A file replaced by a rename (as write_file_atomic does, even over
+  // the same path) or deleted keeps the mapped one intact. Owned bytes always pass.
   void check_unchanged(const std::string& use) const;
 
  private:

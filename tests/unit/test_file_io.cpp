@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include "runtime/core/checked.h"
 #include "runtime/core/file_io.h"
@@ -98,6 +99,16 @@ TEST(FileIo, MappedFilesSurviveRenamesAndRefuseInPlaceChanges) {
   const std::string err = error_of([&] { again.check_unchanged("export"); });
   EXPECT_NE(err.find("export: the model file '" + f.string() + "' was changed in place"), std::string::npos) << err;
   EXPECT_NO_THROW(mapped.check_unchanged("export"));  // the first mapping's file is another inode
+  // Mappings hold no descriptor; a deleted file stays readable through them.
+  auto open_fds = [] { return std::distance(fs::directory_iterator("/proc/self/fd"), fs::directory_iterator()); };
+  const auto fds = open_fds();
+  std::vector<SharedBytes> many;
+  for (int i = 0; i < 8; ++i) many.push_back(SharedBytes::map_file(f.string(), "model"));
+  EXPECT_EQ(open_fds(), fds);
+  fs::remove(f);
+  EXPECT_NO_THROW(many[0].check_unchanged("export"));
+  EXPECT_EQ(many[0].str(), "rewritten in place");
+  std::ofstream(f) << "a model";
   // The checks of read_file; an empty file and owned bytes.
   EXPECT_NE(error_of([&] { SharedBytes::map_file(d.string(), "model"); }).find("is a folder"), std::string::npos);
   EXPECT_NE(error_of([] { SharedBytes::map_file("/dev/zero", "model"); }).find("not a regular file"), std::string::npos);
