@@ -212,7 +212,8 @@ OTTER_AVX512 void softmax_row_avx512(const float* x, float* y, int64_t n, bool l
 // row kernel's lane j sums the classes k = j (mod 16) in order, so column sums keep 16
 // accumulators a column (acc[j * d + col]), added in double in lane order. The block is read in
 // memory order (class by class) in each of the three passes, as the row kernel reads a line.
-OTTER_AVX512 void log_softmax_columns_avx512(const float* x, float* y, int64_t c, int64_t d) {
+// `ld` is the class stride (the caller's d when it hands over a slice of columns).
+OTTER_AVX512 void log_softmax_column_slice(const float* x, float* y, int64_t c, int64_t d, int64_t ld) {
   auto mask_of = [](int64_t left) { return static_cast<__mmask16>(left >= 16 ? 0xffff : (1u << left) - 1); };
   thread_local std::vector<float> mx, acc;
   mx.assign(static_cast<size_t>(d), -INFINITY);
@@ -221,13 +222,13 @@ OTTER_AVX512 void log_softmax_columns_avx512(const float* x, float* y, int64_t c
     for (int64_t j = 0; j < d; j += 16) {
       const __mmask16 m = mask_of(d - j);
       const __m512 cur = _mm512_maskz_loadu_ps(m, mx.data() + j);
-      _mm512_mask_storeu_ps(mx.data() + j, m, _mm512_max_ps(cur, _mm512_maskz_loadu_ps(m, x + k * d + j)));
+      _mm512_mask_storeu_ps(mx.data() + j, m, _mm512_max_ps(cur, _mm512_maskz_loadu_ps(m, x + k * ld + j)));
     }
   for (int64_t k = 0; k < c; ++k) {
     float* lane = acc.data() + (k % 16) * d;
     for (int64_t j = 0; j < d; j += 16) {
       const __mmask16 m = mask_of(d - j);
-      const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + k * d + j), _mm512_maskz_loadu_ps(m, mx.data() + j)));
+      const __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + k * ld + j), _mm512_maskz_loadu_ps(m, mx.data() + j)));
       _mm512_mask_storeu_ps(lane + j, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, lane + j), e));
     }
   }
@@ -240,9 +241,16 @@ OTTER_AVX512 void log_softmax_columns_avx512(const float* x, float* y, int64_t c
   for (int64_t k = 0; k < c; ++k)
     for (int64_t j = 0; j < d; j += 16) {  // (x - max) - log(sum), as the row kernel rounds
       const __mmask16 m = mask_of(d - j);
-      const __m512 shifted = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + k * d + j), _mm512_maskz_loadu_ps(m, mx.data() + j));
-      _mm512_mask_storeu_ps(y + k * d + j, m, _mm512_sub_ps(shifted, _mm512_maskz_loadu_ps(m, log_sum.data() + j)));
+      const __m512 shifted = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + k * ld + j), _mm512_maskz_loadu_ps(m, mx.data() + j));
+      _mm512_mask_storeu_ps(y + k * ld + j, m, _mm512_sub_ps(shifted, _mm512_maskz_loadu_ps(m, log_sum.data() + j)));
     }
+}
+
+// The columns in slices of 1024 (each column's arithmetic is its own, so the bits do not depend
+// on the slicing): the scratch stays 68 KB however many columns a segmentation map has.
+OTTER_AVX512 void log_softmax_columns_avx512(const float* x, float* y, int64_t c, int64_t d) {
+  constexpr int64_t kSlice = 1024;
+  for (int64_t j0 = 0; j0 < d; j0 += kSlice) log_softmax_column_slice(x + j0, y + j0, c, std::min(kSlice, d - j0), d);
   _mm256_zeroupper();
 }
 

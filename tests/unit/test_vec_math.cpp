@@ -118,13 +118,14 @@ TEST(VecMath, SoftmaxRowsMatchFloat64) {
 
 // The strided form (classes d apart, as in [N, C, D] scores) gives each column the bits the row
 // kernel gives it as a contiguous line: odd and vector-multiple column counts (the masked tail),
-// fewer classes than the 16 lanes, masked (-inf, -65504) and large logits.
+// fewer classes than the 16 lanes, masked (-inf, -65504) and large logits, more columns than one
+// slice of the kernel.
 TEST(VecMath, LogSoftmaxColumnsEqualTheRowKernel) {
   if (!host_avx512()) GTEST_SKIP() << "no AVX-512 on this CPU (or OTTER_CPU_ISA=scalar): the scalar loops run";
   std::mt19937 rng(5);
   std::normal_distribution<float> normal(0.0f, 6.0f);
   for (int64_t c : {1, 5, 16, 37, 1000}) {
-    for (int64_t d : {2, 15, 16, 17, 64}) {
+    for (int64_t d : {2, 15, 16, 17, 64, 1500}) {  // 1500: two column slices, the second partial
       std::vector<float> x(static_cast<size_t>(c * d));
       for (size_t i = 0; i < x.size(); ++i) {
         x[i] = normal(rng) + (i % 7 == 3 ? 90.0f : 0.0f);
