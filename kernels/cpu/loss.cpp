@@ -8,6 +8,7 @@
 
 #include "kernels/cpu/cpu_common.h"
 #include "kernels/cpu/vec_math.h"
+#include "runtime/core/convert.h"
 
 namespace otter::cpu {
 namespace {
@@ -67,14 +68,17 @@ void sce_typed(KernelContext& ctx) {
   const T* px = x.data<T>();
   T* lp = log_prob->data<T>();
   // FP32: log-softmax per row of contiguous classes, or down the columns of each item's [C, D]
-  // block, with the same bits (vec_math.h).
+  // block, with the same bits (vec_math.h); items on all threads (each is its own arithmetic).
   bool vectorised = false;
   if constexpr (std::is_same_v<T, float>) {
-    if (l.d == 1 && l.n > 0 && vec_softmax_row(px, lp, l.c, true)) {
-      for (int64_t n = 1; n < l.n; ++n) vec_softmax_row(px + n * l.c, lp + n * l.c, l.c, true);
-      vectorised = true;
-    } else if (l.d > 1 && l.n > 0 && vec_log_softmax_columns(px, lp, l.c, l.d)) {
-      for (int64_t n = 1; n < l.n; ++n) vec_log_softmax_columns(px + n * l.c * l.d, lp + n * l.c * l.d, l.c, l.d);
+    const int64_t item = l.c * l.d;
+    if (l.n > 0 && (l.d == 1 ? vec_softmax_row(px, lp, l.c, true) : vec_log_softmax_columns(px, lp, l.c, l.d))) {
+      parallel_for(l.n - 1, [&](int64_t b, int64_t e) {
+        for (int64_t n = b + 1; n < e + 1; ++n) {
+          if (l.d == 1) vec_softmax_row(px + n * item, lp + n * item, l.c, true);
+          else vec_log_softmax_columns(px + n * item, lp + n * item, l.c, l.d);
+        }
+      }, std::max<int64_t>(1, 32768 / std::max<int64_t>(1, item)));
       vectorised = true;
     }
   }
@@ -142,18 +146,22 @@ void sce_grad_typed(KernelContext& ctx) {
   const T* plp = lp.data<T>();
   T* pdx = ctx.out(0).data<T>();
   if constexpr (std::is_same_v<T, float>) {  // softmax = exp(log_prob), vectorised over the whole tensor
-    if (vec_exp(plp, pdx, lp.numel())) {
+    if (host_avx512()) {
       std::vector<T> scale(t.size());
       for (size_t i = 0; i < t.size(); ++i) scale[i] = w[i] * f[i];
-      for (int64_t n = 0; n < l.n; ++n)
-        for (int64_t c = 0; c < l.c; ++c) {  // in memory order: class c of item n's D columns
-          T* row = pdx + (n * l.c + c) * l.d;
-          const size_t i0 = static_cast<size_t>(n * l.d);
-          for (int64_t d = 0; d < l.d; ++d) {
-            const T s = scale[i0 + static_cast<size_t>(d)];
-            row[d] = s == T(0) ? T(0) : s * (row[d] - (c == t[i0 + static_cast<size_t>(d)] ? T(1) : T(0)));
+      const int64_t item = l.c * l.d;
+      parallel_for(l.n, [&](int64_t b, int64_t e) {  // items on all threads (elementwise: same bits)
+        vec_exp(plp + b * item, pdx + b * item, (e - b) * item);
+        for (int64_t n = b; n < e; ++n)
+          for (int64_t c = 0; c < l.c; ++c) {  // in memory order: class c of item n's D columns
+            T* row = pdx + (n * l.c + c) * l.d;
+            const size_t i0 = static_cast<size_t>(n * l.d);
+            for (int64_t d = 0; d < l.d; ++d) {
+              const T s = scale[i0 + static_cast<size_t>(d)];
+              row[d] = s == T(0) ? T(0) : s * (row[d] - (c == t[i0 + static_cast<size_t>(d)] ? T(1) : T(0)));
+            }
           }
-        }
+      }, std::max<int64_t>(1, 32768 / std::max<int64_t>(1, item)));
       return;
     }
   }
