@@ -72,13 +72,13 @@ void sce_typed(KernelContext& ctx) {
   bool vectorised = false;
   if constexpr (std::is_same_v<T, float>) {
     const int64_t item = l.c * l.d;
-    if (l.n > 0 && (l.d == 1 ? vec_softmax_row(px, lp, l.c, true) : vec_log_softmax_columns(px, lp, l.c, l.d))) {
-      parallel_for(l.n - 1, [&](int64_t b, int64_t e) {
-        for (int64_t n = b + 1; n < e + 1; ++n) {
+    if (host_avx512() && item > 0) {
+      parallel_for(l.n, [&](int64_t b, int64_t e) {
+        for (int64_t n = b; n < e; ++n) {
           if (l.d == 1) vec_softmax_row(px + n * item, lp + n * item, l.c, true);
           else vec_log_softmax_columns(px + n * item, lp + n * item, l.c, l.d);
         }
-      }, std::max<int64_t>(1, 32768 / std::max<int64_t>(1, item)));
+      }, std::max<int64_t>(1, 32768 / item));
       vectorised = true;
     }
   }
